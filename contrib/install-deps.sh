@@ -1,0 +1,15 @@
+#!/bin/sh
+# Install everything pgscope needs to build, test, benchmark and run its demo
+# on Debian 12 (bookworm), as root. Idempotent.
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+    build-essential autoconf automake libtool pkg-config clang libclang-rt-14-dev \
+    libevent-dev libssl-dev libpq-dev libsqlite3-dev libjansson-dev libcmocka-dev \
+    libpg-query-dev libprotobuf-c-dev \
+    postgresql-15 postgresql-15-hypopg postgresql-client-15 pgbouncer \
+    python3 python3-psycopg2 sqlite3 openssl procps iproute2 ca-certificates git \
+    >/dev/null
+# The Debian postgresql package starts a default cluster; pgscope's scripts use
+# their own scratch clusters and never touch it.

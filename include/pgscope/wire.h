@@ -1,0 +1,116 @@
+/* wire.h — the PostgreSQL v3 protocol as pure functions: framing, decoding, encoding. No I/O. */
+#ifndef PGSCOPE_WIRE_H
+#define PGSCOPE_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Limits, as the PostgreSQL 15 server enforces them (postgres.c, postmaster.c). */
+#define WIRE_HEADER_LEN 5              /* type byte + int32 length */
+#define WIRE_STARTUP_MAX 10000         /* MAX_STARTUP_PACKET_LENGTH */
+#define WIRE_SMALL_MSG_MAX 10000       /* PQ_SMALL_MESSAGE_LIMIT */
+#define WIRE_LARGE_MSG_MAX 0x3ffffffeU /* PQ_LARGE_MESSAGE_LIMIT: MaxAllocSize - 1 */
+#define WIRE_AUTH_MSG_MAX 262144       /* messages before AuthenticationOk are small */
+
+/* Codes carried in place of a protocol version by the first, untyped packet. */
+#define WIRE_CODE_CANCEL 80877102u
+#define WIRE_CODE_SSL 80877103u
+#define WIRE_CODE_GSSENC 80877104u
+#define WIRE_CANCEL_KEY_MIN 4
+#define WIRE_CANCEL_KEY_MAX 256
+
+/* Which peer wrote the bytes being framed. */
+typedef enum { WIRE_FROM_CLIENT, WIRE_FROM_SERVER } wire_side;
+
+typedef enum {
+    WIRE_OK = 0,
+    WIRE_ERR_SHORT_LENGTH, /* a length field below its own four bytes */
+    WIRE_ERR_LONG_LENGTH,  /* a length above the limit for that message type */
+    WIRE_ERR_UNKNOWN_TYPE, /* a message type the frontend protocol does not have */
+} wire_error;
+
+const char *wire_error_str(wire_error err);
+
+/* ---- the first packet of a connection: int32 length, int32 code, payload ---- */
+
+typedef enum {
+    WIRE_FIRST_NEED_MORE, /* not all of it has arrived yet */
+    WIRE_FIRST_SSL,       /* SSLRequest */
+    WIRE_FIRST_GSSENC,    /* GSSENCRequest */
+    WIRE_FIRST_CANCEL,    /* CancelRequest, key of 4 to 256 bytes */
+    WIRE_FIRST_STARTUP,   /* StartupMessage of protocol 3 or later */
+    WIRE_FIRST_BAD,       /* refuse: see message and sqlstate */
+} wire_first_kind;
+
+typedef struct {
+    wire_first_kind kind;
+    uint32_t len;         /* whole packet length, once known */
+    uint32_t code;        /* protocol version or request code */
+    const char *sqlstate; /* WIRE_FIRST_BAD: the SQLSTATE to report */
+    char message[128];    /* WIRE_FIRST_BAD: why, for the client and the log */
+} wire_first;
+
+/* Classifies the first packet from the n bytes at buf. Until the whole packet is there the kind
+ * is WIRE_FIRST_NEED_MORE (len tells how many bytes it needs once the length is known). A
+ * StartupMessage is also checked for a well-formed parameter list. */
+wire_first wire_first_parse(const uint8_t *buf, size_t n);
+
+/* The value of a StartupMessage parameter, pointing into pkt, or NULL. pkt must have passed
+ * wire_first_parse as WIRE_FIRST_STARTUP. */
+const char *wire_startup_param(const uint8_t *pkt, size_t len, const char *key);
+
+/* ---- streaming framing of the regular message flow ---- */
+
+/* Follows message boundaries in one direction without holding any message: it keeps only the
+ * (at most five) header bytes of the message being started and the body bytes still due. */
+typedef struct {
+    wire_side side;
+    uint8_t hdr[WIRE_HEADER_LEN];
+    uint8_t hdr_have;   /* header bytes of the current message seen so far */
+    uint8_t type;       /* type of the message whose body is passing */
+    uint32_t remaining; /* body bytes of that message still to come */
+    uint64_t messages;  /* messages whose header was complete and valid */
+} wire_framer;
+
+void wire_framer_init(wire_framer *f, wire_side side);
+
+/* Feeds n bytes. Returns WIRE_OK when all were framed; otherwise the error found in the header
+ * that starts at byte *bad_at of this chunk (bytes before it are well framed). */
+wire_error wire_framer_feed(wire_framer *f, const uint8_t *buf, size_t n, size_t *bad_at);
+
+/* True when the stream is between two messages, where a message of our own may be inserted. */
+bool wire_framer_at_boundary(const wire_framer *f);
+
+/* Checks a message header: type and int32 length (which counts itself, not the type byte). */
+wire_error wire_check_header(wire_side side, uint8_t type, uint32_t len);
+
+/* Reads the big-endian int32 at p. */
+uint32_t wire_get_u32(const uint8_t *p);
+
+/* ---- authentication messages (server to client) ---- */
+
+#define WIRE_AUTH_OK 0
+#define WIRE_AUTH_SASL 10
+
+/* The authentication code of a whole 'R' message, or -1 if msg is not one. */
+int wire_auth_code(const uint8_t *msg, size_t len);
+
+/* Rewrites a whole AuthenticationSASL message without the SCRAM-SHA-256-PLUS mechanism into out
+ * (cap bytes; at most len needed). Returns the new length, or 0 when msg is not a well-formed
+ * AuthenticationSASL message or does not offer that mechanism. */
+size_t wire_sasl_without_plus(const uint8_t *msg, size_t len, uint8_t *out, size_t cap);
+
+/* ---- messages pgscope writes itself ---- */
+
+/* Encodes an ErrorResponse (severity S and V, code C, message M, optional detail D and hint H)
+ * into out. Returns the length it needs; nothing is written beyond cap, and when the result is
+ * above cap the caller must retry with a larger buffer. */
+size_t wire_error_response(uint8_t *out, size_t cap, const char *severity, const char *sqlstate,
+                           const char *message, const char *detail, const char *hint);
+
+/* Encodes the protocol 2 form of an error ('E', then the text and a NUL), which is all a client
+ * speaking protocol 2 can read. Returns the length it needs, like wire_error_response. */
+size_t wire_error_v2(uint8_t *out, size_t cap, const char *message);
+
+#endif

@@ -1,0 +1,296 @@
+/* config.c — one table of settings, read from defaults, an ini file and flags, in that order. */
+#include "config.h"
+
+#include "pgscope/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { OPT_STR, OPT_INT, OPT_LIST, OPT_FILE, OPT_HELP, OPT_VERSION } opt_kind;
+
+typedef struct {
+    const char *name; /* key in the file; the flag is --name with '-' for '_' */
+    char short_flag;
+    opt_kind kind;
+    size_t offset;
+    size_t size; /* of a string field */
+    const char *def;
+    int min, max;
+    const char *arg, *help;
+} opt;
+
+#define STR(field) OPT_STR, offsetof(config, field), sizeof(((config *)0)->field)
+#define INT(field) OPT_INT, offsetof(config, field), 0
+
+static const opt opts[] = {
+    {"listen", 'l', OPT_LIST, 0, 0, "127.0.0.1:6432", 0, 0, "ADDR",
+     "HOST:PORT, [IPv6]:PORT or a Unix socket directory /dir[:PORT]; repeatable"},
+    {"upstream", 'u', STR(upstream), "127.0.0.1:5432", 0, 0, "ADDR",
+     "PostgreSQL server: HOST:PORT, a Unix socket path or /dir:PORT"},
+    {"db", 'd', STR(db), "./pgscope.db", 0, 0, "FILE", "report database (SQLite)"},
+    {"config", 'c', OPT_FILE, offsetof(config, config_file), sizeof(((config *)0)->config_file),
+     "", 0, 0, "FILE", "read settings from this ini file ([pgscope] section)"},
+    {"upstream_sslmode", 0, STR(upstream_sslmode), "disable", 0, 0, "MODE",
+     "TLS to the server: disable, prefer, require, verify-ca, verify-full"},
+    {"upstream_ca_file", 0, STR(upstream_ca_file), "", 0, 0, "FILE",
+     "CA certificates for verify-ca and verify-full"},
+    {"tls_cert_file", 0, STR(tls_cert_file), "", 0, 0, "FILE",
+     "certificate offered to clients; with a key, clients may use TLS"},
+    {"tls_key_file", 0, STR(tls_key_file), "", 0, 0, "FILE", "private key of that certificate"},
+    {"shutdown_timeout", 0, INT(shutdown_timeout), "30", 0, 86400, "SECONDS",
+     "time sessions get to finish after SIGTERM or SIGINT"},
+    {"connect_timeout", 0, INT(connect_timeout), "10", 1, 3600, "SECONDS",
+     "time allowed to connect to the server"},
+    {"buffer_size", 0, INT(buffer_size), "65536", 4096, 64 * 1024 * 1024, "BYTES",
+     "bytes queued per direction per connection before reading pauses"},
+    {"max_connections", 0, INT(max_connections), "1000", 1, 1000000, "N",
+     "client connections served at once"},
+    {"log_level", 0, STR(log_level), "info", 0, 0, "LEVEL", "error, warning, info or debug"},
+    {"help", 'h', OPT_HELP, 0, 0, NULL, 0, 0, NULL, "show this help and exit"},
+    {"version", 'V', OPT_VERSION, 0, 0, NULL, 0, 0, NULL, "show the version and exit"},
+};
+#define N_OPTS (sizeof(opts) / sizeof(opts[0]))
+
+static bool fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static bool fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static const opt *find_key(const char *key)
+{
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (strcmp(opts[i].name, key) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+/* Finds the option of a flag: "--shutdown-timeout" or "-l". */
+static const opt *find_flag(const char *flag)
+{
+    char key[64];
+
+    if (flag[0] == '-' && flag[1] != '-' && flag[1] && !flag[2]) {
+        for (size_t i = 0; i < N_OPTS; i++)
+            if (opts[i].short_flag == flag[1])
+                return &opts[i];
+        return NULL;
+    }
+    if (strncmp(flag, "--", 2) != 0 || strlen(flag + 2) >= sizeof(key))
+        return NULL;
+    size_t i = 0;
+    for (const char *p = flag + 2; *p; p++)
+        key[i++] = *p == '-' ? '_' : *p;
+    key[i] = '\0';
+    return find_key(key);
+}
+
+static bool set_list(config *cfg, const char *value, char *err, size_t errlen)
+{
+    char copy[CONFIG_STR_MAX * 4];
+
+    snprintf(copy, sizeof(copy), "%s", value);
+    for (char *save = NULL, *tok = strtok_r(copy, ", \t", &save); tok;
+         tok = strtok_r(NULL, ", \t", &save)) {
+        if (cfg->n_listen == CONFIG_MAX_LISTEN)
+            return fail(err, errlen, "listen: at most %d addresses", CONFIG_MAX_LISTEN);
+        if (strlen(tok) >= CONFIG_STR_MAX)
+            return fail(err, errlen, "listen: address too long");
+        snprintf(cfg->listen[cfg->n_listen++], CONFIG_STR_MAX, "%s", tok);
+    }
+    return true;
+}
+
+static bool set_value(config *cfg, const opt *o, const char *value, char *err, size_t errlen)
+{
+    char *base = (char *)cfg;
+
+    switch (o->kind) {
+    case OPT_LIST:
+        return set_list(cfg, value, err, errlen);
+    case OPT_STR:
+    case OPT_FILE:
+        if (strlen(value) >= o->size)
+            return fail(err, errlen, "%s: value too long", o->name);
+        memcpy(base + o->offset, value, strlen(value) + 1);
+        return true;
+    case OPT_INT: {
+        char *end;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (errno || end == value || *end || v < o->min || v > o->max)
+            return fail(err, errlen, "%s: \"%s\" is not a whole number from %d to %d", o->name,
+                        value, o->min, o->max);
+        *(int *)(base + o->offset) = (int)v;
+        return true;
+    }
+    default:
+        return fail(err, errlen, "%s cannot be set in a file", o->name);
+    }
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+/* Reads an ini file: `key = value` lines, '#' or ';' comments, a [pgscope] section (keys
+ * before any section count too; other sections are ignored). A list key may repeat. */
+static bool load_file(config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    bool in_section = true, listen_from_file = false;
+    int lineno = 0;
+
+    if (!f)
+        return fail(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *s = trim(line);
+        if (!*s || *s == '#' || *s == ';')
+            continue;
+        if (*s == '[') {
+            in_section = strcmp(s, "[pgscope]") == 0;
+            continue;
+        }
+        char *eq = strchr(s, '=');
+        if (!in_section)
+            continue;
+        if (!eq) {
+            fclose(f);
+            return fail(err, errlen, "%s:%d: expected key = value", path, lineno);
+        }
+        *eq = '\0';
+        char *key = trim(s), *value = trim(eq + 1);
+        const opt *o = find_key(key);
+        if (!o || o->kind == OPT_FILE || o->kind == OPT_HELP || o->kind == OPT_VERSION) {
+            fclose(f);
+            return fail(err, errlen, "%s:%d: unknown setting \"%s\"", path, lineno, key);
+        }
+        if (o->kind == OPT_LIST && !listen_from_file) {
+            cfg->n_listen = 0; /* the file's list replaces the default */
+            listen_from_file = true;
+        }
+        char why[256];
+        if (!set_value(cfg, o, value, why, sizeof(why))) {
+            fclose(f);
+            return fail(err, errlen, "%s:%d: %s", path, lineno, why);
+        }
+    }
+    fclose(f);
+    return true;
+}
+
+static void set_defaults(config *cfg)
+{
+    char ignore[8];
+
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (opts[i].def)
+            set_value(cfg, &opts[i], opts[i].def, ignore, sizeof(ignore));
+}
+
+/* Splits "--key=value" into its flag and value; other arguments take the next one. */
+static const char *flag_value(char *arg, int *i, int argc, char **argv, char *flag, size_t n)
+{
+    char *eq = strncmp(arg, "--", 2) == 0 ? strchr(arg, '=') : NULL;
+
+    if (eq) {
+        snprintf(flag, n, "%.*s", (int)(eq - arg), arg);
+        return eq + 1;
+    }
+    snprintf(flag, n, "%s", arg);
+    return *i + 1 < argc ? argv[++*i] : NULL;
+}
+
+/* Applies the flags; with files_only, only --config (so that flags can override the file). */
+static config_result apply_flags(config *cfg, int argc, char **argv, bool files_only,
+                                 bool *listen_from_flags, char *err, size_t errlen)
+{
+    for (int i = 0; i < argc; i++) {
+        char flag[128];
+        const opt *o = find_flag(argv[i]);
+        if (o && o->kind == OPT_HELP)
+            return CONFIG_HELP;
+        if (o && o->kind == OPT_VERSION)
+            return CONFIG_VERSION;
+        if (!o && strchr(argv[i], '=') && strncmp(argv[i], "--", 2) == 0) {
+            snprintf(flag, sizeof(flag), "%.*s", (int)(strchr(argv[i], '=') - argv[i]), argv[i]);
+            o = find_flag(flag);
+        }
+        if (!o) {
+            fail(err, errlen, "unknown option \"%s\" (see pgscope proxy --help)", argv[i]);
+            return CONFIG_ERROR;
+        }
+        const char *value = flag_value(argv[i], &i, argc, argv, flag, sizeof(flag));
+        if (!value) {
+            fail(err, errlen, "option %s needs a value", flag);
+            return CONFIG_ERROR;
+        }
+        if (files_only != (o->kind == OPT_FILE))
+            continue;
+        if (o->kind == OPT_LIST && !*listen_from_flags) {
+            cfg->n_listen = 0; /* flags replace the file's and the default list */
+            *listen_from_flags = true;
+        }
+        if (!set_value(cfg, o, value, err, errlen))
+            return CONFIG_ERROR;
+    }
+    return CONFIG_OK;
+}
+
+config_result config_load(config *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    bool listen_from_flags = false;
+    config_result r;
+
+    err[0] = '\0';
+    set_defaults(cfg);
+    r = apply_flags(cfg, argc, argv, true, &listen_from_flags, err, errlen);
+    if (r != CONFIG_OK)
+        return r;
+    if (cfg->config_file[0] && !load_file(cfg, cfg->config_file, err, errlen))
+        return CONFIG_ERROR;
+    return apply_flags(cfg, argc, argv, false, &listen_from_flags, err, errlen);
+}
+
+void config_print_help(void)
+{
+    printf("Options (each is also a key in the config file, with '_' for '-'):\n");
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const opt *o = &opts[i];
+        char flag[64], left[96];
+        size_t n = 0;
+        for (const char *p = o->name; *p && n < sizeof(flag) - 1; p++)
+            flag[n++] = *p == '_' ? '-' : *p;
+        flag[n] = '\0';
+        if (o->short_flag)
+            snprintf(left, sizeof(left), "-%c, --%s%s%s", o->short_flag, flag, o->arg ? " " : "",
+                     o->arg ? o->arg : "");
+        else
+            snprintf(left, sizeof(left), "    --%s%s%s", flag, o->arg ? " " : "",
+                     o->arg ? o->arg : "");
+        printf("  %-32s %s", left, o->help);
+        if (o->def && *o->def)
+            printf(" (default %s)", o->def);
+        printf("\n");
+    }
+}

@@ -1,0 +1,117 @@
+/* main.c — subcommand dispatch: pgscope proxy | version | help. */
+#include "config.h"
+
+#include "pgscope/config.h"
+#include "pgscope/log.h"
+#include "pgscope/proxy.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* What a reload needs: the proxy's own arguments, read again with the file. */
+typedef struct {
+    int argc;
+    char **argv;
+} proxy_args;
+
+static void usage(FILE *out)
+{
+    fprintf(out, "pgscope %s — a PostgreSQL wire-protocol proxy that shows what your application "
+                 "asks of the database\n\n"
+                 "Usage:\n"
+                 "  pgscope proxy [OPTIONS]   forward clients to PostgreSQL and watch the traffic\n"
+                 "  pgscope version           print the version\n"
+                 "  pgscope help              this text; `pgscope proxy --help` lists options\n",
+            PACKAGE_VERSION);
+}
+
+static bool settings_from_config(const config *cfg, proxy_settings *s, char *err, size_t errlen)
+{
+    log_level level;
+
+    memset(s, 0, sizeof(*s));
+    if (!proxy_parse_sslmode(cfg->upstream_sslmode, &s->upstream_sslmode)) {
+        snprintf(err, errlen, "upstream_sslmode: \"%s\" is not one of disable, prefer, require, "
+                              "verify-ca, verify-full", cfg->upstream_sslmode);
+        return false;
+    }
+    if (!log_parse_level(cfg->log_level, &level)) {
+        snprintf(err, errlen, "log_level: \"%s\" is not one of error, warning, info, debug",
+                 cfg->log_level);
+        return false;
+    }
+    log_set_level(level);
+    for (int i = 0; i < cfg->n_listen; i++)
+        snprintf(s->listen[i], sizeof(s->listen[i]), "%s", cfg->listen[i]);
+    s->n_listen = cfg->n_listen;
+    snprintf(s->upstream, sizeof(s->upstream), "%s", cfg->upstream);
+    snprintf(s->upstream_ca_file, sizeof(s->upstream_ca_file), "%s", cfg->upstream_ca_file);
+    snprintf(s->tls_cert_file, sizeof(s->tls_cert_file), "%s", cfg->tls_cert_file);
+    snprintf(s->tls_key_file, sizeof(s->tls_key_file), "%s", cfg->tls_key_file);
+    s->shutdown_timeout = cfg->shutdown_timeout;
+    s->connect_timeout = cfg->connect_timeout;
+    s->buffer_size = cfg->buffer_size;
+    s->max_connections = cfg->max_connections;
+    return proxy_settings_check(s, err, errlen);
+}
+
+static bool reload(proxy_settings *out, void *arg)
+{
+    proxy_args *a = arg;
+    config cfg;
+    char err[512];
+
+    if (config_load(&cfg, a->argc, a->argv, err, sizeof(err)) != CONFIG_OK ||
+        !settings_from_config(&cfg, out, err, sizeof(err))) {
+        log_error(NULL, "reload refused, settings unchanged: %s", err);
+        return false;
+    }
+    return true;
+}
+
+static int cmd_proxy(int argc, char **argv)
+{
+    config cfg;
+    proxy_settings settings;
+    proxy_args args = {argc, argv};
+    char err[512];
+
+    switch (config_load(&cfg, argc, argv, err, sizeof(err))) {
+    case CONFIG_HELP:
+        printf("Usage: pgscope proxy [OPTIONS]\n\n");
+        config_print_help();
+        return 0;
+    case CONFIG_VERSION:
+        printf("pgscope %s\n", PACKAGE_VERSION);
+        return 0;
+    case CONFIG_ERROR:
+        fprintf(stderr, "pgscope: %s\n", err);
+        return 2;
+    case CONFIG_OK:
+        break;
+    }
+    if (!settings_from_config(&cfg, &settings, err, sizeof(err))) {
+        fprintf(stderr, "pgscope: %s\n", err);
+        return 2;
+    }
+    return proxy_run(&settings, reload, &args);
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : "help";
+
+    if (strcmp(cmd, "proxy") == 0)
+        return cmd_proxy(argc - 2, argv + 2);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        printf("pgscope %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "pgscope: unknown command \"%s\"\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

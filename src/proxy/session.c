@@ -1,0 +1,723 @@
+/* session.c — one client connection and its own upstream connection: the startup phase (TLS,
+ * cancel, refusal of what the protocol forbids), then byte-exact relaying both ways, framed as
+ * it passes so that errors can be told to the client at a message boundary. */
+#include "config.h"
+
+#include "proxy_int.h"
+
+#include "pgscope/log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum {
+    ST_STARTUP,    /* reading the client's first packets */
+    ST_CONNECTING, /* connecting to the server (TCP, then maybe TLS) */
+    ST_UP_SSLREQ,  /* SSLRequest sent to the server, waiting for 'S' or 'N' */
+    ST_AUTH,       /* startup sent; server messages handled whole until AuthenticationOk */
+    ST_RELAY,      /* streaming both ways */
+    ST_CANCEL,     /* CancelRequest sent; waiting for the server to close */
+    ST_CLOSING,    /* a last message to the client is being flushed */
+} session_state;
+
+struct proxy_session {
+    proxy *px;
+    uint64_t id;
+    char tag[320]; /* log prefix: id, client address, user@database */
+    endpoint client, server;
+    session_state state;
+    wire_framer from_client, from_server;
+    uint8_t *first;      /* StartupMessage or CancelRequest, forwarded verbatim */
+    uint32_t first_len;
+    bool client_paused;  /* reading the client waits for the server's queue to drain */
+    bool server_paused;
+    bool dead;
+    struct event *timer; /* connect and closing deadlines */
+    struct event *reap;  /* frees the session once the current callback is over */
+    LIST_ENTRY(proxy_session) link;
+};
+
+static void client_read(endpoint *ep, void *arg);
+static void server_read(endpoint *ep, void *arg);
+static void on_write(endpoint *ep, void *arg);
+static void server_ready(endpoint *ep, void *arg);
+static void client_ready(endpoint *ep, void *arg);
+
+void proxy_tune_socket(int fd)
+{
+    int one = 1;
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+}
+
+/* ---- ending a session ---- */
+
+static void session_destroy(proxy_session *s)
+{
+    proxy *px = s->px;
+
+    log_debug(s->tag, "closed: %llu bytes from client, %llu from server",
+              (unsigned long long)s->client.bytes_in, (unsigned long long)s->server.bytes_in);
+    LIST_REMOVE(s, link);
+    endpoint_free(&s->client);
+    if (s->server.ev_read)
+        endpoint_free(&s->server);
+    event_free(s->timer);
+    event_free(s->reap);
+    free(s->first);
+    free(s);
+    proxy_session_ended(px);
+}
+
+static void reap(evutil_socket_t fd, short what, void *arg)
+{
+    session_destroy(arg);
+}
+
+/* Marks the session dead: no callback of it runs again, and it is freed shortly. */
+static void session_close(proxy_session *s)
+{
+    if (s->dead)
+        return;
+    s->dead = true;
+    endpoint_silence(&s->client);
+    if (s->server.ev_read)
+        endpoint_silence(&s->server);
+    event_del(s->timer);
+    event_active(s->reap, EV_TIMEOUT, 1);
+}
+
+/* True when an ErrorResponse may be put in front of the client now without cutting a message. */
+static bool client_can_take_error(const proxy_session *s)
+{
+    switch (s->state) {
+    case ST_STARTUP:
+    case ST_CONNECTING:
+    case ST_UP_SSLREQ:
+    case ST_AUTH: /* whole messages only in this phase */
+        return !s->client.write_shut;
+    case ST_RELAY:
+        return !s->client.write_shut && wire_framer_at_boundary(&s->from_server);
+    default:
+        return false;
+    }
+}
+
+static void closing_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    session_close(arg);
+}
+
+/* Sends a FATAL ErrorResponse to the client if the protocol allows it here, then closes the
+ * session once it is written (or after a short deadline for a client that does not read). */
+static void session_abort(proxy_session *s, const char *sqlstate, const char *message)
+{
+    uint8_t buf[1024];
+
+    if (s->dead)
+        return;
+    if (!client_can_take_error(s)) {
+        session_close(s);
+        return;
+    }
+    size_t n = wire_error_response(buf, sizeof(buf), "FATAL", sqlstate, message, NULL, NULL);
+    if (n > sizeof(buf))
+        n = wire_error_response(buf, sizeof(buf), "FATAL", sqlstate, "pgscope: fatal error",
+                                NULL, NULL);
+    if (s->server.ev_read)
+        endpoint_silence(&s->server);
+    s->state = ST_CLOSING;
+    evbuffer_add(s->client.out, buf, n);
+    endpoint_want_read(&s->client, false);
+    if (!endpoint_flush(&s->client) || evbuffer_get_length(s->client.out) == 0) {
+        session_close(s);
+        return;
+    }
+    event_del(s->timer);
+    event_assign(s->timer, s->px->base, -1, 0, closing_deadline, s);
+    struct timeval tv = {5, 0};
+    event_add(s->timer, &tv);
+}
+
+static void abortf(proxy_session *s, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void abortf(proxy_session *s, const char *sqlstate, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_info(s->tag, "%s (SQLSTATE %s)", msg, sqlstate);
+    session_abort(s, sqlstate, msg);
+}
+
+/* Both directions finished and flushed: the session is over. */
+static void close_if_done(proxy_session *s)
+{
+    if (s->client.write_shut && s->server.write_shut && s->client.read_eof &&
+        s->server.read_eof)
+        session_close(s);
+}
+
+/* ---- relaying ---- */
+
+/* Moves framed bytes from src's input to dst's output and writes them. Returns the framing
+ * error that stopped it, if any (the bytes before the bad header are passed on). */
+static wire_error relay(proxy_session *s, endpoint *src, endpoint *dst, wire_framer *f,
+                        bool *paused)
+{
+    while (evbuffer_get_length(src->in) > 0) {
+        struct evbuffer_iovec vec[32];
+        int nv = evbuffer_peek(src->in, -1, NULL, vec, 32);
+        size_t good = 0;
+        wire_error err = WIRE_OK;
+        for (int i = 0; i < nv && i < 32 && err == WIRE_OK; i++) {
+            size_t bad_at = 0;
+            err = wire_framer_feed(f, vec[i].iov_base, vec[i].iov_len, &bad_at);
+            good += err == WIRE_OK ? vec[i].iov_len : bad_at;
+        }
+        evbuffer_remove_buffer(src->in, dst->out, good);
+        if (err != WIRE_OK) {
+            endpoint_flush(dst);
+            return err;
+        }
+    }
+    endpoint_flush(dst);
+    /* Bounded queue per direction: stop reading until the other side drains. */
+    if (evbuffer_get_length(dst->out) >= (size_t)s->px->settings.buffer_size && !*paused) {
+        *paused = true;
+        endpoint_want_read(src, false);
+    }
+    return WIRE_OK;
+}
+
+/* After the peer's EOF and once its queue is written, pass the half-close on. */
+static void pass_on_eof(proxy_session *s, endpoint *from, endpoint *to)
+{
+    if (from->read_eof && !to->write_shut && evbuffer_get_length(to->out) == 0) {
+        endpoint_shutdown_write(to);
+        close_if_done(s);
+    }
+}
+
+static void client_bad_bytes(proxy_session *s, wire_error err)
+{
+    abortf(s, "08P01", "pgscope: %s from client (message type 0x%02x)", wire_error_str(err),
+           s->from_client.hdr[0]);
+}
+
+static void relay_from_client(proxy_session *s)
+{
+    wire_error err = relay(s, &s->client, &s->server, &s->from_client, &s->client_paused);
+
+    if (err != WIRE_OK) {
+        client_bad_bytes(s, err);
+        return;
+    }
+    if (s->server.failed) {
+        abortf(s, "08006", "pgscope: lost the upstream connection: %s", s->server.errmsg);
+        return;
+    }
+    pass_on_eof(s, &s->client, &s->server);
+}
+
+/* The server finished or failed. A client still talking gets an error in place of the silence,
+ * unless the server's last message was already an error (its FATAL goodbye). */
+static void server_gone(proxy_session *s)
+{
+    bool said_goodbye = s->from_server.type == 'E' && wire_framer_at_boundary(&s->from_server);
+
+    if (!said_goodbye && !s->client.read_eof && s->from_client.type != 'X') {
+        abortf(s, "08006", "pgscope: the upstream server closed the connection unexpectedly%s%s",
+               s->server.failed ? ": " : "", s->server.failed ? s->server.errmsg : "");
+        return;
+    }
+    s->server.read_eof = true;
+    endpoint_shutdown_write(&s->server);
+    pass_on_eof(s, &s->server, &s->client);
+    close_if_done(s);
+}
+
+static void relay_from_server(proxy_session *s)
+{
+    wire_error err = relay(s, &s->server, &s->client, &s->from_server, &s->server_paused);
+
+    if (err != WIRE_OK) {
+        log_warning(s->tag, "bad bytes from the upstream server: %s (type 0x%02x)",
+                    wire_error_str(err), s->from_server.hdr[0]);
+        session_close(s); /* mid-stream: no boundary to put an error at */
+        return;
+    }
+    if (s->client.failed) {
+        session_close(s);
+        return;
+    }
+    if (s->server.failed || s->server.read_eof)
+        server_gone(s);
+}
+
+/* ---- the authentication phase: server messages whole, so one may be rewritten ---- */
+
+/* Client TLS ends at pgscope, so a client would bind SCRAM to pgscope's certificate, which the
+ * server cannot verify: SCRAM-SHA-256-PLUS is not offered to such clients. */
+static void forward_auth_message(proxy_session *s, uint8_t type, size_t len)
+{
+    uint8_t *msg = evbuffer_pullup(s->server.in, (ssize_t)len);
+    uint8_t out[512];
+
+    if (type == 'R' && s->client.ssl && len <= sizeof(out)) {
+        size_t n = wire_sasl_without_plus(msg, len, out, sizeof(out));
+        if (n > 0) {
+            log_debug(s->tag, "SCRAM-SHA-256-PLUS withheld from the client (TLS ends here)");
+            evbuffer_add(s->client.out, out, n);
+            evbuffer_drain(s->server.in, len);
+            return;
+        }
+    }
+    if (type == 'E' && memmem(msg, len, "channel binding", 15))
+        log_warning(s->tag, "the server refused SCRAM channel binding; with client TLS ending "
+                            "at pgscope use upstream_sslmode=disable on a trusted link, or "
+                            "channel_binding=disable in the client");
+    if (type == 'R' && wire_auth_code(msg, len) == WIRE_AUTH_OK)
+        s->state = ST_RELAY;
+    s->from_server.type = type;
+    evbuffer_remove_buffer(s->server.in, s->client.out, len);
+}
+
+static void auth_phase(proxy_session *s)
+{
+    while (s->state == ST_AUTH) {
+        uint8_t hdr[WIRE_HEADER_LEN];
+        if (evbuffer_copyout(s->server.in, hdr, sizeof(hdr)) < (ssize_t)sizeof(hdr))
+            break;
+        uint32_t len = wire_get_u32(hdr + 1);
+        if (len < 4 || len > WIRE_AUTH_MSG_MAX) {
+            abortf(s, "08P01", "pgscope: invalid message length %u from the upstream server",
+                   len);
+            return;
+        }
+        if (evbuffer_get_length(s->server.in) < (size_t)len + 1)
+            break;
+        forward_auth_message(s, hdr[0], (size_t)len + 1);
+    }
+    endpoint_flush(&s->client);
+}
+
+/* ---- the server side ---- */
+
+static void upstream_failed(proxy_session *s, const char *what)
+{
+    abortf(s, "08001", "pgscope: could not connect to upstream %s: %s", s->px->upstream.text,
+           what);
+}
+
+/* Connected (and TLS settled, if any): send the client's first packet as it came. */
+static void upstream_ready(proxy_session *s)
+{
+    event_del(s->timer);
+    evbuffer_add(s->server.out, s->first, s->first_len);
+    if (s->state == ST_CONNECTING || s->state == ST_UP_SSLREQ) {
+        s->state = s->first_len && wire_get_u32(s->first + 4) == WIRE_CODE_CANCEL ? ST_CANCEL
+                                                                                 : ST_AUTH;
+    }
+    if (!endpoint_flush(&s->server)) {
+        upstream_failed(s, s->server.errmsg);
+        return;
+    }
+    endpoint_want_read(&s->server, true);
+    if (s->state == ST_CANCEL)
+        return; /* the server closes the connection when it has read the request */
+    wire_framer_init(&s->from_client, WIRE_FROM_CLIENT);
+    wire_framer_init(&s->from_server, WIRE_FROM_SERVER);
+    endpoint_want_read(&s->client, true);
+    if (evbuffer_get_length(s->client.in) > 0)
+        relay_from_client(s);
+}
+
+static void start_upstream_tls(proxy_session *s)
+{
+    SSL *ssl = proxy_tls_client_ssl(s->px->client_ctx, s->px->settings.upstream_sslmode,
+                                    s->px->upstream.host);
+    if (!ssl) {
+        upstream_failed(s, "cannot create a TLS session");
+        return;
+    }
+    s->state = ST_CONNECTING;
+    endpoint_start_tls(&s->server, ssl, false);
+}
+
+/* The server's one-byte answer to our SSLRequest. */
+static void upstream_ssl_answer(proxy_session *s)
+{
+    uint8_t answer;
+    size_t n = evbuffer_get_length(s->server.in);
+
+    if (n == 0) {
+        if (s->server.read_eof || s->server.failed)
+            upstream_failed(s, "connection closed during TLS negotiation");
+        return;
+    }
+    evbuffer_remove(s->server.in, &answer, 1);
+    if (answer == 'S' && n > 1) {
+        upstream_failed(s, "unexpected data after the server's TLS answer");
+    } else if (answer == 'S') {
+        endpoint_want_read(&s->server, false);
+        start_upstream_tls(s);
+    } else if (answer == 'N' && s->px->settings.upstream_sslmode >= PROXY_SSL_REQUIRE) {
+        upstream_failed(s, "the server does not support TLS (upstream_sslmode requires it)");
+    } else if (answer == 'N') {
+        upstream_ready(s);
+    } else {
+        upstream_failed(s, "the server sent an unexpected answer to the TLS request");
+    }
+}
+
+static void server_read(endpoint *ep, void *arg)
+{
+    proxy_session *s = arg;
+
+    if (s->dead)
+        return;
+    switch (s->state) {
+    case ST_UP_SSLREQ:
+        upstream_ssl_answer(s);
+        return;
+    case ST_AUTH:
+        auth_phase(s);
+        if (s->dead)
+            return;
+        if (s->state == ST_RELAY)
+            relay_from_server(s);
+        else if (s->server.read_eof || s->server.failed)
+            server_gone(s);
+        return;
+    case ST_RELAY:
+        relay_from_server(s);
+        return;
+    case ST_CANCEL:
+        evbuffer_drain(ep->in, evbuffer_get_length(ep->in));
+        if (ep->read_eof || ep->failed)
+            session_close(s);
+        return;
+    default:
+        return;
+    }
+}
+
+static void connect_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    proxy_session *s = arg;
+
+    upstream_failed(s, "timeout");
+}
+
+static void server_ready(endpoint *ep, void *arg)
+{
+    proxy_session *s = arg;
+    static const uint8_t ssl_request[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
+
+    if (s->dead)
+        return;
+    if (ep->failed) {
+        upstream_failed(s, ep->errmsg);
+        return;
+    }
+    if (ep->ssl) { /* the TLS handshake is done */
+        upstream_ready(s);
+        return;
+    }
+    if (!s->px->upstream.is_unix)
+        proxy_tune_socket(ep->fd);
+    if (s->px->settings.upstream_sslmode == PROXY_SSL_DISABLE || s->px->upstream.is_unix) {
+        upstream_ready(s);
+        return;
+    }
+    s->state = ST_UP_SSLREQ;
+    evbuffer_add(ep->out, ssl_request, sizeof(ssl_request));
+    endpoint_flush(ep);
+    endpoint_want_read(ep, true);
+}
+
+static void connect_upstream(proxy_session *s)
+{
+    proxy *px = s->px;
+    int fd = socket(px->upstream.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    s->state = ST_CONNECTING;
+    endpoint_want_read(&s->client, false);
+    if (fd < 0 || !endpoint_init(&s->server, px->base, fd, s)) {
+        if (fd >= 0)
+            close(fd);
+        upstream_failed(s, strerror(errno));
+        return;
+    }
+    s->server.on_read = server_read;
+    s->server.on_write = on_write;
+    s->server.on_ready = server_ready;
+    event_assign(s->timer, px->base, -1, 0, connect_deadline, s);
+    struct timeval tv = {px->settings.connect_timeout, 0};
+    event_add(s->timer, &tv);
+    if (!endpoint_connect(&s->server, &px->upstream))
+        upstream_failed(s, s->server.errmsg);
+}
+
+/* ---- the client's first packets ---- */
+
+static bool send_byte(proxy_session *s, char c)
+{
+    evbuffer_add(s->client.out, &c, 1);
+    return endpoint_flush(&s->client) && evbuffer_get_length(s->client.out) == 0;
+}
+
+static void refuse_first(proxy_session *s, const wire_first *f)
+{
+    uint8_t buf[256];
+
+    if (f->code != 0 && f->code >> 16 < 3 && f->code != WIRE_CODE_CANCEL) {
+        /* A protocol 2 client can only read a protocol 2 error. */
+        size_t n = wire_error_v2(buf, sizeof(buf), f->message);
+        log_info(s->tag, "%s", f->message);
+        s->state = ST_CLOSING;
+        evbuffer_add(s->client.out, buf, n < sizeof(buf) ? n : sizeof(buf));
+        endpoint_flush(&s->client);
+        session_close(s);
+        return;
+    }
+    abortf(s, f->sqlstate, "pgscope: %s", f->message);
+}
+
+static void client_asks_tls(proxy_session *s)
+{
+    if (!s->px->server_ctx || s->client.ssl) {
+        if (!send_byte(s, 'N'))
+            session_close(s);
+        return;
+    }
+    /* Bytes already behind the request were not encrypted: refuse them (CVE-2021-23214). */
+    if (evbuffer_get_length(s->client.in) > 0) {
+        abortf(s, "08P01", "pgscope: received unencrypted data after SSL request");
+        return;
+    }
+    SSL *ssl = SSL_new(s->px->server_ctx);
+    if (!ssl || !send_byte(s, 'S')) {
+        SSL_free(ssl);
+        session_close(s);
+        return;
+    }
+    endpoint_want_read(&s->client, false);
+    endpoint_start_tls(&s->client, ssl, true);
+}
+
+static void client_ready(endpoint *ep, void *arg)
+{
+    proxy_session *s = arg;
+
+    if (s->dead)
+        return;
+    if (ep->failed) {
+        log_info(s->tag, "client TLS handshake failed: %s", ep->errmsg);
+        session_close(s);
+        return;
+    }
+    endpoint_want_read(ep, true);
+    event_active(ep->ev_read, EV_READ, 1); /* the startup packet may already be decrypted */
+}
+
+static void name_session(proxy_session *s)
+{
+    const char *user = wire_startup_param(s->first, s->first_len, "user");
+    const char *db = wire_startup_param(s->first, s->first_len, "database");
+    size_t n = strlen(s->tag);
+
+    snprintf(s->tag + n, sizeof(s->tag) - n, " %.60s@%.60s%s", user ? user : "?",
+             db ? db : (user ? user : "?"), s->client.ssl ? " tls" : "");
+}
+
+/* Keeps the first packet to forward it verbatim once the server is connected. */
+static void take_first(proxy_session *s, uint32_t len, bool cancel)
+{
+    s->first = malloc(len);
+    if (!s->first) {
+        abortf(s, "53200", "pgscope: out of memory");
+        return;
+    }
+    s->first_len = len;
+    evbuffer_remove(s->client.in, s->first, len);
+    if (cancel) {
+        log_debug(s->tag, "cancel request forwarded to the server");
+    } else {
+        name_session(s);
+        log_debug(s->tag, "startup");
+    }
+    connect_upstream(s);
+}
+
+static void startup_phase(proxy_session *s)
+{
+    while (!s->dead && s->state == ST_STARTUP) {
+        size_t n = evbuffer_get_length(s->client.in);
+        if (n == 0)
+            break;
+        size_t want = n < WIRE_STARTUP_MAX ? n : WIRE_STARTUP_MAX;
+        wire_first f = wire_first_parse(evbuffer_pullup(s->client.in, (ssize_t)want), want);
+        switch (f.kind) {
+        case WIRE_FIRST_NEED_MORE:
+            return;
+        case WIRE_FIRST_SSL:
+            evbuffer_drain(s->client.in, 8);
+            client_asks_tls(s);
+            return;
+        case WIRE_FIRST_GSSENC:
+            evbuffer_drain(s->client.in, 8);
+            if (!send_byte(s, 'N'))
+                session_close(s);
+            continue;
+        case WIRE_FIRST_CANCEL:
+            take_first(s, f.len, true);
+            return;
+        case WIRE_FIRST_STARTUP:
+            take_first(s, f.len, false);
+            return;
+        case WIRE_FIRST_BAD:
+            refuse_first(s, &f);
+            return;
+        }
+    }
+}
+
+static void client_read(endpoint *ep, void *arg)
+{
+    proxy_session *s = arg;
+
+    if (s->dead)
+        return;
+    if (ep->failed) {
+        log_debug(s->tag, "client connection error: %s", ep->errmsg);
+        session_close(s);
+        return;
+    }
+    switch (s->state) {
+    case ST_STARTUP:
+        startup_phase(s);
+        if (!s->dead && s->state == ST_STARTUP && ep->read_eof)
+            session_close(s); /* gone before saying who it is */
+        return;
+    case ST_AUTH:
+    case ST_RELAY:
+        relay_from_client(s);
+        return;
+    case ST_CLOSING:
+        evbuffer_drain(ep->in, evbuffer_get_length(ep->in));
+        return;
+    default:
+        if (ep->read_eof)
+            session_close(s);
+        return;
+    }
+}
+
+/* Output was written: resume the other side if it waited, pass on a pending half-close. */
+static void on_write(endpoint *ep, void *arg)
+{
+    proxy_session *s = arg;
+    bool to_client = ep == &s->client;
+    endpoint *src = to_client ? &s->server : &s->client;
+    bool *paused = to_client ? &s->server_paused : &s->client_paused;
+
+    if (s->dead)
+        return;
+    if (ep->failed) {
+        if (to_client)
+            session_close(s);
+        else
+            abortf(s, "08006", "pgscope: lost the upstream connection: %s", ep->errmsg);
+        return;
+    }
+    if (s->state == ST_CLOSING) {
+        if (evbuffer_get_length(s->client.out) == 0)
+            session_close(s);
+        return;
+    }
+    if (*paused && evbuffer_get_length(ep->out) <= (size_t)s->px->settings.buffer_size / 2) {
+        *paused = false;
+        endpoint_want_read(src, true);
+        if (evbuffer_get_length(src->in) > 0)
+            event_active(src->ev_read, EV_READ, 1);
+    }
+    pass_on_eof(s, src, ep);
+}
+
+void session_start(proxy *px, int fd, const struct sockaddr *sa, int salen)
+{
+    proxy_session *s = calloc(1, sizeof(*s));
+    char host[INET6_ADDRSTRLEN] = "local";
+    int port = 0;
+
+    if (!s) {
+        close(fd);
+        return;
+    }
+    s->px = px;
+    s->id = ++px->next_id;
+    s->server.fd = -1;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(s->tag, sizeof(s->tag), "c%llu %s:%d", (unsigned long long)s->id, host, port);
+    if (sa->sa_family != AF_UNIX)
+        proxy_tune_socket(fd);
+    s->timer = event_new(px->base, -1, 0, connect_deadline, s);
+    s->reap = event_new(px->base, -1, 0, reap, s);
+    LIST_INSERT_HEAD(&px->sessions, s, link);
+    px->n_sessions++;
+    if (!endpoint_init(&s->client, px->base, fd, s) || !s->timer || !s->reap) {
+        log_error(s->tag, "out of memory");
+        session_close(s);
+        return;
+    }
+    s->client.on_read = client_read;
+    s->client.on_write = on_write;
+    s->client.on_ready = client_ready;
+    s->state = ST_STARTUP;
+    log_debug(s->tag, "connected");
+    if (px->n_sessions > px->settings.max_connections) {
+        abortf(s, "53300", "pgscope: sorry, too many clients already (max_connections %d)",
+               px->settings.max_connections);
+        return;
+    }
+    endpoint_want_read(&s->client, true);
+}
+
+void sessions_abort_all(proxy *px, const char *sqlstate, const char *message)
+{
+    proxy_session *s, *next;
+
+    for (s = LIST_FIRST(&px->sessions); s; s = next) {
+        next = LIST_NEXT(s, link);
+        session_abort(s, sqlstate, message);
+    }
+}
+
+void sessions_destroy_all(proxy *px)
+{
+    proxy_session *s;
+
+    while ((s = LIST_FIRST(&px->sessions)) != NULL)
+        session_destroy(s);
+}
