@@ -195,15 +195,17 @@ wire_first wire_first_parse(const uint8_t *buf, size_t n)
 
 const char *wire_startup_param(const uint8_t *pkt, size_t len, const char *key)
 {
+    const char *found = NULL;
     size_t pos = 8;
 
+    /* A name given twice takes its last value, as PostgreSQL reads it. */
     while (pos < len && pkt[pos] != '\0') {
         const char *name = (const char *)pkt + pos;
         size_t name_len = strlen(name);
         const char *value = name + name_len + 1;
         if (strcmp(name, key) == 0)
-            return value;
+            found = value;
         pos += name_len + 1 + strlen(value) + 1;
     }
-    return NULL;
+    return found;
 }

@@ -1,0 +1,42 @@
+/* config.h — settings from defaults, an ini file and command-line flags (flags win). Every
+ * setting is both a key in the file and a --flag of the same name with '-' for '_'. */
+#ifndef PGSCOPE_CONFIG_H
+#define PGSCOPE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CONFIG_MAX_LISTEN 16
+#define CONFIG_STR_MAX 512
+
+typedef struct config {
+    char listen[CONFIG_MAX_LISTEN][CONFIG_STR_MAX];
+    int n_listen;
+    char upstream[CONFIG_STR_MAX];
+    char db[CONFIG_STR_MAX];
+    char config_file[CONFIG_STR_MAX];
+    char upstream_sslmode[32];
+    char upstream_ca_file[CONFIG_STR_MAX];
+    char tls_cert_file[CONFIG_STR_MAX];
+    char tls_key_file[CONFIG_STR_MAX];
+    char log_level[16];
+    int shutdown_timeout;
+    int connect_timeout;
+    int buffer_size;
+    int max_connections;
+} config;
+
+typedef enum {
+    CONFIG_OK,      /* settings loaded */
+    CONFIG_HELP,    /* --help was asked for */
+    CONFIG_VERSION, /* --version was asked for */
+    CONFIG_ERROR,   /* err holds the reason */
+} config_result;
+
+/* Loads defaults, then the file named by --config (if any), then the flags in argv. */
+config_result config_load(config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* Writes the option list for `pgscope proxy --help`. */
+void config_print_help(void);
+
+#endif
