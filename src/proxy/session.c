@@ -16,6 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Seconds a client has to send its startup packet, like PostgreSQL's authentication_timeout. */
+#define STARTUP_TIMEOUT 60
+
 typedef enum {
     ST_STARTUP,    /* reading the client's first packets */
     ST_CONNECTING, /* connecting to the server (TCP, then maybe TLS) */
@@ -448,6 +451,14 @@ static void server_ready(endpoint *ep, void *arg)
     endpoint_want_read(ep, true);
 }
 
+/* A client that connects and never says who it is would hold a connection slot forever. */
+static void startup_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    proxy_session *s = arg;
+
+    abortf(s, "08P01", "pgscope: no startup packet within %d s", STARTUP_TIMEOUT);
+}
+
 static void connect_upstream(proxy_session *s)
 {
     proxy *px = s->px;
@@ -464,6 +475,7 @@ static void connect_upstream(proxy_session *s)
     s->server.on_read = server_read;
     s->server.on_write = on_write;
     s->server.on_ready = server_ready;
+    event_del(s->timer); /* the startup deadline */
     event_assign(s->timer, px->base, -1, 0, connect_deadline, s);
     struct timeval tv = {px->settings.connect_timeout, 0};
     event_add(s->timer, &tv);
@@ -660,7 +672,7 @@ static void on_write(endpoint *ep, void *arg)
 void session_start(proxy *px, int fd, const struct sockaddr *sa, int salen)
 {
     proxy_session *s = calloc(1, sizeof(*s));
-    char host[INET6_ADDRSTRLEN] = "local";
+    char host[INET6_ADDRSTRLEN] = "unix";
     int port = 0;
 
     if (!s) {
@@ -679,10 +691,11 @@ void session_start(proxy *px, int fd, const struct sockaddr *sa, int salen)
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
         port = ntohs(in6->sin6_port);
     }
-    snprintf(s->tag, sizeof(s->tag), "c%llu %s:%d", (unsigned long long)s->id, host, port);
+    snprintf(s->tag, sizeof(s->tag), port ? "c%llu %s:%d" : "c%llu %s", (unsigned long long)s->id,
+             host, port);
     if (sa->sa_family != AF_UNIX)
         proxy_tune_socket(fd);
-    s->timer = event_new(px->base, -1, 0, connect_deadline, s);
+    s->timer = event_new(px->base, -1, 0, startup_deadline, s);
     s->reap = event_new(px->base, -1, 0, reap, s);
     LIST_INSERT_HEAD(&px->sessions, s, link);
     px->n_sessions++;
@@ -701,6 +714,8 @@ void session_start(proxy *px, int fd, const struct sockaddr *sa, int salen)
                px->settings.max_connections);
         return;
     }
+    struct timeval tv = {STARTUP_TIMEOUT, 0};
+    event_add(s->timer, &tv);
     endpoint_want_read(&s->client, true);
 }
 
