@@ -8,7 +8,7 @@
 
 /* Limits, as the PostgreSQL 15 server enforces them (postgres.c, postmaster.c). */
 #define WIRE_HEADER_LEN 5              /* type byte + int32 length */
-#define WIRE_STARTUP_MAX 10000         /* MAX_STARTUP_PACKET_LENGTH */
+#define WIRE_STARTUP_MAX 10000         /* MAX_STARTUP_PACKET_LENGTH, length word excluded */
 #define WIRE_SMALL_MSG_MAX 10000       /* PQ_SMALL_MESSAGE_LIMIT */
 #define WIRE_LARGE_MSG_MAX 0x3ffffffeU /* PQ_LARGE_MESSAGE_LIMIT: MaxAllocSize - 1 */
 #define WIRE_AUTH_MSG_MAX 262144       /* messages before AuthenticationOk are small */

@@ -580,7 +580,7 @@ static void startup_phase(proxy_session *s)
         size_t n = evbuffer_get_length(s->client.in);
         if (n == 0)
             break;
-        size_t want = n < WIRE_STARTUP_MAX ? n : WIRE_STARTUP_MAX;
+        size_t want = n < WIRE_STARTUP_MAX + 4 ? n : WIRE_STARTUP_MAX + 4;
         wire_first f = wire_first_parse(evbuffer_pullup(s->client.in, (ssize_t)want), want);
         switch (f.kind) {
         case WIRE_FIRST_NEED_MORE:

@@ -157,7 +157,8 @@ wire_first wire_first_parse(const uint8_t *buf, size_t n)
     if (n < 8)
         return r;
     r.len = wire_get_u32(buf);
-    if (r.len < 8 || r.len > WIRE_STARTUP_MAX)
+    /* PostgreSQL bounds the packet without its length word: up to 10004 bytes in all. */
+    if (r.len < 8 || r.len - 4 > WIRE_STARTUP_MAX)
         return first_bad(r, "08P01", "invalid length of startup packet");
     if (n < r.len)
         return r;
