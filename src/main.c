@@ -40,7 +40,6 @@ static bool settings_from_config(const config *cfg, proxy_settings *s, char *err
                  cfg->log_level);
         return false;
     }
-    log_set_level(level);
     for (int i = 0; i < cfg->n_listen; i++)
         snprintf(s->listen[i], sizeof(s->listen[i]), "%s", cfg->listen[i]);
     s->n_listen = cfg->n_listen;
@@ -52,7 +51,10 @@ static bool settings_from_config(const config *cfg, proxy_settings *s, char *err
     s->connect_timeout = cfg->connect_timeout;
     s->buffer_size = cfg->buffer_size;
     s->max_connections = cfg->max_connections;
-    return proxy_settings_check(s, err, errlen);
+    if (!proxy_settings_check(s, err, errlen))
+        return false;
+    log_set_level(level); /* only once everything else is known to be right */
+    return true;
 }
 
 static bool reload(proxy_settings *out, void *arg)
