@@ -271,17 +271,19 @@ static void relay_from_server(proxy_session *s)
 
 /* ---- the authentication phase: server messages whole, so one may be rewritten ---- */
 
-/* Client TLS ends at pgscope, so a client would bind SCRAM to pgscope's certificate, which the
- * server cannot verify: SCRAM-SHA-256-PLUS is not offered to such clients. */
+/* No client can bind SCRAM to the server's TLS channel through pgscope: a TLS client would bind
+ * to pgscope's certificate, and libpq refuses a PLUS offer on a link without TLS. So the server's
+ * offer of SCRAM-SHA-256-PLUS (made only when the upstream link is TLS) is withheld from every
+ * client. This is the one rewrite pgscope makes to the byte stream. */
 static void forward_auth_message(proxy_session *s, uint8_t type, size_t len)
 {
     uint8_t *msg = evbuffer_pullup(s->server.in, (ssize_t)len);
     uint8_t out[512];
 
-    if (type == 'R' && s->client.ssl && len <= sizeof(out)) {
+    if (type == 'R' && len <= sizeof(out)) {
         size_t n = wire_sasl_without_plus(msg, len, out, sizeof(out));
         if (n > 0) {
-            log_debug(s->tag, "SCRAM-SHA-256-PLUS withheld from the client (TLS ends here)");
+            log_debug(s->tag, "SCRAM-SHA-256-PLUS withheld from the client");
             evbuffer_add(s->client.out, out, n);
             evbuffer_drain(s->server.in, len);
             return;
