@@ -238,7 +238,10 @@ class _DirRemover:
 class Cluster:
     """A scratch PostgreSQL 15 cluster on a free loopback port, with TLS and test users."""
 
-    def __init__(self, scope="test"):
+    def __init__(self, scope="test", settings=None):
+        """settings: extra postgresql.conf values, e.g. {"wal_level": "logical", "ssl": "off"};
+        they are written after (and so override) the defaults below."""
+        self.extra_settings = dict(settings or {})
         self.dir = make_temp_dir("pgscope-pg-", pg_owned=True)
         self.data = os.path.join(self.dir, "data")
         self.log = os.path.join(self.dir, "postgres.log")
@@ -297,6 +300,7 @@ class Cluster:
             "max_connections": "50",
             "shared_buffers": "32MB",
         }
+        settings.update(self.extra_settings)
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             f.write("\n# pgscope integration tests\n")
             for key, value in settings.items():
