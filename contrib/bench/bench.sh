@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Benchmarks pgscope against direct PostgreSQL 15 and pgbouncer (session mode) with pgbench -S.
+#
+# Environment: PGSCOPE_BIN (default ./src/pgscope), BENCH_SECONDS (10), BENCH_SCALE (10),
+# BENCH_OUT (/tmp/pgscope-bench.tsv), BENCH_MODES ("simple extended prepared"),
+# BENCH_CLIENTS ("1 8"), BENCH_ROUNDS (1; with more, each figure is the median of the rounds,
+# and the order of the three targets rotates from round to round), PGBOUNCER_BIN
+# (/usr/sbin/pgbouncer), PG_BINDIR (/usr/lib/postgresql/15/bin), SCRATCH_KEEP (keep temp dir).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=contrib/scratch.sh
+. "$HERE/../scratch.sh"
+
+DURATION=${BENCH_SECONDS:-10}
+SCALE=${BENCH_SCALE:-10}
+OUT=${BENCH_OUT:-/tmp/pgscope-bench.tsv}
+MODES=${BENCH_MODES:-simple extended prepared}
+CLIENTS=${BENCH_CLIENTS:-1 8}
+ROUNDS=${BENCH_ROUNDS:-1}
+TARGETS=(direct pgbouncer pgscope)
+PGBOUNCER=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
+
+declare -A PORT TPS LAT RSS_SCOPE RSS_BOUNCER
+FAILURES=0
+PGSCOPE_PID=
+PGBOUNCER_PID=
+
+check_settings() {
+    [[ $DURATION =~ ^[1-9][0-9]*$ ]] || scratch_die "BENCH_SECONDS must be a positive integer"
+    [[ $SCALE =~ ^[1-9][0-9]*$ ]] || scratch_die "BENCH_SCALE must be a positive integer"
+    [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || scratch_die "BENCH_ROUNDS must be a positive integer"
+    [ -x "$PGBOUNCER" ] || scratch_die "$PGBOUNCER not found (run contrib/install-deps.sh)"
+    PGSCOPE=$(scratch_pgscope_bin)
+}
+
+start_postgres() {
+    PORT[direct]=$(scratch_free_port)
+    scratch_pg_start "${PORT[direct]}" -c max_connections=100 -c shared_buffers=256MB
+    scratch_log "PostgreSQL on 127.0.0.1:${PORT[direct]}; pgbench -i -s $SCALE"
+    timeout 600 pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "${PORT[direct]}" -U postgres postgres \
+        >"$SCRATCH_DIR/pgbench-init.log" 2>&1 ||
+        { tail -n 20 "$SCRATCH_DIR/pgbench-init.log" >&2; scratch_die "pgbench -i failed"; }
+}
+
+write_pgbouncer_ini() { # port
+    printf '"postgres" ""\n' >"$SCRATCH_DIR/userlist.txt"
+    cat >"$SCRATCH_DIR/pgbouncer.ini" <<EOF
+[databases]
+* = host=127.0.0.1 port=${PORT[direct]}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $1
+unix_socket_dir =
+auth_type = trust
+auth_file = $SCRATCH_DIR/userlist.txt
+pool_mode = session
+max_client_conn = 64
+default_pool_size = 16
+logfile = $SCRATCH_DIR/pgbouncer.log
+pidfile = $SCRATCH_DIR/pgbouncer.pid
+EOF
+}
+
+start_pgbouncer() {
+    PORT[pgbouncer]=$(scratch_free_port)
+    write_pgbouncer_ini "${PORT[pgbouncer]}"
+    scratch_as_postgres timeout 30 "$PGBOUNCER" -d "$SCRATCH_DIR/pgbouncer.ini" ||
+        scratch_die "pgbouncer did not start"
+    local i
+    for i in $(seq 50); do
+        [ -s "$SCRATCH_DIR/pgbouncer.pid" ] && break
+        sleep 0.1
+    done
+    PGBOUNCER_PID=$(cat "$SCRATCH_DIR/pgbouncer.pid" 2>/dev/null || true)
+    [ -n "$PGBOUNCER_PID" ] || scratch_die "pgbouncer wrote no pid file"
+    scratch_adopt_pid "$PGBOUNCER_PID"
+    scratch_wait_ready "${PORT[pgbouncer]}" 30 "$PGBOUNCER_PID" ||
+        { tail -n 20 "$SCRATCH_DIR/pgbouncer.log" >&2; scratch_die "pgbouncer is not answering"; }
+}
+
+start_pgscope() {
+    PORT[pgscope]=$(scratch_free_port)
+    scratch_spawn "$SCRATCH_DIR/pgscope.log" "$PGSCOPE" proxy \
+        --listen "127.0.0.1:${PORT[pgscope]}" --upstream "127.0.0.1:${PORT[direct]}" \
+        --db "$SCRATCH_DIR/pgscope.db"
+    PGSCOPE_PID=$SCRATCH_LAST_PID
+    scratch_wait_ready "${PORT[pgscope]}" 30 "$PGSCOPE_PID" ||
+        { tail -n 20 "$SCRATCH_DIR/pgscope.log" >&2; scratch_die "pgscope is not answering"; }
+}
+
+# Runs one pgbench and prints "TPS LATENCY_MS" (NA NA when the run failed).
+run_pgbench() { # target mode clients
+    local target=$1 mode=$2 clients=$3 jobs=1 log
+    [ "$clients" -ge 2 ] && jobs=2
+    log=$SCRATCH_DIR/pgbench-$target-$mode-$clients.log
+    if timeout $((DURATION + 60)) pgbench -S -n -T "$DURATION" -M "$mode" -c "$clients" -j "$jobs" \
+        -h 127.0.0.1 -p "${PORT[$target]}" -U postgres postgres >"$log" 2>&1; then
+        awk '/^tps = .*without initial connection time/ { tps = $3 }
+             /^latency average = / { lat = $4 }
+             END { if (tps == "" || lat == "") print "NA NA"; else print tps, lat }' "$log"
+    else
+        { scratch_log "pgbench failed against $target ($mode, $clients clients):"; tail -n 5 "$log"; } >&2
+        echo "NA NA"
+    fi
+}
+
+warm_up() {
+    local target
+    for target in "${TARGETS[@]}"; do
+        timeout 60 pgbench -S -n -T 2 -c 2 -j 2 -h 127.0.0.1 -p "${PORT[$target]}" -U postgres \
+            postgres >/dev/null 2>&1 || scratch_die "warm-up run against $target failed"
+    done
+}
+
+# The three targets, rotated by N so that no target always runs first or last.
+targets_rotated() { # n
+    local i
+    for i in 0 1 2; do
+        printf '%s\n' "${TARGETS[$((($1 + i) % 3))]}"
+    done
+}
+
+# Median of the numbers given (NA ignored; NA when none).
+median() {
+    printf '%s\n' "$@" | grep -v '^NA$' | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) print v[(NR + 1) / 2];
+              else printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+run_matrix() {
+    local round mode clients target key result n
+    declare -A tps_runs lat_runs
+    for round in $(seq "$ROUNDS"); do
+        n=$round
+        for mode in $MODES; do
+            for clients in $CLIENTS; do
+                n=$((n + 1))
+                for target in $(targets_rotated "$n"); do
+                    scratch_log "round $round/$ROUNDS, $target: -M $mode -c $clients -T $DURATION"
+                    key=$mode,$clients,$target
+                    result=$(run_pgbench "$target" "$mode" "$clients")
+                    tps_runs[$key]+="${result% *} "
+                    lat_runs[$key]+="${result#* } "
+                    [ "${result% *}" != NA ] || FAILURES=$((FAILURES + 1))
+                done
+                RSS_SCOPE[$mode,$clients]=$(scratch_peak_rss_kb "$PGSCOPE_PID")
+                RSS_BOUNCER[$mode,$clients]=$(scratch_peak_rss_kb "$PGBOUNCER_PID")
+            done
+        done
+    done
+    for key in "${!tps_runs[@]}"; do
+        # shellcheck disable=SC2086
+        TPS[$key]=$(median ${tps_runs[$key]})
+        # shellcheck disable=SC2086
+        LAT[$key]=$(median ${lat_runs[$key]})
+    done
+}
+
+# One result row, tab-separated: the TSV columns in header order.
+result_row() { # mode clients
+    local m=$1 c=$2
+    awk -v m="$m" -v c="$c" \
+        -v td="${TPS[$m,$c,direct]}" -v tb="${TPS[$m,$c,pgbouncer]}" -v ts="${TPS[$m,$c,pgscope]}" \
+        -v ld="${LAT[$m,$c,direct]}" -v lb="${LAT[$m,$c,pgbouncer]}" -v ls="${LAT[$m,$c,pgscope]}" \
+        -v rs="${RSS_SCOPE[$m,$c]}" -v rb="${RSS_BOUNCER[$m,$c]}" '
+        function ratio(a, b) { return (a == "NA" || b == "NA" || b == 0) ? "NA" : sprintf("%.3f", a / b) }
+        function added(a, b) { return (a == "NA" || b == "NA") ? "NA" : sprintf("%.0f", (a - b) * 1000) }
+        BEGIN {
+            OFS = "\t"
+            print m, c, td, tb, ts, ld, lb, ls, ratio(ts, td), ratio(ts, tb),
+                  added(ls, ld), added(lb, ld), rs, rb
+        }'
+}
+
+write_tsv() {
+    local mode clients
+    {
+        printf 'mode\tclients\tdirect_tps\tpgbouncer_tps\tpgscope_tps\tdirect_latency_ms'
+        printf '\tpgbouncer_latency_ms\tpgscope_latency_ms\tpgscope_direct_tps_ratio'
+        printf '\tpgscope_pgbouncer_tps_ratio\tpgscope_added_us\tpgbouncer_added_us'
+        printf '\tpgscope_peak_rss_kb\tpgbouncer_peak_rss_kb\n'
+        for mode in $MODES; do
+            for clients in $CLIENTS; do
+                result_row "$mode" "$clients"
+            done
+        done
+    } >"$OUT.tmp"
+    mv "$OUT.tmp" "$OUT"
+}
+
+print_header() {
+    local pgv
+    pgv=$("$SCRATCH_PG_BINDIR/postgres" --version)
+    printf 'pgscope benchmark: pgbench -S, %s s per run, scale %s, %s round(s), %s cores\n' \
+        "$DURATION" "$SCALE" "$ROUNDS" "$(nproc)"
+    printf '  %s | %s | %s | %s\n' "$("$PGSCOPE" --version 2>&1 | head -n 1)" "$pgv" \
+        "$("$PGBOUNCER" --version | head -n 1)" "$(pgbench --version)"
+}
+
+# Pads LABEL with dashes to WIDTH, centred.
+rule() { # label width
+    awk -v l=" $1 " -v w="$2" 'BEGIN {
+        left = int((w - length(l)) / 2); right = w - length(l) - left
+        s = ""; for (i = 0; i < left; i++) s = s "-"; s = s l
+        for (i = 0; i < right; i++) s = s "-"; print s }'
+}
+
+print_table() {
+    local fmt='%-9s%7s  %10s %10s %10s  %7s %9s %7s  %7s %10s  %7s %9s\n'
+    printf '\n%16s  %s  %s  %s  %s\n' "" "$(rule TPS 32)" "$(rule 'latency (ms)' 25)" \
+        "$(rule 'pgscope TPS /' 18)" "$(rule 'added us/trip' 17)"
+    # shellcheck disable=SC2059
+    printf "$fmt" mode clients direct pgbouncer pgscope direct pgbouncer pgscope direct pgbouncer \
+        pgscope pgbouncer
+    awk -F '\t' -v fmt="$fmt" '
+        function num(x, f) { return x == "NA" ? "NA" : sprintf(f, x) }
+        NR > 1 { printf fmt, $1, $2, num($3, "%.1f"), num($4, "%.1f"), num($5, "%.1f"),
+                 $6, $7, $8, $9, $10, $11, $12 }' "$OUT"
+    printf '\npeak RSS: pgscope %s, pgbouncer %s\n' \
+        "$(human_kb "$(scratch_peak_rss_kb "$PGSCOPE_PID")")" \
+        "$(human_kb "$(scratch_peak_rss_kb "$PGBOUNCER_PID")")"
+    printf 'results: %s\n' "$OUT"
+}
+
+human_kb() { # kB
+    awk -v k="$1" 'BEGIN { if (k == "NA") print "NA"; else printf "%.1f MiB\n", k / 1024 }'
+}
+
+main() {
+    check_settings
+    scratch_traps
+    scratch_init pgscope-bench
+    start_postgres
+    start_pgbouncer
+    start_pgscope
+    print_header
+    warm_up
+    run_matrix
+    write_tsv
+    print_table
+    if [ "$FAILURES" -gt 0 ]; then
+        scratch_log "$FAILURES pgbench run(s) failed"
+        exit 1
+    fi
+}
+
+main "$@"

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Builds pgscope twice (warnings as errors, then ASan/UBSan) and runs the test suite on each build.
+#
+# Both builds are out of tree, in _build and _build-asan: automake refuses a build directory
+# beside a configured source tree, so an in-tree build (the demo's) is cleaned first.
+# Prints a last line "N passed, N failed" summing both passes; exits non-zero on any failure.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+JOBS=${JOBS:-2}
+PASSED=0
+FAILED=0
+STATUS=0
+
+log() { printf '\n== ci: %s\n' "$*"; }
+
+prepare_tree() {
+    cd "$ROOT"
+    if [ -f config.status ]; then
+        log "the source tree holds an in-tree build: make distclean"
+        make distclean >/dev/null
+    fi
+    log "autoreconf -fi"
+    autoreconf -fi
+}
+
+build() { # builddir configure-options...
+    local dir=$1
+    shift
+    mkdir -p "$dir"
+    log "configure $* (in ${dir#"$ROOT"/})"
+    (cd "$dir" && "$ROOT/configure" "$@")
+    log "make -j$JOBS (in ${dir#"$ROOT"/})"
+    make -C "$dir" -j"$JOBS"
+}
+
+# Runs tests/run-all.sh on a build and adds its closing "N passed, N failed" to the totals.
+run_tests() { # builddir
+    local dir=$1 out rc=0 summary
+    out=$dir/run-all.out
+    log "tests/run-all.sh (on ${dir#"$ROOT"/})"
+    (cd "$dir" && bash "$ROOT/tests/run-all.sh" "$dir") 2>&1 </dev/null | tee "$out" || rc=$?
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1 || true)
+    if [ -z "$summary" ]; then
+        printf 'ci: tests/run-all.sh printed no "N passed, N failed" line (exit %s)\n' "$rc"
+        FAILED=$((FAILED + 1))
+        STATUS=1
+        return
+    fi
+    PASSED=$((PASSED + $(awk '{ print $1 }' <<<"$summary")))
+    FAILED=$((FAILED + $(awk '{ print $3 }' <<<"$summary")))
+    [ "$rc" -eq 0 ] || STATUS=1
+}
+
+main() {
+    prepare_tree
+    build "$ROOT/_build" --enable-werror
+    run_tests "$ROOT/_build"
+    build "$ROOT/_build-asan" --enable-asan --enable-werror
+    run_tests "$ROOT/_build-asan"
+    [ "$FAILED" -eq 0 ] || STATUS=1
+    printf '\n%d passed, %d failed\n' "$PASSED" "$FAILED"
+    exit "$STATUS"
+}
+
+main "$@"

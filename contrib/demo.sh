@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Demo: a scratch PostgreSQL 15 with pgscope in front of it, driven by psql and pgbench.
+#
+# Builds nothing: run it from a built tree (./src/pgscope) or set PGSCOPE_BIN.
+# Environment: PGSCOPE_BIN, DEMO_SECONDS (pgbench duration, default 5), PG_BINDIR, SCRATCH_KEEP.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=contrib/scratch.sh
+. "$HERE/scratch.sh"
+
+SECONDS_PGBENCH=${DEMO_SECONDS:-5}
+export PGCONNECT_TIMEOUT=10
+SUMMARY=()
+
+step() { printf '\n== %s\n' "$*"; }
+note() { SUMMARY+=("$*"); }
+
+start_stack() {
+    PGPORT=$(scratch_free_port)
+    SCOPEPORT=$(scratch_free_port)
+    scratch_pg_start "$PGPORT"
+    scratch_spawn "$SCRATCH_DIR/pgscope.log" "$PGSCOPE" proxy \
+        --listen "127.0.0.1:$SCOPEPORT" --upstream "127.0.0.1:$PGPORT" \
+        --db "$SCRATCH_DIR/pgscope.db" --shutdown-timeout 5
+    SCOPE_PID=$SCRATCH_LAST_PID
+    scratch_wait_ready "$SCOPEPORT" 30 "$SCOPE_PID" ||
+        { tail -n 20 "$SCRATCH_DIR/pgscope.log" >&2; scratch_die "pgscope is not answering"; }
+    printf 'PostgreSQL 15 on 127.0.0.1:%s, pgscope on 127.0.0.1:%s (pid %s)\n' \
+        "$PGPORT" "$SCOPEPORT" "$SCOPE_PID"
+}
+
+# psql through pgscope; the SQL comes from stdin of this function.
+scope_psql() { # psql options...
+    timeout 60 psql -X -h 127.0.0.1 -p "$SCOPEPORT" -U postgres -d postgres "$@"
+}
+
+run_statements() {
+    step "psql through pgscope: create, insert, a multi-statement query"
+    scope_psql -v ON_ERROR_STOP=1 -f - <<'SQL'
+CREATE TABLE demo_items (id serial PRIMARY KEY, name text NOT NULL, price numeric(10, 2));
+INSERT INTO demo_items (name, price)
+    SELECT 'item ' || g, g * 1.5 FROM generate_series(1, 100) AS g;
+SELECT count(*) AS items, sum(price) AS total FROM demo_items;
+SQL
+    # psql -c sends the whole string as one simple Query message.
+    scope_psql -v ON_ERROR_STOP=1 \
+        -c "BEGIN; UPDATE demo_items SET price = price * 2 WHERE id <= 10; SELECT max(price) AS max_price FROM demo_items; COMMIT" \
+        </dev/null
+    note "statements: table created, 100 rows inserted, multi-statement query committed"
+}
+
+run_error() {
+    step "an error passes through, and the session goes on"
+    local out
+    out=$(scope_psql -v VERBOSITY=verbose -f - 2>&1 <<'SQL' || true
+SELECT 1 / 0;
+SELECT 'still connected' AS status;
+SQL
+)
+    printf '%s\n' "$out"
+    grep -q '22012' <<<"$out" || scratch_die "expected SQLSTATE 22012 (division by zero)"
+    grep -q 'still connected' <<<"$out" || scratch_die "the session did not survive the error"
+    note "error: SQLSTATE 22012 reached the client; the session went on"
+}
+
+run_pgbench() {
+    step "pgbench -i -s 1 through pgscope (COPY)"
+    timeout 300 pgbench -i -q -s 1 -h 127.0.0.1 -p "$SCOPEPORT" -U postgres postgres </dev/null 2>&1
+    step "pgbench -S -T $SECONDS_PGBENCH -c 4 -j 2 through pgscope"
+    local log=$SCRATCH_DIR/pgbench.log tps
+    timeout $((SECONDS_PGBENCH + 60)) pgbench -S -n -T "$SECONDS_PGBENCH" -c 4 -j 2 \
+        -h 127.0.0.1 -p "$SCOPEPORT" -U postgres postgres </dev/null >"$log" 2>&1 ||
+        { cat "$log" >&2; scratch_die "pgbench failed"; }
+    grep -E '^(number of transactions actually processed|latency average|tps)' "$log"
+    tps=$(awk '/^tps = .*without initial connection time/ { printf "%.0f", $3 }' "$log")
+    note "pgbench: initialised through pgscope, select-only at $tps TPS with 4 clients"
+}
+
+stop_pgscope() {
+    step "SIGTERM: pgscope stops accepting, lets sessions finish, exits"
+    local rss
+    rss=$(scratch_peak_rss_kb "$SCOPE_PID")
+    scratch_stop_pid "$SCOPE_PID" 15
+    tail -n 5 "$SCRATCH_DIR/pgscope.log"
+    [ "$SCRATCH_STOP_RC" = 0 ] ||
+        scratch_die "pgscope exited with status $SCRATCH_STOP_RC after SIGTERM (expected 0)"
+    note "pgscope: peak RSS $rss kB, exit status 0 after SIGTERM"
+}
+
+print_summary() {
+    step "summary"
+    printf '  %s\n' "${SUMMARY[@]}"
+    printf 'demo: all steps passed\n'
+}
+
+main() {
+    PGSCOPE=$(scratch_pgscope_bin)
+    scratch_traps
+    scratch_init pgscope-demo
+    printf '%s\n' "$("$PGSCOPE" --version)"
+    start_stack
+    run_statements
+    run_error
+    run_pgbench
+    stop_pgscope
+    print_summary
+}
+
+main "$@"
