@@ -62,6 +62,19 @@ def close_test_resources():
     _close_all(_test_resources)
 
 
+# Reports that AddressSanitizer, LeakSanitizer or UBSan wrote into pgscope logs; the runner
+# fails the test that produced them.
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
+                   "UndefinedBehaviorSanitizer")
+_sanitizer_reports = []
+
+
+def take_sanitizer_reports():
+    reports = list(_sanitizer_reports)
+    del _sanitizer_reports[:]
+    return reports
+
+
 def kill_test_processes():
     """Kill the current test's pgscope processes (a watchdog unblocking a hung test)."""
     for res in list(_test_resources):
@@ -442,9 +455,14 @@ class Pgscope:
     def start(self, timeout=10):
         if not os.access(PGSCOPE_BIN, os.X_OK):
             raise AssertionError("pgscope binary not found at %s (set PGSCOPE_BIN)" % PGSCOPE_BIN)
+        env = dict(os.environ)
+        # A small quarantine keeps an ASan build's RSS meaningful for the memory-bound tests;
+        # leaks are reported when pgscope exits after SIGTERM (see close()).
+        env.setdefault("ASAN_OPTIONS", "quarantine_size_mb=4:detect_leaks=1")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log, cwd=self.dir)
+                                         stdout=log, stderr=log, cwd=self.dir, env=env)
         if not wait_for(lambda: self.proc.poll() is not None or self.ready(), timeout):
             raise AssertionError("pgscope not listening after %ss; log:\n%s" % (timeout, self.log_text()))
         if self.proc.poll() is not None:
@@ -495,12 +513,31 @@ class Pgscope:
             return None
 
     def close(self):
+        """Stop with SIGTERM (twice: the second skips the wait for sessions) so that a
+        sanitizer build checks for leaks at exit; SIGKILL only as a last resort."""
         try:
             if self.proc is not None and self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(5)
+                self.proc.terminate()
+                if self.wait(0.5) is None:
+                    self.proc.terminate()
+                    if self.wait(10) is None:
+                        self.proc.kill()
+                        self.proc.wait(5)
+            self._collect_sanitizer_reports()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _collect_sanitizer_reports(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                text = f.read()
+        except OSError:
+            return
+        for mark in SANITIZER_MARKS:
+            at = text.find(mark)
+            if at >= 0:
+                _sanitizer_reports.append(text[max(0, at - 200):at + 3000])
+                return
 
     def rss_kb(self):
         return rss_kb(self.proc.pid)

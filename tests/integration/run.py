@@ -99,6 +99,16 @@ def run_one(name, func, verbose):
         harness.close_test_resources()
 
 
+def run_checked(name, func, verbose):
+    """run_one, then fail the test if pgscope's log holds a sanitizer report."""
+    ok, seconds, reason = run_one(name, func, verbose)
+    reports = harness.take_sanitizer_reports()
+    if reports:
+        ok = False
+        reason = "sanitizer report in pgscope's log:\n" + reports[0]
+    return ok, seconds, reason
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-k", dest="selector", help="run only tests whose name contains this")
@@ -108,7 +118,7 @@ def main():
     passed = failed = 0
     started = time.monotonic()
     for name, func in discover(opts.selector):
-        ok, seconds, reason = run_one(name, func, opts.verbose)
+        ok, seconds, reason = run_checked(name, func, opts.verbose)
         notes = harness.take_notes()
         notes = " [%s]" % notes if notes else ""
         if ok:
