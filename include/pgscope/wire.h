@@ -62,18 +62,39 @@ const char *wire_startup_param(const uint8_t *pkt, size_t len, const char *key);
 
 /* ---- streaming framing of the regular message flow ---- */
 
+/* Where a framer hands the messages someone wants to look at. For each message it asks `want`:
+ * 0 skips the message; any other value has it delivered to `message` once it has wholly passed,
+ * with up to that many of its leading body bytes (never more than cap) and its full body length.
+ * Nothing else is held. */
+typedef struct wire_sink {
+    uint32_t (*want)(void *arg, uint8_t type, uint32_t body_len);
+    void (*message)(void *arg, uint8_t type, const uint8_t *body, uint32_t captured,
+                    uint32_t body_len);
+    void *arg;
+    uint8_t *buf; /* capture buffer, owned by the sink's owner */
+    uint32_t cap; /* its size: the most any message may capture */
+} wire_sink;
+
 /* Follows message boundaries in one direction without holding any message: it keeps only the
- * (at most five) header bytes of the message being started and the body bytes still due. */
+ * (at most five) header bytes of the message being started, the body bytes still due, and what
+ * the sink asked to capture. */
 typedef struct {
     wire_side side;
     uint8_t hdr[WIRE_HEADER_LEN];
     uint8_t hdr_have;   /* header bytes of the current message seen so far */
     uint8_t type;       /* type of the message whose body is passing */
     uint32_t remaining; /* body bytes of that message still to come */
+    uint32_t body_len;  /* its whole body length */
+    uint32_t want;      /* body bytes the sink asked to capture of it */
+    uint32_t captured;  /* of which captured so far */
+    bool deliver;       /* the sink wants this message */
     uint64_t messages;  /* messages whose header was complete and valid */
+    const wire_sink *sink;
 } wire_framer;
 
 void wire_framer_init(wire_framer *f, wire_side side);
+/* Sends every later message of this stream to sink (NULL: none). */
+void wire_framer_set_sink(wire_framer *f, const wire_sink *sink);
 
 /* Feeds n bytes. Returns WIRE_OK when all were framed; otherwise the error found in the header
  * that starts at byte *bad_at of this chunk (bytes before it are well framed). */

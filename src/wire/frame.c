@@ -80,6 +80,34 @@ void wire_framer_init(wire_framer *f, wire_side side)
     f->side = side;
 }
 
+void wire_framer_set_sink(wire_framer *f, const wire_sink *sink)
+{
+    f->sink = sink;
+}
+
+/* A header is complete: ask the sink how much of the body it wants. */
+static void begin_message(wire_framer *f, uint32_t len)
+{
+    f->type = f->hdr[0];
+    f->body_len = len - 4;
+    f->remaining = f->body_len;
+    f->captured = 0;
+    f->want = 0;
+    f->deliver = false;
+    if (f->sink) {
+        uint32_t want = f->sink->want(f->sink->arg, f->type, f->body_len);
+        uint32_t most = f->body_len < f->sink->cap ? f->body_len : f->sink->cap;
+        f->deliver = want > 0;
+        f->want = want < most ? want : most;
+    }
+}
+
+static void end_message(wire_framer *f)
+{
+    if (f->deliver)
+        f->sink->message(f->sink->arg, f->type, f->sink->buf, f->captured, f->body_len);
+}
+
 bool wire_framer_at_boundary(const wire_framer *f)
 {
     return f->hdr_have == 0 && f->remaining == 0;
@@ -92,8 +120,15 @@ wire_error wire_framer_feed(wire_framer *f, const uint8_t *buf, size_t n, size_t
     while (pos < n) {
         if (f->remaining > 0) {
             size_t take = n - pos < f->remaining ? n - pos : f->remaining;
+            if (f->captured < f->want) {
+                size_t c = f->want - f->captured < take ? f->want - f->captured : take;
+                memcpy(f->sink->buf + f->captured, buf + pos, c);
+                f->captured += (uint32_t)c;
+            }
             f->remaining -= (uint32_t)take;
             pos += take;
+            if (f->remaining == 0)
+                end_message(f);
             continue;
         }
         size_t start = pos - f->hdr_have; /* may wrap when the header began in an earlier chunk */
@@ -108,10 +143,11 @@ wire_error wire_framer_feed(wire_framer *f, const uint8_t *buf, size_t n, size_t
                 *bad_at = start > pos ? 0 : start;
             return err;
         }
-        f->type = f->hdr[0];
-        f->remaining = len - 4;
         f->hdr_have = 0;
         f->messages++;
+        begin_message(f, len);
+        if (f->remaining == 0)
+            end_message(f);
     }
     return WIRE_OK;
 }
