@@ -1,0 +1,93 @@
+/* store.h — the report database: a SQLite file (schema in sql/schema.sql) written by its own
+ * thread in batched transactions. Writers never wait on it: a batch is refused while the
+ * previous one is still being written, and what a failed write lost is counted. */
+#ifndef PGSCOPE_STORE_H
+#define PGSCOPE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_SCHEMA_VERSION 1
+
+/* One statement shape's statistics in this run (replaces the earlier row of the same key). */
+typedef struct store_statement_row {
+    char fingerprint[17]; /* hex */
+    char *database, *user, *query, *command;
+    bool fallback;
+    int64_t calls, errors, rows;
+    double total_ms, min_ms, max_ms, mean_ms, stddev_ms, p50_ms, p95_ms, p99_ms;
+    uint8_t *histogram; /* stats_hist_encode output */
+    size_t histogram_len;
+    int64_t first_us, last_us; /* wall clock, microseconds since the epoch */
+    char *example_query, *example_params; /* NULL unless examples are kept */
+    struct {
+        char sqlstate[6];
+        int64_t count;
+    } errs[9]; /* "other" as sqlstate "" when more codes than fit were seen */
+    int n_errs;
+} store_statement_row;
+
+/* One connection of this run (replaces the earlier row of the same conn_id). */
+typedef struct store_connection_row {
+    uint64_t conn_id;
+    char *client_addr, *user, *database, *application_name;
+    int64_t start_us, end_us; /* end_us 0 while open */
+    uint64_t bytes_from_client, bytes_from_server;
+    int64_t statements;
+} store_connection_row;
+
+/* Calls and time per statement shape and sqlcommenter tag set (replaces the earlier row). */
+typedef struct store_tag_row {
+    char fingerprint[17];
+    char *tags; /* canonical "key=value,key2=value2" */
+    int64_t calls;
+    double total_ms;
+} store_tag_row;
+
+/* Run-wide counters, written with every batch. */
+typedef struct store_run_counters {
+    int64_t ended_us; /* 0 while running */
+    uint64_t connections, statements;
+    uint64_t events_dropped; /* events the analysis queue had no room for */
+    uint64_t fingerprint_fallbacks, fingerprint_parses, fingerprint_hits;
+    uint64_t track_desyncs;
+} store_run_counters;
+
+/* A batch owns its rows and their strings; store_batch_free releases everything. */
+typedef struct store_batch {
+    store_statement_row *statements;
+    size_t n_statements;
+    store_connection_row *connections;
+    size_t n_connections;
+    store_tag_row *tags;
+    size_t n_tags;
+    store_run_counters run;
+} store_batch;
+
+void store_batch_free(store_batch *b);
+
+typedef struct store store;
+
+/* Opens (creating with mode 0600, WAL mode, schema created or migrated) the database at path.
+ * NULL with a reason in err on failure. */
+store *store_open(const char *path, char *err, size_t errlen);
+
+/* Records a new run and returns its id (negative on failure, with err set). */
+int64_t store_begin_run(store *s, const char *label, const char *upstream, int64_t started_us,
+                        char *err, size_t errlen);
+
+/* Starts the writer thread. */
+bool store_start(store *s);
+
+/* Hands a batch to the writer thread, which frees it. Returns false, leaving the batch with the
+ * caller, while the previous batch is still being written. */
+bool store_submit(store *s, store_batch *b);
+
+/* Rows the database refused (locked, read-only, full disk...) since the start. */
+uint64_t store_lost_writes(const store *s);
+
+/* Writes a last batch synchronously (may be NULL), stops the thread and closes the database. */
+void store_close(store *s, store_batch *last);
+
+#endif

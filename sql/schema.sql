@@ -1,0 +1,166 @@
+-- schema.sql — pgscope's report database, schema version 1 (STORE_SCHEMA_VERSION in store.h).
+--
+-- This file always describes the newest schema: pgscope runs it on an empty file. A file made
+-- by an older pgscope is carried forward by the migration steps in src/store/store.c, so any
+-- change here needs a step there and a new version number in both places.
+--
+-- Conventions, so that the file is easy to read with the sqlite3 shell:
+--   * timestamps are UTC text with milliseconds, '2026-11-21 18:40:00.123': they sort as
+--     text and work with SQLite's date functions (julianday(ended_at) - julianday(started_at));
+--   * durations are milliseconds (REAL) in columns named *_ms;
+--   * a fingerprint is 16 hex digits, the same for every statement of the same shape;
+--   * database and user_name are '' when the client did not say.
+-- doc/report-schema.md describes every column.
+
+-- What the file is: application 'pgscope' and the schema version.
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '1');
+
+-- One row per `pgscope proxy` lifetime. The counters are rewritten with every batch, so they
+-- are current while pgscope runs; ended_at stays NULL until a clean stop.
+CREATE TABLE runs (
+    id                    INTEGER PRIMARY KEY,
+    label                 TEXT,               -- --run-label, NULL when not given
+    started_at            TEXT NOT NULL,
+    ended_at              TEXT,
+    pgscope_version       TEXT NOT NULL,
+    upstream              TEXT,               -- the server address pgscope forwarded to
+    connections           INTEGER NOT NULL DEFAULT 0,  -- client connections accepted
+    statements            INTEGER NOT NULL DEFAULT 0,  -- statements executed (all shapes)
+    events_dropped        INTEGER NOT NULL DEFAULT 0,  -- events the analysis had no room for
+    fingerprint_fallbacks INTEGER NOT NULL DEFAULT 0,  -- texts libpg_query could not parse
+    fingerprint_parses    INTEGER NOT NULL DEFAULT 0,  -- texts fingerprinted by libpg_query
+    fingerprint_hits      INTEGER NOT NULL DEFAULT 0,  -- texts found in the fingerprint cache
+    track_desyncs         INTEGER NOT NULL DEFAULT 0,  -- times protocol tracking lost its place
+    lost_writes           INTEGER NOT NULL DEFAULT 0   -- rows this file refused (locked, full)
+);
+
+-- One row per client connection of a run.
+CREATE TABLE connections (
+    run_id            INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    conn_id           INTEGER NOT NULL,       -- pgscope's number for the connection
+    client_addr       TEXT,                   -- 'host:port', or 'unix'
+    user_name         TEXT,
+    database          TEXT,
+    application_name  TEXT,
+    started_at        TEXT NOT NULL,
+    ended_at          TEXT,                   -- NULL while open
+    bytes_from_client INTEGER NOT NULL DEFAULT 0,
+    bytes_from_server INTEGER NOT NULL DEFAULT 0,
+    statements        INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, conn_id)
+);
+
+-- One row per statement shape (fingerprint), database and user of a run: cumulative figures
+-- for the whole run, replaced as the run goes on.
+CREATE TABLE statements (
+    run_id         INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    fingerprint    TEXT NOT NULL,
+    database       TEXT NOT NULL,
+    user_name      TEXT NOT NULL,
+    query          TEXT,                      -- normalized: literals replaced by $1, $2...
+    command        TEXT,                      -- SELECT, INSERT, UPDATE, COPY...
+    fallback       INTEGER NOT NULL DEFAULT 0, -- 1: libpg_query could not parse the text
+    calls          INTEGER NOT NULL,
+    errors         INTEGER NOT NULL DEFAULT 0,
+    rows           INTEGER NOT NULL DEFAULT 0, -- rows returned or affected, all calls
+    total_ms       REAL NOT NULL,
+    min_ms         REAL,
+    max_ms         REAL,
+    mean_ms        REAL,
+    stddev_ms      REAL,
+    p50_ms         REAL,
+    p95_ms         REAL,
+    p99_ms         REAL,
+    histogram      BLOB,                      -- latency histogram, see doc/report-schema.md
+    first_seen     TEXT,
+    last_seen      TEXT,
+    example_query  TEXT,                      -- NULL unless store_params is on
+    example_params TEXT,                      -- NULL unless store_params is on
+    PRIMARY KEY (run_id, fingerprint, database, user_name)
+);
+-- The report's "top statements of a run" is an index range scan with LIMIT.
+CREATE INDEX statements_by_total ON statements (run_id, total_ms DESC);
+-- Merging a shape across runs (pgscope report --all): total_ms makes it a covering index for
+-- the report's GROUP BY, a fraction of the table to read.
+CREATE INDEX statements_by_shape ON statements (fingerprint, database, user_name, total_ms);
+
+-- Errors of a statement shape by SQLSTATE; sqlstate '' counts codes beyond the ones kept.
+CREATE TABLE statement_errors (
+    run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    fingerprint TEXT NOT NULL,
+    database    TEXT NOT NULL,
+    user_name   TEXT NOT NULL,
+    sqlstate    TEXT NOT NULL,
+    count       INTEGER NOT NULL,
+    PRIMARY KEY (run_id, fingerprint, database, user_name, sqlstate)
+);
+CREATE INDEX statement_errors_by_shape ON statement_errors (fingerprint, database, user_name);
+
+-- Calls and time of a statement shape per set of sqlcommenter tags (/*action='index'*/),
+-- all databases and users together.
+CREATE TABLE statement_tags (
+    run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    fingerprint TEXT NOT NULL,
+    tags        TEXT NOT NULL,                -- canonical "key=value,key2=value2"
+    calls       INTEGER NOT NULL,
+    total_ms    REAL NOT NULL,
+    PRIMARY KEY (run_id, fingerprint, tags)
+);
+CREATE INDEX statement_tags_by_fingerprint ON statement_tags (fingerprint);
+
+-- Views for people: SELECT * FROM slowest_statements WHERE run_id = 3 LIMIT 10;
+
+-- Every statement shape with its run's label and per-call figures.
+CREATE VIEW statement_stats AS
+SELECT s.run_id,
+       r.label AS run_label,
+       s.fingerprint,
+       s.database,
+       s.user_name,
+       s.command,
+       s.query,
+       s.calls,
+       s.errors,
+       s.rows,
+       s.total_ms,
+       s.mean_ms,
+       s.min_ms,
+       s.max_ms,
+       s.stddev_ms,
+       s.p50_ms,
+       s.p95_ms,
+       s.p99_ms,
+       CAST(s.rows AS REAL) / NULLIF(s.calls, 0) AS rows_per_call,
+       CAST(s.errors AS REAL) / NULLIF(s.calls, 0) AS error_share,
+       s.fallback,
+       s.first_seen,
+       s.last_seen
+FROM statements s
+JOIN runs r ON r.id = s.run_id;
+
+-- The same, most total time first: where the database time of each run went.
+CREATE VIEW slowest_statements AS
+SELECT * FROM statement_stats ORDER BY run_id, total_ms DESC;
+
+-- One line per run: duration in seconds (NULL until a clean stop) and totals.
+CREATE VIEW run_summary AS
+SELECT r.id AS run_id,
+       r.label,
+       r.started_at,
+       r.ended_at,
+       (julianday(r.ended_at) - julianday(r.started_at)) * 86400.0 AS duration_s,
+       r.connections,
+       r.statements,
+       (SELECT count(*) FROM statements s WHERE s.run_id = r.id) AS shapes,
+       (SELECT coalesce(sum(s.errors), 0) FROM statements s WHERE s.run_id = r.id) AS errors,
+       (SELECT total(s.total_ms) FROM statements s WHERE s.run_id = r.id) AS total_ms,
+       r.events_dropped,
+       r.lost_writes,
+       r.fingerprint_fallbacks,
+       r.pgscope_version,
+       r.upstream
+FROM runs r;

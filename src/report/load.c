@@ -1,0 +1,549 @@
+/* load.c — reads runs and the top statements from the report database; merges a statement's
+ * runs (sums, combined spread, merged histograms) for `pgscope report --all`. */
+#include "config.h"
+
+#include "report_int.h"
+
+#include "pgscope/stats.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The top statements come from an index scan with LIMIT (statements_by_total), or, merged,
+ * from one GROUP BY pass over the covering shape index (statements_by_shape) followed by one
+ * lookup per shape shown: the table is never read whole, nor held in memory. */
+static const char sql_runs[] =
+    "SELECT id, label, started_at, ended_at, upstream, pgscope_version, "
+    "(julianday(ended_at) - julianday(started_at)) * 86400.0, connections, statements, "
+    "events_dropped, lost_writes, fingerprint_fallbacks, fingerprint_parses, fingerprint_hits, "
+    "track_desyncs FROM runs WHERE ?1 IS NULL OR id = ?1 ORDER BY id";
+
+/* The columns of one shape in one run, shared by the per-run list and the merge. */
+#define SHAPE_COLUMNS                                                                              \
+    "fingerprint, database, user_name, query, command, fallback, calls, errors, rows, "            \
+    "total_ms, min_ms, max_ms, mean_ms, stddev_ms, p50_ms, p95_ms, p99_ms, first_seen, "           \
+    "last_seen, example_query, example_params, histogram"
+
+enum {
+    C_FINGERPRINT,
+    C_DATABASE,
+    C_USER,
+    C_QUERY,
+    C_COMMAND,
+    C_FALLBACK,
+    C_CALLS,
+    C_ERRORS,
+    C_ROWS,
+    C_TOTAL,
+    C_MIN,
+    C_MAX,
+    C_MEAN,
+    C_STDDEV,
+    C_P50,
+    C_P95,
+    C_P99,
+    C_FIRST,
+    C_LAST,
+    C_EXAMPLE_QUERY,
+    C_EXAMPLE_PARAMS,
+    C_HISTOGRAM
+};
+
+static const char sql_run_statements[] =
+    "SELECT " SHAPE_COLUMNS " FROM statements WHERE run_id = ?1 ORDER BY total_ms DESC LIMIT ?2";
+
+static const char sql_count_run[] = "SELECT count(*) FROM statements WHERE run_id = ?1";
+
+/* The top shapes over all runs, and (window count) how many shapes there are in all. */
+static const char sql_merged_top[] =
+    "SELECT fingerprint, database, user_name, sum(total_ms) AS total, count(*) OVER () "
+    "FROM statements GROUP BY fingerprint, database, user_name "
+    "ORDER BY total DESC, fingerprint, database, user_name LIMIT ?1";
+
+/* One shape's rows in every run, the latest first: its text and example come from there. */
+static const char sql_shape_runs[] =
+    "SELECT " SHAPE_COLUMNS " FROM statements "
+    "WHERE fingerprint = ?1 AND database = ?2 AND user_name = ?3 ORDER BY run_id DESC";
+
+/* ?1 is NULL when every run counts. */
+static const char sql_errors[] =
+    "SELECT sqlstate, sum(count) AS n FROM statement_errors WHERE (?1 IS NULL OR run_id = ?1) "
+    "AND fingerprint = ?2 AND database = ?3 AND user_name = ?4 GROUP BY sqlstate "
+    "ORDER BY n DESC, sqlstate";
+
+static const char sql_tags[] =
+    "SELECT tags, sum(calls), total(total_ms) AS t FROM statement_tags "
+    "WHERE (?1 IS NULL OR run_id = ?1) AND fingerprint = ?2 GROUP BY tags ORDER BY t DESC, tags";
+
+/* ---------------------------------------------------------------- column helpers */
+
+static char *col_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *s = sqlite3_column_text(st, i);
+
+    return s ? strdup((const char *)s) : NULL;
+}
+
+static double col_real(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+
+static void copy_fixed(char *dst, size_t cap, sqlite3_stmt *st, int i)
+{
+    const unsigned char *s = sqlite3_column_text(st, i);
+
+    snprintf(dst, cap, "%s", s ? (const char *)s : "");
+}
+
+static bool prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err, size_t errlen)
+{
+    if (sqlite3_prepare_v2(db, sql, -1, st, NULL) == SQLITE_OK)
+        return true;
+    snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+    return false;
+}
+
+/* Binds the run filter: a run id, or NULL for all runs. */
+static void bind_run(sqlite3_stmt *st, int i, int64_t run_id)
+{
+    if (run_id > 0)
+        sqlite3_bind_int64(st, i, run_id);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* Finishes a step loop: true when it ended at SQLITE_DONE. */
+static bool step_end(sqlite3 *db, int rc, char *err, size_t errlen)
+{
+    if (rc == SQLITE_DONE)
+        return true;
+    snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+    return false;
+}
+
+/* ---------------------------------------------------------------- runs */
+
+static void read_run(sqlite3_stmt *st, report_run *r)
+{
+    r->id = sqlite3_column_int64(st, 0);
+    r->label = col_text(st, 1);
+    r->started_at = col_text(st, 2);
+    r->ended_at = col_text(st, 3);
+    r->upstream = col_text(st, 4);
+    r->pgscope_version = col_text(st, 5);
+    r->duration_s = col_real(st, 6);
+    int64_t *counters[] = {
+        &r->connections,           &r->statements,         &r->events_dropped,   &r->lost_writes,
+        &r->fingerprint_fallbacks, &r->fingerprint_parses, &r->fingerprint_hits, &r->track_desyncs};
+    for (int i = 0; i < 8; i++)
+        *counters[i] = sqlite3_column_int64(st, 7 + i);
+}
+
+static bool load_runs(sqlite3 *db, int64_t run_id, report_data *d, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    size_t cap = 0;
+    int rc;
+
+    if (!prepare(db, sql_runs, &st, err, errlen))
+        return false;
+    bind_run(st, 1, run_id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (d->n_runs == cap) {
+            cap = cap ? cap * 2 : 8;
+            report_run *runs = realloc(d->runs, cap * sizeof(*runs));
+            if (!runs) {
+                sqlite3_finalize(st);
+                snprintf(err, errlen, "out of memory");
+                return false;
+            }
+            d->runs = runs;
+        }
+        memset(&d->runs[d->n_runs], 0, sizeof(d->runs[0]));
+        read_run(st, &d->runs[d->n_runs++]);
+    }
+    bool ok = step_end(db, rc, err, errlen);
+    sqlite3_finalize(st);
+    return ok;
+}
+
+static int64_t latest_run(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t id = 0;
+
+    if (sqlite3_prepare_v2(db, "SELECT max(id) FROM runs", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return id;
+}
+
+/* ---------------------------------------------------------------- statements */
+
+static void read_statement(sqlite3_stmt *st, report_statement *s)
+{
+    copy_fixed(s->fingerprint, sizeof(s->fingerprint), st, C_FINGERPRINT);
+    s->database = col_text(st, C_DATABASE);
+    s->user = col_text(st, C_USER);
+    s->query = col_text(st, C_QUERY);
+    s->command = col_text(st, C_COMMAND);
+    s->fallback = sqlite3_column_int(st, C_FALLBACK) != 0;
+    s->calls = sqlite3_column_int64(st, C_CALLS);
+    s->errors = sqlite3_column_int64(st, C_ERRORS);
+    s->rows = sqlite3_column_int64(st, C_ROWS);
+    s->total_ms = sqlite3_column_double(st, C_TOTAL);
+    s->min_ms = col_real(st, C_MIN);
+    s->max_ms = col_real(st, C_MAX);
+    s->mean_ms = col_real(st, C_MEAN);
+    s->stddev_ms = col_real(st, C_STDDEV);
+    s->p50_ms = col_real(st, C_P50);
+    s->p95_ms = col_real(st, C_P95);
+    s->p99_ms = col_real(st, C_P99);
+    s->first_seen = col_text(st, C_FIRST);
+    s->last_seen = col_text(st, C_LAST);
+    s->example_query = col_text(st, C_EXAMPLE_QUERY);
+    s->example_params = s->example_query ? col_text(st, C_EXAMPLE_PARAMS) : NULL;
+}
+
+/* ---------------------------------------------------------------- merging runs */
+
+/* What the merge of one shape's rows accumulates besides sums. */
+typedef struct {
+    stats_hist *acc, *one;
+    bool hist_ok;
+    double mean, m2; /* Chan et al.'s pairwise combination of means and squared deviations */
+    bool spread_ok;
+    int rows;
+} shape_merge;
+
+/* stats_entry_stddev is the population deviation (Welford's m2 / n): a run's m2 is
+ * stddev² · n, and two parts combine with the spread of their means. */
+static void merge_spread(shape_merge *m, int64_t n_before, int64_t n, double mean, double stddev)
+{
+    if (n <= 0)
+        return;
+    if (!isfinite(stddev) || !isfinite(mean)) {
+        m->spread_ok = false;
+        return;
+    }
+    double total = (double)(n_before + n), delta = mean - m->mean;
+    m->m2 += stddev * stddev * (double)n + delta * delta * (double)n_before * (double)n / total;
+    m->mean += delta * (double)n / total;
+}
+
+static void merge_histogram(shape_merge *m, sqlite3_stmt *st)
+{
+    const void *blob = sqlite3_column_blob(st, C_HISTOGRAM);
+    int len = sqlite3_column_bytes(st, C_HISTOGRAM);
+
+    if (!blob || len <= 0 || !stats_hist_decode(m->one, blob, (size_t)len)) {
+        m->hist_ok = false;
+        return;
+    }
+    stats_hist_merge(m->acc, m->one);
+}
+
+static char *earlier(char *a, char *b)
+{
+    bool keep_a = a && (!b || strcmp(a, b) <= 0);
+
+    free(keep_a ? b : a);
+    return keep_a ? a : b;
+}
+
+static char *later(char *a, char *b)
+{
+    bool keep_a = a && (!b || strcmp(a, b) >= 0);
+
+    free(keep_a ? b : a);
+    return keep_a ? a : b;
+}
+
+/* Adds one more (older) run's row r of the shape to the merged s. */
+static void merge_into(report_statement *s, report_statement *r)
+{
+    s->fallback |= r->fallback;
+    s->calls += r->calls;
+    s->errors += r->errors;
+    s->rows += r->rows;
+    s->total_ms += r->total_ms;
+    s->min_ms = isnan(s->min_ms) || r->min_ms < s->min_ms ? r->min_ms : s->min_ms;
+    s->max_ms = isnan(s->max_ms) || r->max_ms > s->max_ms ? r->max_ms : s->max_ms;
+    s->first_seen = earlier(s->first_seen, r->first_seen);
+    s->last_seen = later(s->last_seen, r->last_seen);
+    r->first_seen = r->last_seen = NULL;
+    if (!s->query) { /* the latest run's text and example win */
+        s->query = r->query;
+        r->query = NULL;
+    }
+    if (!s->example_query) {
+        s->example_query = r->example_query;
+        s->example_params = r->example_params;
+        r->example_query = r->example_params = NULL;
+    }
+}
+
+static void free_statement(report_statement *s);
+
+static void merge_row(shape_merge *m, sqlite3_stmt *st, report_statement *s)
+{
+    report_statement r = {.calls = 0};
+
+    read_statement(st, &r);
+    merge_spread(m, m->rows == 0 ? 0 : s->calls, r.calls,
+                 r.calls > 0 ? r.total_ms / (double)r.calls : NAN, r.stddev_ms);
+    merge_histogram(m, st);
+    if (m->rows++ == 0) {
+        free_statement(s); /* the latest run's row starts the merge */
+        *s = r;
+    } else {
+        merge_into(s, &r);
+        free_statement(&r);
+    }
+}
+
+static void finish_merge(shape_merge *m, report_statement *s)
+{
+    if (m->rows <= 1)
+        return; /* a shape seen in one run keeps that run's figures */
+    s->mean_ms = s->calls > 0 ? s->total_ms / (double)s->calls : NAN;
+    s->stddev_ms = m->spread_ok && s->calls > 0 ? sqrt(m->m2 / (double)s->calls) : NAN;
+    if (m->hist_ok && m->acc->count > 0) {
+        s->p50_ms = stats_hist_quantile(m->acc, 0.50) / 1000.0;
+        s->p95_ms = stats_hist_quantile(m->acc, 0.95) / 1000.0;
+        s->p99_ms = stats_hist_quantile(m->acc, 0.99) / 1000.0;
+    } else {
+        s->p50_ms = s->p95_ms = s->p99_ms = NAN; /* a run without a usable histogram */
+    }
+}
+
+/* Replaces the key-only s with the merge of the shape's rows in every run. */
+static bool merge_shape(sqlite3_stmt *st, stats_hist *acc, stats_hist *one, report_statement *s)
+{
+    shape_merge m = {acc, one, true, 0, 0, true, 0};
+    int rc;
+
+    memset(acc, 0, sizeof(*acc));
+    /* s is rewritten by the first row: bind copies of its key. */
+    sqlite3_bind_text(st, 1, s->fingerprint, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, s->database ? s->database : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, s->user ? s->user : "", -1, SQLITE_TRANSIENT);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        merge_row(&m, st, s);
+    sqlite3_reset(st);
+    finish_merge(&m, s);
+    return rc == SQLITE_DONE;
+}
+
+/* Text, sums, spread and percentiles of every merged shape. */
+static bool merge_shapes(sqlite3 *db, report_data *d, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    stats_hist *h = calloc(2, sizeof(*h));
+    bool ok = h != NULL;
+
+    if (!ok)
+        snprintf(err, errlen, "out of memory");
+    else
+        ok = prepare(db, sql_shape_runs, &st, err, errlen);
+    for (size_t i = 0; ok && i < d->n_stmts; i++) {
+        ok = merge_shape(st, &h[0], &h[1], &d->stmts[i]);
+        if (!ok)
+            snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+    }
+    sqlite3_finalize(st);
+    free(h);
+    return ok;
+}
+
+static bool grow_statements(report_data *d, size_t *cap)
+{
+    if (d->n_stmts < *cap)
+        return true;
+    size_t n = *cap ? *cap * 2 : 32;
+    report_statement *s = realloc(d->stmts, n * sizeof(*s));
+    if (!s)
+        return false;
+    d->stmts = s;
+    *cap = n;
+    return true;
+}
+
+/* A merged shape's key, to be filled in by merge_shapes. */
+static void read_key(sqlite3_stmt *st, report_statement *s, int64_t *shapes)
+{
+    copy_fixed(s->fingerprint, sizeof(s->fingerprint), st, 0);
+    s->database = col_text(st, 1);
+    s->user = col_text(st, 2);
+    *shapes = sqlite3_column_int64(st, 4);
+}
+
+static bool load_statements(sqlite3 *db, int64_t run_id, int limit, report_data *d, char *err,
+                            size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    size_t cap = 0;
+    int rc;
+
+    if (!prepare(db, d->all ? sql_merged_top : sql_run_statements, &st, err, errlen))
+        return false;
+    if (!d->all)
+        sqlite3_bind_int64(st, 1, run_id);
+    sqlite3_bind_int(st, d->all ? 1 : 2, limit > 0 ? limit : -1); /* -1: no limit */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (!grow_statements(d, &cap)) {
+            sqlite3_finalize(st);
+            snprintf(err, errlen, "out of memory");
+            return false;
+        }
+        report_statement *s = &d->stmts[d->n_stmts++];
+        memset(s, 0, sizeof(*s));
+        if (d->all)
+            read_key(st, s, &d->shapes);
+        else
+            read_statement(st, s);
+    }
+    bool ok = step_end(db, rc, err, errlen);
+    sqlite3_finalize(st);
+    return ok && (!d->all || merge_shapes(db, d, err, errlen));
+}
+
+static int64_t count_run_shapes(sqlite3 *db, int64_t run_id)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t n = 0;
+
+    if (sqlite3_prepare_v2(db, sql_count_run, -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_int64(st, 1, run_id);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* ---------------------------------------------------------------- errors and tags */
+
+static bool load_errors(sqlite3_stmt *st, int64_t run_id, report_statement *s)
+{
+    size_t cap = 0;
+
+    bind_run(st, 1, run_id);
+    sqlite3_bind_text(st, 2, s->fingerprint, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, s->database ? s->database : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, s->user ? s->user : "", -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (s->n_errs == cap) {
+            cap = cap ? cap * 2 : 4;
+            report_error *e = realloc(s->errs, cap * sizeof(*e));
+            if (!e)
+                break;
+            s->errs = e;
+        }
+        copy_fixed(s->errs[s->n_errs].sqlstate, sizeof(s->errs[0].sqlstate), st, 0);
+        s->errs[s->n_errs++].count = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE;
+}
+
+static bool load_tags(sqlite3_stmt *st, int64_t run_id, report_statement *s)
+{
+    size_t cap = 0;
+
+    bind_run(st, 1, run_id);
+    sqlite3_bind_text(st, 2, s->fingerprint, -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (s->n_tags == cap) {
+            cap = cap ? cap * 2 : 4;
+            report_tag *t = realloc(s->tags, cap * sizeof(*t));
+            if (!t)
+                break;
+            s->tags = t;
+        }
+        report_tag *t = &s->tags[s->n_tags++];
+        t->tags = col_text(st, 0);
+        t->calls = sqlite3_column_int64(st, 1);
+        t->total_ms = sqlite3_column_double(st, 2);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE;
+}
+
+static bool load_details(sqlite3 *db, int64_t run_id, report_data *d, char *err, size_t errlen)
+{
+    sqlite3_stmt *errs = NULL, *tags = NULL;
+    bool ok =
+        prepare(db, sql_errors, &errs, err, errlen) && prepare(db, sql_tags, &tags, err, errlen);
+
+    for (size_t i = 0; ok && i < d->n_stmts; i++) {
+        ok = load_errors(errs, run_id, &d->stmts[i]) && load_tags(tags, run_id, &d->stmts[i]);
+        if (!ok)
+            snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+    }
+    sqlite3_finalize(errs);
+    sqlite3_finalize(tags);
+    return ok;
+}
+
+/* ---------------------------------------------------------------- entry points */
+
+bool report_load(sqlite3 *db, int64_t run_id, bool all, int limit, report_data *out, char *err,
+                 size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    out->all = all;
+    if (!all && run_id <= 0)
+        run_id = latest_run(db);
+    if (all)
+        run_id = 0;
+    else if (run_id <= 0)
+        return true; /* no run yet: an empty report */
+    if (!load_runs(db, run_id, out, err, errlen))
+        return false;
+    if (!all && out->n_runs == 0) {
+        snprintf(err, errlen, "there is no run %lld", (long long)run_id);
+        return false;
+    }
+    if (!all)
+        out->shapes = count_run_shapes(db, run_id);
+    return load_statements(db, run_id, limit, out, err, errlen) &&
+           load_details(db, run_id, out, err, errlen);
+}
+
+static void free_statement(report_statement *s)
+{
+    free(s->database);
+    free(s->user);
+    free(s->query);
+    free(s->command);
+    free(s->first_seen);
+    free(s->last_seen);
+    free(s->example_query);
+    free(s->example_params);
+    free(s->errs);
+    for (size_t i = 0; i < s->n_tags; i++)
+        free(s->tags[i].tags);
+    free(s->tags);
+}
+
+void report_data_free(report_data *d)
+{
+    for (size_t i = 0; i < d->n_runs; i++) {
+        free(d->runs[i].label);
+        free(d->runs[i].started_at);
+        free(d->runs[i].ended_at);
+        free(d->runs[i].upstream);
+        free(d->runs[i].pgscope_version);
+    }
+    free(d->runs);
+    for (size_t i = 0; i < d->n_stmts; i++)
+        free_statement(&d->stmts[i]);
+    free(d->stmts);
+    memset(d, 0, sizeof(*d));
+}

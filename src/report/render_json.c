@@ -1,0 +1,273 @@
+/* render_json.c — the report as one JSON object for programs and CI (shape documented in
+ * doc/report-schema.md; fields are only ever added). */
+#include "config.h"
+
+#include "report_int.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms, surrogates or values
+ * above U+10FFFF), 0 if it is not one. */
+static size_t utf8_sequence(const unsigned char *p, size_t avail)
+{
+    static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t k;
+    uint32_t c;
+
+    if (p[0] < 0x80)
+        return 1;
+    if ((p[0] & 0xE0) == 0xC0) {
+        k = 2;
+        c = p[0] & 0x1F;
+    } else if ((p[0] & 0xF0) == 0xE0) {
+        k = 3;
+        c = p[0] & 0x0F;
+    } else if ((p[0] & 0xF8) == 0xF0) {
+        k = 4;
+        c = p[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (k > avail)
+        return 0;
+    for (size_t j = 1; j < k; j++) {
+        if ((p[j] & 0xC0) != 0x80)
+            return 0;
+        c = (c << 6) | (p[j] & 0x3F);
+    }
+    return c < least[k] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF) ? 0 : k;
+}
+
+/* Copies s with every byte that is not part of valid UTF-8 replaced by U+FFFD: query text is
+ * in the client's encoding, and JSON must be UTF-8. */
+static char *utf8_clean(const char *s)
+{
+    size_t len = strlen(s), n = 0;
+    char *out = malloc(len * 3 + 1);
+
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_sequence((const unsigned char *)s + i, len - i);
+        if (k > 0) {
+            memcpy(out + n, s + i, k);
+            n += k;
+            i += k;
+        } else {
+            memcpy(out + n, "\xEF\xBF\xBD", 3);
+            n += 3;
+            i++;
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
+static json_t *jstr(const char *s)
+{
+    if (!s)
+        return json_null();
+    json_t *v = json_string(s);
+    if (!v) {
+        char *clean = utf8_clean(s);
+        v = clean ? json_string(clean) : NULL;
+        free(clean);
+    }
+    return v;
+}
+
+/* Milliseconds and seconds to the microsecond: the histogram is not finer than that, and
+ * fewer digits are easier to read and diff. NaN (unknown) is null. */
+static json_t *jnum(double v)
+{
+    return isfinite(v) ? json_real(round(v * 1000.0) / 1000.0) : json_null();
+}
+
+static json_t *jint(int64_t v)
+{
+    return json_integer((json_int_t)v);
+}
+
+/* An object under construction: the first value that cannot be made fails the whole. */
+typedef struct {
+    json_t *o;
+    bool ok;
+} builder;
+
+static builder obj_begin(void)
+{
+    builder b = {json_object(), true};
+
+    b.ok = b.o != NULL;
+    return b;
+}
+
+static void obj_put(builder *b, const char *key, json_t *v)
+{
+    if (!b->ok || !v) {
+        json_decref(v);
+        b->ok = false;
+        return;
+    }
+    b->ok = json_object_set_new(b->o, key, v) == 0; /* takes v even when it fails */
+}
+
+static json_t *obj_end(builder *b)
+{
+    if (b->ok)
+        return b->o;
+    json_decref(b->o);
+    return NULL;
+}
+
+static json_t *run_json(const report_run *r)
+{
+    builder b = obj_begin();
+
+    obj_put(&b, "id", jint(r->id));
+    obj_put(&b, "label", jstr(r->label));
+    obj_put(&b, "started_at", jstr(r->started_at));
+    obj_put(&b, "ended_at", jstr(r->ended_at));
+    obj_put(&b, "duration_s", jnum(r->duration_s));
+    obj_put(&b, "connections", jint(r->connections));
+    obj_put(&b, "statements", jint(r->statements));
+    obj_put(&b, "events_dropped", jint(r->events_dropped));
+    obj_put(&b, "lost_writes", jint(r->lost_writes));
+    obj_put(&b, "fingerprint_fallbacks", jint(r->fingerprint_fallbacks));
+    obj_put(&b, "fingerprint_parses", jint(r->fingerprint_parses));
+    obj_put(&b, "fingerprint_hits", jint(r->fingerprint_hits));
+    obj_put(&b, "track_desyncs", jint(r->track_desyncs));
+    obj_put(&b, "upstream", jstr(r->upstream));
+    obj_put(&b, "pgscope_version", jstr(r->pgscope_version));
+    return obj_end(&b);
+}
+
+static json_t *errors_json(const report_statement *s)
+{
+    json_t *o = json_object();
+
+    for (size_t i = 0; o && i < s->n_errs; i++) {
+        const char *code = s->errs[i].sqlstate[0] ? s->errs[i].sqlstate : "other";
+        if (json_object_set_new(o, code, jint(s->errs[i].count)) != 0) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+static json_t *tag_json(const report_tag *t)
+{
+    builder b = obj_begin();
+
+    obj_put(&b, "tags", jstr(t->tags));
+    obj_put(&b, "calls", jint(t->calls));
+    obj_put(&b, "total_ms", jnum(t->total_ms));
+    return obj_end(&b);
+}
+
+static json_t *tags_json(const report_statement *s)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a && i < s->n_tags; i++) {
+        if (json_array_append_new(a, tag_json(&s->tags[i])) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+static json_t *example_json(const report_statement *s)
+{
+    if (!s->example_query)
+        return json_null();
+    builder b = obj_begin();
+    obj_put(&b, "query", jstr(s->example_query));
+    obj_put(&b, "params", jstr(s->example_params));
+    return obj_end(&b);
+}
+
+static json_t *statement_json(const report_statement *s)
+{
+    builder b = obj_begin();
+
+    obj_put(&b, "fingerprint", jstr(s->fingerprint));
+    obj_put(&b, "query", jstr(s->query));
+    obj_put(&b, "database", jstr(s->database));
+    obj_put(&b, "user", jstr(s->user));
+    obj_put(&b, "command", jstr(s->command));
+    obj_put(&b, "fallback", json_boolean(s->fallback));
+    obj_put(&b, "calls", jint(s->calls));
+    obj_put(&b, "errors", jint(s->errors));
+    obj_put(&b, "rows", jint(s->rows));
+    obj_put(&b, "total_ms", jnum(s->total_ms));
+    obj_put(&b, "mean_ms", jnum(s->mean_ms));
+    obj_put(&b, "min_ms", jnum(s->min_ms));
+    obj_put(&b, "max_ms", jnum(s->max_ms));
+    obj_put(&b, "stddev_ms", jnum(s->stddev_ms));
+    obj_put(&b, "p50_ms", jnum(s->p50_ms));
+    obj_put(&b, "p95_ms", jnum(s->p95_ms));
+    obj_put(&b, "p99_ms", jnum(s->p99_ms));
+    obj_put(&b, "rows_per_call", jnum(s->calls > 0 ? (double)s->rows / (double)s->calls : NAN));
+    obj_put(&b, "first_seen", jstr(s->first_seen));
+    obj_put(&b, "last_seen", jstr(s->last_seen));
+    obj_put(&b, "errors_by_sqlstate", errors_json(s));
+    obj_put(&b, "tags", tags_json(s));
+    obj_put(&b, "example", example_json(s));
+    return obj_end(&b);
+}
+
+static json_t *list_json(const void *items, size_t n, size_t size, json_t *(*one)(const void *))
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a && i < n; i++) {
+        if (json_array_append_new(a, one((const char *)items + i * size)) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+static json_t *any_run(const void *r)
+{
+    return run_json(r);
+}
+
+static json_t *any_statement(const void *s)
+{
+    return statement_json(s);
+}
+
+/* Later issues add n_plus_one, plans, findings and index_suggestions next to statements. */
+static json_t *report_json(const report_data *d)
+{
+    builder b = obj_begin();
+
+    obj_put(&b, "pgscope_version", json_string(PACKAGE_VERSION));
+    obj_put(&b, "schema_version", json_integer(d->schema_version));
+    obj_put(&b, "scope", json_string(d->all ? "all" : "run"));
+    obj_put(&b, "statement_shapes", jint(d->shapes));
+    obj_put(&b, "runs", list_json(d->runs, d->n_runs, sizeof(d->runs[0]), any_run));
+    obj_put(&b, "statements", list_json(d->stmts, d->n_stmts, sizeof(d->stmts[0]), any_statement));
+    return obj_end(&b);
+}
+
+bool report_render_json(FILE *out, const report_data *d)
+{
+    json_t *root = report_json(d);
+
+    /* 15 significant digits print 0.123 as 0.123, not 0.12299999999999999. */
+    bool ok = root && json_dumpf(root, out, JSON_INDENT(2) | JSON_REAL_PRECISION(15)) == 0;
+    if (ok)
+        fputc('\n', out);
+    json_decref(root);
+    return ok;
+}

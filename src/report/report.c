@@ -1,0 +1,217 @@
+/* report.c — `pgscope report`: options, opening the report database read-only, and handing
+ * what it holds to the text or JSON renderer. */
+#include "config.h"
+
+#include "pgscope/report.h"
+
+#include "pgscope/store.h"
+#include "report_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define DEFAULT_DB "./pgscope.db"
+#define DEFAULT_LIMIT 20
+
+typedef struct {
+    const char *db;
+    int64_t run_id; /* 0: the latest run */
+    bool all;
+    bool json;
+    int limit; /* 0: every statement */
+} report_options;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: pgscope report [OPTIONS]\n\n"
+            "Prints what the report database holds about a run: a summary, then the statements\n"
+            "that took the most time.\n\n"
+            "Options:\n"
+            "  --db FILE              the report database (default %s)\n"
+            "  --run ID               report on run ID (default: the latest run)\n"
+            "  --all                  merge every run of the file\n"
+            "  --format text|json     text for people (default), json for programs\n"
+            "  --limit N              statements to show (default %d; 0 shows all)\n"
+            "  --help                 this text\n",
+            DEFAULT_DB, DEFAULT_LIMIT);
+}
+
+static bool parse_int(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* The value of --name VALUE or --name=VALUE; NULL (and *i unchanged) when arg is not --name. */
+static const char *option_value(int argc, char **argv, int *i, const char *name, bool *missing)
+{
+    const char *arg = argv[*i];
+    size_t n = strlen(name);
+
+    if (strncmp(arg, name, n) != 0)
+        return NULL;
+    if (arg[n] == '=')
+        return arg + n + 1;
+    if (arg[n] != '\0')
+        return NULL;
+    if (*i + 1 >= argc) {
+        *missing = true;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+/* One option at argv[*i]: 0 taken, 2 bad usage (reason printed). */
+static int parse_option(int argc, char **argv, int *i, report_options *o)
+{
+    bool missing = false;
+    const char *v;
+    long long n;
+
+    if (strcmp(argv[*i], "--all") == 0) {
+        o->all = true;
+    } else if ((v = option_value(argc, argv, i, "--db", &missing))) {
+        o->db = v;
+    } else if ((v = option_value(argc, argv, i, "--run", &missing))) {
+        if (!parse_int(v, 1, INT64_MAX, &n)) {
+            fprintf(stderr, "pgscope report: --run: \"%s\" is not a run id\n", v);
+            return 2;
+        }
+        o->run_id = n;
+    } else if ((v = option_value(argc, argv, i, "--format", &missing))) {
+        if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0) {
+            fprintf(stderr, "pgscope report: --format: \"%s\" is not one of text, json\n", v);
+            return 2;
+        }
+        o->json = strcmp(v, "json") == 0;
+    } else if ((v = option_value(argc, argv, i, "--limit", &missing))) {
+        if (!parse_int(v, 0, INT_MAX, &n)) {
+            fprintf(stderr, "pgscope report: --limit: \"%s\" is not a count\n", v);
+            return 2;
+        }
+        o->limit = (int)n;
+    } else {
+        fprintf(stderr, "pgscope report: %s \"%s\"\n",
+                missing ? "a value is missing after" : "unknown argument", argv[*i]);
+        return 2;
+    }
+    return 0;
+}
+
+/* 0 go on, 1 help printed, 2 bad usage. */
+static int parse_options(int argc, char **argv, report_options *o)
+{
+    *o = (report_options){DEFAULT_DB, 0, false, false, DEFAULT_LIMIT};
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 1;
+        }
+        int rc = parse_option(argc, argv, &i, o);
+        if (rc != 0) {
+            fprintf(stderr, "Try `pgscope report --help`.\n");
+            return rc;
+        }
+    }
+    if (o->all && o->run_id > 0) {
+        fprintf(stderr, "pgscope report: --run and --all cannot go together\n");
+        return 2;
+    }
+    return 0;
+}
+
+/* The file's schema version, or 0 with a reason in err when the file is not a report
+ * database this pgscope can read. */
+static int schema_version(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int version = 0;
+    int rc = sqlite3_prepare_v2(
+        db, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'", -1, &st, NULL);
+
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    if (rc == SQLITE_NOTADB || (rc == SQLITE_ERROR && strstr(sqlite3_errmsg(db), "no such table")))
+        snprintf(err, errlen, "%s is not a pgscope report database", path);
+    else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+    else if (version < 1)
+        snprintf(err, errlen, "%s is not a pgscope report database (no schema version)", path);
+    else if (version > STORE_SCHEMA_VERSION)
+        snprintf(err, errlen,
+                 "%s was written by a newer pgscope (schema version %d; this one reads up to %d)",
+                 path, version, STORE_SCHEMA_VERSION);
+    sqlite3_finalize(st);
+    return version >= 1 && version <= STORE_SCHEMA_VERSION ? version : 0;
+}
+
+/* Opens the file read-only: a report never changes it, and can run while pgscope writes. */
+static sqlite3 *open_report_db(const char *path, int *version, char *err, size_t errlen)
+{
+    struct stat st;
+    sqlite3 *db = NULL;
+
+    if (stat(path, &st) != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, 2000); /* pgscope may be checkpointing right now */
+    *version = schema_version(db, path, err, errlen);
+    if (*version == 0) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    return db;
+}
+
+int report_main(int argc, char **argv)
+{
+    report_options o;
+    report_data d;
+    char err[512] = "";
+    int version = 0;
+
+    int rc = parse_options(argc, argv, &o);
+    if (rc != 0)
+        return rc == 1 ? 0 : rc;
+    sqlite3 *db = open_report_db(o.db, &version, err, sizeof(err));
+    if (!db) {
+        fprintf(stderr, "pgscope report: %s\n", err);
+        return 1;
+    }
+    /* One read transaction: the runs and statements come from the same snapshot even while
+     * pgscope writes. */
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    bool ok = report_load(db, o.run_id, o.all, o.limit, &d, err, sizeof(err));
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(db);
+    if (!ok) {
+        fprintf(stderr, "pgscope report: %s: %s\n", o.db, err);
+        report_data_free(&d);
+        return 1;
+    }
+    d.schema_version = version;
+    ok = o.json ? report_render_json(stdout, &d) : report_render_text(stdout, &d, o.db);
+    report_data_free(&d);
+    if (fflush(stdout) != 0 || ferror(stdout) || !ok) {
+        fprintf(stderr, "pgscope report: cannot write the report: %s\n",
+                ok ? strerror(errno) : "out of memory");
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,68 @@
+/* report_int.h — what `pgscope report` reads from the report database, shared by the loader
+ * and the renderers. */
+#ifndef PGSCOPE_REPORT_INT_H
+#define PGSCOPE_REPORT_INT_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Numbers the file may not have (a NULL column, a run not ended) are NAN. */
+
+typedef struct report_run {
+    int64_t id;
+    char *label, *started_at, *ended_at, *upstream, *pgscope_version; /* NULL when absent */
+    double duration_s;
+    int64_t connections, statements, events_dropped, lost_writes;
+    int64_t fingerprint_fallbacks, fingerprint_parses, fingerprint_hits, track_desyncs;
+} report_run;
+
+typedef struct report_error {
+    char sqlstate[6]; /* "" for codes beyond the ones kept */
+    int64_t count;
+} report_error;
+
+typedef struct report_tag {
+    char *tags;
+    int64_t calls;
+    double total_ms;
+} report_tag;
+
+/* One statement shape (fingerprint, database, user), for one run or merged over all runs. */
+typedef struct report_statement {
+    char fingerprint[17];
+    char *database, *user, *query, *command;
+    char *first_seen, *last_seen;
+    char *example_query, *example_params; /* NULL unless examples were kept */
+    bool fallback;
+    int64_t calls, errors, rows;
+    double total_ms, mean_ms, min_ms, max_ms, stddev_ms, p50_ms, p95_ms, p99_ms;
+    report_error *errs;
+    size_t n_errs;
+    report_tag *tags;
+    size_t n_tags;
+} report_statement;
+
+typedef struct report_data {
+    bool all; /* every run merged */
+    int schema_version;
+    report_run *runs; /* oldest first */
+    size_t n_runs;
+    report_statement *stmts; /* most total time first */
+    size_t n_stmts;
+    int64_t shapes; /* statement shapes in scope, before the limit */
+} report_data;
+
+/* Reads the run (run_id > 0), the latest run (run_id 0) or all runs, and the top `limit`
+ * statements (0: all). False with a reason in err. */
+bool report_load(sqlite3 *db, int64_t run_id, bool all, int limit, report_data *out, char *err,
+                 size_t errlen);
+void report_data_free(report_data *d);
+
+/* Renderers: false when the output could not be produced (out of memory). */
+bool report_render_text(FILE *out, const report_data *d, const char *path);
+bool report_render_json(FILE *out, const report_data *d);
+
+#endif

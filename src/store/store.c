@@ -1,0 +1,740 @@
+/* store.c — the report database: creation and migration, and the writer thread that applies
+ * each batch in one transaction and counts what a failed write lost. */
+#include "config.h"
+
+#include "pgscope/store.h"
+
+#include "pgscope/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* sql/schema.sql, compiled in by the Makefile (src/store/schema_sql.c). */
+extern const char store_schema_sql[];
+
+/* Long enough to ride out a reader's checkpoint or a sqlite3 shell's short write; short enough
+ * that a batch held up by a lock is counted as lost instead of piling up behind it. */
+#define STORE_BUSY_MS 1000
+/* The last batch is all that is left to save at a clean stop: worth a longer wait. */
+#define STORE_FINAL_BUSY_MS 5000
+
+/* Step i takes a file from version migrations[i].version - 1 to migrations[i].version. Version 1
+ * is the base, created from sql/schema.sql. To change the schema: edit sql/schema.sql (which
+ * always describes the newest version), add a step here and bump STORE_SCHEMA_VERSION. */
+static const struct migration {
+    int version;
+    const char *sql;
+} migrations[] = {
+    {1, NULL},
+};
+
+enum { Q_STATEMENT, Q_ERROR, Q_TAG, Q_CONNECTION, Q_RUN, Q_ENDED, Q_COUNT };
+
+/* The prepared statements of the writer, one per kind of row. Upserts, because a batch carries
+ * cumulative figures that replace the earlier row of the same key. */
+static const char *const queries[Q_COUNT] = {
+    [Q_STATEMENT] =
+        "INSERT INTO statements (run_id, fingerprint, database, user_name, query, command, "
+        "fallback, calls, errors, rows, total_ms, min_ms, max_ms, mean_ms, stddev_ms, p50_ms, "
+        "p95_ms, p99_ms, histogram, first_seen, last_seen, example_query, example_params) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
+        "?18, ?19, ?20, ?21, ?22, ?23) "
+        "ON CONFLICT (run_id, fingerprint, database, user_name) DO UPDATE SET "
+        "query = excluded.query, command = excluded.command, fallback = excluded.fallback, "
+        "calls = excluded.calls, errors = excluded.errors, rows = excluded.rows, "
+        "total_ms = excluded.total_ms, min_ms = excluded.min_ms, max_ms = excluded.max_ms, "
+        "mean_ms = excluded.mean_ms, stddev_ms = excluded.stddev_ms, p50_ms = excluded.p50_ms, "
+        "p95_ms = excluded.p95_ms, p99_ms = excluded.p99_ms, histogram = excluded.histogram, "
+        "first_seen = excluded.first_seen, last_seen = excluded.last_seen, "
+        "example_query = excluded.example_query, example_params = excluded.example_params",
+    [Q_ERROR] = "INSERT INTO statement_errors (run_id, fingerprint, database, user_name, sqlstate, "
+                "count) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+                "ON CONFLICT (run_id, fingerprint, database, user_name, sqlstate) "
+                "DO UPDATE SET count = excluded.count",
+    [Q_TAG] = "INSERT INTO statement_tags (run_id, fingerprint, tags, calls, total_ms) "
+              "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (run_id, fingerprint, tags) "
+              "DO UPDATE SET calls = excluded.calls, total_ms = excluded.total_ms",
+    [Q_CONNECTION] =
+        "INSERT INTO connections (run_id, conn_id, client_addr, user_name, database, "
+        "application_name, started_at, ended_at, bytes_from_client, bytes_from_server, "
+        "statements) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
+        "ON CONFLICT (run_id, conn_id) DO UPDATE SET client_addr = excluded.client_addr, "
+        "user_name = excluded.user_name, database = excluded.database, "
+        "application_name = excluded.application_name, started_at = excluded.started_at, "
+        "ended_at = excluded.ended_at, bytes_from_client = excluded.bytes_from_client, "
+        "bytes_from_server = excluded.bytes_from_server, statements = excluded.statements",
+    [Q_RUN] = "UPDATE runs SET ended_at = coalesce(?2, ended_at), connections = ?3, "
+              "statements = ?4, events_dropped = ?5, fingerprint_fallbacks = ?6, "
+              "fingerprint_parses = ?7, fingerprint_hits = ?8, track_desyncs = ?9, "
+              "lost_writes = ?10 WHERE id = ?1",
+    [Q_ENDED] = "UPDATE runs SET ended_at = coalesce(ended_at, ?2), lost_writes = ?3 WHERE id = ?1",
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *q[Q_COUNT];
+    int64_t run_id; /* 0 until store_begin_run */
+
+    pthread_mutex_t mu; /* guards the hand-over fields below */
+    pthread_cond_t cv;
+    store_batch *pending; /* handed over, not yet taken by the writer */
+    bool writing;         /* the writer is applying a batch */
+    bool stopping;
+    bool started;
+    pthread_t thread;
+
+    _Atomic uint64_t lost;
+
+    /* The current streak of failed writes, so that a full disk logs one line, not hundreds.
+     * Used by one thread at a time: the writer, then store_close after the join. */
+    unsigned failed_batches;
+    int last_failure;
+};
+
+/* ---------------------------------------------------------------- batches */
+
+static void free_statement_row(store_statement_row *r)
+{
+    free(r->database);
+    free(r->user);
+    free(r->query);
+    free(r->command);
+    free(r->histogram);
+    free(r->example_query);
+    free(r->example_params);
+}
+
+static void free_connection_row(store_connection_row *r)
+{
+    free(r->client_addr);
+    free(r->user);
+    free(r->database);
+    free(r->application_name);
+}
+
+void store_batch_free(store_batch *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n_statements; i++)
+        free_statement_row(&b->statements[i]);
+    for (size_t i = 0; i < b->n_connections; i++)
+        free_connection_row(&b->connections[i]);
+    for (size_t i = 0; i < b->n_tags; i++)
+        free(b->tags[i].tags);
+    free(b->statements);
+    free(b->connections);
+    free(b->tags);
+    free(b);
+}
+
+/* Every row a batch would write, the run's own row included: what a failed write loses. */
+static uint64_t batch_rows(const store_batch *b)
+{
+    uint64_t n = 1 + b->n_statements + b->n_connections + b->n_tags;
+
+    for (size_t i = 0; i < b->n_statements; i++)
+        n += (uint64_t)(b->statements[i].n_errs > 0 ? b->statements[i].n_errs : 0);
+    return n;
+}
+
+/* ---------------------------------------------------------------- binding values */
+
+/* '2026-11-21 18:40:00.123' (UTC): sorts as text and is understood by SQLite's date functions. */
+static bool format_time(int64_t us, char *out, size_t cap)
+{
+    time_t sec = (time_t)(us / 1000000);
+    struct tm tm;
+
+    if (us <= 0 || !gmtime_r(&sec, &tm))
+        return false;
+    size_t n = strftime(out, cap, "%Y-%m-%d %H:%M:%S", &tm);
+    if (n == 0)
+        return false;
+    snprintf(out + n, cap - n, ".%03d", (int)(us % 1000000 / 1000));
+    return true;
+}
+
+/* A time, or NULL for "not set" (0). */
+static int bind_time(sqlite3_stmt *st, int i, int64_t us)
+{
+    char text[40];
+
+    if (!format_time(us, text, sizeof(text)))
+        return sqlite3_bind_null(st, i);
+    return sqlite3_bind_text(st, i, text, -1, SQLITE_TRANSIENT);
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+/* Key columns are NOT NULL: SQLite would treat NULLs as distinct and never match an upsert. */
+static int bind_key(sqlite3_stmt *st, int i, const char *s)
+{
+    return sqlite3_bind_text(st, i, s ? s : "", -1, SQLITE_STATIC);
+}
+
+static int bind_fixed(sqlite3_stmt *st, int i, const char *s, size_t max)
+{
+    return sqlite3_bind_text(st, i, s, (int)strnlen(s, max), SQLITE_STATIC);
+}
+
+/* SQLite integers are signed: a counter beyond INT64_MAX is pinned there, not wrapped. */
+static int bind_u64(sqlite3_stmt *st, int i, uint64_t v)
+{
+    return sqlite3_bind_int64(st, i, v > INT64_MAX ? INT64_MAX : (sqlite3_int64)v);
+}
+
+static int bind_real(sqlite3_stmt *st, int i, double v)
+{
+    return isfinite(v) ? sqlite3_bind_double(st, i, v) : sqlite3_bind_null(st, i);
+}
+
+/* Runs a bound statement to completion and makes it ready for the next row. */
+static int step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* ---------------------------------------------------------------- writing a batch */
+
+static int write_errors(store *s, const store_statement_row *r)
+{
+    sqlite3_stmt *st = s->q[Q_ERROR];
+
+    for (int i = 0; i < r->n_errs && i < (int)(sizeof(r->errs) / sizeof(r->errs[0])); i++) {
+        bool bad = false;
+        bad |= sqlite3_bind_int64(st, 1, s->run_id) != SQLITE_OK;
+        bad |= bind_fixed(st, 2, r->fingerprint, 16) != SQLITE_OK;
+        bad |= bind_key(st, 3, r->database) != SQLITE_OK;
+        bad |= bind_key(st, 4, r->user) != SQLITE_OK;
+        bad |= bind_fixed(st, 5, r->errs[i].sqlstate, 5) != SQLITE_OK;
+        bad |= sqlite3_bind_int64(st, 6, r->errs[i].count) != SQLITE_OK;
+        int rc = bad ? SQLITE_NOMEM : step_done(st);
+        if (rc != SQLITE_OK)
+            return rc;
+    }
+    return SQLITE_OK;
+}
+
+static int write_statement(store *s, const store_statement_row *r)
+{
+    sqlite3_stmt *st = s->q[Q_STATEMENT];
+    bool bad = false;
+
+    bad |= sqlite3_bind_int64(st, 1, s->run_id) != SQLITE_OK;
+    bad |= bind_fixed(st, 2, r->fingerprint, 16) != SQLITE_OK;
+    bad |= bind_key(st, 3, r->database) != SQLITE_OK;
+    bad |= bind_key(st, 4, r->user) != SQLITE_OK;
+    bad |= bind_text(st, 5, r->query) != SQLITE_OK;
+    bad |= bind_text(st, 6, r->command) != SQLITE_OK;
+    bad |= sqlite3_bind_int(st, 7, r->fallback) != SQLITE_OK;
+    bad |= sqlite3_bind_int64(st, 8, r->calls) != SQLITE_OK;
+    bad |= sqlite3_bind_int64(st, 9, r->errors) != SQLITE_OK;
+    bad |= sqlite3_bind_int64(st, 10, r->rows) != SQLITE_OK;
+    bad |= sqlite3_bind_double(st, 11, isfinite(r->total_ms) ? r->total_ms : 0) != SQLITE_OK;
+    const double ms[] = {r->min_ms, r->max_ms, r->mean_ms, r->stddev_ms,
+                         r->p50_ms, r->p95_ms, r->p99_ms};
+    for (int i = 0; i < 7; i++)
+        bad |= bind_real(st, 12 + i, ms[i]) != SQLITE_OK;
+    if (r->histogram && r->histogram_len > 0 && r->histogram_len <= INT32_MAX)
+        bad |= sqlite3_bind_blob(st, 19, r->histogram, (int)r->histogram_len, SQLITE_STATIC) !=
+               SQLITE_OK;
+    bad |= bind_time(st, 20, r->first_us) != SQLITE_OK;
+    bad |= bind_time(st, 21, r->last_us) != SQLITE_OK;
+    bad |= bind_text(st, 22, r->example_query) != SQLITE_OK;
+    bad |= bind_text(st, 23, r->example_params) != SQLITE_OK;
+    int rc = bad ? SQLITE_NOMEM : step_done(st);
+    return rc == SQLITE_OK ? write_errors(s, r) : rc;
+}
+
+static int write_connection(store *s, const store_connection_row *r)
+{
+    sqlite3_stmt *st = s->q[Q_CONNECTION];
+    bool bad = false;
+
+    bad |= sqlite3_bind_int64(st, 1, s->run_id) != SQLITE_OK;
+    bad |= bind_u64(st, 2, r->conn_id) != SQLITE_OK;
+    bad |= bind_text(st, 3, r->client_addr) != SQLITE_OK;
+    bad |= bind_text(st, 4, r->user) != SQLITE_OK;
+    bad |= bind_text(st, 5, r->database) != SQLITE_OK;
+    bad |= bind_text(st, 6, r->application_name) != SQLITE_OK;
+    /* started_at is NOT NULL: a row without a start time still gets one (the epoch). */
+    bad |= (r->start_us > 0 ? bind_time(st, 7, r->start_us)
+                            : sqlite3_bind_text(st, 7, "1970-01-01 00:00:00.000", -1,
+                                                SQLITE_STATIC)) != SQLITE_OK;
+    bad |= bind_time(st, 8, r->end_us) != SQLITE_OK;
+    bad |= bind_u64(st, 9, r->bytes_from_client) != SQLITE_OK;
+    bad |= bind_u64(st, 10, r->bytes_from_server) != SQLITE_OK;
+    bad |= sqlite3_bind_int64(st, 11, r->statements) != SQLITE_OK;
+    return bad ? SQLITE_NOMEM : step_done(st);
+}
+
+static int write_tag(store *s, const store_tag_row *r)
+{
+    sqlite3_stmt *st = s->q[Q_TAG];
+    bool bad = false;
+
+    bad |= sqlite3_bind_int64(st, 1, s->run_id) != SQLITE_OK;
+    bad |= bind_fixed(st, 2, r->fingerprint, 16) != SQLITE_OK;
+    bad |= bind_key(st, 3, r->tags) != SQLITE_OK;
+    bad |= sqlite3_bind_int64(st, 4, r->calls) != SQLITE_OK;
+    bad |= sqlite3_bind_double(st, 5, isfinite(r->total_ms) ? r->total_ms : 0) != SQLITE_OK;
+    return bad ? SQLITE_NOMEM : step_done(st);
+}
+
+static int write_run(store *s, const store_run_counters *c)
+{
+    sqlite3_stmt *st = s->q[Q_RUN];
+    bool bad = false;
+
+    bad |= sqlite3_bind_int64(st, 1, s->run_id) != SQLITE_OK;
+    bad |= bind_time(st, 2, c->ended_us) != SQLITE_OK;
+    bad |= bind_u64(st, 3, c->connections) != SQLITE_OK;
+    bad |= bind_u64(st, 4, c->statements) != SQLITE_OK;
+    bad |= bind_u64(st, 5, c->events_dropped) != SQLITE_OK;
+    bad |= bind_u64(st, 6, c->fingerprint_fallbacks) != SQLITE_OK;
+    bad |= bind_u64(st, 7, c->fingerprint_parses) != SQLITE_OK;
+    bad |= bind_u64(st, 8, c->fingerprint_hits) != SQLITE_OK;
+    bad |= bind_u64(st, 9, c->track_desyncs) != SQLITE_OK;
+    bad |= bind_u64(st, 10, atomic_load(&s->lost)) != SQLITE_OK;
+    return bad ? SQLITE_NOMEM : step_done(st);
+}
+
+static int write_rows(store *s, const store_batch *b)
+{
+    int rc = SQLITE_OK;
+
+    for (size_t i = 0; rc == SQLITE_OK && i < b->n_statements; i++)
+        rc = write_statement(s, &b->statements[i]);
+    for (size_t i = 0; rc == SQLITE_OK && i < b->n_connections; i++)
+        rc = write_connection(s, &b->connections[i]);
+    for (size_t i = 0; rc == SQLITE_OK && i < b->n_tags; i++)
+        rc = write_tag(s, &b->tags[i]);
+    return rc == SQLITE_OK ? write_run(s, &b->run) : rc;
+}
+
+static void rollback(sqlite3 *db)
+{
+    /* Some errors (SQLITE_FULL, SQLITE_IOERR) already rolled the transaction back. */
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static void note_failure(store *s, const char *what, int rc, const char *msg, uint64_t rows)
+{
+    uint64_t total = atomic_fetch_add(&s->lost, rows) + rows;
+
+    /* One line when a streak of failures starts or its cause changes: a full disk must not
+     * flood the log every few hundred milliseconds. */
+    if (s->failed_batches++ == 0 || rc != s->last_failure)
+        log_warning(NULL,
+                    "report database: %s failed (%s): %" PRIu64 " rows not written, %" PRIu64
+                    " lost so far; traffic is not affected",
+                    what, msg, rows, total);
+    s->last_failure = rc;
+}
+
+static void note_success(store *s)
+{
+    if (s->failed_batches > 0)
+        log_info(NULL, "report database: writing again after %u failed batches", s->failed_batches);
+    s->failed_batches = 0;
+    s->last_failure = SQLITE_OK;
+}
+
+/* Applies one batch in one transaction: all of it or, counted as lost, none of it. */
+static bool write_batch(store *s, const store_batch *b, const char *what)
+{
+    char msg[256];
+    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+
+    if (rc == SQLITE_OK)
+        rc = s->run_id > 0 ? write_rows(s, b) : SQLITE_MISUSE;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    if (rc == SQLITE_OK) {
+        note_success(s);
+        return true;
+    }
+    snprintf(msg, sizeof(msg), "%s", s->run_id > 0 ? sqlite3_errmsg(s->db) : "no run begun");
+    rollback(s->db);
+    note_failure(s, what, rc, msg, batch_rows(b));
+    return false;
+}
+
+/* ---------------------------------------------------------------- the writer thread */
+
+static void *writer_main(void *arg)
+{
+    store *s = arg;
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->pending && !s->stopping)
+            pthread_cond_wait(&s->cv, &s->mu);
+        store_batch *b = s->pending;
+        if (!b)
+            break; /* stopping, and nothing left to write */
+        s->pending = NULL;
+        s->writing = true;
+        pthread_mutex_unlock(&s->mu);
+        write_batch(s, b, "batch write");
+        store_batch_free(b);
+        pthread_mutex_lock(&s->mu);
+        s->writing = false;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+bool store_start(store *s)
+{
+    sigset_t all, old;
+
+    if (!s || s->started)
+        return false;
+    /* Signals (SIGTERM, SIGHUP) belong to the event loop's thread, never to the writer. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&s->thread, NULL, writer_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        log_error(NULL, "report database: cannot start the writer thread: %s", strerror(rc));
+        return false;
+    }
+    s->started = true;
+    return true;
+}
+
+bool store_submit(store *s, store_batch *b)
+{
+    bool taken = false;
+
+    if (!s || !b)
+        return false;
+    pthread_mutex_lock(&s->mu);
+    if (s->started && !s->stopping && !s->pending && !s->writing) {
+        s->pending = b;
+        taken = true;
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return taken;
+}
+
+uint64_t store_lost_writes(const store *s)
+{
+    return s ? atomic_load(&s->lost) : 0;
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Without a last batch the run still gets its end time and the final count of lost rows. */
+static void mark_ended(store *s)
+{
+    sqlite3_stmt *st = s->q[Q_ENDED];
+    bool bad = false;
+
+    bad |= sqlite3_bind_int64(st, 1, s->run_id) != SQLITE_OK;
+    bad |= bind_time(st, 2, now_us()) != SQLITE_OK;
+    bad |= bind_u64(st, 3, atomic_load(&s->lost)) != SQLITE_OK;
+    int rc = bad ? SQLITE_NOMEM : step_done(st);
+    if (rc != SQLITE_OK)
+        log_warning(NULL, "report database: cannot record the end of run %" PRId64 ": %s",
+                    s->run_id, sqlite3_errmsg(s->db));
+}
+
+static void close_db(store *s)
+{
+    for (int i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize(s->q[i]);
+    /* The last connection to close checkpoints and removes the -wal and -shm files. */
+    sqlite3_close_v2(s->db);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+void store_close(store *s, store_batch *last)
+{
+    if (!s) {
+        store_batch_free(last);
+        return;
+    }
+    if (s->started) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = true;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL); /* the pending batch, if any, is written first */
+    }
+    sqlite3_busy_timeout(s->db, STORE_FINAL_BUSY_MS);
+    if (last && s->run_id > 0) {
+        if (last->run.ended_us <= 0)
+            last->run.ended_us = now_us(); /* the run ends here whatever the caller knew */
+        write_batch(s, last, "final write");
+    } else if (s->run_id > 0) {
+        mark_ended(s);
+    }
+    store_batch_free(last);
+    close_db(s);
+}
+
+/* ---------------------------------------------------------------- opening and schema */
+
+static int64_t query_int(sqlite3 *db, const char *sql, const char *arg, int *rc)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+
+    *rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (*rc == SQLITE_OK && arg)
+        *rc = sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+    if (*rc == SQLITE_OK) {
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW)
+            v = sqlite3_column_int64(st, 0);
+        else if (step != SQLITE_DONE)
+            *rc = step;
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* The file's schema version: 0 for an empty file, -1 (err set) for a file that is not ours. */
+static int read_version(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    int rc;
+    int64_t has_meta = query_int(
+        db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", "meta", &rc);
+    int64_t objects =
+        rc == SQLITE_OK ? query_int(db, "SELECT count(*) FROM sqlite_master", NULL, &rc) : -1;
+    int64_t version = rc == SQLITE_OK && has_meta > 0
+                          ? query_int(db, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1",
+                                      "schema_version", &rc)
+                          : 0;
+
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+        return -1;
+    }
+    if ((has_meta == 0 && objects > 0) || (has_meta > 0 && version < 1)) {
+        snprintf(err, errlen, "%s is not a pgscope report database (no schema version)", path);
+        return -1;
+    }
+    return (int)version;
+}
+
+static bool migrate(sqlite3 *db, int from, const char *path, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sizeof(migrations) / sizeof(migrations[0]); i++) {
+        const struct migration *m = &migrations[i];
+        if (m->version <= from || m->version > STORE_SCHEMA_VERSION || !m->sql)
+            continue;
+        if (sqlite3_exec(db, m->sql, NULL, NULL, NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "%s: migration to schema version %d failed: %s", path, m->version,
+                     sqlite3_errmsg(db));
+            return false;
+        }
+    }
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "UPDATE meta SET value = ?1 WHERE key = 'schema_version'", -1,
+                                &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 1, STORE_SCHEMA_VERSION);
+    if (rc == SQLITE_OK)
+        rc = step_done(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK)
+        snprintf(err, errlen, "%s: cannot record the schema version: %s", path, sqlite3_errmsg(db));
+    return rc == SQLITE_OK;
+}
+
+static bool create_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    if (sqlite3_exec(db, store_schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: cannot create the schema: %s", path, sqlite3_errmsg(db));
+        return false;
+    }
+    int version = read_version(db, path, err, errlen);
+    if (version != STORE_SCHEMA_VERSION) {
+        /* sql/schema.sql and STORE_SCHEMA_VERSION were changed apart: a build mistake. */
+        snprintf(err, errlen, "%s: sql/schema.sql records version %d, this pgscope writes %d", path,
+                 version, STORE_SCHEMA_VERSION);
+        return false;
+    }
+    return true;
+}
+
+/* Creates or migrates the schema under a write lock, so that two pgscopes starting on the same
+ * new file do not both create it. */
+static bool ensure_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+        return false;
+    }
+    int version = read_version(db, path, err, errlen);
+    bool ok = version >= 0;
+    if (ok && version > STORE_SCHEMA_VERSION) {
+        snprintf(err, errlen,
+                 "%s was written by a newer pgscope (schema version %d; this one knows up to "
+                 "%d): use that version or another file",
+                 path, version, STORE_SCHEMA_VERSION);
+        ok = false;
+    } else if (ok && version == 0) {
+        ok = create_schema(db, path, err, errlen);
+    } else if (ok && version < STORE_SCHEMA_VERSION) {
+        ok = migrate(db, version, path, err, errlen);
+    }
+    if (ok && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+        ok = false;
+    }
+    if (!ok)
+        rollback(db);
+    return ok;
+}
+
+static bool pragma_text(sqlite3 *db, const char *sql, char *out, size_t cap)
+{
+    sqlite3_stmt *st = NULL;
+    bool ok =
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW;
+
+    if (ok)
+        snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return ok;
+}
+
+static bool configure(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    char mode[16] = "";
+
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, STORE_BUSY_MS);
+    if (sqlite3_db_readonly(db, "main") == 1) {
+        snprintf(err, errlen, "%s is read-only: pgscope needs to write it", path);
+        return false;
+    }
+    /* WAL lets people read the file with sqlite3 while pgscope writes it; NORMAL syncs at
+     * checkpoints only, which is safe in WAL mode and keeps batches cheap. */
+    if (!pragma_text(db, "PRAGMA journal_mode = WAL", mode, sizeof(mode)) ||
+        strcmp(mode, "wal") != 0) {
+        snprintf(err, errlen, "%s: cannot use WAL mode: %s", path,
+                 mode[0] ? mode : sqlite3_errmsg(db));
+        return false;
+    }
+    if (sqlite3_exec(db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON", NULL, NULL,
+                     NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+        return false;
+    }
+    return true;
+}
+
+static bool prepare_all(store *s, const char *path, char *err, size_t errlen)
+{
+    for (int i = 0; i < Q_COUNT; i++) {
+        if (sqlite3_prepare_v3(s->db, queries[i], -1, SQLITE_PREPARE_PERSISTENT, &s->q[i], NULL) !=
+            SQLITE_OK) {
+            snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
+            return false;
+        }
+    }
+    return true;
+}
+
+/* SQLite would create the file with the umask's mode (often 0644): the statements in it are
+ * the application's, so the file is made first, readable by its owner only. The -wal and -shm
+ * files take the mode of the database file. */
+static bool create_private(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return false;
+    }
+    close(fd);
+    return true;
+}
+
+store *store_open(const char *path, char *err, size_t errlen)
+{
+    if (!path || !*path) {
+        snprintf(err, errlen, "no report database file given");
+        return NULL;
+    }
+    if (!create_private(path, err, errlen))
+        return NULL;
+    store *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        close_db(s);
+        return NULL;
+    }
+    if (!configure(s->db, path, err, errlen) || !ensure_schema(s->db, path, err, errlen) ||
+        !prepare_all(s, path, err, errlen)) {
+        close_db(s);
+        return NULL;
+    }
+    return s;
+}
+
+int64_t store_begin_run(store *s, const char *label, const char *upstream, int64_t started_us,
+                        char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    bool bad = false;
+    int rc = sqlite3_prepare_v2(s->db,
+                                "INSERT INTO runs (label, started_at, pgscope_version, upstream) "
+                                "VALUES (?1, ?2, ?3, ?4)",
+                                -1, &st, NULL);
+
+    if (rc == SQLITE_OK) {
+        bad |= bind_text(st, 1, label && *label ? label : NULL) != SQLITE_OK;
+        bad |= bind_time(st, 2, started_us > 0 ? started_us : now_us()) != SQLITE_OK;
+        bad |= bind_text(st, 3, PACKAGE_VERSION) != SQLITE_OK;
+        bad |= bind_text(st, 4, upstream) != SQLITE_OK;
+        rc = bad ? SQLITE_NOMEM : step_done(st);
+    }
+    if (rc == SQLITE_OK)
+        s->run_id = sqlite3_last_insert_rowid(s->db);
+    else
+        snprintf(err, errlen, "cannot record the run: %s", sqlite3_errmsg(s->db));
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? s->run_id : -1;
+}
