@@ -1,0 +1,1442 @@
+/* fingerprint.c — statement shapes: a PostgreSQL-faithful lexer, the pre-digest, the cache. */
+#include "config.h"
+
+#include "pgscope/fingerprint.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <pg_query.h>
+
+/* Bytes kept of a normalized text from libpg_query, and of a fallback text from the lexer. */
+#define FP_NORMALIZED_MAX 16384
+#define FP_FALLBACK_MAX 4096
+#define FP_TAGS_MAX 32
+
+/* ---- characters, as PostgreSQL 15's scan.l classifies them ---- */
+
+/* Character classes; the lexer asks for every byte, so they come from one table. */
+enum { C_SPACE = 1, C_DIGIT = 2, C_START = 4, C_CONT = 8, C_OP = 16 };
+
+#define S_ C_SPACE
+#define D_ (C_DIGIT | C_CONT)
+#define L_ (C_START | C_CONT)
+#define O_ C_OP
+#define X_ C_CONT /* $ continues identifiers */
+
+/* \v is not whitespace before PostgreSQL 16: it is a stray character, a syntax error. Every
+ * byte with the high bit set is an identifier character: that is how PostgreSQL lets UTF-8
+ * identifiers through without decoding them. */
+/* clang-format off */
+static const unsigned char char_class[256] = {
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  S_, S_, 0,  S_, S_, 0,  0,  /* 0x00 */
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 0x10 */
+    S_, O_, 0,  O_, X_, O_, O_, 0,  0,  0,  O_, O_, 0,  O_, 0,  O_, /*  !"#$%&'()*+,-./ */
+    D_, D_, D_, D_, D_, D_, D_, D_, D_, D_, 0,  0,  O_, O_, O_, O_, /* 0-9 :;<=>? */
+    O_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, /* @A-O */
+    L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, 0,  0,  0,  O_, L_, /* P-Z [\]^_ */
+    O_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, /* `a-o */
+    L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, 0,  O_, 0,  O_, 0,  /* p-z {|}~ DEL */
+    L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, /* 0x80 */
+    L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_,
+    L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_,
+    L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_,
+    L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_,
+    L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_,
+    L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_,
+    L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_, L_,
+};
+/* clang-format on */
+
+#undef S_
+#undef D_
+#undef L_
+#undef O_
+#undef X_
+
+static bool is_space(unsigned char c)
+{
+    return char_class[c] & C_SPACE;
+}
+
+static bool is_digit(unsigned char c)
+{
+    return char_class[c] & C_DIGIT;
+}
+
+static bool is_ident_start(unsigned char c)
+{
+    return char_class[c] & C_START;
+}
+
+static bool is_ident_cont(unsigned char c)
+{
+    return char_class[c] & C_CONT;
+}
+
+static bool is_op_char(unsigned char c)
+{
+    return char_class[c] & C_OP;
+}
+
+static unsigned char lower_ascii(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + ('a' - 'A')) : c;
+}
+
+/* ---- the lexer ---- */
+
+typedef enum tok_kind {
+    TK_END,
+    TK_COMMENT,
+    TK_IDENT,  /* unquoted identifier or keyword */
+    TK_QIDENT, /* "quoted" or U&"quoted" identifier */
+    TK_OP,     /* a run of operator characters */
+    TK_PUNCT,  /* one other byte, or :: := .. */
+    TK_PARAM,  /* $n */
+    TK_JUNK,   /* a number or parameter glued to identifier characters: always an error */
+    /* literals, from here on */
+    TK_INT,     /* an integer that fits in 32 bits: PostgreSQL's ICONST */
+    TK_NUM,     /* any other number: FCONST */
+    TK_STRING,  /* '...' */
+    TK_ESTRING, /* E'...' */
+    TK_BSTRING, /* B'...' */
+    TK_XSTRING, /* X'...' */
+    TK_NSTRING, /* N'...' */
+    TK_USTRING, /* U&'...' */
+    TK_DOLLAR   /* $tag$...$tag$ */
+} tok_kind;
+
+typedef struct token {
+    tok_kind kind;
+    size_t start, end;
+    bool bad;       /* unterminated: PostgreSQL rejects the text */
+    bool backslash; /* an E'...' string with a backslash escape */
+} token;
+
+typedef struct lexer {
+    const char *s;
+    size_t n; /* up to the first NUL: PostgreSQL reads query text as a C string */
+    size_t pos;
+} lexer;
+
+enum quote_style { Q_STANDARD, Q_ESCAPE, Q_BITS };
+
+static void lex_init(lexer *lx, const char *text, size_t len)
+{
+    const char *nul = text ? memchr(text, '\0', len) : NULL;
+
+    lx->s = text ? text : "";
+    lx->n = text ? (nul ? (size_t)(nul - text) : len) : 0;
+    lx->pos = 0;
+}
+
+/* The byte at p, or 0 past the end (0 never occurs inside the text). */
+static unsigned char at(const lexer *lx, size_t p)
+{
+    return p < lx->n ? (unsigned char)lx->s[p] : 0;
+}
+
+static bool is_literal(tok_kind k)
+{
+    return k >= TK_INT;
+}
+
+static size_t scan_line_comment(const lexer *lx, size_t p)
+{
+    while (p < lx->n && lx->s[p] != '\n' && lx->s[p] != '\r')
+        p++;
+    return p;
+}
+
+/* Block comments nest in PostgreSQL (unlike the SQL standard): count the levels. */
+static size_t scan_block_comment(const lexer *lx, size_t p, token *t)
+{
+    size_t depth = 1;
+
+    for (p += 2; p < lx->n;) {
+        if (at(lx, p) == '/' && at(lx, p + 1) == '*') {
+            depth++;
+            p += 2;
+        } else if (at(lx, p) == '*' && at(lx, p + 1) == '/') {
+            p += 2;
+            if (--depth == 0)
+                return p;
+        } else {
+            p++;
+        }
+    }
+    t->bad = true;
+    return lx->n;
+}
+
+/* Quoted strings separated only by whitespace containing a newline are one literal
+ * ('a'<newline>'b' is 'ab'). Returns the position of the quote that continues it, or 0.
+ * PostgreSQL 15 allows no comment in that whitespace. */
+static size_t quote_continues(const lexer *lx, size_t p)
+{
+    while (at(lx, p) == ' ' || at(lx, p) == '\t' || at(lx, p) == '\f')
+        p++;
+    if (at(lx, p) != '\n' && at(lx, p) != '\r')
+        return 0;
+    while (is_space(at(lx, p)))
+        p++;
+    return at(lx, p) == '\'' ? p : 0;
+}
+
+/* The rest of a quoted literal from just after its opening quote. Bit strings know no ''. */
+static size_t scan_quoted(const lexer *lx, size_t p, enum quote_style style, token *t)
+{
+    for (;;) {
+        while (p < lx->n && lx->s[p] != '\'') {
+            if (style == Q_ESCAPE && lx->s[p] == '\\') {
+                t->backslash = true;
+                p++;
+            }
+            p++;
+        }
+        if (p >= lx->n) {
+            t->bad = true;
+            return lx->n;
+        }
+        p++;
+        if (style != Q_BITS && at(lx, p) == '\'') {
+            p++;
+            continue;
+        }
+        size_t again = quote_continues(lx, p);
+        if (again == 0)
+            return p;
+        p = again + 1;
+    }
+}
+
+static size_t scan_quoted_ident(const lexer *lx, size_t p, token *t)
+{
+    for (;;) {
+        while (p < lx->n && lx->s[p] != '"')
+            p++;
+        if (p >= lx->n) {
+            t->bad = true;
+            return lx->n;
+        }
+        p++;
+        if (at(lx, p) != '"')
+            return p;
+        p++;
+    }
+}
+
+/* PostgreSQL rejects digits followed by identifier characters (123abc, 1e, $1x). */
+static size_t scan_junk(const lexer *lx, size_t p, token *t)
+{
+    t->kind = TK_JUNK;
+    while (is_ident_cont(at(lx, p)))
+        p++;
+    return p;
+}
+
+/* The scanner makes an integer an ICONST when it fits in an int, an FCONST otherwise; only an
+ * ICONST is accepted where the grammar wants a plain integer (varchar(10)). */
+static bool fits_int32(const char *s, size_t n)
+{
+    while (n > 1 && *s == '0') {
+        s++;
+        n--;
+    }
+    return n < 10 || (n == 10 && memcmp(s, "2147483647", 10) <= 0);
+}
+
+static size_t scan_number(const lexer *lx, size_t p, token *t)
+{
+    size_t start = p;
+    bool real = false;
+
+    while (is_digit(at(lx, p)))
+        p++;
+    if (at(lx, p) == '.' && at(lx, p + 1) != '.') { /* 1..2 is 1, then .. */
+        real = true;
+        for (p++; is_digit(at(lx, p)); p++)
+            ;
+    }
+    if (at(lx, p) == 'e' || at(lx, p) == 'E') {
+        size_t q = p + 1;
+        if (at(lx, q) == '+' || at(lx, q) == '-')
+            q++;
+        if (!is_digit(at(lx, q)))
+            return scan_junk(lx, q, t);
+        real = true;
+        for (p = q; is_digit(at(lx, p)); p++)
+            ;
+    }
+    if (is_ident_start(at(lx, p)))
+        return scan_junk(lx, p, t);
+    t->kind = real || !fits_int32(lx->s + start, p - start) ? TK_NUM : TK_INT;
+    return p;
+}
+
+/* $1 is a parameter; $tag$...$tag$ (tag possibly empty) a dollar-quoted string; any other $
+ * stands alone. The string ends at the first exact repeat of its opening delimiter. */
+static size_t scan_dollar(const lexer *lx, size_t p, token *t)
+{
+    size_t q = p + 1;
+
+    if (is_digit(at(lx, q))) {
+        t->kind = TK_PARAM;
+        while (is_digit(at(lx, q)))
+            q++;
+        return is_ident_start(at(lx, q)) ? scan_junk(lx, q, t) : q;
+    }
+    if (is_ident_start(at(lx, q)))
+        while (is_ident_start(at(lx, q)) || is_digit(at(lx, q)))
+            q++;
+    if (at(lx, q) != '$') {
+        t->kind = TK_PUNCT;
+        return p + 1;
+    }
+    t->kind = TK_DOLLAR;
+    size_t tag = q + 1 - p;
+    for (size_t from = q + 1; from < lx->n;) {
+        const char *d = memchr(lx->s + from, '$', lx->n - from);
+        if (d == NULL)
+            break;
+        size_t end = (size_t)(d - lx->s) + tag;
+        if (end <= lx->n && memcmp(d, lx->s + p, tag) == 0)
+            return end;
+        from = (size_t)(d - lx->s) + 1;
+    }
+    t->bad = true;
+    return lx->n;
+}
+
+/* An identifier, unless its first letters open a prefixed literal (E'', B'', X'', N'', U&''). */
+static size_t scan_word(const lexer *lx, size_t p, token *t)
+{
+    unsigned char c = lower_ascii(at(lx, p)), next = at(lx, p + 1);
+
+    if (next == '\'') {
+        switch (c) {
+        case 'e':
+            t->kind = TK_ESTRING;
+            return scan_quoted(lx, p + 2, Q_ESCAPE, t);
+        case 'b':
+            t->kind = TK_BSTRING;
+            return scan_quoted(lx, p + 2, Q_BITS, t);
+        case 'x':
+            t->kind = TK_XSTRING;
+            return scan_quoted(lx, p + 2, Q_BITS, t);
+        case 'n':
+            t->kind = TK_NSTRING;
+            return scan_quoted(lx, p + 2, Q_STANDARD, t);
+        default:
+            break;
+        }
+    }
+    if (c == 'u' && next == '&' && at(lx, p + 2) == '\'') {
+        t->kind = TK_USTRING;
+        return scan_quoted(lx, p + 3, Q_STANDARD, t);
+    }
+    if (c == 'u' && next == '&' && at(lx, p + 2) == '"') {
+        t->kind = TK_QIDENT;
+        return scan_quoted_ident(lx, p + 3, t);
+    }
+    t->kind = TK_IDENT;
+    for (p++; is_ident_cont(at(lx, p)); p++)
+        ;
+    return p;
+}
+
+/* An operator stops where a comment starts (a+--x is a + and a comment). */
+static size_t scan_operator(const lexer *lx, size_t p)
+{
+    size_t start = p;
+
+    for (; is_op_char(at(lx, p)); p++) {
+        unsigned char c = at(lx, p), next = at(lx, p + 1);
+        if (p > start && ((c == '-' && next == '-') || (c == '/' && next == '*')))
+            break;
+    }
+    return p;
+}
+
+/* Sets t->kind and returns where the token at p ends. */
+static size_t lex_dispatch(const lexer *lx, size_t p, token *t)
+{
+    unsigned char c = at(lx, p), next = at(lx, p + 1);
+
+    if ((c == '-' && next == '-') || (c == '/' && next == '*')) {
+        t->kind = TK_COMMENT;
+        return c == '-' ? scan_line_comment(lx, p) : scan_block_comment(lx, p, t);
+    }
+    if (c == '\'') {
+        t->kind = TK_STRING;
+        return scan_quoted(lx, p + 1, Q_STANDARD, t);
+    }
+    if (c == '"') {
+        t->kind = TK_QIDENT;
+        return scan_quoted_ident(lx, p + 1, t);
+    }
+    if (c == '$')
+        return scan_dollar(lx, p, t);
+    if (is_digit(c) || (c == '.' && is_digit(next)))
+        return scan_number(lx, p, t);
+    if (is_ident_start(c))
+        return scan_word(lx, p, t);
+    if (is_op_char(c)) {
+        t->kind = TK_OP;
+        return scan_operator(lx, p);
+    }
+    t->kind = TK_PUNCT;
+    return p + ((c == ':' && (next == ':' || next == '=')) || (c == '.' && next == '.') ? 2 : 1);
+}
+
+/* The next token; whitespace is skipped (a token that starts after the previous one ended had
+ * whitespace before it). */
+static void lex_next(lexer *lx, token *t)
+{
+    while (lx->pos < lx->n && is_space((unsigned char)lx->s[lx->pos]))
+        lx->pos++;
+    t->start = lx->pos;
+    t->bad = false;
+    t->backslash = false;
+    if (lx->pos >= lx->n) {
+        t->kind = TK_END;
+        t->end = lx->pos;
+        return;
+    }
+    t->end = lex_dispatch(lx, lx->pos, t);
+    lx->pos = t->end;
+}
+
+static bool is_punct(const lexer *lx, const token *t, char c)
+{
+    return t->kind == TK_PUNCT && t->end - t->start == 1 && lx->s[t->start] == c;
+}
+
+/* Whether t is the unquoted word w (given in lower case); keywords are case-insensitive. */
+static bool is_word(const lexer *lx, const token *t, const char *w)
+{
+    size_t n = t->end - t->start;
+
+    if (t->kind != TK_IDENT)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (w[i] == '\0' || lower_ascii((unsigned char)lx->s[t->start + i]) != (unsigned char)w[i])
+            return false;
+    return w[n] == '\0';
+}
+
+/* ---- hashing ---- */
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+/* FNV-1a spreads low bits poorly; this finalizer (MurmurHash3's) fixes that. */
+static uint64_t mix64(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static uint64_t fnv_byte(uint64_t h, unsigned char b)
+{
+    return (h ^ b) * FNV_PRIME;
+}
+
+/* ---- the pre-digest ---- */
+
+/* What the first word of a statement says about it. */
+enum first_kind {
+    FIRST_OTHER,
+    FIRST_NAMED,      /* the next word is a statement, cursor or savepoint name */
+    FIRST_SAVEPOINTS, /* a name may follow SAVEPOINT or TO */
+    FIRST_DEALLOCATE, /* DEALLOCATE [PREPARE] name */
+    FIRST_FETCH       /* FETCH/MOVE ... [FROM|IN] cursor */
+};
+
+typedef struct first_word {
+    const char *word;
+    enum first_kind kind;
+    bool strip; /* every literal of such statements is an A_Const, which fingerprints ignore */
+} first_word;
+
+/* Statements whose literals libpg_query's fingerprint ignores. Others (CREATE ... WITH
+ * (fillfactor=70), COPY 'file', COMMENT ... IS 'text', NOTIFY, EXPLAIN (FORMAT 'json'), FETCH 10)
+ * keep literal values in their parse tree, so their pre-digest keeps the values too. */
+/* clang-format off */
+static const first_word first_words[] = {
+    {"select", FIRST_OTHER, true},          {"insert", FIRST_OTHER, true},
+    {"update", FIRST_OTHER, true},          {"delete", FIRST_OTHER, true},
+    {"with", FIRST_OTHER, true},            {"values", FIRST_OTHER, true},
+    {"table", FIRST_OTHER, true},           {"merge", FIRST_OTHER, true},
+    {"set", FIRST_OTHER, true},             {"reset", FIRST_OTHER, true},
+    {"show", FIRST_OTHER, true},            {"begin", FIRST_OTHER, true},
+    {"start", FIRST_OTHER, true},           {"commit", FIRST_OTHER, true},
+    {"end", FIRST_OTHER, true},             {"abort", FIRST_OTHER, true},
+    {"rollback", FIRST_SAVEPOINTS, true},   {"savepoint", FIRST_SAVEPOINTS, true},
+    {"release", FIRST_SAVEPOINTS, true},    {"execute", FIRST_NAMED, true},
+    {"prepare", FIRST_NAMED, true},         {"declare", FIRST_NAMED, true},
+    {"call", FIRST_OTHER, true},            {"lock", FIRST_OTHER, true},
+    {"truncate", FIRST_OTHER, true},        {"close", FIRST_NAMED, false},
+    {"deallocate", FIRST_DEALLOCATE, false}, {"fetch", FIRST_FETCH, false},
+    {"move", FIRST_FETCH, false},
+};
+/* clang-format on */
+
+enum mode { MODE_NEXT, MODE_STRIP, MODE_KEEP };
+enum list_state { LIST_NONE, LIST_OPEN, LIST_ITEM, LIST_COMMA, LIST_ROW_END, LIST_ROW_NEXT };
+
+typedef struct digest {
+    const lexer *lx;
+    uint64_t h;
+    bool strip_all; /* every literal as a marker, whatever the statement (fallback ids) */
+    enum mode mode; /* MODE_NEXT: the next significant token starts a statement */
+    enum first_kind first;
+    size_t index;       /* significant tokens seen in this statement */
+    token prev1, prev2; /* the last two significant tokens */
+    enum list_state list;
+    bool rows; /* the list is VALUES (...), (...): collapsed as a whole */
+    char list_close;
+    uint64_t h_list;        /* the hash where the collapsed list's marker goes */
+    size_t depth;           /* parentheses open in this statement */
+    bool after_constructor; /* prev1 is the '[' of ARRAY[ building an array */
+    bool query;             /* inside a SELECT nested in a statement that keeps values */
+    size_t query_depth;
+} digest;
+
+/* The code hashed before a token: a lower-case letter, digit or sign for a token hashed with
+ * its bytes, a capital for a literal replaced by its marker. No code is another's prefix, so
+ * two different token streams never hash the same bytes. */
+static unsigned char kind_code(tok_kind k, bool marker)
+{
+    static const char raw[] = "-ciqop$j123456789";
+
+    return marker && is_literal(k) ? (unsigned char)('A' + (k - TK_INT)) : (unsigned char)raw[k];
+}
+
+static void hash_code(digest *d, unsigned char code)
+{
+    d->h = fnv_byte(d->h, code);
+}
+
+/* A code, the length as a varint, then the bytes: no two token streams hash the same bytes.
+ * The first fold bytes are case-folded (keywords, identifiers, the E of E'...'). */
+static void hash_token(digest *d, unsigned char code, const token *t, size_t fold)
+{
+    const unsigned char *s = (const unsigned char *)d->lx->s + t->start;
+    size_t n = t->end - t->start;
+    uint64_t h = fnv_byte(d->h, code);
+    size_t v = n;
+
+    for (; v >= 0x80; v >>= 7)
+        h = fnv_byte(h, (unsigned char)(v | 0x80));
+    h = fnv_byte(h, (unsigned char)v);
+    for (size_t i = 0; i < n; i++)
+        h = fnv_byte(h, i < fold ? lower_ascii(s[i]) : s[i]);
+    d->h = h;
+}
+
+/* How many leading bytes of a token PostgreSQL reads without regard to case. */
+static size_t case_blind_prefix(const lexer *lx, const token *t)
+{
+    switch (t->kind) {
+    case TK_IDENT:
+        return SIZE_MAX;
+    case TK_ESTRING:
+    case TK_BSTRING:
+    case TK_XSTRING:
+    case TK_NSTRING:
+    case TK_USTRING:
+        return 1;
+    case TK_QIDENT:
+        return lx->s[t->start] != '"'; /* U&"..." */
+    default:
+        return 0;
+    }
+}
+
+static void start_statement(digest *d, const token *t)
+{
+    d->first = FIRST_OTHER;
+    d->mode = MODE_KEEP;
+    if (is_punct(d->lx, t, '(')) /* (SELECT ...) UNION ... */
+        d->mode = MODE_STRIP;
+    for (size_t i = 0; t->kind == TK_IDENT && i < sizeof first_words / sizeof *first_words; i++) {
+        if (is_word(d->lx, t, first_words[i].word)) {
+            d->first = first_words[i].kind;
+            d->mode = first_words[i].strip ? MODE_STRIP : MODE_KEEP;
+            break;
+        }
+    }
+    if (d->strip_all)
+        d->mode = MODE_STRIP;
+}
+
+/* In a statement that keeps literal values, two places hold plain constants all the same:
+ * a SELECT (COPY (SELECT ...) TO, CREATE VIEW ... AS SELECT, EXPLAIN SELECT) up to the
+ * parenthesis that closes around it, and the literal right after DEFAULT in a column or
+ * argument definition (not COPY's option "default", which follows '(' or ','). */
+static bool strips_here(const digest *d)
+{
+    const lexer *lx = d->lx;
+
+    if (d->mode == MODE_STRIP || d->query)
+        return true;
+    return is_word(lx, &d->prev1, "default") && !is_punct(lx, &d->prev2, '(') &&
+           !is_punct(lx, &d->prev2, ',');
+}
+
+/* Whether the ARRAY just read (prev1) builds an array, as in = ANY(ARRAY[1, 2]): it follows a
+ * bracket, a comma, an operator or a keyword that opens an expression. After a type name,
+ * ARRAY[5] is an array bound instead (int ARRAY[5]), which takes one integer that fingerprints
+ * keep. */
+static bool array_constructor(const digest *d)
+{
+    static const char *const openers[] = {"select", "where", "and",  "or",     "not",
+                                          "then",   "else",  "when", "return", "returning"};
+    const lexer *lx = d->lx;
+    const token *p = &d->prev2;
+
+    if (!is_word(lx, &d->prev1, "array"))
+        return false;
+    if (p->kind == TK_OP || is_punct(lx, p, '(') || is_punct(lx, p, ',') || is_punct(lx, p, '['))
+        return true;
+    for (size_t i = 0; i < sizeof openers / sizeof *openers; i++)
+        if (is_word(lx, p, openers[i]))
+            return true;
+    return false;
+}
+
+/* Whether a literal's value goes into the pre-digest. */
+static bool keeps_value(const digest *d, const token *t)
+{
+    const lexer *lx = d->lx;
+
+    if (d->strip_all)
+        return false;
+    if (t->kind == TK_USTRING || is_word(lx, &d->prev1, "uescape"))
+        return true; /* U&'..' escapes are checked while parsing: the value decides validity */
+    if (t->kind == TK_ESTRING && t->backslash)
+        return true; /* E'\u12' or E'\xff' can be errors */
+    if (!strips_here(d))
+        return true;
+    if (t->kind != TK_INT && t->kind != TK_NUM)
+        return false;
+    /* float(24) is real and float(25) double precision; current_time(3) keeps its 3; int[5]
+     * and int ARRAY[5] keep their bound. ARRAY[1] and ARRAY[[1]] hold plain constants. */
+    if (is_punct(lx, &d->prev1, '('))
+        return is_word(lx, &d->prev2, "float") || is_word(lx, &d->prev2, "current_time") ||
+               is_word(lx, &d->prev2, "current_timestamp") || is_word(lx, &d->prev2, "localtime") ||
+               is_word(lx, &d->prev2, "localtimestamp");
+    if (is_punct(lx, &d->prev1, '['))
+        return !d->after_constructor && !is_punct(lx, &d->prev2, '[') &&
+               !is_punct(lx, &d->prev2, ',');
+    return false;
+}
+
+/* Follows parentheses, and the extent of a SELECT inside a statement that keeps values. */
+static void track_nesting(digest *d, const token *t)
+{
+    if (is_punct(d->lx, t, '(')) {
+        d->depth++;
+    } else if (is_punct(d->lx, t, ')') && d->depth > 0) {
+        d->depth--;
+        if (d->query && d->depth < d->query_depth)
+            d->query = false;
+    } else if (d->mode == MODE_KEEP && !d->query && is_word(d->lx, t, "select")) {
+        d->query = true;
+        d->query_depth = d->depth;
+    }
+}
+
+/* A name the fingerprint ignores: "quoted", or unquoted with a digit so that it cannot be a
+ * keyword (SAVEPOINT select is a syntax error, SAVEPOINT s1 is not). */
+static bool looks_like_name(const lexer *lx, const token *t)
+{
+    if (t->kind == TK_QIDENT)
+        return lx->s[t->start] == '"' && !t->bad && t->end - t->start > 2;
+    if (t->kind != TK_IDENT)
+        return false;
+    for (size_t i = t->start; i < t->end; i++)
+        if (is_digit((unsigned char)lx->s[i]))
+            return true;
+    return false;
+}
+
+/* Savepoint, cursor and prepared statement names: libpg_query leaves them out of fingerprints,
+ * and Django, SQLAlchemy and psycopg2 make a new one for each transaction or cursor. */
+static bool is_ignored_name(const digest *d, const token *t)
+{
+    const lexer *lx = d->lx;
+
+    if (d->first == FIRST_OTHER || !looks_like_name(lx, t))
+        return false;
+    switch (d->first) {
+    case FIRST_NAMED:
+        return d->index == 1;
+    case FIRST_SAVEPOINTS:
+        return d->index == 1 || is_word(lx, &d->prev1, "savepoint") || is_word(lx, &d->prev1, "to");
+    case FIRST_DEALLOCATE:
+        return d->index == 1 || (d->index == 2 && is_word(lx, &d->prev1, "prepare"));
+    case FIRST_FETCH:
+        return d->index == 1 || is_word(lx, &d->prev1, "from") || is_word(lx, &d->prev1, "in");
+    default:
+        return false;
+    }
+}
+
+/* Words that stand for constants in a list: fingerprints skip them as they skip literals. */
+static bool is_constant_word(const lexer *lx, const token *t)
+{
+    return is_word(lx, t, "null") || is_word(lx, t, "true") || is_word(lx, t, "false") ||
+           is_word(lx, t, "default");
+}
+
+static void list_collapse(digest *d, unsigned char code)
+{
+    d->h = d->h_list;
+    hash_code(d, code);
+    d->list = LIST_NONE;
+}
+
+/* IN (1, 2, 3), ARRAY[1, 2] and VALUES (1, 'a'), (2, NULL) fingerprint the same whatever their
+ * lengths and number of rows: a list of constants collapses into one marker. The hash runs on
+ * as usual until the list proves whole, so giving up costs nothing. */
+static void list_step(digest *d, const token *t, bool item)
+{
+    const lexer *lx = d->lx;
+
+    switch (d->list) {
+    case LIST_OPEN:
+    case LIST_COMMA:
+        d->list = item ? LIST_ITEM : LIST_NONE;
+        break;
+    case LIST_ITEM:
+        if (is_punct(lx, t, ','))
+            d->list = LIST_COMMA;
+        else if (is_punct(lx, t, d->list_close) && d->rows)
+            d->list = LIST_ROW_END;
+        else if (is_punct(lx, t, d->list_close))
+            list_collapse(d, 'L');
+        else
+            d->list = LIST_NONE;
+        break;
+    case LIST_ROW_END: /* a comma and another row, or the end of the rows */
+        if (is_punct(lx, t, ','))
+            d->list = LIST_ROW_NEXT;
+        else
+            list_collapse(d, 'V');
+        break;
+    case LIST_ROW_NEXT:
+        d->list = is_punct(lx, t, '(') ? LIST_OPEN : LIST_NONE;
+        break;
+    default:
+        break;
+    }
+}
+
+/* Opens a list at t, whose hash started from before: a marker for IN ( and ARRAY[ replaces
+ * what follows the bracket; one for VALUES replaces the rows, brackets included. */
+static void list_open(digest *d, const token *t, uint64_t before)
+{
+    const lexer *lx = d->lx;
+
+    if ((d->mode != MODE_STRIP && !d->query) || d->list != LIST_NONE)
+        return;
+    d->rows = false;
+    d->h_list = d->h;
+    if (is_punct(lx, t, '(') && is_word(lx, &d->prev1, "in")) {
+        d->list_close = ')';
+    } else if (is_punct(lx, t, '[') && array_constructor(d)) {
+        d->list_close = ']';
+    } else if (is_punct(lx, t, '(') && is_word(lx, &d->prev1, "values")) {
+        d->list_close = ')';
+        d->rows = true;
+        d->h_list = before;
+    } else {
+        return;
+    }
+    d->list = LIST_OPEN;
+}
+
+/* libpg_query's parser, unlike PostgreSQL's, does not skip a comment where it looks ahead:
+ * after NOT (NOT LIKE), NULLS (NULLS FIRST), WITH (WITH TIME ZONE), U&'' or U&"" (UESCAPE) and
+ * UESCAPE. A comment there can make the text unparsable, so there it counts. */
+static bool comment_counts(const digest *d)
+{
+    const lexer *lx = d->lx;
+    const token *p = &d->prev1;
+
+    return p->kind == TK_USTRING || (p->kind == TK_QIDENT && lx->s[p->start] != '"') ||
+           is_word(lx, p, "not") || is_word(lx, p, "nulls") || is_word(lx, p, "with") ||
+           is_word(lx, p, "uescape");
+}
+
+static void digest_token(digest *d, const token *t)
+{
+    if (t->kind == TK_COMMENT && !t->bad) {
+        if (comment_counts(d))
+            hash_code(d, '#');
+        return;
+    }
+    if (d->mode == MODE_NEXT)
+        start_statement(d, t);
+
+    bool literal = is_literal(t->kind) && !t->bad;
+    bool keep = literal && keeps_value(d, t);
+    if (d->list != LIST_NONE)
+        list_step(d, t, (literal && !keep) || is_constant_word(d->lx, t));
+    uint64_t before = d->h;
+    if (t->bad)
+        hash_code(d, (unsigned char)(kind_code(t->kind, true) | 0x80));
+    else if (literal && !keep)
+        hash_code(d, kind_code(t->kind, true));
+    else if (is_ignored_name(d, t))
+        hash_code(d, 'N');
+    else
+        hash_token(d, kind_code(t->kind, false), t, case_blind_prefix(d->lx, t));
+    list_open(d, t, before);
+    track_nesting(d, t);
+
+    d->after_constructor = is_punct(d->lx, t, '[') && array_constructor(d);
+    d->prev2 = d->prev1;
+    d->prev1 = *t;
+    d->index++;
+    if (is_punct(d->lx, t, ';')) { /* the next statement decides for itself */
+        d->mode = MODE_NEXT;
+        d->index = 0;
+        d->list = LIST_NONE;
+        d->depth = 0;
+        d->query = false;
+    }
+}
+
+static uint64_t digest_text(const char *text, size_t len, bool strip_all)
+{
+    lexer lx;
+    token t;
+    digest d;
+
+    lex_init(&lx, text, len);
+    memset(&d, 0, sizeof d);
+    d.lx = &lx;
+    d.h = FNV_OFFSET;
+    d.strip_all = strip_all;
+    d.mode = MODE_NEXT;
+    for (lex_next(&lx, &t); t.kind != TK_END; lex_next(&lx, &t))
+        digest_token(&d, &t);
+    if (d.list == LIST_ROW_END) /* INSERT ... VALUES (1), (2) at the very end */
+        list_collapse(&d, 'V');
+    return mix64(d.h);
+}
+
+uint64_t fp_predigest(const char *text, size_t len)
+{
+    return digest_text(text, len, false);
+}
+
+/* Text libpg_query rejects: an id from the pre-digest with every literal stripped, so that all
+ * variants of one broken statement share it, mixed with a constant that keeps it apart from
+ * pre-digests used elsewhere. */
+static uint64_t fallback_id(const char *text, size_t len)
+{
+    return mix64(digest_text(text, len, true) ^ 0x5bd1e9955bd1e995ULL);
+}
+
+/* ---- readable texts ---- */
+
+/* Appends src[0..n) to out (holding *used of cap bytes); what does not fit is cut at a UTF-8
+ * character boundary and false returned. */
+static bool append_cut(char *out, size_t *used, size_t cap, const char *src, size_t n)
+{
+    size_t k = cap - *used;
+
+    if (n <= k) {
+        memcpy(out + *used, src, n);
+        *used += n;
+        return true;
+    }
+    while (k > 0 && ((unsigned char)src[k] & 0xC0) == 0x80)
+        k--;
+    memcpy(out + *used, src, k);
+    *used += k;
+    return false;
+}
+
+/* A copy of text without comments, each run of whitespace and comments as one space, and
+ * literals as ? when marks is true; at most cap bytes. NULL when out of memory. */
+static char *tidy_text(const char *text, size_t len, bool marks, size_t cap)
+{
+    lexer lx;
+    token t;
+    size_t used = 0, last = 0;
+    bool space = false;
+
+    lex_init(&lx, text, len);
+    if (lx.n < cap)
+        cap = lx.n; /* the copy is never longer than the text */
+    char *out = malloc(cap + 1);
+    if (out == NULL)
+        return NULL;
+    for (lex_next(&lx, &t); t.kind != TK_END; lex_next(&lx, &t)) {
+        if (t.start > last || t.kind == TK_COMMENT)
+            space = used > 0;
+        last = t.end;
+        if (t.kind == TK_COMMENT)
+            continue;
+        const char *src = lx.s + t.start;
+        size_t n = t.end - t.start;
+        if (marks && (is_literal(t.kind) || t.kind == TK_JUNK)) {
+            src = "?";
+            n = 1;
+        }
+        if ((space && !append_cut(out, &used, cap, " ", 1)) || !append_cut(out, &used, cap, src, n))
+            break;
+        space = false;
+    }
+    out[used] = '\0';
+    return out;
+}
+
+/* ---- splitting ---- */
+
+/* What splitting needs to know about the statement being read: semicolons inside parentheses
+ * (CREATE RULE ... DO (a; b)) or inside the BEGIN ... END of a CREATE FUNCTION/PROCEDURE body
+ * (BEGIN ATOMIC) do not end it. The function heuristic is psql's. */
+typedef struct split_state {
+    size_t parens, begins, words;
+    char first[4]; /* first letters of create/or/replace/function/procedure among words 1-4 */
+} split_state;
+
+static bool defines_routine(const split_state *st)
+{
+    const char *f = st->first;
+
+    return f[0] == 'c' && (f[1] == 'f' || f[1] == 'p' ||
+                           (f[1] == 'o' && f[2] == 'r' && (f[3] == 'f' || f[3] == 'p')));
+}
+
+static void split_track(split_state *st, const lexer *lx, const token *t)
+{
+    static const char *const heads[] = {"create", "or", "replace", "function", "procedure"};
+
+    if (is_punct(lx, t, '('))
+        st->parens++;
+    else if (is_punct(lx, t, ')') && st->parens > 0)
+        st->parens--;
+    if (t->kind != TK_IDENT)
+        return;
+    for (size_t i = 0; st->words < 4 && i < sizeof heads / sizeof *heads; i++)
+        if (is_word(lx, t, heads[i]))
+            st->first[st->words] = heads[i][0];
+    st->words++;
+    if (!defines_routine(st) || st->parens > 0)
+        return;
+    if (is_word(lx, t, "begin") || (st->begins > 0 && is_word(lx, t, "case")))
+        st->begins++; /* CASE ends with END too */
+    else if (is_word(lx, t, "end") && st->begins > 0)
+        st->begins--;
+}
+
+/* Records one statement [start, end) with surrounding whitespace trimmed. */
+static void split_emit(const lexer *lx, size_t start, size_t end, fp_span *spans, int max,
+                       int *count)
+{
+    while (start < end && is_space((unsigned char)lx->s[start]))
+        start++;
+    while (end > start && is_space((unsigned char)lx->s[end - 1]))
+        end--;
+    if (*count < max && spans != NULL) {
+        spans[*count].offset = (uint32_t)start;
+        spans[*count].len = (uint32_t)(end - start);
+    }
+    if (*count < INT_MAX)
+        (*count)++;
+}
+
+int fp_split(const char *text, size_t len, fp_span *spans, int max)
+{
+    lexer lx;
+    token t;
+    split_state st;
+    size_t start = 0;
+    bool content = false;
+    int count = 0;
+
+    lex_init(&lx, text, len > UINT32_MAX ? UINT32_MAX : len);
+    memset(&st, 0, sizeof st);
+    for (lex_next(&lx, &t); t.kind != TK_END; lex_next(&lx, &t)) {
+        if (t.kind == TK_COMMENT)
+            continue;
+        if (is_punct(&lx, &t, ';') && st.parens == 0 && st.begins == 0) {
+            if (content)
+                split_emit(&lx, start, t.start, spans, max, &count);
+            start = t.end;
+            content = false;
+            memset(&st, 0, sizeof st);
+            continue;
+        }
+        content = true;
+        split_track(&st, &lx, &t);
+    }
+    if (content)
+        split_emit(&lx, start, lx.n, spans, max, &count);
+    return count;
+}
+
+/* ---- sqlcommenter tags ---- */
+
+typedef struct tag {
+    const char *key, *value; /* decoded, NUL-terminated, in the caller's scratch buffer */
+} tag;
+
+static bool is_key_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '_' ||
+           c == '-' || c == '.' || c == '~' || c == '%';
+}
+
+static int hex_value(unsigned char c)
+{
+    if (is_digit(c))
+        return c - '0';
+    c = lower_ascii(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* URL-decodes src[0..n) into dst (which may be src: the result is never longer) and
+ * NUL-terminates it; a % not followed by two hex digits stays as it is. Returns the byte after
+ * the NUL. */
+static char *url_decode(char *dst, const char *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int hi = i + 2 < n ? hex_value((unsigned char)src[i + 1]) : -1;
+        int lo = i + 2 < n ? hex_value((unsigned char)src[i + 2]) : -1;
+        if (src[i] == '%' && hi >= 0 && lo >= 0) {
+            *dst++ = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            *dst++ = src[i];
+        }
+    }
+    *dst = '\0';
+    return dst + 1;
+}
+
+/* A value is URL-encoded, then its quotes escaped with backslashes: undo both, in that order. */
+static char *value_decode(char *dst, const char *src, size_t n)
+{
+    size_t m = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (src[i] == '\\' && i + 1 < n)
+            i++;
+        dst[m++] = src[i];
+    }
+    return url_decode(dst, dst, m);
+}
+
+static size_t skip_blanks(const char *s, size_t p, size_t n)
+{
+    while (p < n && is_space((unsigned char)s[p]))
+        p++;
+    return p;
+}
+
+/* Reads one key='value' at *pos; false if the text there has another form. */
+static bool parse_pair(const char *s, size_t n, size_t *pos, size_t range[4])
+{
+    size_t p = *pos;
+
+    range[0] = p;
+    while (p < n && is_key_char((unsigned char)s[p]))
+        p++;
+    range[1] = p - range[0];
+    p = skip_blanks(s, p, n);
+    if (range[1] == 0 || p >= n || s[p] != '=')
+        return false;
+    p = skip_blanks(s, p + 1, n);
+    if (p >= n || s[p] != '\'')
+        return false;
+    range[2] = ++p;
+    while (p < n && s[p] != '\'')
+        p += s[p] == '\\' && p + 1 < n ? 2 : 1;
+    if (p >= n)
+        return false;
+    range[3] = p - range[2];
+    p = skip_blanks(s, p + 1, n);
+    if (p < n && s[p] != ',')
+        return false;
+    *pos = p < n ? skip_blanks(s, p + 1, n) : p;
+    return true;
+}
+
+/* The pairs of a comment body made only of key='value' pairs separated by commas, decoded into
+ * buf (2 * n + 2 bytes); 0 if the body has another form. Pairs past FP_TAGS_MAX are ignored. */
+static int parse_tags(const char *s, size_t n, char *buf, tag *tags)
+{
+    size_t p = skip_blanks(s, 0, n), r[4];
+    int count = 0;
+
+    while (p < n) {
+        if (!parse_pair(s, n, &p, r))
+            return 0;
+        if (count == FP_TAGS_MAX)
+            continue;
+        tags[count].key = buf;
+        buf = url_decode(buf, s + r[0], r[1]);
+        tags[count].value = buf;
+        buf = value_decode(buf, s + r[2], r[3]);
+        count++;
+    }
+    return count;
+}
+
+/* Keys sorted, stable so that the first of several equal keys comes first. */
+static void sort_tags(tag *tags, int n)
+{
+    for (int i = 1; i < n; i++) {
+        tag x = tags[i];
+        int j = i;
+        for (; j > 0 && strcmp(tags[j - 1].key, x.key) > 0; j--)
+            tags[j] = tags[j - 1];
+        tags[j] = x;
+    }
+}
+
+/* Writes s with the bytes that would make "k=v,k=v" ambiguous (, = %) and control characters
+ * percent-encoded again. */
+static char *put_encoded(char *out, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == ',' || c == '=' || c == '%' || c < 0x20 || c == 0x7f) {
+            *out++ = '%';
+            *out++ = hex[c >> 4];
+            *out++ = hex[c & 15];
+        } else {
+            *out++ = (char)c;
+        }
+    }
+    return out;
+}
+
+/* The canonical string of the pairs in one comment body into out; the number of distinct keys,
+ * or 0 if the body is not a tag list (or memory ran out). */
+static int tags_from_comment(const char *body, size_t n, char *out, size_t cap)
+{
+    tag tags[FP_TAGS_MAX];
+    char *buf = malloc(2 * n + 2), *all = malloc(6 * n + 2 * FP_TAGS_MAX + 1);
+    int count = 0;
+
+    if (buf != NULL && all != NULL)
+        count = parse_tags(body, n, buf, tags);
+    if (count > 0) {
+        char *w = all;
+        int kept = 0;
+        sort_tags(tags, count);
+        for (int i = 0; i < count; i++) {
+            if (i > 0 && strcmp(tags[i - 1].key, tags[i].key) == 0)
+                continue;
+            if (kept++ > 0)
+                *w++ = ',';
+            w = put_encoded(w, tags[i].key);
+            *w++ = '=';
+            w = put_encoded(w, tags[i].value);
+        }
+        size_t used = 0;
+        if (cap > 0) {
+            append_cut(out, &used, cap - 1, all, (size_t)(w - all));
+            out[used] = '\0';
+        }
+        count = kept;
+    }
+    free(buf);
+    free(all);
+    return count;
+}
+
+int fp_tags(const char *text, size_t len, char *out, size_t cap)
+{
+    lexer lx;
+    token t;
+
+    if (cap > 0)
+        out[0] = '\0';
+    lex_init(&lx, text, len);
+    for (lex_next(&lx, &t); t.kind != TK_END; lex_next(&lx, &t)) {
+        if (t.kind != TK_COMMENT || t.bad || lx.s[t.start] != '/')
+            continue;
+        int n = tags_from_comment(lx.s + t.start + 2, t.end - t.start - 4, out, cap);
+        if (n > 0)
+            return n;
+    }
+    return 0;
+}
+
+void fp_hex(uint64_t id, char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+
+    for (int i = 15; i >= 0; i--) {
+        out[i] = hex[id & 15];
+        id >>= 4;
+    }
+    out[16] = '\0';
+}
+
+/* ---- the cache ---- */
+
+#define FP_NONE UINT32_MAX
+#define FP_MAX_ENTRIES (1U << 28)
+
+typedef struct fp_entry {
+    uint64_t key; /* the pre-digest */
+    uint64_t id;
+    char *normalized;      /* owned; NULL if memory ran out */
+    uint32_t newer, older; /* neighbours in recency order */
+    bool fallback;
+} fp_entry;
+
+struct fp_cache {
+    fp_entry *entries; /* n_entries used of cap_entries, grown up to max_entries */
+    uint32_t n_entries, cap_entries, max_entries;
+    uint32_t *slots; /* open addressing by key: entry index + 1, 0 when empty */
+    size_t mask;
+    uint32_t newest, oldest;
+    char *scratch; /* a NUL-terminated copy of the text for libpg_query */
+    size_t scratch_cap;
+    char *loose; /* the text of a result that could not be cached, freed on the next call */
+    fp_counters counters;
+};
+
+fp_cache *fp_cache_new(size_t max_entries)
+{
+    fp_cache *c = calloc(1, sizeof *c);
+    size_t slots = 16;
+
+    if (c == NULL)
+        return NULL;
+    if (max_entries < 1)
+        max_entries = 1;
+    c->max_entries = max_entries > FP_MAX_ENTRIES ? FP_MAX_ENTRIES : (uint32_t)max_entries;
+    while (slots < 2 * (size_t)c->max_entries) /* at most half full: probes stay short */
+        slots *= 2;
+    c->slots = calloc(slots, sizeof *c->slots);
+    if (c->slots == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->mask = slots - 1;
+    c->newest = c->oldest = FP_NONE;
+    return c;
+}
+
+void fp_cache_free(fp_cache *c)
+{
+    if (c == NULL)
+        return;
+    for (uint32_t i = 0; i < c->n_entries; i++)
+        free(c->entries[i].normalized);
+    free(c->entries);
+    free(c->slots);
+    free(c->scratch);
+    free(c->loose);
+    free(c);
+}
+
+void fp_get_counters(const fp_cache *c, fp_counters *out)
+{
+    *out = c->counters;
+}
+
+static uint32_t cache_find(const fp_cache *c, uint64_t key)
+{
+    for (size_t s = key & c->mask;; s = (s + 1) & c->mask) {
+        uint32_t v = c->slots[s];
+        if (v == 0)
+            return FP_NONE;
+        if (c->entries[v - 1].key == key)
+            return v - 1;
+    }
+}
+
+static void slots_add(fp_cache *c, uint32_t index)
+{
+    size_t s = c->entries[index].key & c->mask;
+
+    while (c->slots[s] != 0)
+        s = (s + 1) & c->mask;
+    c->slots[s] = index + 1;
+}
+
+/* Linear probing without tombstones: later members of the probe run move back into the hole. */
+static void slots_remove(fp_cache *c, uint32_t index)
+{
+    size_t i = c->entries[index].key & c->mask;
+
+    while (c->slots[i] != index + 1)
+        i = (i + 1) & c->mask;
+    for (size_t j = (i + 1) & c->mask; c->slots[j] != 0; j = (j + 1) & c->mask) {
+        size_t home = c->entries[c->slots[j] - 1].key & c->mask;
+        if (((j - home) & c->mask) >= ((j - i) & c->mask)) {
+            c->slots[i] = c->slots[j];
+            i = j;
+        }
+    }
+    c->slots[i] = 0;
+}
+
+static void lru_unlink(fp_cache *c, uint32_t i)
+{
+    fp_entry *e = &c->entries[i];
+
+    if (e->newer != FP_NONE)
+        c->entries[e->newer].older = e->older;
+    else
+        c->newest = e->older;
+    if (e->older != FP_NONE)
+        c->entries[e->older].newer = e->newer;
+    else
+        c->oldest = e->newer;
+}
+
+static void lru_push(fp_cache *c, uint32_t i)
+{
+    fp_entry *e = &c->entries[i];
+
+    e->newer = FP_NONE;
+    e->older = c->newest;
+    if (c->newest != FP_NONE)
+        c->entries[c->newest].newer = i;
+    c->newest = i;
+    if (c->oldest == FP_NONE)
+        c->oldest = i;
+}
+
+/* A free entry: a new one while there is room, else the least recently used one, emptied.
+ * FP_NONE only if there is neither memory nor an entry to reuse. */
+static uint32_t cache_slot(fp_cache *c)
+{
+    if (c->n_entries == c->cap_entries && c->cap_entries < c->max_entries) {
+        uint32_t cap = c->cap_entries ? c->cap_entries * 2 : 64;
+        if (cap > c->max_entries)
+            cap = c->max_entries;
+        fp_entry *grown = realloc(c->entries, cap * sizeof *grown);
+        if (grown != NULL) {
+            c->entries = grown;
+            c->cap_entries = cap;
+        }
+    }
+    if (c->n_entries < c->cap_entries)
+        return c->n_entries++;
+    uint32_t victim = c->oldest;
+    if (victim == FP_NONE)
+        return FP_NONE;
+    slots_remove(c, victim);
+    lru_unlink(c, victim);
+    free(c->entries[victim].normalized);
+    c->counters.evictions++;
+    return victim;
+}
+
+/* libpg_query wants a C string; the text need not be one. NULL when out of memory. */
+static const char *scratch_copy(fp_cache *c, const char *text, size_t len)
+{
+    lexer lx;
+
+    lex_init(&lx, text, len); /* stop at a NUL, as the lexer does */
+    if (lx.n + 1 > c->scratch_cap) {
+        char *grown = realloc(c->scratch, lx.n + 1);
+        if (grown == NULL)
+            return NULL;
+        c->scratch = grown;
+        c->scratch_cap = lx.n + 1;
+    }
+    memcpy(c->scratch, lx.s, lx.n);
+    c->scratch[lx.n] = '\0';
+    return c->scratch;
+}
+
+/* pg_query_normalize's text (constants as $n), tidied; the lexer's text if that fails. */
+static char *normalized_text(const char *sql)
+{
+    PgQueryNormalizeResult nr = pg_query_normalize(sql);
+    char *out;
+
+    if (nr.error == NULL && nr.normalized_query != NULL)
+        out = tidy_text(nr.normalized_query, strlen(nr.normalized_query), false, FP_NORMALIZED_MAX);
+    else
+        out = tidy_text(sql, strlen(sql), true, FP_FALLBACK_MAX);
+    pg_query_free_normalize_result(nr);
+    return out;
+}
+
+/* The shape of a text the cache has not seen: one libpg_query parse, or a fallback. */
+static void shape_compute(fp_cache *c, const char *text, size_t len, fp_entry *e)
+{
+    const char *sql = scratch_copy(c, text, len);
+
+    e->normalized = NULL;
+    if (sql != NULL) {
+        PgQueryFingerprintResult fr = pg_query_fingerprint(sql);
+        bool ok = fr.error == NULL;
+        c->counters.parses++;
+        e->id = fr.fingerprint;
+        pg_query_free_fingerprint_result(fr);
+        if (ok) {
+            e->fallback = false;
+            e->normalized = normalized_text(sql);
+            return;
+        }
+    }
+    e->id = fallback_id(text, len);
+    e->fallback = true;
+    e->normalized = tidy_text(text, len, true, FP_FALLBACK_MAX);
+    c->counters.fallbacks++;
+}
+
+static void result_from(const fp_entry *e, fp_result *out)
+{
+    out->id = e->id;
+    out->normalized = e->normalized != NULL ? e->normalized : "";
+    out->fallback = e->fallback;
+}
+
+void fp_statement(fp_cache *c, const char *text, size_t len, fp_result *out)
+{
+    uint64_t key = fp_predigest(text, len);
+    uint32_t i = cache_find(c, key);
+    fp_entry fresh;
+
+    free(c->loose);
+    c->loose = NULL;
+    c->counters.lookups++;
+    if (i != FP_NONE) {
+        c->counters.hits++;
+        lru_unlink(c, i);
+        lru_push(c, i);
+        result_from(&c->entries[i], out);
+        return;
+    }
+    shape_compute(c, text, len, &fresh);
+    fresh.key = key;
+    i = cache_slot(c);
+    if (i == FP_NONE) { /* no memory for the cache: answer anyway */
+        c->loose = fresh.normalized;
+        result_from(&fresh, out);
+        return;
+    }
+    c->entries[i] = fresh;
+    slots_add(c, i);
+    lru_push(c, i);
+    result_from(&c->entries[i], out);
+}
