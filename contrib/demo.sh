@@ -22,7 +22,7 @@ start_stack() {
     scratch_pg_start "$PGPORT"
     scratch_spawn "$SCRATCH_DIR/pgscope.log" "$PGSCOPE" proxy \
         --listen "127.0.0.1:$SCOPEPORT" --upstream "127.0.0.1:$PGPORT" \
-        --db "$SCRATCH_DIR/pgscope.db" --shutdown-timeout 5
+        --db "$SCRATCH_DIR/pgscope.db" --shutdown-timeout 5 --run-label demo
     SCOPE_PID=$SCRATCH_LAST_PID
     scratch_wait_ready "$SCOPEPORT" 30 "$SCOPE_PID" ||
         { tail -n 20 "$SCRATCH_DIR/pgscope.log" >&2; scratch_die "pgscope is not answering"; }
@@ -88,6 +88,17 @@ stop_pgscope() {
     note "pgscope: peak RSS $rss kB, exit status 0 after SIGTERM"
 }
 
+show_report() {
+    step "pgscope report: what the application asked of the database"
+    "$PGSCOPE" report --db "$SCRATCH_DIR/pgscope.db" --limit 10 </dev/null ||
+        scratch_die "pgscope report failed"
+    local calls
+    calls=$(sqlite3 "$SCRATCH_DIR/pgscope.db" \
+        "SELECT coalesce(sum(calls), 0) FROM statements WHERE query LIKE '%pgbench_accounts%'")
+    [ "${calls:-0}" -gt 0 ] || scratch_die "the report database has no pgbench statements"
+    note "report: $calls pgbench_accounts statements recorded in $SCRATCH_DIR/pgscope.db"
+}
+
 print_summary() {
     step "summary"
     printf '  %s\n' "${SUMMARY[@]}"
@@ -104,6 +115,7 @@ main() {
     run_error
     run_pgbench
     stop_pgscope
+    show_report
     print_summary
 }
 

@@ -9,8 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-typedef enum { OPT_STR, OPT_INT, OPT_LIST, OPT_FILE, OPT_HELP, OPT_VERSION } opt_kind;
+typedef enum { OPT_STR, OPT_INT, OPT_BOOL, OPT_LIST, OPT_FILE, OPT_HELP, OPT_VERSION } opt_kind;
 
 typedef struct {
     const char *name; /* key in the file; the flag is --name with '-' for '_' */
@@ -25,6 +26,7 @@ typedef struct {
 
 #define STR(field) OPT_STR, offsetof(config, field), sizeof(((config *)0)->field)
 #define INT(field) OPT_INT, offsetof(config, field), 0
+#define BOOL(field) OPT_BOOL, offsetof(config, field), 0
 
 static const opt opts[] = {
     {"listen", 'l', OPT_LIST, 0, 0, "127.0.0.1:6432", 0, 0, "ADDR",
@@ -50,6 +52,13 @@ static const opt opts[] = {
     {"max_connections", 0, INT(max_connections), "1000", 1, 1000000, "N",
      "client connections served at once"},
     {"log_level", 0, STR(log_level), "info", 0, 0, "LEVEL", "error, warning, info or debug"},
+    {"run_label", 0, STR(run_label), "", 0, 0, "TEXT", "name of this run in the report"},
+    {"store_params", 0, BOOL(store_params), "off", 0, 0, "on|off",
+     "keep one example of each statement with its literal and parameter values"},
+    {"queue_size", 0, INT(queue_size), "65536", 1024, 16 * 1024 * 1024, "N",
+     "statement events waiting for analysis; beyond, events are dropped and counted"},
+    {"max_query_text", 0, INT(max_query_text), "16384", 256, 1024 * 1024, "BYTES",
+     "statement text kept for analysis; longer text is cut"},
     {"help", 'h', OPT_HELP, 0, 0, NULL, 0, 0, NULL, "show this help and exit"},
     {"version", 'V', OPT_VERSION, 0, 0, NULL, 0, 0, NULL, "show the version and exit"},
 };
@@ -125,6 +134,16 @@ static bool set_value(config *cfg, const opt *o, const char *value, char *err, s
             return fail(err, errlen, "%s: value too long", o->name);
         memcpy(base + o->offset, value, strlen(value) + 1);
         return true;
+    case OPT_BOOL: {
+        static const char *const yes[] = {"on", "true", "yes", "1"}, *const no[] = {"off", "false", "no", "0"};
+        for (int i = 0; i < 4; i++) {
+            if (strcasecmp(value, yes[i]) == 0 || strcasecmp(value, no[i]) == 0) {
+                *(bool *)(base + o->offset) = strcasecmp(value, yes[i]) == 0;
+                return true;
+            }
+        }
+        return fail(err, errlen, "%s: \"%s\" is not on or off", o->name, value);
+    }
     case OPT_INT: {
         char *end;
         errno = 0;

@@ -1,12 +1,17 @@
 /* main.c — subcommand dispatch: pgscope proxy | version | help. */
 #include "config.h"
 
+#include "pgscope/analyze.h"
 #include "pgscope/config.h"
 #include "pgscope/log.h"
 #include "pgscope/proxy.h"
+#include "pgscope/queue.h"
+#include "pgscope/report.h"
+#include "pgscope/store.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* What a reload needs: the proxy's own arguments, read again with the file. */
 typedef struct {
@@ -20,6 +25,7 @@ static void usage(FILE *out)
                  "asks of the database\n\n"
                  "Usage:\n"
                  "  pgscope proxy [OPTIONS]   forward clients to PostgreSQL and watch the traffic\n"
+                 "  pgscope report [OPTIONS]  print what the report database says to fix\n"
                  "  pgscope version           print the version\n"
                  "  pgscope help              this text; `pgscope proxy --help` lists options\n",
             PACKAGE_VERSION);
@@ -51,6 +57,8 @@ static bool settings_from_config(const config *cfg, proxy_settings *s, char *err
     s->connect_timeout = cfg->connect_timeout;
     s->buffer_size = cfg->buffer_size;
     s->max_connections = cfg->max_connections;
+    track_limits_default(&s->limits);
+    s->limits.max_text = (uint32_t)cfg->max_query_text;
     if (!proxy_settings_check(s, err, errlen))
         return false;
     log_set_level(level); /* only once everything else is known to be right */
@@ -69,6 +77,63 @@ static bool reload(proxy_settings *out, void *arg)
         return false;
     }
     return true;
+}
+
+static int64_t wall_clock_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Memory the events waiting for analysis may hold in all (their texts and parameters). */
+#define QUEUE_MAX_BYTES (64u * 1024 * 1024)
+
+/* The analysis side of a run: report database, queue, analysis thread. NULL members when the
+ * database cannot be opened: pgscope then forwards traffic without statistics. */
+typedef struct {
+    store *st;
+    queue *q;
+    analyzer *an;
+} run_state;
+
+static bool start_run(const config *cfg, const proxy_settings *s, run_state *run)
+{
+    char err[512];
+    analyze_settings as = {cfg->store_params, 500, 50000};
+
+    memset(run, 0, sizeof(*run));
+    run->st = store_open(cfg->db, err, sizeof(err));
+    if (!run->st || store_begin_run(run->st, cfg->run_label, s->upstream, wall_clock_us(), err,
+                                    sizeof(err)) < 0 || !store_start(run->st)) {
+        log_error(NULL, "report database %s unusable (%s): forwarding without statistics",
+                  cfg->db, err);
+        if (run->st)
+            store_close(run->st, NULL);
+        run->st = NULL;
+        return false;
+    }
+    run->q = queue_new((size_t)cfg->queue_size, QUEUE_MAX_BYTES);
+    run->an = run->q ? analyze_start(run->q, run->st, &as) : NULL;
+    if (!run->an) {
+        log_error(NULL, "cannot start the analysis thread: forwarding without statistics");
+        store_close(run->st, NULL);
+        queue_free(run->q);
+        memset(run, 0, sizeof(*run));
+        return false;
+    }
+    log_info(NULL, "report database %s", cfg->db);
+    return true;
+}
+
+/* After the proxy stopped: every event is analysed and everything written before exit. */
+static void end_run(run_state *run)
+{
+    if (!run->an)
+        return;
+    analyze_stop(run->an, wall_clock_us());
+    queue_free(run->q);
 }
 
 static int cmd_proxy(int argc, char **argv)
@@ -96,7 +161,12 @@ static int cmd_proxy(int argc, char **argv)
         fprintf(stderr, "pgscope: %s\n", err);
         return 2;
     }
-    return proxy_run(&settings, reload, &args);
+    run_state run;
+    if (start_run(&cfg, &settings, &run))
+        settings.events = run.q;
+    int rc = proxy_run(&settings, reload, &args);
+    end_run(&run);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -105,6 +175,8 @@ int main(int argc, char **argv)
 
     if (strcmp(cmd, "proxy") == 0)
         return cmd_proxy(argc - 2, argv + 2);
+    if (strcmp(cmd, "report") == 0)
+        return report_main(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
         printf("pgscope %s\n", PACKAGE_VERSION);
         return 0;

@@ -24,6 +24,10 @@ typedef struct config {
     int connect_timeout;
     int buffer_size;
     int max_connections;
+    char run_label[128];
+    bool store_params;
+    int queue_size;
+    int max_query_text;
 } config;
 
 typedef enum {

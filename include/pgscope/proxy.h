@@ -2,6 +2,9 @@
 #ifndef PGSCOPE_PROXY_H
 #define PGSCOPE_PROXY_H
 
+#include "pgscope/queue.h"
+#include "pgscope/track.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -29,6 +32,8 @@ typedef struct proxy_settings {
     int connect_timeout;  /* seconds */
     int buffer_size;      /* bytes queued per direction before reading pauses */
     int max_connections;
+    queue *events;       /* where statement events go; NULL: no tracking */
+    track_limits limits; /* what tracking keeps of each statement */
 } proxy_settings;
 
 /* Called on SIGHUP to read the settings again; false keeps the current ones. */

@@ -242,6 +242,7 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
     describe_restart_only(&px->settings, &next);
     memcpy(next.listen, px->settings.listen, sizeof(next.listen));
     next.n_listen = px->settings.n_listen;
+    next.events = px->settings.events; /* the analysis queue lives as long as the run */
     SSL_CTX_free(px->server_ctx); /* sessions keep their own reference through SSL_new */
     SSL_CTX_free(px->client_ctx);
     px->server_ctx = sc;

@@ -8,6 +8,7 @@
 #include "pgscope/log.h"
 
 #include <arpa/inet.h>
+#include <time.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -33,6 +34,7 @@ struct proxy_session {
     proxy *px;
     uint64_t id;
     char tag[320]; /* log prefix: id, client address, user@database */
+    char addr[64]; /* client address for the report */
     endpoint client, server;
     session_state state;
     wire_framer from_client, from_server;
@@ -43,6 +45,8 @@ struct proxy_session {
     bool dead;
     struct event *timer; /* connect and closing deadlines */
     struct event *reap;  /* frees the session once the current callback is over */
+    track_conn *track;   /* protocol state for statement events; NULL when not tracking */
+    wire_sink client_sink, server_sink;
     LIST_ENTRY(proxy_session) link;
 };
 
@@ -60,6 +64,80 @@ void proxy_tune_socket(int fd)
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 }
 
+/* ---- statement tracking: the framers hand messages to track, track hands events to the queue */
+
+/* Bytes the server side needs to capture: track asks for little of server messages. */
+#define SERVER_CAPTURE 1024
+
+static int64_t wall_clock_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* An event the analysis queue has no room for is dropped (and counted by the queue). */
+static void emit_event(track_event *ev, void *arg)
+{
+    proxy *px = arg;
+
+    if (!queue_push(px->settings.events, ev, track_event_bytes(ev)))
+        track_event_free(ev);
+}
+
+static uint32_t want_from_client(void *arg, uint8_t type, uint32_t len)
+{
+    return track_want(((proxy_session *)arg)->track, WIRE_FROM_CLIENT, type, len);
+}
+
+static uint32_t want_from_server(void *arg, uint8_t type, uint32_t len)
+{
+    return track_want(((proxy_session *)arg)->track, WIRE_FROM_SERVER, type, len);
+}
+
+static void message_from_client(void *arg, uint8_t type, const uint8_t *body, uint32_t n,
+                                uint32_t len)
+{
+    track_message(((proxy_session *)arg)->track, WIRE_FROM_CLIENT, type, body, n, len);
+}
+
+static void message_from_server(void *arg, uint8_t type, const uint8_t *body, uint32_t n,
+                                uint32_t len)
+{
+    track_message(((proxy_session *)arg)->track, WIRE_FROM_SERVER, type, body, n, len);
+}
+
+static void start_tracking(proxy_session *s, const char *client_addr)
+{
+    const proxy_settings *st = &s->px->settings;
+    uint32_t cap = track_capture_size(&st->limits);
+
+    if (!st->events)
+        return;
+    s->track = track_conn_new(s->id, &st->limits, emit_event, s->px);
+    s->client_sink = (wire_sink){want_from_client, message_from_client, s, malloc(cap), cap};
+    s->server_sink = (wire_sink){want_from_server, message_from_server, s,
+                                 malloc(SERVER_CAPTURE), SERVER_CAPTURE};
+    if (!s->track || !s->client_sink.buf || !s->server_sink.buf) {
+        track_conn_free(s->track);
+        free(s->client_sink.buf);
+        free(s->server_sink.buf);
+        s->track = NULL;
+        return;
+    }
+    track_startup(s->track, s->first, s->first_len, client_addr, wall_clock_us());
+}
+
+/* After authentication: from here on every message passes by track (passwords never do). */
+static void attach_tracking(proxy_session *s)
+{
+    if (!s->track)
+        return;
+    wire_framer_set_sink(&s->from_client, &s->client_sink);
+    wire_framer_set_sink(&s->from_server, &s->server_sink);
+}
+
 /* ---- ending a session ---- */
 
 static void session_destroy(proxy_session *s)
@@ -69,6 +147,12 @@ static void session_destroy(proxy_session *s)
     log_debug(s->tag, "closed: %llu bytes from client, %llu from server",
               (unsigned long long)s->client.bytes_in, (unsigned long long)s->server.bytes_in);
     LIST_REMOVE(s, link);
+    if (s->track) {
+        track_disconnect(s->track, s->client.bytes_in, s->server.bytes_in, wall_clock_us());
+        track_conn_free(s->track);
+        free(s->client_sink.buf);
+        free(s->server_sink.buf);
+    }
     endpoint_free(&s->client);
     if (s->server.ev_read)
         endpoint_free(&s->server);
@@ -179,6 +263,8 @@ static void close_if_done(proxy_session *s)
 static wire_error relay(proxy_session *s, endpoint *src, endpoint *dst, wire_framer *f,
                         bool *paused)
 {
+    if (s->track && f->sink)
+        track_set_clock(s->track, wall_clock_us());
     while (evbuffer_get_length(src->in) > 0) {
         struct evbuffer_iovec vec[32];
         int nv = evbuffer_peek(src->in, -1, NULL, vec, 32);
@@ -293,8 +379,10 @@ static void forward_auth_message(proxy_session *s, uint8_t type, size_t len)
         log_warning(s->tag, "the server refused SCRAM channel binding; with client TLS ending "
                             "at pgscope use upstream_sslmode=disable on a trusted link, or "
                             "channel_binding=disable in the client");
-    if (type == 'R' && wire_auth_code(msg, len) == WIRE_AUTH_OK)
+    if (type == 'R' && wire_auth_code(msg, len) == WIRE_AUTH_OK) {
         s->state = ST_RELAY;
+        attach_tracking(s);
+    }
     s->from_server.type = type;
     evbuffer_remove_buffer(s->server.in, s->client.out, len);
 }
@@ -340,8 +428,14 @@ static void upstream_ready(proxy_session *s)
         return;
     }
     endpoint_want_read(&s->server, true);
-    if (s->state == ST_CANCEL)
-        return; /* the server closes the connection when it has read the request */
+    if (s->state == ST_CANCEL) {
+        /* The server closes the connection once it has read the request; do not wait on a
+         * server that does not. */
+        event_assign(s->timer, s->px->base, -1, 0, closing_deadline, s);
+        struct timeval tv = {s->px->settings.connect_timeout, 0};
+        event_add(s->timer, &tv);
+        return;
+    }
     wire_framer_init(&s->from_client, WIRE_FROM_CLIENT);
     wire_framer_init(&s->from_server, WIRE_FROM_SERVER);
     endpoint_want_read(&s->client, true);
@@ -572,6 +666,7 @@ static void take_first(proxy_session *s, uint32_t len, bool cancel)
     } else {
         name_session(s);
         log_debug(s->tag, "startup");
+        start_tracking(s, s->addr);
     }
     connect_upstream(s);
 }
@@ -693,8 +788,8 @@ void session_start(proxy *px, int fd, const struct sockaddr *sa, int salen)
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
         port = ntohs(in6->sin6_port);
     }
-    snprintf(s->tag, sizeof(s->tag), port ? "c%llu %s:%d" : "c%llu %s", (unsigned long long)s->id,
-             host, port);
+    snprintf(s->addr, sizeof(s->addr), port ? "%s:%d" : "%s", host, port);
+    snprintf(s->tag, sizeof(s->tag), "c%llu %s", (unsigned long long)s->id, s->addr);
     if (sa->sa_family != AF_UNIX)
         proxy_tune_socket(fd);
     s->timer = event_new(px->base, -1, 0, startup_deadline, s);

@@ -1,0 +1,28 @@
+/* analyze.h — the analysis thread: takes statement events off the queue, fingerprints them,
+ * keeps per-shape statistics and hands snapshots to the store every flush interval. Nothing it
+ * does can slow the forwarding thread: it only ever reads from the queue. */
+#ifndef PGSCOPE_ANALYZE_H
+#define PGSCOPE_ANALYZE_H
+
+#include "pgscope/queue.h"
+#include "pgscope/store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct analyze_settings {
+    bool store_params;       /* keep one example text with its parameter values per shape */
+    int flush_ms;            /* snapshot interval (ms) */
+    size_t fp_cache_entries; /* statement shapes the fingerprint cache holds */
+} analyze_settings;
+
+typedef struct analyzer analyzer;
+
+/* Starts the thread reading q and writing to st (which must be started). */
+analyzer *analyze_start(queue *q, store *st, const analyze_settings *s);
+
+/* Drains the queue, writes everything with the run's end time, closes the store, frees. */
+void analyze_stop(analyzer *a, int64_t ended_us);
+
+#endif

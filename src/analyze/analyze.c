@@ -1,0 +1,536 @@
+/* analyze.c — the analysis thread: events off the queue → fingerprint → statistics, and every
+ * flush interval a snapshot of what changed to the store's writer thread. */
+#include "config.h"
+
+#include "pgscope/analyze.h"
+#include "pgscope/fingerprint.h"
+#include "pgscope/log.h"
+#include "pgscope/stats.h"
+#include "pgscope/track.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAP_BUCKETS 4096    /* connections and tag sets are few; chains stay short */
+#define MAX_TAG_ROWS 100000 /* distinct (shape, tag set) pairs kept; more are not counted */
+#define MAX_SPANS 100000    /* statements of one Query string told apart */
+
+typedef struct conn_rec {
+    store_connection_row row;
+    bool dirty;
+    uint64_t closed_in; /* the batch that carried it after it closed; 0: none yet */
+    struct conn_rec *next;
+} conn_rec;
+
+typedef struct tag_rec {
+    store_tag_row row;
+    uint64_t fingerprint;
+    bool dirty;
+    struct tag_rec *next;
+} tag_rec;
+
+struct analyzer {
+    pthread_t thread;
+    queue *q;
+    store *st;
+    analyze_settings settings;
+    fp_cache *fp;
+    stats_table *stats;
+    conn_rec *conns[MAP_BUCKETS];
+    tag_rec *tags[MAP_BUCKETS];
+    size_t n_tags;
+    store_batch *pending; /* built, not yet taken by the store */
+    uint64_t batches;     /* batches built; the pending one is number `batches` */
+    uint64_t lost_seen;   /* the store's lost-write count when the last batch was taken */
+    bool resend_all;      /* a batch was lost: the next one carries every row again */
+    /* The split of the last multi-statement text: its statements arrive as one event each. */
+    char *split_text;
+    size_t split_len;
+    fp_span *spans;
+    int n_spans, spans_cap;
+    uint64_t connections, statements, track_desyncs;
+    int64_t last_flush_us;
+    _Atomic bool stopping;
+};
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static char *dup_or_empty(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+/* ---- connections ---- */
+
+static conn_rec **conn_slot(analyzer *a, uint64_t id)
+{
+    conn_rec **p = &a->conns[id % MAP_BUCKETS];
+
+    while (*p && (*p)->row.conn_id != id)
+        p = &(*p)->next;
+    return p;
+}
+
+static void conn_free(conn_rec *c)
+{
+    free(c->row.client_addr);
+    free(c->row.user);
+    free(c->row.database);
+    free(c->row.application_name);
+    free(c);
+}
+
+static void on_connect(analyzer *a, const track_event *ev)
+{
+    conn_rec **slot = conn_slot(a, ev->conn_id);
+    conn_rec *c = *slot ? *slot : calloc(1, sizeof(*c));
+
+    if (!c)
+        return;
+    if (!*slot) {
+        *slot = c;
+        a->connections++;
+    }
+    c->row.conn_id = ev->conn_id;
+    free(c->row.client_addr);
+    free(c->row.user);
+    free(c->row.database);
+    free(c->row.application_name);
+    c->row.client_addr = dup_or_empty(ev->client_addr);
+    c->row.user = dup_or_empty(ev->user);
+    c->row.database = dup_or_empty(ev->database);
+    c->row.application_name = dup_or_empty(ev->application_name);
+    c->row.start_us = ev->start_us;
+    c->dirty = true;
+}
+
+static void on_disconnect(analyzer *a, const track_event *ev)
+{
+    conn_rec *c = *conn_slot(a, ev->conn_id);
+
+    if (!c)
+        return;
+    c->row.end_us = ev->end_us;
+    c->row.bytes_from_client = ev->bytes_from_client;
+    c->row.bytes_from_server = ev->bytes_from_server;
+    c->dirty = true;
+}
+
+/* ---- sqlcommenter tags per shape ---- */
+
+static void count_tags(analyzer *a, uint64_t fp, const char *tags, double us)
+{
+    uint64_t h = fp;
+
+    for (const char *p = tags; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    tag_rec **p = &a->tags[h % MAP_BUCKETS];
+    while (*p && ((*p)->fingerprint != fp || strcmp((*p)->row.tags, tags) != 0))
+        p = &(*p)->next;
+    if (!*p) {
+        if (a->n_tags >= MAX_TAG_ROWS || !(*p = calloc(1, sizeof(**p))))
+            return;
+        (*p)->fingerprint = fp;
+        fp_hex(fp, (*p)->row.fingerprint);
+        (*p)->row.tags = strdup(tags);
+        a->n_tags++;
+    }
+    (*p)->row.calls++;
+    (*p)->row.total_ms += us / 1000.0;
+    (*p)->dirty = true;
+}
+
+/* ---- statements ---- */
+
+/* Parameters as a JSON array of strings (binary values as \x hex, NULL as null). */
+static char *params_json(const track_event *ev)
+{
+    json_t *arr = json_array();
+    uint32_t pos = 0;
+    const uint8_t *v;
+    int32_t len;
+    bool binary;
+
+    while (arr && track_param_next(ev->params, ev->params_len, &pos, &v, &len, &binary)) {
+        if (len < 0) {
+            json_array_append_new(arr, json_null());
+        } else if (binary) {
+            char *hex = malloc((size_t)len * 2 + 3);
+            if (!hex)
+                break;
+            strcpy(hex, "\\x");
+            for (int32_t i = 0; i < len; i++)
+                snprintf(hex + 2 + i * 2, 3, "%02x", v[i]);
+            json_array_append_new(arr, json_string(hex));
+            free(hex);
+        } else {
+            json_array_append_new(arr, json_stringn((const char *)v, (size_t)len));
+        }
+    }
+    char *out = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    return out;
+}
+
+static void keep_example(stats_entry *e, const track_event *ev, const char *text, size_t len)
+{
+    if (e->example_query)
+        return;
+    e->example_query = strndup(text, len);
+    if (ev->params && ev->n_params > 0)
+        e->example_params = params_json(ev);
+}
+
+/* Splits ev's text, reusing the last split when the text is the same (a Query of n statements
+ * arrives as n events carrying the same text). */
+static bool split(analyzer *a, const track_event *ev)
+{
+    if (a->split_text && a->split_len == ev->text_len &&
+        memcmp(a->split_text, ev->text, ev->text_len) == 0)
+        return true;
+    int n = fp_split(ev->text, ev->text_len, a->spans, a->spans_cap);
+    if (n > a->spans_cap && a->spans_cap < MAX_SPANS) {
+        int cap = n < MAX_SPANS ? n : MAX_SPANS;
+        fp_span *spans = realloc(a->spans, (size_t)cap * sizeof(*spans));
+        if (!spans)
+            return false;
+        a->spans = spans;
+        a->spans_cap = cap;
+        n = fp_split(ev->text, ev->text_len, a->spans, a->spans_cap);
+    }
+    char *copy = realloc(a->split_text, ev->text_len ? ev->text_len : 1);
+    if (!copy)
+        return false;
+    memcpy(copy, ev->text, ev->text_len);
+    a->split_text = copy;
+    a->split_len = ev->text_len;
+    a->n_spans = n < a->spans_cap ? n : a->spans_cap;
+    return true;
+}
+
+/* The statement of ev's text that this event is about. */
+static void statement_text(analyzer *a, const track_event *ev, const char **text, size_t *len)
+{
+    *text = ev->text;
+    *len = ev->text_len;
+    if (ev->via != TRACK_VIA_SIMPLE || !split(a, ev))
+        return;
+    if (ev->stmt_index < (uint32_t)a->n_spans) {
+        *text = ev->text + a->spans[ev->stmt_index].offset;
+        *len = a->spans[ev->stmt_index].len;
+    }
+}
+
+static void on_statement(analyzer *a, const track_event *ev)
+{
+    const char *text;
+    size_t len;
+    fp_result fp;
+    char tags[512];
+    double us = (double)(ev->end_us - ev->start_us);
+    conn_rec *c = *conn_slot(a, ev->conn_id);
+
+    a->statements++;
+    if (c) {
+        c->row.statements++;
+        c->dirty = true;
+    }
+    statement_text(a, ev, &text, &len);
+    fp_statement(a->fp, text, len, &fp);
+    stats_entry *e = stats_table_get(a->stats, fp.id, ev->database, ev->user, fp.normalized,
+                                     ev->command, fp.fallback);
+    if (!e)
+        return;
+    stats_entry_add(e, us < 0 ? 0 : us, ev->rows, ev->sqlstate, ev->end_us);
+    if (a->settings.store_params)
+        keep_example(e, ev, text, len);
+    if (fp_tags(text, len, tags, sizeof(tags)) > 0)
+        count_tags(a, fp.id, tags, us);
+}
+
+static void handle(analyzer *a, const track_event *ev)
+{
+    switch (ev->kind) {
+    case TRACK_EV_CONNECT:
+        on_connect(a, ev);
+        break;
+    case TRACK_EV_STATEMENT:
+        on_statement(a, ev);
+        break;
+    case TRACK_EV_DISCONNECT:
+        on_disconnect(a, ev);
+        break;
+    }
+}
+
+/* ---- snapshots for the store ---- */
+
+typedef struct {
+    store_batch *b;
+    size_t cap;
+} batch_builder;
+
+static void copy_statement(stats_entry *e, void *arg)
+{
+    batch_builder *bb = arg;
+    store_batch *b = bb->b;
+
+    if (b->n_statements == bb->cap) {
+        size_t cap = bb->cap ? bb->cap * 2 : 64;
+        store_statement_row *rows = realloc(b->statements, cap * sizeof(*rows));
+        if (!rows)
+            return;
+        b->statements = rows;
+        bb->cap = cap;
+    }
+    store_statement_row *r = &b->statements[b->n_statements++];
+    memset(r, 0, sizeof(*r));
+    fp_hex(e->fingerprint, r->fingerprint);
+    r->database = dup_or_empty(e->database);
+    r->user = dup_or_empty(e->user);
+    r->query = dup_or_empty(e->query);
+    r->command = dup_or_empty(e->command);
+    r->fallback = e->fallback;
+    r->calls = (int64_t)e->calls;
+    r->errors = (int64_t)e->errors;
+    r->rows = (int64_t)e->rows;
+    r->total_ms = e->total_us / 1000.0;
+    r->min_ms = e->min_us / 1000.0;
+    r->max_ms = e->max_us / 1000.0;
+    r->mean_ms = e->mean_us / 1000.0;
+    r->stddev_ms = stats_entry_stddev(e) / 1000.0;
+    r->p50_ms = stats_hist_quantile(&e->hist, 0.50) / 1000.0;
+    r->p95_ms = stats_hist_quantile(&e->hist, 0.95) / 1000.0;
+    r->p99_ms = stats_hist_quantile(&e->hist, 0.99) / 1000.0;
+    r->histogram_len = stats_hist_encode(&e->hist, NULL, 0);
+    r->histogram = malloc(r->histogram_len ? r->histogram_len : 1);
+    if (r->histogram)
+        stats_hist_encode(&e->hist, r->histogram, r->histogram_len);
+    else
+        r->histogram_len = 0;
+    r->first_us = e->first_us;
+    r->last_us = e->last_us;
+    r->example_query = e->example_query ? strdup(e->example_query) : NULL;
+    r->example_params = e->example_params ? strdup(e->example_params) : NULL;
+    for (int i = 0; i < e->n_errs; i++) {
+        memcpy(r->errs[r->n_errs].sqlstate, e->errs[i].sqlstate, 6);
+        r->errs[r->n_errs++].count = (int64_t)e->errs[i].count;
+    }
+    if (e->other_errors) {
+        r->errs[r->n_errs].sqlstate[0] = '\0';
+        r->errs[r->n_errs++].count = (int64_t)e->other_errors;
+    }
+}
+
+static void copy_connections(analyzer *a, store_batch *b, bool all)
+{
+    size_t n = 0, cap = 0;
+
+    for (int i = 0; i < MAP_BUCKETS; i++) {
+        for (conn_rec *c = a->conns[i]; c; c = c->next) {
+            if (!c->dirty && !all && !(c->row.end_us && !c->closed_in))
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                store_connection_row *rows = realloc(b->connections, cap * sizeof(*rows));
+                if (!rows)
+                    return;
+                b->connections = rows;
+            }
+            store_connection_row *r = &b->connections[n++];
+            *r = c->row;
+            r->client_addr = strdup(c->row.client_addr);
+            r->user = strdup(c->row.user);
+            r->database = strdup(c->row.database);
+            r->application_name = strdup(c->row.application_name);
+            b->n_connections = n;
+            c->dirty = false;
+            if (c->row.end_us)
+                c->closed_in = a->batches + 1; /* the batch being built */
+        }
+    }
+}
+
+/* Batch `upto` and those before it are written: their closed connections can go. */
+static void forget_closed(analyzer *a, uint64_t upto)
+{
+    for (int i = 0; i < MAP_BUCKETS; i++) {
+        for (conn_rec **p = &a->conns[i]; *p;) {
+            conn_rec *c = *p;
+            if (c->closed_in && c->closed_in <= upto) {
+                *p = c->next;
+                conn_free(c);
+            } else {
+                p = &c->next;
+            }
+        }
+    }
+}
+
+static void copy_tags(analyzer *a, store_batch *b, bool all)
+{
+    size_t n = 0, cap = 0;
+
+    for (int i = 0; i < MAP_BUCKETS; i++) {
+        for (tag_rec *t = a->tags[i]; t; t = t->next) {
+            if (!t->dirty && !all)
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                store_tag_row *rows = realloc(b->tags, cap * sizeof(*rows));
+                if (!rows)
+                    return;
+                b->tags = rows;
+            }
+            b->tags[n] = t->row;
+            b->tags[n++].tags = strdup(t->row.tags);
+            t->dirty = false;
+        }
+    }
+    b->n_tags = n;
+}
+
+static store_batch *build_batch(analyzer *a, bool all, int64_t ended_us)
+{
+    store_batch *b = calloc(1, sizeof(*b));
+    batch_builder bb = {b, 0};
+    fp_counters fc;
+
+    if (!b)
+        return NULL;
+    stats_table_take_dirty(a->stats, all, copy_statement, &bb);
+    copy_connections(a, b, all);
+    copy_tags(a, b, all);
+    fp_get_counters(a->fp, &fc);
+    b->run.ended_us = ended_us;
+    b->run.connections = a->connections;
+    b->run.statements = a->statements;
+    b->run.events_dropped = queue_dropped(a->q);
+    b->run.fingerprint_fallbacks = fc.fallbacks;
+    b->run.fingerprint_parses = fc.parses;
+    b->run.fingerprint_hits = fc.hits;
+    b->run.track_desyncs = a->track_desyncs;
+    return b;
+}
+
+/* A snapshot goes to the store only when it has taken the previous one: what changed in the
+ * meantime stays marked and goes with the next, so memory stays bounded and nothing waits.
+ * When the store takes a batch, the one before it is finished: if the lost-write count moved,
+ * that one failed and the next batch carries every row again. */
+static void flush(analyzer *a)
+{
+    if (!a->pending) {
+        a->pending = build_batch(a, a->resend_all, 0);
+        a->resend_all = false;
+        a->batches++;
+    }
+    if (a->pending && store_submit(a->st, a->pending)) {
+        a->pending = NULL;
+        uint64_t lost = store_lost_writes(a->st);
+        if (lost != a->lost_seen)
+            a->resend_all = true;
+        else
+            forget_closed(a, a->batches - 1);
+        a->lost_seen = lost;
+    }
+    a->last_flush_us = now_us();
+}
+
+static size_t drain(analyzer *a)
+{
+    void *items[256];
+    size_t n = queue_pop_many(a->q, items, 256);
+
+    for (size_t i = 0; i < n; i++) {
+        size_t bytes = track_event_bytes(items[i]);
+        handle(a, items[i]);
+        track_event_free(items[i]);
+        queue_release(a->q, bytes);
+    }
+    return n;
+}
+
+static void *run(void *arg)
+{
+    analyzer *a = arg;
+    const struct timespec nap = {0, 2 * 1000 * 1000};
+
+    while (!atomic_load(&a->stopping)) {
+        if (drain(a) == 0)
+            nanosleep(&nap, NULL); /* the producer never signals: no system call on its side */
+        if (now_us() - a->last_flush_us >= (int64_t)a->settings.flush_ms * 1000)
+            flush(a);
+    }
+    while (drain(a) > 0)
+        ;
+    return NULL;
+}
+
+analyzer *analyze_start(queue *q, store *st, const analyze_settings *s)
+{
+    analyzer *a = calloc(1, sizeof(*a));
+
+    if (!a)
+        return NULL;
+    a->q = q;
+    a->st = st;
+    a->settings = *s;
+    a->fp = fp_cache_new(s->fp_cache_entries);
+    a->stats = stats_table_new();
+    a->last_flush_us = now_us();
+    atomic_init(&a->stopping, false);
+    if (!a->fp || !a->stats || pthread_create(&a->thread, NULL, run, a) != 0) {
+        fp_cache_free(a->fp);
+        stats_table_free(a->stats);
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void analyze_stop(analyzer *a, int64_t ended_us)
+{
+    atomic_store(&a->stopping, true);
+    pthread_join(a->thread, NULL);
+    /* The pending batch holds rows of connections already forgotten: it must be written. */
+    const struct timespec wait = {0, 10 * 1000 * 1000};
+    for (int i = 0; a->pending && i < 500; i++) {
+        if (store_submit(a->st, a->pending))
+            a->pending = NULL;
+        else
+            nanosleep(&wait, NULL);
+    }
+    if (a->pending) {
+        log_warning(NULL, "the report database stayed busy: the last snapshot but one is lost");
+        store_batch_free(a->pending);
+    }
+    store_close(a->st, build_batch(a, true, ended_us));
+    for (int i = 0; i < MAP_BUCKETS; i++) {
+        while (a->conns[i]) {
+            conn_rec *c = a->conns[i];
+            a->conns[i] = c->next;
+            conn_free(c);
+        }
+        while (a->tags[i]) {
+            tag_rec *t = a->tags[i];
+            a->tags[i] = t->next;
+            free(t->row.tags);
+            free(t);
+        }
+    }
+    fp_cache_free(a->fp);
+    stats_table_free(a->stats);
+    free(a->split_text);
+    free(a->spans);
+    free(a);
+}
