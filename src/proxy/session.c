@@ -290,13 +290,13 @@ static wire_error relay(proxy_session *s, endpoint *src, endpoint *dst, wire_fra
     return WIRE_OK;
 }
 
-/* After the peer's EOF and once its queue is written, pass the half-close on. */
+/* After the peer's EOF and once its queue is written, pass the half-close on. The session may
+ * be over either way: the other direction may have finished first. */
 static void pass_on_eof(proxy_session *s, endpoint *from, endpoint *to)
 {
-    if (from->read_eof && !to->write_shut && evbuffer_get_length(to->out) == 0) {
+    if (from->read_eof && !to->write_shut && evbuffer_get_length(to->out) == 0)
         endpoint_shutdown_write(to);
-        close_if_done(s);
-    }
+    close_if_done(s);
 }
 
 static void client_bad_bytes(proxy_session *s, wire_error err)

@@ -50,15 +50,16 @@ def accounts_row(db):
 
 
 def check_select_only(mode):
+    """pgbench -S -c 4 -t 2500: exactly one shape for the accounts SELECT, 10000 calls."""
     cluster = bench_cluster()
     pg = h.Pgscope(cluster).start()
-    res = h.pgbench(pg.host, pg.port, ["-S", "-n", "-T", "2", "-c", "2", "-M", mode],
+    res = h.pgbench(pg.host, pg.port, ["-S", "-n", "-c", "4", "-t", "2500", "-M", mode],
                     dbname=BENCH_DB)
-    n = transactions(res)
+    assert transactions(res) == 10000
     calls, errors, rows, mn, mean, mx, p50, p95, p99, query, fallback = \
         accounts_row(stopped(pg))
-    assert calls == n, (calls, n)  # every statement counted, none dropped
-    assert errors == 0 and rows == n, (errors, rows)
+    assert calls == 10000, calls
+    assert errors == 0 and rows == 10000, (errors, rows)
     assert 0 < mn <= mean <= mx and mn * 0.99 <= p50 <= p95 <= p99 <= mx * 1.01
     assert "$1" in query and fallback == 0, query
     h.note("%s: %d calls, p50 %.3f ms, p99 %.3f ms" % (mode, calls, p50, p99))
@@ -74,6 +75,153 @@ def test_pgbench_extended_every_statement_counted():
 
 def test_pgbench_prepared_every_statement_counted():
     check_select_only("prepared")
+
+
+def check_script_counts(db, n, expected_shapes):
+    """Every statement shape of the script was counted exactly n times."""
+    rows = db_rows(db, "SELECT query, calls, errors FROM statements WHERE database = ?",
+                   (BENCH_DB,))
+    counted = {q: (c, e) for q, c, e in rows if any(k in q for k in expected_shapes)}
+    assert len(counted) == len(expected_shapes), counted
+    for query, (calls, errors) in counted.items():
+        assert calls == n and errors == 0, (query, calls, errors, n)
+
+
+def test_pgbench_tpcb_every_statement_counted():
+    """The default TPC-B-like script: each of its seven statements once per transaction."""
+    cluster = bench_cluster()
+    pg = h.Pgscope(cluster).start()
+    res = h.pgbench(pg.host, pg.port, ["-n", "-c", "2", "-t", "500", "-M", "simple"],
+                    dbname=BENCH_DB)
+    n = transactions(res)
+    assert n == 1000
+    check_script_counts(stopped(pg), n, ["BEGIN", "UPDATE pgbench_accounts",
+                                         "SELECT abalance", "UPDATE pgbench_tellers",
+                                         "UPDATE pgbench_branches", "INSERT INTO pgbench_history",
+                                         "END"])
+
+
+def test_pgbench_pipeline_every_statement_counted():
+    cluster = bench_cluster()
+    pg = h.Pgscope(cluster).start()
+    script = os.path.join(pg.dir, "pipeline.sql")
+    with open(script, "w") as f:
+        f.write("\\set aid random(1, 100000)\n\\startpipeline\n"
+                "SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n"
+                "SELECT bid FROM pgbench_branches WHERE bid = 1;\n"
+                "SELECT tid FROM pgbench_tellers WHERE tid = 2;\n"
+                "\\endpipeline\n")
+    res = h.pgbench(pg.host, pg.port, ["-n", "-c", "2", "-t", "1000", "-M", "extended",
+                                       "-f", script], dbname=BENCH_DB)
+    n = transactions(res)
+    assert n == 2000
+    check_script_counts(stopped(pg), n, ["pgbench_accounts", "pgbench_branches",
+                                         "pgbench_tellers"])
+
+
+def test_syntax_error_counted_under_fallback():
+    cluster = h.shared_cluster()
+    pg = h.Pgscope(cluster).start()
+    for _ in range(3):
+        res = h.psql(pg.host, pg.port, "SELEC 1 FROM nowhere_at_all")
+        assert res.rc != 0 and "syntax error" in res.stderr, res
+    db = stopped(pg)
+    rows = db_rows(db, "SELECT s.fallback, s.calls, s.errors, e.sqlstate, e.count "
+                       "FROM statements s JOIN statement_errors e "
+                       "USING (run_id, fingerprint, database, user_name) "
+                       "WHERE s.query LIKE '%nowhere_at_all%'")
+    assert rows == [(1, 3, 3, "42601", 3)], rows
+    assert db_rows(db, "SELECT fingerprint_fallbacks >= 1 FROM runs") == [(1,)]
+
+
+def nearest_rank(values, q):
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, int(-(-q * len(ordered) // 1)) - 1))]
+
+
+def test_percentiles_agree_with_the_client():
+    """A libpq client times pg_sleep of 1, 5 and 20 ms; pgscope's p50/p95/p99 are within 5%."""
+    cluster = h.shared_cluster()
+    pg = h.Pgscope(cluster).start()
+    exe = os.path.join(pg.dir, "timed_sleeps")
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients", "timed_sleeps.c")
+    inc = h.run(["pg_config", "--includedir"]).stdout.strip() or "/usr/include/postgresql"
+    build = h.run(["cc", "-O2", "-I" + inc, src, "-o", exe, "-lpq"])
+    assert build.rc == 0, build
+    sleeps = [1] * 60 + [5] * 100 + [20] * 40  # p50 among the 5 ms, p95 and p99 among the 20
+    import random
+    random.Random(7).shuffle(sleeps)
+    res = h.run([exe, pg.dsn()] + [str(ms) for ms in sleeps], timeout=60)
+    assert res.rc == 0, res
+    client_us = [float(x) for x in res.stdout.split()]
+    assert len(client_us) == len(sleeps)
+    db = stopped(pg)
+    rows = db_rows(db, "SELECT calls, p50_ms, p95_ms, p99_ms FROM statements "
+                       "WHERE query LIKE '%pg_sleep%'")
+    assert len(rows) == 1 and rows[0][0] == len(sleeps), rows
+    notes = []
+    for q, got_ms in zip((0.50, 0.95, 0.99), rows[0][1:]):
+        want_ms = nearest_rank(client_us, q) / 1000.0
+        notes.append("p%d %.3f/%.3f ms" % (q * 100, got_ms, want_ms))
+        assert abs(got_ms - want_ms) <= 0.05 * want_ms, (q, got_ms, want_ms)
+    h.note("pgscope/client: " + ", ".join(notes))
+
+
+def test_sigterm_mid_load_keeps_every_completed_statement():
+    """SIGTERM while pgbench runs: sessions may finish, then every statement is in the file."""
+    cluster = bench_cluster()
+    pg = h.Pgscope(cluster, args=["--shutdown-timeout", "30"]).start()
+    out = {}
+
+    def load():
+        out["res"] = h.pgbench(pg.host, pg.port, ["-S", "-n", "-c", "2", "-T", "3",
+                                                  "-M", "prepared"], dbname=BENCH_DB)
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    time.sleep(1)
+    pg.signal(15)
+    t.join(60)
+    n = transactions(out["res"])
+    assert pg.wait(30) == 0, pg.log_text()
+    assert accounts_row(pg.db)[0] == n
+
+
+def test_sigterm_cutting_sessions_keeps_completed_statements():
+    """A short shutdown timeout cuts the sessions: what completed is still in the file."""
+    cluster = bench_cluster()
+    pg = h.Pgscope(cluster, args=["--shutdown-timeout", "1"]).start()
+    out = {}
+
+    def load():
+        out["res"] = h.pgbench(pg.host, pg.port, ["-S", "-n", "-c", "2", "-T", "10",
+                                                  "-M", "prepared"], dbname=BENCH_DB)
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    time.sleep(1)
+    pg.signal(15)
+    assert pg.wait(30) == 0, pg.log_text()
+    t.join(60)
+    done = int(re.search(r"actually processed: (\d+)", out["res"].stdout).group(1))
+    calls = accounts_row(pg.db)[0]
+    h.note("client completed %d, pgscope counted %d" % (done, calls))
+    assert done <= calls <= done + 2, (done, calls)
+
+
+def test_keeps_up_with_8_simple_clients():
+    """pgbench -S -M simple at 8 clients: no event dropped, every statement counted."""
+    cluster = bench_cluster()
+    pg = h.Pgscope(cluster).start()
+    res = h.pgbench(pg.host, pg.port, ["-S", "-n", "-c", "8", "-j", "2", "-T", "5",
+                                       "-M", "simple"], dbname=BENCH_DB)
+    n = transactions(res)
+    db = stopped(pg)
+    dropped = db_rows(db, "SELECT events_dropped FROM runs")[0][0]
+    tps = re.search(r"tps = ([0-9.]+) \(without", res.stdout).group(1)
+    h.note("%s TPS, %d statements, %d dropped" % (tps, n, dropped))
+    assert dropped == 0
+    assert accounts_row(db)[0] == n
 
 
 def test_multi_statement_query_and_errors():

@@ -410,3 +410,20 @@ def test_many_interleaved_clients():
     assert not any(t.is_alive() for t in threads), "worker threads still running after 30s"
     assert not errors, errors
     assert px.alive(), px.log_text()
+
+
+def test_session_ends_when_server_closes_before_client_eof():
+    """Terminate, then the server closes first, then the client closes: pgscope must notice the
+    session is over (it once waited for the shutdown timeout here)."""
+    cluster = h.shared_cluster()
+    pg = h.Pgscope(cluster, args=["--shutdown-timeout", "20"]).start()
+    sock = login(pg.host, pg.port, "pgscope-server-first")
+    sock.sendall(TERMINATE)
+    sock.settimeout(3)
+    assert sock.recv(4096) == b""  # the server's close passed on as EOF
+    sock.close()  # only now the client's own EOF
+    time.sleep(0.3)
+    pg.signal(15)
+    start = time.monotonic()
+    assert pg.wait(10) == 0, pg.log_text()
+    assert time.monotonic() - start < 3, "pgscope waited for a session that was over"
