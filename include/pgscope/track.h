@@ -21,6 +21,28 @@ typedef enum {
 #define TRACK_VIA_EXTENDED 'E' /* Execute of a portal bound from a prepared statement */
 #define TRACK_VIA_FUNCTION 'F' /* FunctionCall message */
 
+/* Result sampling, for proving N+1 loops: of each statement's result, the first rows (at most
+ * TRACK_SAMPLE_ROWS rows, TRACK_SAMPLE_COLS columns and TRACK_SAMPLE_VALUES values in all) are
+ * kept as value hashes, never as values. */
+#define TRACK_SAMPLE_ROWS 1000
+#define TRACK_SAMPLE_COLS 32
+#define TRACK_SAMPLE_VALUES 8192
+#define TRACK_HASH_PREFIX 256 /* bytes of a value that are hashed */
+
+/* The hash of a value's bytes (a DataRow field, a bind parameter, a literal), over its first
+ * TRACK_HASH_PREFIX bytes. Never 0: 0 stands for NULL. Result values in binary format hash
+ * their binary bytes, so they only match binary parameters. */
+uint32_t track_value_hash(const void *bytes, size_t len);
+
+/* A result column, from RowDescription. */
+typedef struct track_column {
+    uint32_t table_oid; /* 0: not a plain table column */
+    int16_t attnum;
+    uint32_t type_oid;
+    int16_t format;     /* 0 text, 1 binary */
+    char name[64];      /* cut to 63 bytes */
+} track_column;
+
 /* One event; allocated by track, owned by whoever the emit callback hands it to, released with
  * track_event_free. Every string is NUL-terminated (may be empty, never NULL). The event and all
  * it points to are one allocation: never free or replace its pointers separately. */
@@ -48,6 +70,10 @@ typedef struct track_event {
     bool suspended;       /* Execute stopped at its row limit (PortalSuspended) */
     char sqlstate[6];     /* "" on success, else the ErrorResponse's code */
     char txn_status;      /* ReadyForQuery status that followed: 'I', 'T', 'E'; 0 if unknown */
+    track_column *columns; /* of the result, at most TRACK_SAMPLE_COLS; NULL if none */
+    uint16_t n_columns;    /* columns described (sampled: min(n_columns, TRACK_SAMPLE_COLS)) */
+    uint32_t *values;      /* sample_rows x min(n_columns, TRACK_SAMPLE_COLS), row-major */
+    uint32_t sample_rows;
 
     /* TRACK_EV_DISCONNECT */
     uint64_t bytes_from_client, bytes_from_server;
@@ -58,7 +84,10 @@ void track_event_free(track_event *ev);
 /* The memory an event holds, as the queue to the analysis thread counts it. */
 static inline size_t track_event_bytes(const track_event *ev)
 {
-    return sizeof(*ev) + ev->text_len + ev->params_len + 128;
+    size_t kept = ev->n_columns < TRACK_SAMPLE_COLS ? ev->n_columns : TRACK_SAMPLE_COLS;
+
+    return sizeof(*ev) + ev->text_len + ev->params_len + 128 + kept * sizeof(track_column) +
+           (size_t)ev->sample_rows * kept * sizeof(uint32_t);
 }
 
 /* Walks encoded parameters: *pos starts at 0. Sets *value, *len (-1 for NULL) and *binary

@@ -66,8 +66,8 @@ void proxy_tune_socket(int fd)
 
 /* ---- statement tracking: the framers hand messages to track, track hands events to the queue */
 
-/* Bytes the server side needs to capture: track asks for little of server messages. */
-#define SERVER_CAPTURE 1024
+/* Bytes of a server message track may capture: the first DataRows of a result are sampled. */
+#define SERVER_CAPTURE 4096
 
 static int64_t wall_clock_us(void)
 {

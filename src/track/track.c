@@ -14,6 +14,14 @@
  * the requests behind it. When the queue is full, requests are forgotten into a marker entry
  * that counts the ReadyForQuery messages they will cause, so matching resumes exactly after
  * them.
+ *
+ * Result sampling (the proof of N+1 loops): the columns of a result come from RowDescription.
+ * A simple Query sends one before each result; in the extended protocol it answers a Describe,
+ * so the description is remembered on the portal or statement described, a portal bound from a
+ * described statement inherits the statement's (with the Bind's result formats), and an Execute
+ * uses its portal's. The first DataRows of each statement are captured and hashed into one
+ * per-connection sample, which the statement's event copies. Once the sample is full, DataRows
+ * are only counted: a result of a million rows costs nothing after its first rows.
  */
 #include "config.h"
 
@@ -45,6 +53,17 @@
 #define BIND_RAW_PER_KEPT 3
 
 #define REQ_LOST 'L' /* queue entry standing for requests forgotten on overflow */
+
+/* RowDescription and DataRow bytes captured: what the proxy's server-side sink holds. A
+ * description of TRACK_SAMPLE_COLS columns with names of up to 63 bytes fits in it. */
+#define ROW_CAPTURE 4096
+
+/* Sampled values that events waiting for their ReadyForQuery may hold in all: a pipeline or a
+ * multi-statement Query of many large results sends the oldest out early instead. */
+#define HELD_SAMPLE_VALUES (4u * TRACK_SAMPLE_VALUES)
+
+/* First room for values in a connection's sample; it doubles up to TRACK_SAMPLE_VALUES. */
+#define SAMPLE_FIRST_VALUES 64
 
 /* ---- shared statement text ---- */
 
@@ -85,6 +104,50 @@ static void text_release(shared_text *t)
         free(t);
 }
 
+/* ---- result descriptions ---- */
+
+/* The columns of a statement's or portal's result, shared like texts: a portal bound from a
+ * described statement points to the statement's. */
+typedef struct shared_desc {
+    uint32_t refs;
+    uint16_t n_columns; /* as described */
+    uint16_t n_kept;    /* min(n_columns, TRACK_SAMPLE_COLS) */
+    track_column cols[];
+} shared_desc;
+
+static shared_desc *desc_new(const track_column *cols, uint16_t n_columns, uint16_t n_kept)
+{
+    shared_desc *d = malloc(sizeof(*d) + (size_t)n_kept * sizeof(track_column));
+
+    if (!d)
+        return NULL;
+    d->refs = 1;
+    d->n_columns = n_columns;
+    d->n_kept = n_kept;
+    if (n_kept > 0)
+        memcpy(d->cols, cols, (size_t)n_kept * sizeof(track_column));
+    return d;
+}
+
+static shared_desc *desc_retain(shared_desc *d)
+{
+    if (d)
+        d->refs++;
+    return d;
+}
+
+static void desc_release(shared_desc *d)
+{
+    if (d && --d->refs == 0)
+        free(d);
+}
+
+static void desc_set(shared_desc **slot, shared_desc *d)
+{
+    desc_release(*slot);
+    *slot = d;
+}
+
 /* ---- bind parameters ---- */
 
 typedef struct {
@@ -108,6 +171,7 @@ typedef struct named {
     uint32_t hash;
     char name[NAME_SIZE];
     shared_text *text; /* the statement's text; NULL when unknown */
+    shared_desc *desc; /* its result's columns; NULL when unknown or none */
     param_set params;  /* portals only */
 } named;
 
@@ -122,6 +186,7 @@ typedef struct {
 static void named_free(named *n)
 {
     text_release(n->text);
+    desc_release(n->desc);
     params_clear(&n->params);
     free(n);
 }
@@ -271,6 +336,7 @@ typedef struct {
     char stmt_name[NAME_SIZE]; /* Bind */
     shared_text *text;         /* Query, Parse */
     param_set params;          /* Bind */
+    uint32_t result_binary;    /* Bind: bit i set when result column i is asked in binary */
 } req;
 
 typedef struct {
@@ -284,6 +350,27 @@ typedef struct {
     uint32_t cap; /* a power of two */
     uint32_t head, count;
 } event_ring;
+
+/* The result sample of the statement whose response is passing. The columns and the values
+ * share one block, allocated when first needed and kept: TRACK_SAMPLE_COLS columns, then room
+ * for `room` values (at most TRACK_SAMPLE_VALUES). */
+typedef enum {
+    SMP_UNDECIDED, /* the first DataRow will tell (from the Execute's portal) */
+    SMP_ON,        /* DataRows are captured and hashed */
+    SMP_OFF,       /* DataRows are only counted */
+} sample_state;
+
+typedef struct {
+    track_column *cols; /* the block; NULL until first needed */
+    uint32_t *values;   /* rows x width hashes, row-major, inside the block */
+    uint32_t room;
+    uint32_t used;      /* values filled */
+    uint32_t rows;      /* rows sampled */
+    uint16_t n_columns; /* as described */
+    uint16_t width;     /* min(n_columns, TRACK_SAMPLE_COLS) */
+    bool described;     /* the statement's columns are known */
+    sample_state state;
+} sample;
 
 struct track_conn {
     uint64_t id;
@@ -302,7 +389,10 @@ struct track_conn {
     event_ring held; /* completed statements waiting for the ReadyForQuery status */
     name_table stmts, portals;
     shared_text *unnamed_stmt;
-    named unnamed_portal; /* only its text and params are used */
+    shared_desc *unnamed_stmt_desc;
+    named unnamed_portal; /* only its text, desc and params are used */
+    sample smp;
+    uint32_t held_values; /* sampled values in the held events */
 
     uint32_t copy_ends;  /* client CopyDone/CopyFail messages seen */
     bool client_in_copy; /* the server reads COPY data from the client: it ignores Sync */
@@ -411,15 +501,25 @@ static char *copy_out(char **p, const char *s, size_t len)
     return start;
 }
 
-/* One allocation holds the event and everything it points to: track_event_free is one free. */
+_Static_assert(sizeof(track_event) % _Alignof(track_column) == 0 &&
+                   sizeof(track_column) % _Alignof(uint32_t) == 0,
+               "an event's columns and values follow it unpadded");
+
+/* One allocation holds the event and everything it points to: track_event_free is one free.
+ * Layout: the event, the sampled columns, the sampled values, the parameters, then the strings
+ * (text, user, database, application_name, client_addr), each with its NUL. The columns and
+ * values come first for their alignment (the event's size is a multiple of 8, a column's of 4). */
 static track_event *event_new(track_conn *c, track_ev_kind kind, const char *text,
-                              uint32_t text_len, const param_set *ps)
+                              uint32_t text_len, const param_set *ps, const sample *smp)
 {
     const char *strs[4] = {or_empty(c->user), or_empty(c->database), or_empty(c->app),
                            or_empty(c->addr)};
     size_t lens[4];
     uint32_t plen = ps ? ps->len : 0;
-    size_t total = sizeof(track_event) + (size_t)text_len + 1 + plen;
+    size_t ncols = smp && smp->described ? smp->width : 0;
+    size_t nvals = ncols > 0 ? smp->used : 0;
+    size_t total = sizeof(track_event) + ncols * sizeof(track_column) + nvals * sizeof(uint32_t) +
+                   (size_t)text_len + 1 + plen;
 
     for (int i = 0; i < 4; i++) {
         lens[i] = strlen(strs[i]);
@@ -429,6 +529,18 @@ static track_event *event_new(track_conn *c, track_ev_kind kind, const char *tex
     if (!ev)
         return NULL;
     char *p = (char *)(ev + 1);
+    if (ncols > 0) {
+        ev->columns = (track_column *)(void *)p;
+        memcpy(p, smp->cols, ncols * sizeof(track_column));
+        ev->n_columns = smp->n_columns;
+        p += ncols * sizeof(track_column);
+    }
+    if (nvals > 0) {
+        ev->values = (uint32_t *)(void *)p;
+        memcpy(p, smp->values, nvals * sizeof(uint32_t));
+        ev->sample_rows = smp->rows;
+        p += nvals * sizeof(uint32_t);
+    }
     ev->text = copy_out(&p, text, text_len);
     ev->text_len = text_len;
     ev->user = copy_out(&p, strs[0], lens[0]);
@@ -480,47 +592,63 @@ static bool held_grow(event_ring *h)
     return true;
 }
 
-static track_event *held_pop(event_ring *h)
+/* Sampled values an event holds. */
+static uint32_t event_values(const track_event *ev)
 {
+    uint32_t width = ev->n_columns < TRACK_SAMPLE_COLS ? ev->n_columns : TRACK_SAMPLE_COLS;
+
+    return ev->sample_rows * width;
+}
+
+static track_event *held_pop(track_conn *c)
+{
+    event_ring *h = &c->held;
     track_event *ev = h->items[h->head];
 
     h->head = (h->head + 1) & (h->cap - 1);
     h->count--;
+    c->held_values -= event_values(ev);
     return ev;
 }
 
 /* Keeps a completed statement until the next ReadyForQuery tells its transaction status; when
- * too many wait, the oldest goes out without it. */
+ * too many wait, or they hold too many sampled values, the oldest go out without it. */
 static void hold_event(track_conn *c, track_event *ev)
 {
     event_ring *h = &c->held;
+    uint32_t values = event_values(ev);
 
     if (h->count > 0 && h->count >= c->lim.max_pending)
-        emit_event(c, held_pop(h));
+        emit_event(c, held_pop(c));
+    while (h->count > 0 && c->held_values + values > HELD_SAMPLE_VALUES)
+        emit_event(c, held_pop(c));
     if (h->count >= c->lim.max_pending || (h->count == h->cap && !held_grow(h))) {
         emit_event(c, ev);
         return;
     }
     h->items[(h->head + h->count) & (h->cap - 1)] = ev;
     h->count++;
+    c->held_values += values;
 }
 
 static void flush_held(track_conn *c, char txn_status)
 {
     while (c->held.count) {
-        track_event *ev = held_pop(&c->held);
+        track_event *ev = held_pop(c);
         ev->txn_status = txn_status;
         emit_event(c, ev);
     }
 }
 
 /* A statement event running from the later of the request's sending and the previous
- * completion, to now; the next request's clock starts now. */
+ * completion, to now; the next request's clock starts now. With_sample: it carries the
+ * connection's result sample. */
 static track_event *statement_event(track_conn *c, const req *r, char via, const shared_text *t,
-                                    const param_set *ps)
+                                    const param_set *ps, bool with_sample)
 {
     int64_t start = r->sent_us > c->last_done ? r->sent_us : c->last_done;
-    track_event *ev = event_new(c, TRACK_EV_STATEMENT, t->text, t->len, ps);
+    track_event *ev =
+        event_new(c, TRACK_EV_STATEMENT, t->text, t->len, ps, with_sample ? &c->smp : NULL);
 
     c->last_done = c->now;
     if (!ev)
@@ -670,18 +798,253 @@ static void name_copy(char *dst, const char *s, uint32_t len)
     dst[len] = '\0';
 }
 
+/* ---- result sample ---- */
+
+static uint64_t rotl64(uint64_t v, unsigned r)
+{
+    return v << r | v >> (64 - r);
+}
+
+static uint64_t hash_word(uint64_t h, uint64_t k)
+{
+    return rotl64(h ^ (k * 0x9e3779b97f4a7c15ULL), 31) * 0xbf58476d1ce4e5b9ULL;
+}
+
+static uint64_t load64(const uint8_t *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static uint64_t load32(const uint8_t *p)
+{
+    uint32_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/* Eight bytes a step: result values are hashed on the forwarding thread, so this is what
+ * sampling costs per value. The number of bytes hashed is mixed in first; with it known, the
+ * last bytes can be read with overlapping fixed-size loads (no byte loop, no variable memcpy)
+ * and still every byte counts exactly once in what tells two values apart. The hash is only
+ * compared within one process, so the native byte order is fine. */
+uint32_t track_value_hash(const void *bytes, size_t len)
+{
+    const uint8_t *p = bytes;
+    size_t n = len < TRACK_HASH_PREFIX ? len : TRACK_HASH_PREFIX;
+    uint64_t h = 0xcbf29ce484222325ULL ^ n;
+
+    if (n >= 8) {
+        const uint8_t *last = p + n - 8;
+        for (; p < last; p += 8)
+            h = hash_word(h, load64(p));
+        h = hash_word(h, load64(last)); /* overlaps the previous word when n % 8 != 0 */
+    } else if (n >= 4) {
+        h = hash_word(h, load32(p) | load32(p + n - 4) << 32);
+    } else if (n > 0) {
+        h = hash_word(h, (uint64_t)p[0] | (uint64_t)p[n / 2] << 8 | (uint64_t)p[n - 1] << 16);
+    }
+    /* MurmurHash3's finaliser spreads every input bit over the 32 bits kept */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    uint32_t v = (uint32_t)(h ^ (h >> 32));
+    return v ? v : 1; /* 0 stands for NULL */
+}
+
+/* Room for `need` values, allocating the block at the first call. False when memory ran out
+ * (or more than the cap was asked for). */
+static bool sample_room(sample *s, uint32_t need)
+{
+    if (s->cols && need <= s->room)
+        return true;
+    if (need > TRACK_SAMPLE_VALUES)
+        return false;
+    uint32_t room = s->room ? s->room : SAMPLE_FIRST_VALUES;
+    while (room < need)
+        room *= 2;
+    if (room > TRACK_SAMPLE_VALUES)
+        room = TRACK_SAMPLE_VALUES;
+    track_column *block = realloc(s->cols, TRACK_SAMPLE_COLS * sizeof(track_column) +
+                                               (size_t)room * sizeof(uint32_t));
+    if (!block)
+        return false;
+    s->cols = block;
+    s->values = (uint32_t *)(void *)(block + TRACK_SAMPLE_COLS);
+    s->room = room;
+    return true;
+}
+
+/* A new statement's response begins: nothing described, nothing sampled. The block stays. */
+static void sample_reset(sample *s)
+{
+    s->used = 0;
+    s->rows = 0;
+    s->n_columns = 0;
+    s->width = 0;
+    s->described = false;
+    s->state = SMP_UNDECIDED;
+}
+
+/* The statement's columns are in s->cols: its DataRows are sampled if they have any. */
+static void sample_described(sample *s, uint16_t n_columns)
+{
+    s->n_columns = n_columns;
+    s->width = n_columns < TRACK_SAMPLE_COLS ? n_columns : TRACK_SAMPLE_COLS;
+    s->described = true;
+    s->state = s->width > 0 ? SMP_ON : SMP_OFF;
+}
+
+/* The statement's columns are those of a remembered description. */
+static void sample_use_desc(sample *s, const shared_desc *d)
+{
+    if (!sample_room(s, 0)) {
+        s->state = SMP_OFF;
+        return;
+    }
+    if (d->n_kept > 0)
+        memcpy(s->cols, d->cols, (size_t)d->n_kept * sizeof(track_column));
+    sample_described(s, d->n_columns);
+}
+
+/* One field of a RowDescription: name, table oid, column number, type oid, type length and
+ * modifier, format. Col NULL: only checked. */
+static rd_status read_field(reader *r, track_column *col)
+{
+    const char *name;
+    uint32_t name_len, table = 0, type = 0;
+    uint16_t attnum = 0, format = 0;
+    rd_status st = rd_str(r, &name, &name_len);
+
+    if (st == RD_OK)
+        st = rd_u32(r, &table);
+    if (st == RD_OK)
+        st = rd_u16(r, &attnum);
+    if (st == RD_OK)
+        st = rd_u32(r, &type);
+    if (st == RD_OK)
+        st = rd_skip(r, 2 + 4); /* type length and modifier */
+    if (st == RD_OK)
+        st = rd_u16(r, &format);
+    if (st != RD_OK || !col)
+        return st;
+    name_copy(col->name, name, name_len);
+    col->table_oid = table;
+    col->attnum = (int16_t)attnum;
+    col->type_oid = type;
+    col->format = (int16_t)format;
+    return RD_OK;
+}
+
+/* A RowDescription into the sample's columns (when it has its block). Kept columns the capture
+ * cut off stay zeroed: table oid 0, no name, text format. */
+static rd_status read_row_description(sample *s, reader *r)
+{
+    uint16_t n;
+    rd_status st = rd_u16(r, &n);
+
+    if (st != RD_OK)
+        return st;
+    if (n > INT16_MAX)
+        return RD_BAD; /* the count is an Int16: negative */
+    uint16_t width = n < TRACK_SAMPLE_COLS ? n : TRACK_SAMPLE_COLS;
+    if (s->cols && width > 0)
+        memset(s->cols, 0, (size_t)width * sizeof(track_column));
+    for (uint16_t i = 0; i < n && st == RD_OK; i++)
+        st = read_field(r, s->cols && i < width ? &s->cols[i] : NULL);
+    if (st == RD_OK)
+        st = rd_end(r);
+    if (st != RD_BAD && s->cols)
+        sample_described(s, n);
+    return st;
+}
+
+/* The hash kept for a DataRow field whose length was just read. 0 for NULL, and for a value the
+ * capture cut before TRACK_HASH_PREFIX of its bytes: hashing part of it would make a hash no
+ * parameter can have, so it is kept as matching nothing. A value with that many bytes captured
+ * hashes as if whole, since only that many count. */
+static uint32_t field_hash(const reader *r, int32_t len)
+{
+    uint32_t avail = r->captured - r->pos;
+
+    if (len < 0)
+        return 0;
+    if ((uint32_t)len <= avail)
+        return track_value_hash(r->p + r->pos, (uint32_t)len);
+    if (avail >= TRACK_HASH_PREFIX)
+        return track_value_hash(r->p + r->pos, avail);
+    return 0;
+}
+
+/* A DataRow of the statement being sampled: a column count, then per column a length (-1 for
+ * NULL) and that many bytes. Fields past the capture are kept as 0. False when malformed (a
+ * count that differs from the description included): the row is then not kept. */
+static bool sample_row(sample *s, reader *r)
+{
+    uint16_t n, i;
+    rd_status st = rd_u16(r, &n);
+
+    if (st == RD_CUT)
+        return true; /* nothing captured to go by */
+    if (st == RD_BAD || n != s->n_columns)
+        return false;
+    if (!sample_room(s, s->used + s->width)) {
+        s->state = SMP_OFF;
+        return true;
+    }
+    uint32_t *row = s->values + s->used;
+    for (i = 0; i < n && st == RD_OK; i++) {
+        uint32_t raw, h = 0;
+        st = rd_u32(r, &raw);
+        if (st == RD_OK) {
+            int32_t len = (int32_t)raw;
+            if (len < -1)
+                return false;
+            h = field_hash(r, len);
+            st = rd_skip(r, len < 0 ? 0 : (uint32_t)len);
+        }
+        if (i < s->width)
+            row[i] = h;
+    }
+    if (st == RD_OK)
+        st = rd_end(r);
+    if (st == RD_BAD)
+        return false;
+    for (; i < s->width; i++)
+        row[i] = 0;
+    s->used += s->width;
+    s->rows++;
+    if (s->rows >= TRACK_SAMPLE_ROWS || s->used + s->width > TRACK_SAMPLE_VALUES)
+        s->state = SMP_OFF; /* full: from here on DataRows are only counted */
+    return true;
+}
+
 /* ---- connection state ---- */
 
 static void desync(track_conn *c)
 {
     c->counters.desyncs++;
     c->desynced = true;
+    c->smp.state = SMP_OFF;
+}
+
+/* A statement's response begins (or the previous one ended). */
+static void statement_start(track_conn *c)
+{
+    c->rows_seen = 0;
+    sample_reset(&c->smp);
 }
 
 static void forget_unnamed_portal(track_conn *c)
 {
     text_release(c->unnamed_portal.text);
     c->unnamed_portal.text = NULL;
+    desc_set(&c->unnamed_portal.desc, NULL);
     params_clear(&c->unnamed_portal.params);
 }
 
@@ -689,14 +1052,21 @@ static void forget_unnamed_stmt(track_conn *c)
 {
     text_release(c->unnamed_stmt);
     c->unnamed_stmt = NULL;
+    desc_set(&c->unnamed_stmt_desc, NULL);
 }
 
-/* The statement text a Bind of this name refers to, or NULL. */
-static shared_text *stmt_text(track_conn *c, const char *name)
+/* The statement text a Bind of this name refers to, or NULL; *desc (if asked) gets its result
+ * description, or NULL. */
+static shared_text *stmt_text(track_conn *c, const char *name, shared_desc **desc)
 {
-    if (name[0] == '\0')
+    if (name[0] == '\0') {
+        if (desc)
+            *desc = c->unnamed_stmt_desc;
         return c->unnamed_stmt;
+    }
     named *n = nt_find(&c->stmts, name);
+    if (desc)
+        *desc = n ? n->desc : NULL;
     if (!n)
         return NULL;
     nt_touch(&c->stmts, n);
@@ -722,7 +1092,22 @@ static void commit_parse(track_conn *c, req *r)
     if (n) {
         text_release(n->text);
         n->text = text_retain(r->text);
+        desc_set(&n->desc, NULL); /* a new statement: its result is not described yet */
     }
+}
+
+/* A statement's description for a portal bound from it. A statement's RowDescription gives no
+ * formats (they are chosen at Bind): the Bind's result formats are applied to a copy. */
+static shared_desc *desc_for_portal(shared_desc *d, uint32_t result_binary)
+{
+    if (!d || result_binary == 0)
+        return desc_retain(d);
+    shared_desc *copy = desc_new(d->cols, d->n_columns, d->n_kept);
+    if (!copy)
+        return NULL;
+    for (uint16_t i = 0; i < copy->n_kept; i++)
+        copy->cols[i].format = (int16_t)((result_binary >> i) & 1);
+    return copy;
 }
 
 /* BindComplete: the portal exists now, with the statement's text and the Bind's parameters. */
@@ -730,12 +1115,14 @@ static void commit_bind(track_conn *c, req *r)
 {
     if (r->bad)
         return;
-    shared_text *t = r->stmt_unknown ? NULL : stmt_text(c, r->stmt_name);
+    shared_desc *d = NULL;
+    shared_text *t = r->stmt_unknown ? NULL : stmt_text(c, r->stmt_name, &d);
     named *p = r->name[0] == '\0' ? &c->unnamed_portal : nt_put(&c->portals, r->name);
     if (!p)
         return;
     text_release(p->text);
     p->text = text_retain(t);
+    desc_set(&p->desc, desc_for_portal(d, r->result_binary));
     params_clear(&p->params);
     p->params = r->params;
     memset(&r->params, 0, sizeof(r->params));
@@ -759,6 +1146,45 @@ static void commit_close(track_conn *c, req *r)
         nt_remove(&c->portals, p);
     else if (r->name[0] == '\0')
         forget_unnamed_portal(c);
+}
+
+/* Where the description a Describe request answers goes; NULL when that object is unknown. */
+static shared_desc **describe_slot(track_conn *c, const req *r)
+{
+    if (r->bad)
+        return NULL;
+    if (r->target == 'S') {
+        if (r->name[0] == '\0')
+            return &c->unnamed_stmt_desc;
+        named *n = nt_find(&c->stmts, r->name);
+        return n ? &n->desc : NULL;
+    }
+    named *p = portal_find(c, r->name);
+    return p ? &p->desc : NULL;
+}
+
+static bool desc_matches(const shared_desc *d, const sample *s)
+{
+    return d && d->n_columns == s->n_columns &&
+           memcmp(d->cols, s->cols, (size_t)d->n_kept * sizeof(track_column)) == 0;
+}
+
+/* RowDescription (the sample's columns, just read) or NoData (described false) answering a
+ * Describe: remembered on the statement or portal. Clients that describe the same portal for
+ * every execution (libpq does) mostly find the description it already has from its statement. */
+static void commit_describe(track_conn *c, const req *r, bool described)
+{
+    shared_desc **slot = describe_slot(c, r);
+
+    if (!slot)
+        return;
+    if (!described) {
+        desc_set(slot, NULL);
+        return;
+    }
+    if (desc_matches(*slot, &c->smp))
+        return;
+    desc_set(slot, desc_new(c->smp.cols, c->smp.n_columns, c->smp.width));
 }
 
 /* Portals do not outlive their transaction: at an idle ReadyForQuery all of them are gone. */
@@ -975,8 +1401,28 @@ static rd_status read_bind_value(track_conn *c, reader *r, bind_walk *w, uint16_
     return st;
 }
 
+/* The result format codes that end a Bind, as a bit per column (of the first 32): none means
+ * all text, one applies to every column. Left 0 when they were not captured. */
+static rd_status read_result_formats(reader *r, uint32_t *binary)
+{
+    uint16_t n, code;
+    uint32_t mask = 0;
+    rd_status st = rd_u16(r, &n);
+
+    for (uint16_t i = 0; i < n && st == RD_OK; i++) {
+        st = rd_u16(r, &code);
+        if (st == RD_OK && code != 0)
+            mask |= n == 1 ? UINT32_MAX : i < 32 ? 1u << i : 0;
+    }
+    if (st == RD_OK)
+        st = rd_end(r);
+    if (st == RD_OK)
+        *binary = mask;
+    return st;
+}
+
 /* Formats, values and result formats of a Bind, after the two names. */
-static rd_status read_bind_params(track_conn *c, reader *r, param_set *out)
+static rd_status read_bind_params(track_conn *c, reader *r, param_set *out, uint32_t *result_binary)
 {
     bind_walk w = {.keeping = c->scratch != NULL};
     uint16_t n;
@@ -994,13 +1440,8 @@ static rd_status read_bind_params(track_conn *c, reader *r, param_set *out)
     out->count = n;
     for (uint16_t i = 0; i < n && st == RD_OK; i++)
         st = read_bind_value(c, r, &w, i);
-    if (st == RD_OK) {
-        st = rd_u16(r, &n);
-        if (st == RD_OK)
-            st = rd_skip(r, 2u * n);
-        if (st == RD_OK)
-            st = rd_end(r);
-    }
+    if (st == RD_OK)
+        st = read_result_formats(r, result_binary);
     if (st == RD_BAD)
         return RD_BAD;
     out->truncated = w.kept < out->count;
@@ -1035,7 +1476,7 @@ static void on_bind(track_conn *c, reader *r)
         b.stmt_unknown = st == RD_CUT && len < NAME_SIGNIFICANT;
     }
     if (st == RD_OK)
-        st = read_bind_params(c, r, &b.params);
+        st = read_bind_params(c, r, &b.params, &b.result_binary);
     else if (st == RD_CUT)
         b.params.truncated = true;
     if (st == RD_BAD) {
@@ -1155,17 +1596,18 @@ static void on_client_message(track_conn *c, uint8_t type, reader *r)
 static void finish_head(track_conn *c)
 {
     q_pop(c);
-    c->rows_seen = 0;
+    statement_start(c);
 }
 
-/* One statement of a Query ended (tag NULL: with an error or an empty query). */
+/* One statement of a Query ended (tag NULL: with an error or an empty query). A statement that
+ * failed after some rows carries the sample of those rows: the client may have used them. */
 static void complete_query_statement(track_conn *c, req *q, const char *tag, uint32_t tag_len,
                                      bool tag_cut, const char *sqlstate)
 {
-    track_event *ev = q->text ? statement_event(c, q, TRACK_VIA_SIMPLE, q->text, NULL) : NULL;
+    track_event *ev = q->text ? statement_event(c, q, TRACK_VIA_SIMPLE, q->text, NULL, true) : NULL;
 
     c->last_done = c->now;
-    c->rows_seen = 0;
+    statement_start(c);
     if (ev) {
         ev->stmt_index = q->counter;
         if (tag)
@@ -1177,13 +1619,17 @@ static void complete_query_statement(track_conn *c, req *q, const char *tag, uin
     q->counter++;
 }
 
-/* An Execute ended; its event carries its portal's statement text and parameters. */
+/* An Execute ended; its event carries its portal's statement text, parameters and result
+ * columns, and the sample of the rows it returned (before an error too, as for a Query). */
 static void complete_execute(track_conn *c, req *e, const char *tag, uint32_t tag_len, bool tag_cut,
                              bool suspended, const char *sqlstate)
 {
     named *p = e->bad ? NULL : portal_find(c, e->name);
+
+    if (p && p->desc && !c->smp.described)
+        sample_use_desc(&c->smp, p->desc); /* no rows came: the event still gets the columns */
     track_event *ev =
-        p && p->text ? statement_event(c, e, TRACK_VIA_EXTENDED, p->text, &p->params) : NULL;
+        p && p->text ? statement_event(c, e, TRACK_VIA_EXTENDED, p->text, &p->params, true) : NULL;
 
     if (ev) {
         if (tag)
@@ -1204,7 +1650,7 @@ static void complete_function(track_conn *c, req *f, const char *sqlstate)
     char text[48];
     int n = snprintf(text, sizeof(text), "<function call oid %u>", f->counter);
     shared_text *t = f->bad ? NULL : capped_text(c, text, (uint32_t)n, false);
-    track_event *ev = t ? statement_event(c, f, TRACK_VIA_FUNCTION, t, NULL) : NULL;
+    track_event *ev = t ? statement_event(c, f, TRACK_VIA_FUNCTION, t, NULL, false) : NULL;
 
     text_release(t);
     c->last_done = c->now;
@@ -1229,10 +1675,10 @@ static void fail_parse_or_bind(track_conn *c, req *r, const char *sqlstate)
         if (r->name[0] == '\0')
             forget_unnamed_stmt(c); /* PostgreSQL drops it before parsing the new one */
     } else if (!r->stmt_unknown) {
-        t = stmt_text(c, r->stmt_name);
+        t = stmt_text(c, r->stmt_name, NULL);
         ps = &r->params;
     }
-    track_event *ev = t ? statement_event(c, r, TRACK_VIA_EXTENDED, t, ps) : NULL;
+    track_event *ev = t ? statement_event(c, r, TRACK_VIA_EXTENDED, t, ps, false) : NULL;
     if (ev) {
         snprintf(ev->sqlstate, sizeof(ev->sqlstate), "%s", sqlstate);
         hold_event(c, ev);
@@ -1295,6 +1741,27 @@ static bool in_running_query(const req *head)
     return head->kind == 'Q' && !head->done;
 }
 
+/* A RowDescription: of the Query statement that runs, or answering a Describe. The columns go
+ * to the sample, whose statement they are, or from there to the statement or portal described
+ * (the sample is then reset for the next request). */
+static bool on_row_description(track_conn *c, req *head, reader *r)
+{
+    bool running = in_running_query(head);
+
+    if (!running && head->kind != 'D')
+        return false;
+    sample_reset(&c->smp);
+    if (!sample_room(&c->smp, 0))
+        c->smp.state = SMP_OFF; /* out of memory: the description is only checked */
+    if (read_row_description(&c->smp, r) == RD_BAD)
+        return false;
+    if (!running) {
+        commit_describe(c, head, c->smp.described);
+        finish_head(c);
+    }
+    return true;
+}
+
 /* Matches a response to the head of the queue; false when it does not fit. */
 static bool on_response(track_conn *c, req *head, uint8_t type, reader *r)
 {
@@ -1322,14 +1789,17 @@ static bool on_response(track_conn *c, req *head, uint8_t type, reader *r)
     case 't': /* ParameterDescription: a RowDescription or NoData follows */
         return head->kind == 'D' && head->target == 'S';
     case 'T': /* RowDescription */
-        if (in_running_query(head))
-            return true;
-        /* fall through */
+        return on_row_description(c, head, r);
     case 'n': /* NoData */
         if (head->kind != 'D')
             return false;
+        commit_describe(c, head, false);
         finish_head(c);
         return true;
+    case 'D': /* DataRow: only delivered while the sample takes rows */
+        if (!in_running_query(head) && head->kind != 'E')
+            return false;
+        return c->smp.state != SMP_ON || sample_row(&c->smp, r);
     case 'C': /* CommandComplete */
     case 'I': /* EmptyQueryResponse */
         return on_command_complete(c, head, type, r);
@@ -1548,7 +2018,7 @@ static void on_ready(track_conn *c, reader *r)
     c->skip_to_sync = false;
     c->client_in_copy = false;
     c->last_done = c->now; /* the group is done: a request pipelined behind it starts now */
-    c->rows_seen = 0;
+    statement_start(c);
     flush_held(c, status);
     if (status == 'I')
         forget_portals(c);
@@ -1637,12 +2107,13 @@ void track_conn_free(track_conn *c)
     q_clear(c);
     free(c->q.items);
     while (c->held.count)
-        track_event_free(held_pop(&c->held));
+        track_event_free(held_pop(c));
     free(c->held.items);
     nt_free(&c->stmts);
     nt_free(&c->portals);
     forget_unnamed_stmt(c);
     forget_unnamed_portal(c);
+    free(c->smp.cols);
     free(c->scratch);
     free(c->user);
     free(c->database);
@@ -1671,7 +2142,7 @@ void track_startup(track_conn *c, const uint8_t *pkt, size_t len, const char *cl
     }
     set_cstring(&c->addr, client_addr);
     c->now = now_us;
-    track_event *ev = event_new(c, TRACK_EV_CONNECT, NULL, 0, NULL);
+    track_event *ev = event_new(c, TRACK_EV_CONNECT, NULL, 0, NULL, NULL);
     if (ev)
         emit_event(c, ev);
 }
@@ -1684,7 +2155,7 @@ void track_disconnect(track_conn *c, uint64_t bytes_from_client, uint64_t bytes_
     c->now = now_us;
     connection_ended(c);
     c->disconnected = true;
-    track_event *ev = event_new(c, TRACK_EV_DISCONNECT, NULL, 0, NULL);
+    track_event *ev = event_new(c, TRACK_EV_DISCONNECT, NULL, 0, NULL, NULL);
     if (!ev)
         return;
     ev->bytes_from_client = bytes_from_client;
@@ -1705,12 +2176,36 @@ static uint32_t want_upto(uint32_t body_len, uint32_t most)
     return body_len < most ? body_len : most;
 }
 
+/* The first DataRow of an Execute's result: sampled when the portal's columns are known (and
+ * it will make an event). */
+static void sample_decide(track_conn *c)
+{
+    req *head = q_head(c);
+    named *p = NULL;
+
+    if (!c->desynced && head && head->kind == 'E' && !head->bad)
+        p = portal_find(c, head->name);
+    if (p && p->text && p->desc)
+        sample_use_desc(&c->smp, p->desc);
+    else
+        c->smp.state = SMP_OFF; /* a Query's result without RowDescription too */
+}
+
 static uint32_t want_from_server(track_conn *c, uint8_t type, uint32_t body_len)
 {
     switch (type) {
-    case 'D': /* DataRow: the hot path; only counted, for PortalSuspended */
+    case 'D': /* DataRow: the hot path; counted for PortalSuspended, the first ones sampled */
         c->rows_seen++;
-        return 0;
+        if (c->smp.state == SMP_OFF)
+            return 0;
+        if (c->smp.state == SMP_UNDECIDED) {
+            sample_decide(c);
+            if (c->smp.state != SMP_ON)
+                return 0;
+        }
+        return want_upto(body_len, ROW_CAPTURE);
+    case 'T':
+        return want_upto(body_len, ROW_CAPTURE);
     case 'Z':
         return 1;
     case 'C':
@@ -1723,7 +2218,6 @@ static uint32_t want_from_server(track_conn *c, uint8_t type, uint32_t body_len)
     case '2':
     case '3':
     case 't':
-    case 'T':
     case 'n':
     case 'I':
     case 's':
@@ -1796,6 +2290,7 @@ uint32_t track_capture_size(const track_limits *lim)
         ERROR_CAPTURE,
         PARAM_STATUS_CAPTURE,
         TAG_CAPTURE,
+        ROW_CAPTURE,
     };
     uint64_t most = 1;
 

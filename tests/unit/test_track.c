@@ -134,7 +134,9 @@ typedef struct {
     uint16_t format;
 } pval;
 
-static void c_bind(bytes *s, const char *portal, const char *stmt, const pval *v, uint16_t n)
+/* A Bind asking for all results in result_format. */
+static void c_bind_rf(bytes *s, const char *portal, const char *stmt, const pval *v, uint16_t n,
+                      uint16_t result_format)
 {
     bool any_binary = false;
 
@@ -160,8 +162,13 @@ static void c_bind(bytes *s, const char *portal, const char *stmt, const pval *v
         b_mem(s, v[i].data, v[i].len);
     }
     b_u16(s, 1);
-    b_u16(s, 0); /* results in text */
+    b_u16(s, result_format);
     m_end(s);
+}
+
+static void c_bind(bytes *s, const char *portal, const char *stmt, const pval *v, uint16_t n)
+{
+    c_bind_rf(s, portal, stmt, v, n, 0);
 }
 
 /* Bind of the unnamed portal with one text parameter (NULL: none). */
@@ -246,6 +253,46 @@ static void s_row_description(bytes *s)
     b_u16(s, 4);
     b_u32(s, 0xffffffffu);
     b_u16(s, 0);
+    m_end(s);
+}
+
+typedef struct {
+    const char *name;
+    uint32_t table_oid;
+    int16_t attnum;
+    uint32_t type_oid;
+    int16_t format;
+} coldef;
+
+static void s_row_desc(bytes *s, const coldef *cols, uint16_t n)
+{
+    m_begin(s, 'T');
+    b_u16(s, n);
+    for (uint16_t i = 0; i < n; i++) {
+        b_str(s, cols[i].name);
+        b_u32(s, cols[i].table_oid);
+        b_u16(s, (uint16_t)cols[i].attnum);
+        b_u32(s, cols[i].type_oid);
+        b_u16(s, 0xffff); /* typlen -1 */
+        b_u32(s, 0xffffffffu);
+        b_u16(s, (uint16_t)cols[i].format);
+    }
+    m_end(s);
+}
+
+/* A DataRow of n values (data NULL: SQL NULL). */
+static void s_row(bytes *s, const pval *v, uint16_t n)
+{
+    m_begin(s, 'D');
+    b_u16(s, n);
+    for (uint16_t i = 0; i < n; i++) {
+        if (!v[i].data) {
+            b_u32(s, 0xffffffffu);
+            continue;
+        }
+        b_u32(s, v[i].len);
+        b_mem(s, v[i].data, v[i].len);
+    }
     m_end(s);
 }
 
@@ -362,6 +409,8 @@ static void s_exec_params_one_row(bytes *s, bool parsed, const char *tag)
 typedef struct {
     track_conn *c;
     wire_side side;
+    uint64_t rows_wanted;    /* DataRows track asked to capture */
+    uint64_t rows_delivered; /* DataRows handed to track_message */
 } side_ref;
 
 typedef struct {
@@ -378,13 +427,20 @@ typedef struct {
 static uint32_t sink_want(void *arg, uint8_t type, uint32_t body_len)
 {
     side_ref *r = arg;
-    return track_want(r->c, r->side, type, body_len);
+    uint32_t want = track_want(r->c, r->side, type, body_len);
+
+    if (r->side == WIRE_FROM_SERVER && type == 'D' && want > 0)
+        r->rows_wanted++;
+    return want;
 }
 
 static void sink_message(void *arg, uint8_t type, const uint8_t *body, uint32_t captured,
                          uint32_t body_len)
 {
     side_ref *r = arg;
+
+    if (r->side == WIRE_FROM_SERVER && type == 'D')
+        r->rows_delivered++;
     track_message(r->c, r->side, type, body, captured, body_len);
 }
 
@@ -1095,6 +1151,8 @@ static void test_copy_from_stdin_extended(void **state)
     server(fx, 1300, &s);
     assert_int_equal(fx->nev, 1);
     assert_statement(ev_at(fx, 0), 'E', "COPY t FROM STDIN", 0, "COPY", 1, "", 'I');
+    assert_null(ev_at(fx, 0)->columns); /* described NoData */
+    assert_null(ev_at(fx, 0)->values);
     assert_int_equal(desyncs(fx), 0);
     assert_in_step(fx, 2000);
 
@@ -1138,6 +1196,9 @@ static void test_copy_to_stdout(void **state)
     assert_int_equal(fx->nev, 1);
     assert_statement(ev_at(fx, 0), 'Q', "COPY t TO STDOUT", 0, "COPY", 100, "", 'I');
     assert_times(ev_at(fx, 0), 1000, 1500);
+    assert_null(ev_at(fx, 0)->columns); /* COPY has no result to sample */
+    assert_int_equal(ev_at(fx, 0)->n_columns, 0);
+    assert_int_equal(ev_at(fx, 0)->sample_rows, 0);
     assert_int_equal(desyncs(fx), 0);
     fx_free(fx);
 }
@@ -1852,6 +1913,10 @@ static void test_malformed_server_bodies(void **state)
         {'1', "x", 1},
         {'I', "x", 1},
         {'s', "x", 1},
+        {'T', "", 0},
+        {'T', "\xff\xff", 2},  /* negative field count */
+        {'T', "\0\1col\0", 6}, /* a field cut short */
+        {'T', "\0\0x", 3},     /* bytes after the fields */
     };
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -1963,6 +2028,18 @@ static void assert_event_sane(const track_event *ev, const track_limits *lim)
     assert_int_equal(pos, ev->params_len);
     assert_true(n <= ev->n_params);
     assert_true(ev->params_len <= lim->max_params);
+    /* the sample: columns iff described, values iff rows, within every cap */
+    uint32_t width = ev->n_columns < TRACK_SAMPLE_COLS ? ev->n_columns : TRACK_SAMPLE_COLS;
+    assert_true((ev->columns != NULL) == (ev->n_columns > 0));
+    assert_true((ev->values != NULL) == (ev->sample_rows > 0));
+    assert_true(ev->sample_rows == 0 || width > 0);
+    assert_true(ev->sample_rows <= TRACK_SAMPLE_ROWS);
+    assert_true(ev->sample_rows * width <= TRACK_SAMPLE_VALUES);
+    for (uint32_t i = 0; i < width; i++)
+        assert_true(memchr(ev->columns[i].name, '\0', sizeof(ev->columns[i].name)) != NULL);
+    for (uint32_t i = 0; i < ev->sample_rows * width; i++)
+        (void)ev->values[i]; /* readable: ASan checks */
+    assert_true(track_event_bytes(ev) >= sizeof(*ev) + ev->text_len + ev->params_len);
 }
 
 /* Random conversations in both directions under tiny limits: no crash, sane events. */
@@ -2211,6 +2288,9 @@ static void test_want(void **state)
     assert_int_equal(track_want(c, WIRE_FROM_SERVER, 'E', 1000), 256);
     assert_int_equal(track_want(c, WIRE_FROM_SERVER, 'S', 1000), 128);
     assert_int_equal(track_want(c, WIRE_FROM_CLIENT, 'F', 1000), 4);
+    assert_int_equal(track_want(c, WIRE_FROM_SERVER, 'T', 100), 100);
+    assert_int_equal(track_want(c, WIRE_FROM_SERVER, 'T', 100000), 4096);
+    assert_int_equal(track_want(c, WIRE_FROM_SERVER, 'D', 100), 0); /* nothing to sample */
     for (int side = 0; side < 2; side++)
         for (int type = 0; type < 256; type++)
             for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
@@ -2279,6 +2359,19 @@ static void assert_same_events(const fixture *a, const fixture *b)
         assert_int_equal(x->params_len, y->params_len);
         if (x->params_len)
             assert_memory_equal(x->params, y->params, x->params_len);
+        assert_int_equal(x->n_columns, y->n_columns);
+        assert_int_equal(x->sample_rows, y->sample_rows);
+        if (x->n_columns)
+            assert_memory_equal(
+                x->columns, y->columns,
+                (x->n_columns < TRACK_SAMPLE_COLS ? x->n_columns : TRACK_SAMPLE_COLS) *
+                    sizeof(track_column));
+        if (x->sample_rows)
+            assert_memory_equal(
+                x->values, y->values,
+                x->sample_rows *
+                    (x->n_columns < TRACK_SAMPLE_COLS ? x->n_columns : TRACK_SAMPLE_COLS) *
+                    sizeof(uint32_t));
     }
 }
 
@@ -2340,6 +2433,844 @@ static void test_split_at_every_offset(void **state)
     b_free(&ss);
 }
 
+/* ---- result sampling ---- */
+
+static uint32_t hash_of(const pval *v)
+{
+    return v->data ? track_value_hash(v->data, v->len) : 0;
+}
+
+static uint32_t hash_str(const char *s)
+{
+    return track_value_hash(s, strlen(s));
+}
+
+static uint64_t rows_wanted(const fixture *fx)
+{
+    return fx->sref.rows_wanted;
+}
+
+static void test_value_hash(void **state)
+{
+    (void)state;
+    uint8_t a[300], b[300];
+    static uint32_t seen[10000];
+
+    for (int i = 0; i < 300; i++)
+        a[i] = b[i] = (uint8_t)(i * 7);
+    assert_int_equal(track_value_hash("42", 2), track_value_hash("42", 2));
+    assert_int_not_equal(track_value_hash("42", 2), track_value_hash("43", 2));
+    assert_int_not_equal(track_value_hash("a", 1), track_value_hash("a\0", 2));
+    assert_int_not_equal(track_value_hash(NULL, 0), 0);
+    assert_int_not_equal(track_value_hash("", 0), 0);
+    /* only the first TRACK_HASH_PREFIX bytes count */
+    assert_int_equal(track_value_hash(a, 300), track_value_hash(a, TRACK_HASH_PREFIX));
+    b[280] ^= 1;
+    assert_int_equal(track_value_hash(a, 300), track_value_hash(b, 300));
+    b[100] ^= 1;
+    assert_int_not_equal(track_value_hash(a, 300), track_value_hash(b, 300));
+    /* ids as text, the usual join keys: no collisions among the first ten thousand */
+    for (int i = 0; i < 10000; i++) {
+        char buf[16];
+        snprintf(buf, sizeof(buf), "%d", i);
+        seen[i] = hash_str(buf);
+        assert_int_not_equal(seen[i], 0);
+    }
+    for (int i = 0; i < 10000; i++)
+        for (int j = i + 1; j < 10000; j++)
+            assert_int_not_equal(seen[i], seen[j]);
+}
+
+static const coldef order_cols[3] = {
+    {"id", 16385, 1, 23, 0},
+    {"customer_id", 16385, 2, 23, 0},
+    {"note", 0, 0, 25, 0},
+};
+
+static void assert_order_columns(const track_event *ev)
+{
+    assert_int_equal(ev->n_columns, 3);
+    assert_non_null(ev->columns);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ev->columns[i].table_oid, order_cols[i].table_oid);
+        assert_int_equal(ev->columns[i].attnum, order_cols[i].attnum);
+        assert_int_equal(ev->columns[i].type_oid, order_cols[i].type_oid);
+        assert_int_equal(ev->columns[i].format, order_cols[i].format);
+        assert_string_equal(ev->columns[i].name, order_cols[i].name);
+    }
+}
+
+/* Rows of order_cols: (i, 100 + i, a note or NULL). */
+static void order_row(pval v[3], char bufs[3][32], int i)
+{
+    snprintf(bufs[0], 32, "%d", i);
+    snprintf(bufs[1], 32, "%d", 100 + i);
+    snprintf(bufs[2], 32, "note %d", i);
+    for (int k = 0; k < 3; k++)
+        v[k] = (pval){bufs[k], (uint32_t)strlen(bufs[k]), 0};
+    if (i % 2)
+        v[2].data = NULL;
+}
+
+static void send_order_rows(bytes *s, int first, int n)
+{
+    pval v[3];
+    char bufs[3][32];
+
+    for (int i = first; i < first + n; i++) {
+        order_row(v, bufs, i);
+        s_row(s, v, 3);
+    }
+}
+
+static void assert_order_rows(const track_event *ev, int first, int n)
+{
+    pval v[3];
+    char bufs[3][32];
+
+    assert_int_equal(ev->sample_rows, n);
+    assert_non_null(ev->values);
+    for (int i = 0; i < n; i++) {
+        order_row(v, bufs, first + i);
+        for (int k = 0; k < 3; k++)
+            assert_int_equal(ev->values[i * 3 + k], hash_of(&v[k]));
+    }
+}
+
+static void test_sample_simple_query(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new();
+    bytes s = {0};
+    const char *sql = "SELECT id, customer_id, note FROM orders; INSERT INTO log VALUES (1); "
+                      "SELECT id, customer_id, note FROM orders WHERE id > 6";
+
+    c_query(&s, sql);
+    client(fx, 1000, &s);
+    s_row_desc(&s, order_cols, 3);
+    send_order_rows(&s, 1, 5);
+    s_complete(&s, "SELECT 5");
+    s_complete(&s, "INSERT 0 1");
+    s_row_desc(&s, order_cols, 3);
+    send_order_rows(&s, 7, 2);
+    s_complete(&s, "SELECT 2");
+    s_ready(&s, 'I');
+    server(fx, 2000, &s);
+    assert_int_equal(fx->nev, 3);
+    const track_event *ev = ev_at(fx, 0);
+    assert_statement(ev, 'Q', sql, 0, "SELECT", 5, "", 'I');
+    assert_order_columns(ev);
+    assert_order_rows(ev, 1, 5);
+    assert_int_equal(ev->values[0 * 3 + 2], 0); /* NULL */
+    assert_int_equal(ev->values[0 * 3 + 0], hash_str("1"));
+    assert_int_equal(track_event_bytes(ev), sizeof(*ev) + ev->text_len + 128 +
+                                                3 * sizeof(track_column) + 15 * sizeof(uint32_t));
+    /* every statement starts afresh: no result, then only its own rows */
+    assert_null(ev_at(fx, 1)->columns);
+    assert_null(ev_at(fx, 1)->values);
+    assert_int_equal(ev_at(fx, 1)->n_columns, 0);
+    assert_int_equal(ev_at(fx, 1)->sample_rows, 0);
+    assert_order_columns(ev_at(fx, 2));
+    assert_order_rows(ev_at(fx, 2), 7, 2);
+    assert_int_equal(rows_wanted(fx), 7);
+    assert_int_equal(desyncs(fx), 0);
+
+    /* a result with no rows still has its columns */
+    c_query(&s, "SELECT id, customer_id, note FROM orders WHERE false");
+    client(fx, 3000, &s);
+    s_row_desc(&s, order_cols, 3);
+    s_complete(&s, "SELECT 0");
+    s_ready(&s, 'I');
+    server(fx, 3100, &s);
+    assert_int_equal(fx->nev, 4);
+    assert_order_columns(ev_at(fx, 3));
+    assert_int_equal(ev_at(fx, 3)->sample_rows, 0);
+    assert_null(ev_at(fx, 3)->values);
+    fx_free(fx);
+}
+
+/* libpq's PQexecParams: Parse, Bind, Describe portal, Execute, Sync. */
+static void test_sample_extended_unnamed(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new();
+    bytes s = {0};
+    const char *sql = "SELECT id, customer_id, note FROM orders WHERE placed > $1";
+
+    c_exec_params(&s, "", sql, "2024-01-01");
+    client(fx, 1000, &s);
+    m_empty(&s, '1');
+    m_empty(&s, '2');
+    s_row_desc(&s, order_cols, 3);
+    send_order_rows(&s, 1, 4);
+    s_complete(&s, "SELECT 4");
+    s_ready(&s, 'I');
+    server(fx, 2000, &s);
+    assert_int_equal(fx->nev, 1);
+    assert_statement(ev_at(fx, 0), 'E', sql, 0, "SELECT", 4, "", 'I');
+    assert_order_columns(ev_at(fx, 0));
+    assert_order_rows(ev_at(fx, 0), 1, 4);
+    assert_one_param(ev_at(fx, 0), "2024-01-01"); /* the exact bytes, to hash like results */
+    assert_int_equal(desyncs(fx), 0);
+
+    /* a Describe answered by NoData: no result, no sample */
+    c_exec_params(&s, "", "INSERT INTO log VALUES ($1)", "x");
+    client(fx, 3000, &s);
+    m_empty(&s, '1');
+    m_empty(&s, '2');
+    m_empty(&s, 'n');
+    s_complete(&s, "INSERT 0 1");
+    s_ready(&s, 'I');
+    server(fx, 3100, &s);
+    assert_int_equal(fx->nev, 2);
+    assert_null(ev_at(fx, 1)->columns);
+    assert_int_equal(ev_at(fx, 1)->n_columns, 0);
+
+    /* no Describe at all, and a statement never described: DataRows are not even captured */
+    uint64_t wanted = rows_wanted(fx);
+    c_parse(&s, "", "SELECT 1");
+    c_bind1(&s, "", NULL);
+    c_execute(&s, "", 0);
+    c_sync(&s);
+    client(fx, 4000, &s);
+    m_empty(&s, '1');
+    m_empty(&s, '2');
+    s_data_row(&s, "1");
+    s_complete(&s, "SELECT 1");
+    s_ready(&s, 'I');
+    server(fx, 4100, &s);
+    assert_int_equal(fx->nev, 3);
+    assert_null(ev_at(fx, 2)->columns);
+    assert_int_equal(rows_wanted(fx), wanted);
+    assert_int_equal(desyncs(fx), 0);
+    fx_free(fx);
+}
+
+/* A named statement described once (as pgbench -M prepared, pgx or JDBC do), then run many times
+ * with Bind and Execute only: every event has the columns and its own rows. */
+static void test_sample_named_described_once(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new();
+    bytes s = {0};
+    const char *sql = "SELECT id, customer_id, note FROM orders WHERE customer_id = $1";
+    char value[16];
+
+    c_parse(&s, "s1", sql);
+    c_describe(&s, 'S', "s1");
+    c_sync(&s);
+    client(fx, 1000, &s);
+    m_empty(&s, '1');
+    s_parameter_description(&s);
+    s_row_desc(&s, order_cols, 3);
+    s_ready(&s, 'I');
+    server(fx, 1100, &s);
+    for (int i = 0; i < 20; i++) {
+        int64_t t = 2000 + i * 1000;
+        snprintf(value, sizeof(value), "%d", i);
+        c_bind1(&s, "s1", value);
+        c_execute(&s, "", 0);
+        c_sync(&s);
+        client(fx, t, &s);
+        m_empty(&s, '2');
+        send_order_rows(&s, i * 10, i % 4);
+        snprintf(value, sizeof(value), "SELECT %d", i % 4);
+        s_complete(&s, value);
+        s_ready(&s, 'I');
+        server(fx, t + 100, &s);
+        assert_int_equal(fx->nev, (size_t)i + 1);
+        const track_event *ev = ev_at(fx, i);
+        assert_statement(ev, 'E', sql, 0, "SELECT", i % 4, "", 'I');
+        assert_order_columns(ev);
+        if (i % 4)
+            assert_order_rows(ev, i * 10, i % 4);
+        else
+            assert_null(ev->values);
+    }
+
+    /* a named portal bound from it, results asked in binary: the columns say so */
+    pval v = {"7", 1, 0};
+    c_bind_rf(&s, "p1", "s1", &v, 1, 1);
+    c_execute(&s, "p1", 0);
+    c_sync(&s);
+    client(fx, 30000, &s);
+    m_empty(&s, '2');
+    s_row(&s, (const pval[3]){{"\0\0\0\1", 4, 1}, {"\0\0\0\7", 4, 1}, {NULL, 0, 1}}, 3);
+    s_complete(&s, "SELECT 1");
+    s_ready(&s, 'I');
+    server(fx, 30100, &s);
+    assert_int_equal(fx->nev, 21);
+    const track_event *ev = ev_at(fx, 20);
+    assert_int_equal(ev->n_columns, 3);
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(ev->columns[k].format, 1);
+    assert_int_equal(ev->values[1], track_value_hash("\0\0\0\7", 4));
+    assert_int_equal(ev->values[2], 0);
+
+    /* a format per result column: text, binary, text */
+    m_begin(&s, 'B');
+    b_str(&s, "");
+    b_str(&s, "s1");
+    b_u16(&s, 0);
+    b_u16(&s, 1);
+    b_u32(&s, 1);
+    b_mem(&s, "8", 1);
+    b_u16(&s, 3);
+    b_u16(&s, 0);
+    b_u16(&s, 1);
+    b_u16(&s, 0);
+    m_end(&s);
+    c_execute(&s, "", 0);
+    c_sync(&s);
+    client(fx, 31000, &s);
+    m_empty(&s, '2');
+    s_complete(&s, "SELECT 0");
+    s_ready(&s, 'I');
+    server(fx, 31100, &s);
+    assert_int_equal(fx->nev, 22);
+    ev = ev_at(fx, 21);
+    assert_int_equal(ev->n_columns, 3);
+    assert_int_equal(ev->columns[0].format, 0);
+    assert_int_equal(ev->columns[1].format, 1);
+    assert_int_equal(ev->columns[2].format, 0);
+    assert_string_equal(ev->columns[1].name, "customer_id");
+
+    /* prepared again under the same name: the old description goes with the old statement */
+    c_parse(&s, "s1", "SELECT 1");
+    c_bind1(&s, "s1", NULL);
+    c_execute(&s, "", 0);
+    c_sync(&s);
+    client(fx, 40000, &s);
+    m_empty(&s, '1');
+    m_empty(&s, '2');
+    s_data_row(&s, "1");
+    s_complete(&s, "SELECT 1");
+    s_ready(&s, 'I');
+    server(fx, 40100, &s);
+    assert_int_equal(fx->nev, 23);
+    assert_null(ev_at(fx, 22)->columns);
+    assert_int_equal(desyncs(fx), 0);
+    fx_free(fx);
+}
+
+/* pgbench -M prepared through libpq: a Describe of the portal with every execution, whose answer
+ * matches the statement's description. */
+static void test_sample_describe_portal_each_time(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new();
+    bytes s = {0};
+    const coldef col = {"abalance", 16390, 3, 23, 0};
+
+    c_parse(&s, "P0_1", "SELECT abalance FROM pgbench_accounts WHERE aid = $1");
+    c_describe(&s, 'S', "P0_1");
+    c_sync(&s);
+    client(fx, 1000, &s);
+    m_empty(&s, '1');
+    s_parameter_description(&s);
+    s_row_desc(&s, &col, 1);
+    s_ready(&s, 'I');
+    server(fx, 1100, &s);
+    for (int i = 0; i < 50; i++) {
+        char value[16];
+        snprintf(value, sizeof(value), "%d", i * 3);
+        c_bind1(&s, "P0_1", "1");
+        c_describe(&s, 'P', "");
+        c_execute(&s, "", 0);
+        c_sync(&s);
+        client(fx, 2000 + i * 100, &s);
+        m_empty(&s, '2');
+        s_row_desc(&s, &col, 1);
+        s_data_row(&s, value);
+        s_complete(&s, "SELECT 1");
+        s_ready(&s, 'I');
+        server(fx, 2050 + i * 100, &s);
+        const track_event *ev = ev_at(fx, (size_t)i);
+        assert_int_equal(ev->n_columns, 1);
+        assert_string_equal(ev->columns[0].name, "abalance");
+        assert_int_equal(ev->columns[0].table_oid, 16390);
+        assert_int_equal(ev->sample_rows, 1);
+        assert_int_equal(ev->values[0], hash_str(value));
+    }
+    assert_int_equal(fx->nev, 50);
+    assert_int_equal(desyncs(fx), 0);
+    fx_free(fx);
+}
+
+static void one_column_rows(bytes *s, int first, int n)
+{
+    char value[16];
+
+    for (int i = first; i < first + n; i++) {
+        snprintf(value, sizeof(value), "%d", i);
+        s_data_row(s, value);
+    }
+}
+
+static void assert_one_column_rows(const track_event *ev, int first, uint32_t n)
+{
+    char value[16];
+
+    assert_int_equal(ev->n_columns, 1);
+    assert_int_equal(ev->sample_rows, n);
+    for (uint32_t i = 0; i < n; i++) {
+        snprintf(value, sizeof(value), "%d", first + (int)i);
+        assert_int_equal(ev->values[i], hash_str(value));
+    }
+}
+
+/* More rows than the sample keeps: exactly TRACK_SAMPLE_ROWS sampled, all counted, and DataRows
+ * after the cap are not even captured. */
+static void test_sample_row_cap(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new();
+    bytes s = {0};
+
+    c_query(&s, "SELECT g FROM generate_series(0, 1499) g");
+    client(fx, 1000, &s);
+    s_row_description(&s);
+    one_column_rows(&s, 0, 1500);
+    s_complete(&s, "SELECT 1500");
+    s_ready(&s, 'I');
+    server(fx, 2000, &s);
+    assert_int_equal(fx->nev, 1);
+    assert_int_equal(ev_at(fx, 0)->rows, 1500);
+    assert_one_column_rows(ev_at(fx, 0), 0, TRACK_SAMPLE_ROWS);
+    assert_int_equal(rows_wanted(fx), TRACK_SAMPLE_ROWS);
+    assert_int_equal(fx->sref.rows_delivered, TRACK_SAMPLE_ROWS);
+
+    /* the next statement samples again */
+    c_query(&s, "SELECT 1");
+    client(fx, 3000, &s);
+    s_row_description(&s);
+    one_column_rows(&s, 5, 1);
+    s_complete(&s, "SELECT 1");
+    s_ready(&s, 'I');
+    server(fx, 3100, &s);
+    assert_one_column_rows(ev_at(fx, 1), 5, 1);
+    assert_int_equal(rows_wanted(fx), TRACK_SAMPLE_ROWS + 1);
+    assert_int_equal(desyncs(fx), 0);
+    fx_free(fx);
+}
+
+/* An Execute with a row limit: each event samples the rows that passed for it. */
+static void test_sample_portal_suspended(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new();
+    bytes s = {0};
+
+    c_parse(&s, "", "SELECT g FROM generate_series(1, 1205) g");
+    c_bind1(&s, "", NULL);
+    c_describe(&s, 'P', "");
+    c_execute(&s, "", 1200);
+    c_flush(&s);
+    client(fx, 1000, &s);
+    m_empty(&s, '1');
+    m_empty(&s, '2');
+    s_row_description(&s);
+    one_column_rows(&s, 1, 1200);
+    m_empty(&s, 's');
+    server(fx, 2000, &s);
+    c_execute(&s, "", 1200);
+    c_sync(&s);
+    client(fx, 3000, &s);
+    one_column_rows(&s, 1201, 5);
+    s_complete(&s, "SELECT 5");
+    s_ready(&s, 'I');
+    server(fx, 4000, &s);
+    assert_int_equal(fx->nev, 2);
+    assert_true(ev_at(fx, 0)->suspended);
+    assert_int_equal(ev_at(fx, 0)->rows, 1200);
+    assert_one_column_rows(ev_at(fx, 0), 1, TRACK_SAMPLE_ROWS);
+    assert_int_equal(ev_at(fx, 1)->rows, 5);
+    assert_one_column_rows(ev_at(fx, 1), 1201, 5);
+    assert_int_equal(rows_wanted(fx), TRACK_SAMPLE_ROWS + 5);
+    assert_int_equal(desyncs(fx), 0);
+    fx_free(fx);
+}
+
+/* n columns named c0, c1, ... of table 16400; values "r<row>c<col>". */
+static void wide_result(bytes *s, uint16_t ncols, int nrows)
+{
+    coldef *cols = calloc(ncols, sizeof(*cols));
+    pval *v = calloc(ncols, sizeof(*v));
+    char(*names)[16] = calloc(ncols, sizeof(*names));
+    char(*vals)[24] = calloc(ncols, sizeof(*vals));
+
+    assert_non_null(cols);
+    assert_non_null(v);
+    assert_non_null(names);
+    assert_non_null(vals);
+    for (uint16_t k = 0; k < ncols; k++) {
+        snprintf(names[k], sizeof(names[k]), "c%u", k);
+        cols[k] = (coldef){names[k], 16400, (int16_t)(k + 1), 25, 0};
+    }
+    s_row_desc(s, cols, ncols);
+    for (int r = 0; r < nrows; r++) {
+        for (uint16_t k = 0; k < ncols; k++) {
+            snprintf(vals[k], sizeof(vals[k]), "r%dc%u", r, k);
+            v[k] = (pval){vals[k], (uint32_t)strlen(vals[k]), 0};
+        }
+        s_row(s, v, ncols);
+    }
+    free(cols);
+    free(v);
+    free(names);
+    free(vals);
+}
+
+static void assert_wide_sample(const track_event *ev, uint16_t ncols, uint32_t nrows)
+{
+    uint32_t width = ncols < TRACK_SAMPLE_COLS ? ncols : TRACK_SAMPLE_COLS;
+    char buf[24];
+
+    assert_int_equal(ev->n_columns, ncols);
+    for (uint32_t k = 0; k < width; k++) {
+        snprintf(buf, sizeof(buf), "c%u", k);
+        assert_string_equal(ev->columns[k].name, buf);
+        assert_int_equal(ev->columns[k].attnum, k + 1);
+        assert_int_equal(ev->columns[k].table_oid, 16400);
+    }
+    assert_int_equal(ev->sample_rows, nrows);
+    for (uint32_t r = 0; r < nrows; r++)
+        for (uint32_t k = 0; k < width; k++) {
+            snprintf(buf, sizeof(buf), "r%uc%u", r, k);
+            assert_int_equal(ev->values[r * width + k], hash_str(buf));
+        }
+}
+
+static void run_wide(fixture *fx, int64_t now, uint16_t ncols, int nrows)
+{
+    bytes s = {0};
+    char tag[32];
+
+    c_query(&s, "SELECT * FROM wide");
+    client(fx, now, &s);
+    wide_result(&s, ncols, nrows);
+    snprintf(tag, sizeof(tag), "SELECT %d", nrows);
+    s_complete(&s, tag);
+    s_ready(&s, 'I');
+    server(fx, now + 100, &s);
+}
+
+/* More columns than the sample keeps: the first TRACK_SAMPLE_COLS, and the real count. */
+static void test_sample_many_columns(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new();
+
+    run_wide(fx, 1000, 40, 3);
+    assert_int_equal(fx->nev, 1);
+    assert_wide_sample(ev_at(fx, 0), 40, 3);
+    assert_int_equal(track_event_bytes(ev_at(fx, 0)), sizeof(track_event) + ev_at(fx, 0)->text_len +
+                                                          128 +
+                                                          TRACK_SAMPLE_COLS * sizeof(track_column) +
+                                                          3 * TRACK_SAMPLE_COLS * sizeof(uint32_t));
+    assert_int_equal(desyncs(fx), 0);
+    fx_free(fx);
+}
+
+/* Wide rows reach TRACK_SAMPLE_VALUES before TRACK_SAMPLE_ROWS. */
+static void test_sample_value_cap(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new();
+
+    run_wide(fx, 1000, 32, 300);
+    assert_int_equal(ev_at(fx, 0)->rows, 300);
+    assert_wide_sample(ev_at(fx, 0), 32, TRACK_SAMPLE_VALUES / 32);
+    assert_int_equal(rows_wanted(fx), TRACK_SAMPLE_VALUES / 32);
+    run_wide(fx, 2000, 20, 500);
+    assert_wide_sample(ev_at(fx, 1), 20, TRACK_SAMPLE_VALUES / 20); /* 409 rows, 8180 values */
+    assert_int_equal(rows_wanted(fx), TRACK_SAMPLE_VALUES / 32 + TRACK_SAMPLE_VALUES / 20);
+    assert_int_equal(desyncs(fx), 0);
+    fx_free(fx);
+}
+
+/* DataRows longer than the capture: values whose first TRACK_HASH_PREFIX bytes were captured
+ * hash as if whole, others count as 0; nothing past the capture is read. */
+static void test_sample_cut_row(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new();
+    bytes s = {0};
+    uint8_t *big = malloc(5000), *mid = malloc(4000), *small = malloc(300);
+
+    assert_non_null(big);
+    assert_non_null(mid);
+    assert_non_null(small);
+    for (int i = 0; i < 5000; i++)
+        big[i] = (uint8_t)('a' + i % 26);
+    memset(mid, 'm', 4000);
+    memset(small, 's', 300);
+    fx->ssink.cap = 4096; /* what the proxy gives the server side */
+    c_query(&s, "SELECT a, b, c FROM t");
+    client(fx, 1000, &s);
+    s_row_desc(&s, order_cols, 3);
+    /* 2 + 4 + 3 + 4 + 5000 + ...: the second value is cut after 4083 bytes, the third unseen */
+    s_row(&s, (const pval[3]){{"abc", 3, 0}, {big, 5000, 0}, {"tail", 4, 0}}, 3);
+    /* the second value is cut after 86 bytes, fewer than TRACK_HASH_PREFIX */
+    s_row(&s, (const pval[3]){{mid, 4000, 0}, {small, 300, 0}, {"x", 1, 0}}, 3);
+    /* 2 + 4 + 4000 + 4 + 84 = 4094: cut within the third length word */
+    s_row(&s, (const pval[3]){{mid, 4000, 0}, {small, 84, 0}, {"y", 1, 0}}, 3);
+    s_row(&s, (const pval[3]){{"1", 1, 0}, {"2", 1, 0}, {NULL, 0, 0}}, 3);
+    s_complete(&s, "SELECT 4");
+    s_ready(&s, 'I');
+    server(fx, 2000, &s);
+    assert_int_equal(fx->nev, 1);
+    const track_event *ev = ev_at(fx, 0);
+    assert_int_equal(ev->sample_rows, 4);
+    const uint32_t want[12] = {
+        hash_str("abc"),
+        track_value_hash(big, 5000),
+        0,
+        track_value_hash(mid, 4000),
+        0,
+        0,
+        track_value_hash(mid, 4000),
+        track_value_hash(small, 84),
+        0,
+        hash_str("1"),
+        hash_str("2"),
+        0,
+    };
+    assert_memory_equal(ev->values, want, sizeof(want));
+    assert_int_equal(track_value_hash(big, 5000), track_value_hash(big, TRACK_HASH_PREFIX));
+    assert_int_equal(desyncs(fx), 0);
+    fx_free(fx);
+
+    /* a smaller capture cuts the RowDescription too: the columns it cut off stay unknown */
+    fx = fx_new();
+    fx->ssink.cap = 1024;
+    coldef cols[32];
+    char names[32][64];
+    pval v[32];
+    for (int k = 0; k < 32; k++) {
+        memset(names[k], '0' + k % 10, 63); /* the longest name PostgreSQL sends */
+        names[k][0] = (char)('0' + k / 10);
+        names[k][63] = '\0';
+        cols[k] = (coldef){names[k], 16500, (int16_t)(k + 1), 25, 0};
+        v[k] = (pval){names[k], 2, 0};
+    }
+    c_query(&s, "SELECT * FROM long_names");
+    client(fx, 1000, &s);
+    s_row_desc(&s, cols, 32); /* 2 + 32 * 82 bytes */
+    s_row(&s, v, 32);
+    s_complete(&s, "SELECT 1");
+    s_ready(&s, 'I');
+    server(fx, 2000, &s);
+    assert_int_equal(fx->nev, 1);
+    ev = ev_at(fx, 0);
+    assert_int_equal(ev->n_columns, 32);
+    assert_string_equal(ev->columns[0].name, names[0]);
+    assert_int_equal(ev->columns[11].table_oid, 16500); /* 2 + 12 * 82 = 986 bytes */
+    assert_int_equal(ev->columns[11].attnum, 12);
+    assert_int_equal(ev->columns[12].table_oid, 0);
+    assert_string_equal(ev->columns[12].name, "");
+    assert_int_equal(ev->columns[31].attnum, 0);
+    assert_int_equal(ev->sample_rows, 1);
+    for (int k = 0; k < 32; k++)
+        assert_int_equal(ev->values[k], track_value_hash(names[k], 2));
+    assert_int_equal(desyncs(fx), 0);
+    fx_free(fx);
+    free(big);
+    free(mid);
+    free(small);
+}
+
+/* DataRows that do not fit their RowDescription: desync, then back in step. Random bodies for
+ * RowDescription and DataRow: no crash, back in step. */
+static void test_sample_malformed(void **state)
+{
+    (void)state;
+    static const raw_msg bad[] = {
+        {'D', "", 0},
+        {'D', "\0", 1},
+        {'D', "\0\2\0\0\0\1x", 7},                    /* one column of two */
+        {'D', "\0\3\0\0\0\1x\0\0\0\1y\0\0\0\1z", 17}, /* three columns of two */
+        {'D', "\0\2\0\0\0\x50x\0\0\0\1y", 12},        /* a length past the end */
+        {'D', "\0\2\xff\xff\xff\xfe\0\0\0\1y", 11},   /* a length below -1 */
+        {'D', "\0\2\0\0\0\1x\0\0\0\1yz", 13},         /* bytes after the values */
+        {'D', "\0\2\0\0\0\1x\0\0", 9},                /* a length word cut short */
+    };
+    const coldef two[2] = {{"a", 1, 1, 25, 0}, {"b", 1, 2, 25, 0}};
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        fixture *fx = fx_new();
+        bytes s = {0};
+        c_query(&s, "SELECT a, b FROM t");
+        client(fx, 1000, &s);
+        s_row_desc(&s, two, 2);
+        s_row(&s, (const pval[2]){{"1", 1, 0}, {"2", 1, 0}}, 2);
+        m_raw(&s, bad[i].type, bad[i].body, bad[i].len);
+        server(fx, 1100, &s);
+        assert_int_equal(desyncs(fx), 1);
+        s_row(&s, (const pval[2]){{"1", 1, 0}, {"2", 1, 0}}, 2);
+        s_complete(&s, "SELECT 3");
+        s_ready(&s, 'I');
+        server(fx, 1200, &s);
+        assert_int_equal(fx->nev, 0);
+        assert_in_step(fx, 2000);
+        assert_int_equal(desyncs(fx), 1);
+        fx_free(fx);
+    }
+    for (int iter = 0; iter < 500; iter++) {
+        fixture *fx = fx_new();
+        bytes s = {0};
+        bool row = iter % 2;
+        c_query(&s, "SELECT a, b FROM t");
+        client(fx, 1000, &s);
+        if (row)
+            s_row_desc(&s, two, 2);
+        m_begin(&s, row ? 'D' : 'T');
+        b_u16(&s, (uint16_t)(rnd() % 4)); /* a plausible count, then anything */
+        random_body(&s, random_len());
+        m_end(&s);
+        if (rnd() % 2)
+            s_complete(&s, "SELECT 1");
+        s_ready(&s, 'I');
+        server(fx, 1100, &s);
+        assert_true(desyncs(fx) <= 1);
+        for (size_t i = 0; i < fx->nev; i++)
+            assert_event_sane(fx->ev[i], &fx->lim);
+        assert_in_step(fx, 2000);
+        fx_free(fx);
+    }
+}
+
+/* An error after some rows: the event carries the sample of the rows that passed. */
+static void test_sample_error_after_rows(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new();
+    bytes s = {0};
+
+    c_query(&s, "SELECT id, customer_id, note FROM orders WHERE 1 / (id - 3) > 0");
+    client(fx, 1000, &s);
+    s_row_desc(&s, order_cols, 3);
+    send_order_rows(&s, 1, 2);
+    s_error(&s, "22012");
+    s_ready(&s, 'I');
+    server(fx, 2000, &s);
+    assert_int_equal(fx->nev, 1);
+    assert_string_equal(ev_at(fx, 0)->sqlstate, "22012");
+    assert_order_columns(ev_at(fx, 0));
+    assert_order_rows(ev_at(fx, 0), 1, 2);
+
+    c_exec_params(&s, "", "SELECT id, customer_id, note FROM orders WHERE 1 / (id - $1) > 0", "2");
+    client(fx, 3000, &s);
+    m_empty(&s, '1');
+    m_empty(&s, '2');
+    s_row_desc(&s, order_cols, 3);
+    send_order_rows(&s, 1, 1);
+    s_error(&s, "22012");
+    s_ready(&s, 'I');
+    server(fx, 3100, &s);
+    assert_int_equal(fx->nev, 2);
+    assert_string_equal(ev_at(fx, 1)->sqlstate, "22012");
+    assert_order_columns(ev_at(fx, 1));
+    assert_order_rows(ev_at(fx, 1), 1, 1);
+    assert_int_equal(desyncs(fx), 0);
+    assert_in_step(fx, 4000);
+    fx_free(fx);
+}
+
+/* Events waiting for their ReadyForQuery hold a bounded number of sampled values: the oldest
+ * go out early (without the transaction status) when a Query has many large results. */
+static void test_sample_held_bounded(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new();
+    bytes s = {0};
+
+    c_query(&s, "SELECT * FROM wide; SELECT * FROM wide; ...");
+    client(fx, 1000, &s);
+    for (int i = 0; i < 6; i++) {
+        wide_result(&s, 32, 256);
+        s_complete(&s, "SELECT 256");
+    }
+    server(fx, 2000, &s);
+    assert_int_equal(fx->nev, 2); /* four full samples may wait */
+    s_ready(&s, 'T');
+    server(fx, 2100, &s);
+    assert_int_equal(fx->nev, 6);
+    for (size_t i = 0; i < 6; i++) {
+        assert_int_equal(ev_at(fx, i)->stmt_index, i);
+        assert_int_equal(ev_at(fx, i)->txn_status, i < 2 ? 0 : 'T');
+        assert_wide_sample(ev_at(fx, i), 32, 256);
+    }
+    fx_free(fx);
+}
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#endif
+
+/* Bytes the heap holds, to show that a long result allocates nothing. */
+#if defined(TEST_ASAN)
+size_t __sanitizer_get_current_allocated_bytes(void); /* in the ASan runtime */
+static size_t heap_in_use(void)
+{
+    return __sanitizer_get_current_allocated_bytes();
+}
+#elif defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+#include <malloc.h>
+static size_t heap_in_use(void)
+{
+    return mallinfo2().uordblks;
+}
+#else
+static size_t heap_in_use(void)
+{
+    return 0; /* not measurable here: the row counts below still show the hot path */
+}
+#endif
+
+/* A million DataRows of 100 bytes: only the first TRACK_SAMPLE_ROWS are captured, and the
+ * connection's allocations do not grow with the result. */
+static void test_sample_million_rows(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new();
+    bytes s = {0}, rows = {0};
+    char value[95];
+    const int chunk = 10000, chunks = 100;
+
+    memset(value, 'v', sizeof(value) - 1);
+    value[sizeof(value) - 1] = '\0';
+    for (int i = 0; i < chunk; i++)
+        s_data_row(&rows, value); /* 2 + 4 + 94 bytes of body */
+    assert_int_equal(rows.n, (size_t)chunk * 105);
+    c_query(&s, "SELECT v FROM big");
+    client(fx, 1000, &s);
+    s_row_description(&s);
+    server(fx, 1100, &s);
+    feed_range(fx, WIRE_FROM_SERVER, 1200, rows.b, rows.n);
+    size_t heap = heap_in_use();
+    for (int i = 1; i < chunks; i++)
+        feed_range(fx, WIRE_FROM_SERVER, 1200 + i, rows.b, rows.n);
+    assert_int_equal(heap_in_use(), heap);
+    assert_int_equal(rows_wanted(fx), TRACK_SAMPLE_ROWS);
+    assert_int_equal(fx->sref.rows_delivered, TRACK_SAMPLE_ROWS);
+    s_complete(&s, "SELECT 1000000");
+    s_ready(&s, 'I');
+    server(fx, 5000, &s);
+    assert_int_equal(fx->nev, 1);
+    assert_int_equal(ev_at(fx, 0)->rows, 1000000);
+    assert_int_equal(ev_at(fx, 0)->sample_rows, TRACK_SAMPLE_ROWS);
+    assert_int_equal(ev_at(fx, 0)->values[999], hash_str(value));
+    assert_int_equal(desyncs(fx), 0);
+    b_free(&rows);
+    fx_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2385,6 +3316,20 @@ int main(void)
         cmocka_unit_test(test_startup_and_disconnect),
         cmocka_unit_test(test_want),
         cmocka_unit_test(test_split_at_every_offset),
+        cmocka_unit_test(test_value_hash),
+        cmocka_unit_test(test_sample_simple_query),
+        cmocka_unit_test(test_sample_extended_unnamed),
+        cmocka_unit_test(test_sample_named_described_once),
+        cmocka_unit_test(test_sample_describe_portal_each_time),
+        cmocka_unit_test(test_sample_row_cap),
+        cmocka_unit_test(test_sample_portal_suspended),
+        cmocka_unit_test(test_sample_many_columns),
+        cmocka_unit_test(test_sample_value_cap),
+        cmocka_unit_test(test_sample_cut_row),
+        cmocka_unit_test(test_sample_malformed),
+        cmocka_unit_test(test_sample_error_after_rows),
+        cmocka_unit_test(test_sample_held_bounded),
+        cmocka_unit_test(test_sample_million_rows),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
