@@ -1440,3 +1440,1028 @@ void fp_statement(fp_cache *c, const char *text, size_t len, fp_result *out)
     lru_push(c, i);
     result_from(&c->entries[i], out);
 }
+
+/* ---- literal values ----
+ *
+ * fp_literals numbers literals as libpg_query's normalize does: it walks the raw parse tree, so a
+ * SELECT's constants come in the order target list, FROM, WHERE, GROUP BY, ORDER BY, HAVING,
+ * WINDOW, OFFSET, LIMIT, locking, WITH, then the operands of a set operation. The text is read
+ * into tokens and walked clause by clause in that order, without parsing it. */
+
+#define LIT_MAX_NESTING 64 /* subqueries walked in tree order; deeper ones in text order */
+#define LIT_MAX_SEGMENTS 24
+
+#define LIT_WORD_MAX 24 /* longest keyword compared, with its NUL */
+
+typedef struct ltok {
+    token t;
+    char word[LIT_WORD_MAX]; /* an unquoted identifier in lower case; "" if other or longer */
+    uint32_t match;          /* of a ( or [: the index of its closing bracket (or of the end) */
+    bool lit;                /* one of the constants normalize numbers */
+    bool negative; /* a number with a unary minus before it, which the constant includes */
+    bool done;     /* already emitted */
+    char esc;      /* the escape character of a U&'' string */
+} ltok;
+
+typedef struct lits {
+    lexer lx;
+    ltok *v;
+    uint32_t n, cap;
+    uint32_t *order; /* token indices in numbering order */
+    uint32_t n_order;
+} lits;
+
+static bool lit_push(lits *L, const token *t)
+{
+    if (L->n == L->cap) {
+        uint32_t cap = L->cap ? L->cap * 2 : 64;
+        ltok *grown = realloc(L->v, cap * sizeof *grown);
+        if (grown == NULL)
+            return false;
+        L->v = grown;
+        L->cap = cap;
+    }
+    memset(&L->v[L->n], 0, sizeof *L->v);
+    L->v[L->n].t = *t;
+    if (t->kind == TK_IDENT && t->end - t->start < LIT_WORD_MAX) /* keywords are compared often */
+        for (size_t i = 0; i < t->end - t->start; i++)
+            L->v[L->n].word[i] = (char)lower_ascii((unsigned char)L->lx.s[t->start + i]);
+    L->v[L->n].match = L->n;
+    L->v[L->n].esc = '\\';
+    L->n++;
+    return true;
+}
+
+/* PostgreSQL cuts trailing + and - off an operator unless it holds one of ~!@#^&|`?%, so that
+ * =-5 is = and -5; each cut character is then an operator of its own. */
+static bool lit_push_operator(lits *L, const token *t)
+{
+    const char *s = L->lx.s + t->start;
+    size_t n = t->end - t->start, keep = n;
+    token one = *t;
+
+    if (n > 1 && (s[n - 1] == '+' || s[n - 1] == '-')) {
+        bool qualifies = false;
+        for (size_t i = 0; i + 1 < n; i++)
+            qualifies |= strchr("~!@#^&|`?%", s[i]) != NULL;
+        while (!qualifies && keep > 1 && (s[keep - 1] == '+' || s[keep - 1] == '-'))
+            keep--;
+    }
+    one.end = t->start + keep;
+    if (!lit_push(L, &one))
+        return false;
+    for (size_t i = keep; i < n; i++) {
+        one.start = t->start + i;
+        one.end = one.start + 1;
+        if (!lit_push(L, &one))
+            return false;
+    }
+    return true;
+}
+
+/* Reads the tokens (comments left out) and pairs the brackets. */
+static bool lit_lex(lits *L, const char *text, size_t len)
+{
+    token t;
+
+    lex_init(&L->lx, text, len > UINT32_MAX ? UINT32_MAX : len);
+    for (lex_next(&L->lx, &t); t.kind != TK_END; lex_next(&L->lx, &t)) {
+        if (t.kind == TK_COMMENT)
+            continue;
+        if (!(t.kind == TK_OP ? lit_push_operator(L, &t) : lit_push(L, &t)))
+            return false;
+    }
+    uint32_t *stack = malloc((L->n + 1) * sizeof *stack), depth = 0;
+    if (stack == NULL)
+        return false;
+    for (uint32_t i = 0; i < L->n; i++) {
+        const token *k = &L->v[i].t;
+        if (is_punct(&L->lx, k, '(') || is_punct(&L->lx, k, '[')) {
+            L->v[i].match = L->n; /* until its bracket closes */
+            stack[depth++] = i;
+        } else if ((is_punct(&L->lx, k, ')') || is_punct(&L->lx, k, ']')) && depth > 0) {
+            L->v[stack[--depth]].match = i;
+        }
+    }
+    free(stack);
+    return true;
+}
+
+static bool lw(const lits *L, uint32_t i, const char *w)
+{
+    return i < L->n && L->v[i].word[0] == w[0] && strcmp(L->v[i].word, w) == 0;
+}
+
+static bool lp(const lits *L, uint32_t i, char c)
+{
+    return i < L->n && is_punct(&L->lx, &L->v[i].t, c);
+}
+
+static bool lop(const lits *L, uint32_t i, const char *op)
+{
+    const token *t = i < L->n ? &L->v[i].t : NULL;
+
+    return t != NULL && (t->kind == TK_OP || t->kind == TK_PUNCT) &&
+           t->end - t->start == strlen(op) && memcmp(L->lx.s + t->start, op, strlen(op)) == 0;
+}
+
+static bool lw_any(const lits *L, uint32_t i, const char *const *words)
+{
+    if (i >= L->n || L->v[i].word[0] == '\0')
+        return false;
+    for (; *words != NULL; words++)
+        if (lw(L, i, *words))
+            return true;
+    return false;
+}
+
+/* The index just after the bracket that i opens (i + 1 for any other token). */
+static uint32_t lit_skip(const lits *L, uint32_t i)
+{
+    if (lp(L, i, '(') || lp(L, i, '['))
+        return L->v[i].match < L->n ? L->v[i].match + 1 : L->n;
+    return i + 1;
+}
+
+/* Whether the - at i is a sign rather than a subtraction: nothing that ends an operand comes
+ * before it. */
+static bool unary_minus(const lits *L, uint32_t i, uint32_t lo)
+{
+    static const char *const openers[] = {
+        "select", "where",   "and",     "or",        "not",    "then",     "else",
+        "when",   "case",    "return",  "returning", "limit",  "offset",   "having",
+        "on",     "between", "like",    "ilike",     "by",     "distinct", "all",
+        "any",    "some",    "values",  "set",       "escape", "from",     "for",
+        "using",  "to",      "default", "placing",   NULL};
+    const token *p;
+
+    if (!lop(L, i, "-"))
+        return false;
+    if (i == lo)
+        return true;
+    p = &L->v[i - 1].t;
+    if (p->kind == TK_OP)
+        return true;
+    if (p->kind == TK_PUNCT)
+        return !lp(L, i - 1, ')') && !lp(L, i - 1, ']');
+    return lw_any(L, i - 1, openers);
+}
+
+/* Words the grammar turns into constants: TRUE, FALSE and NULL (not after IS), LIMIT ALL, the
+ * field of EXTRACT and the form of NORMALIZE. */
+static bool word_constant(const lits *L, uint32_t i)
+{
+    static const char *const forms[] = {"nfc", "nfd", "nfkc", "nfkd", NULL};
+    /* i - 1 and i - 2 wrap around at the start: lw is false there */
+    bool after_is = lw(L, i - 1, "is") || (lw(L, i - 1, "not") && lw(L, i - 2, "is"));
+
+    if ((lw(L, i, "true") || lw(L, i, "false") || lw(L, i, "null")) && !after_is)
+        return true;
+    if (lw(L, i, "all") && lw(L, i - 1, "limit"))
+        return true;
+    if ((L->v[i].t.kind == TK_IDENT || L->v[i].t.kind == TK_QIDENT) && i >= 2 &&
+        lp(L, i - 1, '(') && lw(L, i - 2, "extract") && lw(L, i + 1, "from"))
+        return true;
+    if (lw_any(L, i, forms))
+        return lw(L, i + 1, "normalized") ||
+               (lp(L, i - 1, ',') && lp(L, i + 1, ')') && i >= 4 && lw(L, i - 4, "normalize"));
+    return false;
+}
+
+/* Marks the constants, folding a sign into the number after it. */
+static void lit_mark(lits *L, uint32_t lo, uint32_t hi)
+{
+    for (uint32_t i = lo; i < hi; i++) {
+        ltok *v = &L->v[i];
+        if (v->t.kind == TK_STRING && lw(L, i - 1, "uescape") && i >= 2) {
+            if (L->v[i - 2].t.kind == TK_USTRING && v->t.end - v->t.start == 3)
+                L->v[i - 2].esc = L->lx.s[v->t.start + 1];
+            continue; /* the escape character of the literal before: part of it */
+        }
+        if (is_literal(v->t.kind)) {
+            v->lit = true;
+            v->negative =
+                (v->t.kind == TK_INT || v->t.kind == TK_NUM) && i > lo && unary_minus(L, i - 1, lo);
+        } else if (v->t.kind == TK_IDENT || v->t.kind == TK_QIDENT) {
+            v->lit = word_constant(L, i);
+        }
+    }
+}
+
+/* Constants inside the brackets opened at i are part of a type name (varchar(10), int[3]). */
+static void lit_unmark_inside(lits *L, uint32_t i)
+{
+    for (uint32_t k = i + 1; k < L->v[i].match && k < L->n; k++)
+        L->v[k].lit = false;
+}
+
+/* A type name from i on: its modifiers and array bounds hold no numbered constants. */
+static void lit_type(lits *L, uint32_t i)
+{
+    static const char *const more[] = {"precision", "varying", NULL};
+
+    if (i >= L->n || (L->v[i].t.kind != TK_IDENT && L->v[i].t.kind != TK_QIDENT))
+        return;
+    for (i++; lp(L, i, '.') && i + 1 < L->n; i += 2)
+        ;
+    while (lw_any(L, i, more))
+        i++;
+    if (lp(L, i, '(')) {
+        lit_unmark_inside(L, i);
+        i = lit_skip(L, i);
+    }
+    if ((lw(L, i, "with") || lw(L, i, "without")) && lw(L, i + 1, "time") && lw(L, i + 2, "zone"))
+        i += 3;
+    for (;;) {
+        if (lw(L, i, "array"))
+            i++;
+        if (!lp(L, i, '['))
+            return;
+        lit_unmark_inside(L, i);
+        i = lit_skip(L, i);
+    }
+}
+
+/* CAST(x AS type): the type follows the AS at the top level of the parentheses at i. */
+static void lit_cast(lits *L, uint32_t i)
+{
+    for (uint32_t k = i + 1; k < L->v[i].match && k < L->n; k = lit_skip(L, k))
+        if (lw(L, k, "as"))
+            lit_type(L, k + 1);
+}
+
+static bool is_string_kind(tok_kind k)
+{
+    return k >= TK_STRING;
+}
+
+/* Type modifiers: after ::, in CAST, in typed literals (numeric(5,2) '1.5') and in the
+ * precision of current_time(3) and its kin. */
+static void lit_typmods(lits *L)
+{
+    static const char *const clocks[] = {"current_time", "current_timestamp", "localtime",
+                                         "localtimestamp", NULL};
+
+    for (uint32_t i = 0; i < L->n; i++) {
+        if (lop(L, i, "::"))
+            lit_type(L, i + 1);
+        else if (lw(L, i, "cast") && lp(L, i + 1, '('))
+            lit_cast(L, i + 1);
+        else if (lp(L, i, '(') && i > 0 && lw_any(L, i - 1, clocks))
+            lit_unmark_inside(L, i);
+        else if (lp(L, i, '(') && i > 0 && L->v[i - 1].t.kind == TK_IDENT &&
+                 L->v[i].match + 1 < L->n && is_string_kind(L->v[L->v[i].match + 1].t.kind))
+            lit_unmark_inside(L, i);
+    }
+}
+
+static void lit_emit(lits *L, uint32_t i)
+{
+    if (L->v[i].lit && !L->v[i].done) {
+        L->v[i].done = true;
+        L->order[L->n_order++] = i;
+    }
+}
+
+static void walk_query(lits *L, uint32_t lo, uint32_t hi, int depth);
+
+/* Whether [lo, hi) is a query: SELECT, VALUES, WITH or TABLE, maybe in more parentheses. */
+static bool starts_query(const lits *L, uint32_t lo, uint32_t hi)
+{
+    static const char *const heads[] = {"select", "values", "with", "table", NULL};
+
+    while (lo < hi && lp(L, lo, '('))
+        lo++;
+    return lo < hi && lw_any(L, lo, heads);
+}
+
+/* Expressions are walked in text order, but a subquery in parentheses in its own order. */
+static void walk_expr(lits *L, uint32_t lo, uint32_t hi, int depth)
+{
+    for (uint32_t i = lo; i < hi && i < L->n; i++) {
+        if (lp(L, i, '(') && depth < LIT_MAX_NESTING && starts_query(L, i + 1, L->v[i].match)) {
+            uint32_t end = L->v[i].match < hi ? L->v[i].match : hi;
+            walk_query(L, i + 1, end, depth + 1);
+            i = end;
+            continue;
+        }
+        lit_emit(L, i);
+    }
+}
+
+/* ORDER BY 1 and GROUP BY 1 name a column by position: normalize leaves the number alone. */
+static void unmark_positions(lits *L, uint32_t lo, uint32_t hi, bool sort)
+{
+    static const char *const modifiers[] = {"asc", "desc", "nulls", "using", NULL};
+    uint32_t a = lo + 2; /* after ORDER BY / GROUP BY */
+
+    while (a < hi) {
+        uint32_t b = a;
+        while (b < hi && !lp(L, b, ','))
+            b = lit_skip(L, b);
+        uint32_t k = lop(L, a, "-") && a + 1 < b && L->v[a + 1].negative ? a + 1 : a;
+        bool alone = k + 1 == b || (sort && lw_any(L, k + 1, modifiers));
+        if (k < b && L->v[k].t.kind == TK_INT && alone)
+            L->v[k].lit = false;
+        a = b + 1;
+    }
+}
+
+typedef enum seg_kind { SEG_EXPR, SEG_SORT, SEG_GROUP, SEG_QUERY } seg_kind;
+
+typedef struct segment {
+    uint32_t lo, hi;
+    int rank; /* walk order: lower first, then text order */
+    seg_kind kind;
+} segment;
+
+typedef struct clause_word {
+    const char *word;
+    int rank;
+    seg_kind kind;
+} clause_word;
+
+/* Whether the word at i starts a clause of the given list; FROM in IS DISTINCT FROM does not,
+ * nor GROUP and ORDER without BY, nor FOR that does not lock. */
+static const clause_word *clause_at(const lits *L, uint32_t i, const clause_word *words)
+{
+    static const char *const locks[] = {"update", "share", "no", "key", NULL};
+
+    if (i >= L->n || L->v[i].word[0] == '\0')
+        return NULL;
+    for (; words->word != NULL; words++) {
+        if (!lw(L, i, words->word))
+            continue;
+        if (lw(L, i, "from") && i > 0 && lw(L, i - 1, "distinct"))
+            return NULL;
+        if ((lw(L, i, "group") || lw(L, i, "order")) && !lw(L, i + 1, "by"))
+            return NULL;
+        if (lw(L, i, "for") && !lw_any(L, i + 1, locks))
+            return NULL;
+        return words;
+    }
+    return NULL;
+}
+
+/* Cuts [lo, hi) at the top-level clause words into segments; false if there are too many. */
+static bool split_clauses(const lits *L, uint32_t lo, uint32_t hi, const clause_word *words,
+                          int head_rank, segment *seg, int *n)
+{
+    *n = 0;
+    seg[0] = (segment){lo, hi, head_rank, SEG_EXPR};
+    for (uint32_t i = lo; i < hi; i = lit_skip(L, i)) {
+        const clause_word *w = clause_at(L, i, words);
+        if (w == NULL || i == lo)
+            continue;
+        if (*n + 1 >= LIT_MAX_SEGMENTS)
+            return false;
+        seg[*n].hi = i;
+        seg[++*n] = (segment){i, hi, w->rank, w->kind};
+    }
+    if (lo < hi && clause_at(L, lo, words) != NULL) {
+        const clause_word *w = clause_at(L, lo, words);
+        seg[0].rank = w->rank;
+        seg[0].kind = w->kind;
+    }
+    (*n)++;
+    return true;
+}
+
+static void walk_segment(lits *L, const segment *s, int depth)
+{
+    if (s->kind == SEG_SORT || s->kind == SEG_GROUP)
+        unmark_positions(L, s->lo, s->hi, s->kind == SEG_SORT);
+    if (s->kind == SEG_QUERY)
+        walk_query(L, s->lo, s->hi, depth + 1);
+    else
+        walk_expr(L, s->lo, s->hi, depth);
+}
+
+/* Walks the segments by rank (stable: equal ranks in text order). */
+static void walk_ranked(lits *L, const segment *seg, int n, int depth)
+{
+    int lowest = INT_MAX, next;
+
+    for (int i = 0; i < n; i++)
+        lowest = seg[i].rank < lowest ? seg[i].rank : lowest;
+    for (int rank = lowest; rank != INT_MAX; rank = next) {
+        next = INT_MAX;
+        for (int i = 0; i < n; i++) {
+            if (seg[i].rank == rank)
+                walk_segment(L, &seg[i], depth);
+            else if (seg[i].rank > rank && seg[i].rank < next)
+                next = seg[i].rank;
+        }
+    }
+}
+
+/* Clause ranks of a SELECT in the walk order of the parse tree. */
+enum {
+    R_TARGETS,
+    R_INTO,
+    R_FROM,
+    R_WHERE,
+    R_GROUP,
+    R_SORT,
+    R_HAVING,
+    R_WINDOW,
+    R_OFFSET,
+    R_LIMIT,
+    R_LOCK,
+    R_WITH,
+    R_OPERANDS
+};
+
+static const clause_word select_clauses[] = {{"into", R_INTO, SEG_EXPR},
+                                             {"from", R_FROM, SEG_EXPR},
+                                             {"where", R_WHERE, SEG_EXPR},
+                                             {"group", R_GROUP, SEG_GROUP},
+                                             {"having", R_HAVING, SEG_EXPR},
+                                             {"window", R_WINDOW, SEG_EXPR},
+                                             {NULL, 0, SEG_EXPR}};
+
+static const clause_word tail_clauses[] = {
+    {"order", R_SORT, SEG_SORT},  {"offset", R_OFFSET, SEG_EXPR}, {"limit", R_LIMIT, SEG_EXPR},
+    {"fetch", R_LIMIT, SEG_EXPR}, {"for", R_LOCK, SEG_EXPR},      {NULL, 0, SEG_EXPR}};
+
+static const char *const set_ops[] = {"union", "intersect", "except", NULL};
+
+/* Where the query after WITH's common table expressions starts. */
+static uint32_t main_start(const lits *L, uint32_t i, uint32_t hi)
+{
+    static const char *const heads[] = {"select", "values", "table", "insert",
+                                        "update", "delete", "merge", NULL};
+
+    for (; i < hi; i = lit_skip(L, i)) {
+        if (lw_any(L, i, heads))
+            return i;
+        if (lp(L, i, '(') && i > 0 && lp(L, i - 1, ')'))
+            return i;
+    }
+    return hi;
+}
+
+/* The first top-level ORDER BY, OFFSET, LIMIT, FETCH or locking clause after the last set
+ * operation: those belong to the whole query. */
+static uint32_t tail_start(const lits *L, uint32_t lo, uint32_t hi)
+{
+    uint32_t tail = hi;
+
+    for (uint32_t i = lo; i < hi; i = lit_skip(L, i)) {
+        if (lw_any(L, i, set_ops))
+            tail = hi;
+        else if (tail == hi && clause_at(L, i, tail_clauses) != NULL)
+            tail = i;
+    }
+    return tail;
+}
+
+/* One operand of a query: a plain SELECT, VALUES lists, or a query in parentheses. */
+static void walk_operand(lits *L, uint32_t lo, uint32_t hi, const segment *sort, int depth)
+{
+    segment seg[LIT_MAX_SEGMENTS + 1];
+    int n;
+
+    while (lo < hi && (lw(L, lo, "all") || lw(L, lo, "distinct")))
+        lo++;
+    if (lp(L, lo, '(') && L->v[lo].match == hi - 1) {
+        walk_query(L, lo + 1, hi - 1, depth + 1);
+    } else if (!split_clauses(L, lo, hi, select_clauses, R_TARGETS, seg, &n)) {
+        walk_expr(L, lo, hi, depth);
+    } else {
+        if (sort != NULL)
+            seg[n++] = *sort;
+        walk_ranked(L, seg, n, depth);
+        return;
+    }
+    if (sort != NULL)
+        walk_segment(L, sort, depth);
+}
+
+static void walk_operands(lits *L, uint32_t lo, uint32_t hi, int depth)
+{
+    uint32_t a = lo;
+
+    for (uint32_t i = lo; i < hi; i = lit_skip(L, i)) {
+        if (lw_any(L, i, set_ops)) {
+            walk_operand(L, a, i, NULL, depth);
+            a = i + 1;
+        }
+    }
+    walk_operand(L, a, hi, NULL, depth);
+}
+
+static bool has_set_op(const lits *L, uint32_t lo, uint32_t hi)
+{
+    for (uint32_t i = lo; i < hi; i = lit_skip(L, i))
+        if (lw_any(L, i, set_ops))
+            return true;
+    return false;
+}
+
+/* The query's own clauses: a plain one walks ORDER BY between GROUP BY and HAVING; a set
+ * operation walks its ORDER BY, OFFSET, LIMIT, locking and WITH before its operands. */
+static void walk_query_body(lits *L, uint32_t lo, uint32_t m, uint32_t hi, int depth)
+{
+    segment tail[LIT_MAX_SEGMENTS + 2], rest[LIT_MAX_SEGMENTS + 2];
+    const segment *sort = NULL;
+    uint32_t t = tail_start(L, m, hi);
+    int n = 0, k = 0;
+
+    if (t < hi && !split_clauses(L, t, hi, tail_clauses, R_SORT, tail, &n)) {
+        walk_expr(L, lo, hi, depth);
+        return;
+    }
+    if (m > lo)
+        tail[n++] = (segment){lo, m, R_WITH, SEG_EXPR};
+    if (has_set_op(L, m, t)) {
+        walk_ranked(L, tail, n, depth);
+        walk_operands(L, m, t, depth);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        if (tail[i].kind == SEG_SORT && sort == NULL)
+            sort = &tail[i];
+        else
+            rest[k++] = tail[i];
+    }
+    walk_operand(L, m, t, sort, depth);
+    walk_ranked(L, rest, k, depth);
+}
+
+static void walk_query(lits *L, uint32_t lo, uint32_t hi, int depth)
+{
+    if (lo >= hi)
+        return;
+    if (depth > LIT_MAX_NESTING)
+        walk_expr(L, lo, hi, depth);
+    else if (lp(L, lo, '(') && L->v[lo].match == hi - 1)
+        walk_query(L, lo + 1, hi - 1, depth + 1);
+    else
+        walk_query_body(L, lo, lw(L, lo, "with") ? main_start(L, lo + 1, hi) : lo, hi, depth);
+}
+
+/* INSERT: the rows (VALUES or a query) in their own order; the rest in text order. */
+static void walk_insert(lits *L, uint32_t lo, uint32_t hi)
+{
+    uint32_t q = hi, e = hi;
+
+    for (uint32_t i = lo + 1; i < hi; i = lit_skip(L, i)) {
+        bool rows = lw(L, i, "select") || lw(L, i, "with") || lw(L, i, "table") ||
+                    (lw(L, i, "values") && !lw(L, i - 1, "default")) ||
+                    (lp(L, i, '(') && starts_query(L, i + 1, L->v[i].match));
+        if (q == hi && rows)
+            q = i;
+        else if (q < hi && ((lw(L, i, "on") && lw(L, i + 1, "conflict")) || lw(L, i, "returning")))
+            e = e == hi ? i : e;
+    }
+    walk_expr(L, lo, q, 0);
+    walk_query(L, q, e, 1);
+    walk_expr(L, e, hi, 0);
+}
+
+static const clause_word update_clauses[] = {
+    {"from", 2, SEG_EXPR}, {"where", 1, SEG_EXPR}, {"returning", 3, SEG_EXPR}, {NULL, 0, SEG_EXPR}};
+
+/* UPDATE: the tree holds SET, WHERE, FROM, RETURNING in that order. */
+static void walk_dml(lits *L, uint32_t lo, uint32_t hi)
+{
+    segment seg[LIT_MAX_SEGMENTS + 1];
+    int n;
+
+    if (lw(L, lo, "insert"))
+        walk_insert(L, lo, hi);
+    else if (lw(L, lo, "update") && split_clauses(L, lo, hi, update_clauses, 0, seg, &n))
+        walk_ranked(L, seg, n, 0);
+    else
+        walk_expr(L, lo, hi, 0);
+}
+
+/* EXPLAIN, DECLARE, PREPARE, CREATE ... AS: the query inside in its own order. */
+static void walk_other(lits *L, uint32_t lo, uint32_t hi)
+{
+    static const char *const dml[] = {"insert", "update", "delete", "merge", NULL};
+
+    for (uint32_t i = lo + 1; i < hi; i = lit_skip(L, i)) {
+        bool query = lw(L, i, "select") || (lw(L, i, "values") && lp(L, i + 1, '('));
+        if (query || lw_any(L, i, dml)) {
+            walk_expr(L, lo, i, 0);
+            if (query)
+                walk_query(L, i, hi, 0);
+            else
+                walk_dml(L, i, hi);
+            return;
+        }
+    }
+    walk_expr(L, lo, hi, 0);
+}
+
+static void walk_statement(lits *L, uint32_t lo, uint32_t hi)
+{
+    static const char *const dml[] = {"insert", "update", "delete", "merge", NULL};
+    static const char *const queries[] = {"select", "values", "table", NULL};
+    uint32_t m;
+
+    if (lo >= hi)
+        return;
+    m = lw(L, lo, "with") ? main_start(L, lo + 1, hi) : lo;
+    if (m < hi && lw_any(L, m, dml)) {
+        walk_dml(L, m, hi);
+        walk_expr(L, lo, m, 0); /* a DML statement's WITH comes last */
+        return;
+    }
+    if (lw_any(L, lo, queries) || lp(L, lo, '(') || m > lo) {
+        walk_query(L, lo, hi, 0);
+        return;
+    }
+    walk_other(L, lo, hi);
+}
+
+/* ---- decoding a literal's value ---- */
+
+static char *put_utf8(char *out, uint32_t cp)
+{
+    if (cp < 0x80) {
+        *out++ = (char)cp;
+    } else if (cp < 0x800) {
+        *out++ = (char)(0xC0 | (cp >> 6));
+        *out++ = (char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        *out++ = (char)(0xE0 | (cp >> 12));
+        *out++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *out++ = (char)(0x80 | (cp & 0x3F));
+    } else {
+        *out++ = (char)(0xF0 | (cp >> 18));
+        *out++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+        *out++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *out++ = (char)(0x80 | (cp & 0x3F));
+    }
+    return out;
+}
+
+/* Reads up to max hex digits at s[*i]; -1 if there are fewer than min. */
+static long read_hex(const char *s, size_t n, size_t *i, int min, int max)
+{
+    long v = 0;
+    int k = 0;
+
+    while (k < max && *i < n && hex_value((unsigned char)s[*i]) >= 0) {
+        v = v * 16 + hex_value((unsigned char)s[(*i)++]);
+        k++;
+    }
+    return k >= min ? v : -1;
+}
+
+/* A code point, with a pending high surrogate joined to the low one after it. */
+static char *put_code_point(char *out, long cp, uint32_t *high)
+{
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        *high = (uint32_t)cp;
+        return out;
+    }
+    if (cp >= 0xDC00 && cp <= 0xDFFF && *high != 0)
+        cp = 0x10000 + (((long)*high - 0xD800) << 10) + (cp - 0xDC00);
+    *high = 0;
+    return cp >= 0 && cp <= 0x10FFFF ? put_utf8(out, (uint32_t)cp) : out;
+}
+
+static char *put_byte(char *out, long v)
+{
+    *out = (char)v;
+    return out + 1;
+}
+
+/* One backslash escape of an E'' string at s[*i] (just after the backslash). */
+static char *put_escape(char *out, const char *s, size_t n, size_t *i, uint32_t *high)
+{
+    static const char from[] = "bfnrt", to[] = "\b\f\n\r\t";
+    char c = s[(*i)++];
+    const char *k = c != '\0' ? strchr(from, c) : NULL;
+    long v;
+
+    if (k != NULL)
+        return put_byte(out, to[k - from]);
+    if (c >= '0' && c <= '7') {
+        v = c - '0';
+        for (int d = 1; d < 3 && *i < n && s[*i] >= '0' && s[*i] <= '7'; d++)
+            v = v * 8 + (s[(*i)++] - '0');
+        return put_byte(out, v);
+    }
+    if (c == 'x' && (v = read_hex(s, n, i, 1, 2)) >= 0)
+        return put_byte(out, v);
+    if (c == 'u' && (v = read_hex(s, n, i, 4, 4)) >= 0)
+        return put_code_point(out, v, high);
+    if (c == 'U' && (v = read_hex(s, n, i, 8, 8)) >= 0)
+        return put_code_point(out, v, high);
+    return put_byte(out, c);
+}
+
+/* One escape of a U&'' string at s[*i] (just after the escape character). */
+static char *put_uescape(char *out, const char *s, size_t n, size_t *i, char esc, uint32_t *high)
+{
+    long v;
+
+    if (*i < n && s[*i] == esc) {
+        (*i)++;
+        return put_byte(out, esc);
+    }
+    if (*i < n && s[*i] == '+') {
+        (*i)++;
+        v = read_hex(s, n, i, 6, 6);
+    } else {
+        v = read_hex(s, n, i, 4, 4);
+    }
+    return v >= 0 ? put_code_point(out, v, high) : put_byte(out, esc);
+}
+
+/* The characters of a quoted literal: every part of a continued string, '' made one quote;
+ * backslash pairs of E'' strings kept whole for put_escape. */
+static size_t quoted_raw(const lexer *lx, const token *t, size_t prefix, bool e, char *out)
+{
+    size_t p = t->start + prefix + 1, m = 0;
+
+    while (p < t->end) {
+        char c = lx->s[p];
+        if (e && c == '\\' && p + 1 < t->end) {
+            out[m++] = c;
+            out[m++] = lx->s[p + 1];
+            p += 2;
+        } else if (c == '\'' && p + 1 < t->end && lx->s[p + 1] == '\'') {
+            out[m++] = '\'';
+            p += 2;
+        } else if (c == '\'') {
+            size_t again = quote_continues(lx, p + 1);
+            if (again == 0 || again >= t->end)
+                break;
+            p = again + 1;
+        } else {
+            out[m++] = c;
+            p++;
+        }
+    }
+    return m;
+}
+
+/* Resolves the escapes of raw[0..n) into out; returns the length. */
+static size_t unescape(const char *raw, size_t n, tok_kind kind, char esc, char *out)
+{
+    char *w = out;
+    uint32_t high = 0;
+
+    for (size_t i = 0; i < n;) {
+        if (kind == TK_ESTRING && raw[i] == '\\' && i + 1 < n) {
+            i++;
+            w = put_escape(w, raw, n, &i, &high);
+        } else if (kind == TK_USTRING && raw[i] == esc) {
+            i++;
+            w = put_uescape(w, raw, n, &i, esc, &high);
+        } else if (kind == TK_XSTRING) {
+            int v = hex_value((unsigned char)raw[i++]);
+            for (int b = 3; v >= 0 && b >= 0; b--)
+                *w++ = (char)('0' + ((v >> b) & 1));
+        } else {
+            *w++ = raw[i++];
+        }
+    }
+    return (size_t)(w - out);
+}
+
+/* A "quoted" identifier without its quotes, "" made one quote (U&"" left as written). */
+static size_t unquote_ident(const char *s, size_t n, char *out)
+{
+    size_t m = 0;
+
+    if (n < 2 || s[0] != '"') {
+        memcpy(out, s, n);
+        return n;
+    }
+    for (size_t k = 1; k + 1 < n; k++) {
+        out[m++] = s[k];
+        if (s[k] == '"' && s[k + 1] == '"')
+            k++;
+    }
+    return m;
+}
+
+/* The value of the constant at i into out (4 bytes per byte of the token, plus 2). */
+static size_t lit_value(const lits *L, uint32_t i, char *out, char *raw)
+{
+    const ltok *v = &L->v[i];
+    const token *t = &v->t;
+    const char *s = L->lx.s + t->start;
+    size_t n = t->end - t->start, m = 0;
+
+    switch (t->kind) {
+    case TK_INT:
+    case TK_NUM:
+        if (v->negative)
+            out[m++] = '-';
+        memcpy(out + m, s, n);
+        return m + n;
+    case TK_IDENT:
+        for (; m < n; m++)
+            out[m] = (char)lower_ascii((unsigned char)s[m]);
+        return n;
+    case TK_QIDENT:
+        return unquote_ident(s, n, out);
+    case TK_DOLLAR: {
+        const char *close = memchr(s + 1, '$', n - 1);
+        size_t delim = close ? (size_t)(close - s) + 1 : n; /* $tag$ */
+        m = n >= 2 * delim ? n - 2 * delim : 0;
+        memcpy(out, s + delim, m);
+        return m;
+    }
+    default: {
+        size_t prefix = t->kind == TK_STRING ? 0 : t->kind == TK_USTRING ? 2 : 1;
+        m = quoted_raw(&L->lx, t, prefix, t->kind == TK_ESTRING, raw);
+        return unescape(raw, m, t->kind, v->esc, out);
+    }
+    }
+}
+
+static void lits_free(lits *L)
+{
+    free(L->v);
+    free(L->order);
+}
+
+/* Marks the constants and orders them, statement by statement. */
+static void lits_walk(lits *L)
+{
+    uint32_t start = 0;
+
+    for (uint32_t i = 0; i <= L->n; i++) {
+        if (i < L->n && !lp(L, i, ';'))
+            continue;
+        lit_mark(L, start, i);
+        start = i + 1;
+    }
+    lit_typmods(L);
+    start = 0;
+    for (uint32_t i = 0; i <= L->n; i++) {
+        if (i < L->n && !lp(L, i, ';'))
+            continue;
+        walk_statement(L, start, i);
+        start = i + 1;
+    }
+    for (uint32_t i = 0; i < L->n; i++) /* anything the walk missed, rather than nothing */
+        lit_emit(L, i);
+}
+
+int fp_literals(const char *text, size_t len, void (*fn)(const char *value, size_t len, void *arg),
+                void *arg)
+{
+    lits L;
+    size_t longest = 0;
+    char *out = NULL, *raw = NULL;
+    int count = 0;
+
+    memset(&L, 0, sizeof L);
+    if (lit_lex(&L, text, len) && (L.order = malloc((L.n + 1) * sizeof *L.order)) != NULL) {
+        lits_walk(&L);
+        for (uint32_t k = 0; k < L.n_order; k++) {
+            const token *t = &L.v[L.order[k]].t;
+            longest = t->end - t->start > longest ? t->end - t->start : longest;
+        }
+        out = malloc(4 * longest + 2); /* X'' strings grow 4 times, a sign adds one */
+        raw = malloc(longest + 1);
+    }
+    for (uint32_t k = 0; out != NULL && raw != NULL && k < L.n_order; k++) {
+        size_t n = lit_value(&L, L.order[k], out, raw);
+        out[n] = '\0';
+        fn(out, n, arg);
+        count++;
+    }
+    free(out);
+    free(raw);
+    lits_free(&L);
+    return count;
+}
+
+/* ---- the one table of a SELECT ---- */
+
+#define NO_TABLE UINT32_MAX
+
+/* Whether two name tokens name the same thing: quoted ones byte for byte, unquoted ones
+ * without regard to ASCII case. */
+static bool same_name(const lexer *lx, const token *a, const token *b)
+{
+    size_t n = a->end - a->start;
+
+    if (a->kind != b->kind || n != b->end - b->start)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)lx->s[a->start + i],
+                      y = (unsigned char)lx->s[b->start + i];
+        if (a->kind == TK_IDENT ? lower_ascii(x) != lower_ascii(y) : x != y)
+            return false;
+    }
+    return true;
+}
+
+static bool is_name(const lits *L, uint32_t i)
+{
+    return i < L->n && !L->v[i].t.bad &&
+           (L->v[i].t.kind == TK_IDENT || L->v[i].t.kind == TK_QIDENT);
+}
+
+/* Whether the WITH clause [lo, m) defines the name at i: a FROM naming it reads no table. */
+static bool is_cte_name(const lits *L, uint32_t lo, uint32_t m, uint32_t i)
+{
+    for (uint32_t k = lo + 1; k < m; k = lit_skip(L, k)) {
+        bool head = lw(L, k - 1, "with") || lw(L, k - 1, "recursive") || lp(L, k - 1, ',');
+        if (head && is_name(L, k) && same_name(&L->lx, &L->v[k].t, &L->v[i].t))
+            return true;
+    }
+    return false;
+}
+
+static const clause_word from_word[] = {{"from", 0, SEG_EXPR}, {NULL, 0, SEG_EXPR}};
+
+/* After the table name: an alias, TABLESAMPLE, then the end of the FROM clause. A comma or a
+ * JOIN means more tables. */
+static bool from_ends_alone(const lits *L, uint32_t i, uint32_t hi)
+{
+    static const char *const ends[] = {"where", "group",  "having", "window", "order",
+                                       "limit", "offset", "fetch",  "for",    NULL};
+    static const char *const joins[] = {"join",  "inner",   "left",    "right", "full",
+                                        "cross", "natural", "lateral", NULL};
+
+    for (; i < hi; i = lit_skip(L, i)) {
+        if (lw_any(L, i, ends))
+            return true;
+        if (lp(L, i, ',') || lw_any(L, i, joins))
+            return false;
+    }
+    return true;
+}
+
+/* The first token of the one table named in the FROM clause of the SELECT [m, hi); its name
+ * ends at *end. NO_TABLE if there is no such clause or it names more or other things. */
+static uint32_t from_one_table(const lits *L, uint32_t m, uint32_t hi, uint32_t *end)
+{
+    uint32_t from = hi, i;
+
+    for (i = m; i < hi; i = lit_skip(L, i)) {
+        if (lw_any(L, i, set_ops))
+            return NO_TABLE;
+        if (from == hi && clause_at(L, i, from_word) != NULL)
+            from = i;
+    }
+    i = lw(L, from + 1, "only") ? from + 2 : from + 1;
+    if (from == hi || !is_name(L, i) || lw(L, i, "lateral"))
+        return NO_TABLE;
+    for (*end = i + 1; lp(L, *end, '.') && is_name(L, *end + 1); *end += 2)
+        ;
+    if (lp(L, *end, '(') || !from_ends_alone(L, *end, hi))
+        return NO_TABLE; /* a function, or more than one table */
+    return i;
+}
+
+/* Writes the name [i, end): parts joined by dots, quotes removed, unquoted parts in lower
+ * case as PostgreSQL folds them. A name that does not fit is not written at all: a cut name
+ * would be another table's. */
+static void put_table(const lits *L, uint32_t i, uint32_t end, char *out, size_t cap)
+{
+    size_t used = 0;
+    bool fits = true;
+
+    for (; fits && i < end; i++) {
+        const token *t = &L->v[i].t;
+        char part[256];
+        size_t n = t->end - t->start;
+        if (n >= sizeof part) {
+            fits = false;
+        } else if (t->kind == TK_QIDENT) {
+            n = unquote_ident(L->lx.s + t->start, n, part);
+        } else {
+            for (size_t k = 0; k < n; k++)
+                part[k] = (char)lower_ascii((unsigned char)L->lx.s[t->start + k]);
+        }
+        fits = fits && append_cut(out, &used, cap - 1, part, n);
+    }
+    out[fits ? used : 0] = '\0';
+}
+
+void fp_single_table(const char *text, size_t len, char *out, size_t cap)
+{
+    lits L;
+    uint32_t hi = 0, m = 0, end = 0, name = NO_TABLE;
+
+    if (cap == 0)
+        return;
+    out[0] = '\0';
+    memset(&L, 0, sizeof L);
+    if (lit_lex(&L, text, len)) {
+        while (hi < L.n && !lp(&L, hi, ';'))
+            hi++;
+        m = lw(&L, 0, "with") ? main_start(&L, 1, hi) : 0;
+        if (lw(&L, m, "select"))
+            name = from_one_table(&L, m, hi, &end);
+        if (name != NO_TABLE && end == name + 1 && m > 0 && is_cte_name(&L, 0, m, name))
+            name = NO_TABLE;
+    }
+    if (name != NO_TABLE)
+        put_table(&L, name, end, out, cap);
+    lits_free(&L);
+}

@@ -1064,6 +1064,238 @@ static void test_tags_cut_to_cap(void **state)
     assert_string_equal(out, "ZZZ");
 }
 
+/* ---- literal values ---- */
+
+typedef struct lit_list {
+    char v[16][64];
+    size_t len[16];
+    int n;
+} lit_list;
+
+static void add_lit(const char *value, size_t len, void *arg)
+{
+    lit_list *l = arg;
+
+    if (l->n < 16) {
+        l->len[l->n] = len;
+        snprintf(l->v[l->n++], sizeof l->v[0], "%.*s", (int)len, value);
+    }
+}
+
+/* fp_literals gives exactly the n values that follow. */
+static void literals_are(const char *text, int n, ...)
+{
+    lit_list l;
+    va_list ap;
+
+    memset(&l, 0, sizeof l);
+    assert_int_equal(fp_literals(text, strlen(text), add_lit, &l), n);
+    assert_int_equal(l.n, n);
+    va_start(ap, n);
+    for (int i = 0; i < n; i++) {
+        const char *want = va_arg(ap, const char *);
+        if (strcmp(l.v[i], want) != 0)
+            fail_msg("literal %d of [%s]: [%s], expected [%s]", i + 1, text, l.v[i], want);
+    }
+    va_end(ap);
+}
+
+static void test_literals_decoded(void **state)
+{
+    (void)state;
+    literals_are("SELECT * FROM customers WHERE id = 42", 1, "42");
+    literals_are("SELECT * FROM customers WHERE name = 'O''Brien'", 1, "O'Brien");
+    literals_are("SELECT E'a\\nb\\x41\\101\\u00e9\\'', e'\\\\'", 2, "a\nbAA\xc3\xa9'", "\\");
+    literals_are("SELECT E'\\U0001F600', E'\\ud83d\\ude00', E'\\q'", 3, "\xf0\x9f\x98\x80",
+                 "\xf0\x9f\x98\x80", "q");
+    literals_are("SELECT $$it's$$, $tag$ $$ $tag$, $$$$", 3, "it's", " $$ ", "");
+    literals_are("SELECT B'101', X'1f', N'n''x'", 3, "101", "00011111", "n'x");
+    literals_are("SELECT U&'d\\0061t\\+000061\\\\', U&'d!0061t' UESCAPE '!'", 2, "data\\", "dat");
+    literals_are("SELECT 'a'\n  'b' \n'c', 'd'", 2, "abc", "d");
+    literals_are("SELECT 1.5e3, .5, 99999999999, -7, - 8, 1 - 9, 2 -10", 9, "1.5e3", ".5",
+                 "99999999999", "-7", "-8", "1", "9", "2", "10");
+    literals_are("SELECT * FROM t WHERE a=-5 AND b<>-6 AND c=+-7 AND d @-8", 4, "-5", "-6", "-7",
+                 "8");
+    literals_are("SELECT TRUE, False, NULL WHERE x IS NULL AND y IS NOT TRUE LIMIT ALL", 4, "true",
+                 "false", "null", "all");
+    literals_are("SELECT extract(YEAR FROM ts), interval '1 day', 'x'::varchar(10)", 3, "year",
+                 "1 day", "x");
+}
+
+static void test_literals_only_what_normalize_replaces(void **state)
+{
+    (void)state;
+    literals_are("SELECT a FROM t WHERE b = $1", 0);
+    literals_are("SELECT a::numeric(10,2), CAST(b AS char(4)), c::int[3], current_time(3) FROM t "
+                 "ORDER BY 1 DESC, 2",
+                 0);
+    literals_are("SELECT * FROM t GROUP BY 1, 2 + 3 ORDER BY -1 NULLS LAST", 2, "2", "3");
+    literals_are("SELECT numeric(5,2) '1.5', float(24) '2'", 2, "1.5", "2");
+    literals_are("SELECT a FROM t -- 42\n /* 'x' */ WHERE b = 'y'", 1, "y");
+}
+
+static void test_literals_odd_input(void **state)
+{
+    size_t n = 100000;
+    char *deep = malloc(2 * n + 16);
+    lit_list l;
+
+    (void)state;
+    literals_are("", 0);
+    assert_int_equal(fp_literals(NULL, 0, add_lit, &l), 0);
+    literals_are("SELECT 'unterminated", 1, "unterminated");
+    literals_are("SELECT E'\\", 1, "\\");
+    literals_are("SELECT $x$ never ends", 1, " never e");
+    literals_are("SELECT 1x, 2", 1, "2");
+    memset(&l, 0, sizeof l);
+    assert_int_equal(fp_literals("SELECT 1\0 2", 11, add_lit, &l), 1); /* stops at a NUL */
+    assert_non_null(deep);
+    memset(deep, '(', n);
+    memcpy(deep + n, "SELECT 5", 8);
+    memset(deep + n + 8, ')', n);
+    deep[2 * n + 8] = '\0';
+    literals_are(deep, 1, "5");
+    memcpy(deep + n, "VALUES 5", 8);
+    literals_are(deep + 1, 1, "5"); /* unbalanced */
+    free(deep);
+}
+
+/* Puts the values back in place of libpg_query's $n: getting the text back means fp_literals
+ * gave normalize's constants in normalize's numbering. Numbers and keywords go back bare,
+ * other values quoted, so the texts write their strings in plain quotes. */
+static void check_numbering(const char *text)
+{
+    PgQueryNormalizeResult r = pg_query_normalize(text);
+    char back[2048];
+    size_t o = 0;
+    int first = 0;
+    lit_list l;
+
+    memset(&l, 0, sizeof l);
+    fp_literals(text, strlen(text), add_lit, &l);
+    for (const char *p = strchr(text, '$'); p; p = strchr(p + 1, '$'))
+        first = atoi(p + 1) > first ? atoi(p + 1) : first; /* numbering starts after them */
+    assert_null(r.error);
+    for (const char *p = r.normalized_query; *p && o < sizeof back - 80;) {
+        char *end;
+        long k = *p == '$' ? strtol(p + 1, &end, 10) : 0;
+        if (k <= first || k - first > l.n) {
+            back[o++] = *p++;
+            continue;
+        }
+        const char *v = l.v[k - first - 1];
+        bool bare = strspn(v, "-0123456789.e") == strlen(v) || strcmp(v, "true") == 0 ||
+                    strcmp(v, "null") == 0 || strcmp(v, "year") == 0;
+        if (!bare)
+            back[o++] = '\'';
+        for (; *v; v++)
+            o += (size_t)snprintf(back + o, sizeof back - o, *v == '\'' && !bare ? "''" : "%c", *v);
+        if (!bare)
+            back[o++] = '\'';
+        p = end;
+    }
+    back[o] = '\0';
+    if (strcmp(back, text) != 0)
+        fail_msg("numbered differently:\n  text   [%s]\n  normal [%s]\n  back   [%s]", text,
+                 r.normalized_query, back);
+    pg_query_free_normalize_result(r);
+}
+
+static void test_literals_numbered_like_normalize(void **state)
+{
+    static const char *const texts[] = {
+        "SELECT * FROM customers WHERE id = 42",
+        "SELECT * FROM t WHERE a = 1 LIMIT 10 OFFSET 5",
+        "SELECT x FROM t WHERE a = 1 OFFSET 2 LIMIT 3",
+        "SELECT * FROM t WHERE a = 1 ORDER BY a DESC NULLS LAST OFFSET 10 ROWS FETCH NEXT 5 ROWS "
+        "ONLY",
+        "WITH x AS (SELECT 1 FROM t WHERE a = 2) SELECT 3 FROM x WHERE b = 4 LIMIT 5",
+        "SELECT 1 UNION SELECT 2 LIMIT 3",
+        "SELECT (SELECT 1) UNION (SELECT 2 ORDER BY 3 LIMIT 4) ORDER BY 1 LIMIT 5",
+        "SELECT * FROM (SELECT 1) s WHERE x = 2 UNION ALL SELECT 3 INTERSECT SELECT 4",
+        "SELECT a FROM t GROUP BY a HAVING count(*) > 2 ORDER BY a + 3",
+        "SELECT * FROM t WHERE a = 1 AND b IN (SELECT c FROM u WHERE d = 2 LIMIT 3) AND e = 4",
+        "SELECT (SELECT 1 LIMIT 2 OFFSET 3) FROM t WHERE x = 4",
+        "SELECT count(*) FILTER (WHERE a = 1) OVER (PARTITION BY 2 ORDER BY 3) FROM t "
+        "WHERE b = 4 ORDER BY 5",
+        "SELECT * FROM t WHERE a = 1 WINDOW w AS (ORDER BY 2)",
+        "SELECT true, null, 'a' FROM t WHERE b IS NULL AND c IS NOT TRUE",
+        "SELECT extract(year FROM ts), extract('day' FROM ts) FROM t",
+        "SELECT * FROM t WHERE a = $1 AND b = 2 AND c = $2",
+        "SELECT * FROM t WHERE a IN (1,2,3) AND b = ANY(ARRAY[4,5])",
+        "SELECT * FROM t WHERE a=-5 AND b <>-6 AND c=+-7 AND d @-8 AND e - 9 > 0",
+        "SELECT x::varchar(10), x::numeric(5,2)[], CAST(y AS char(4)) FROM t WHERE z = 9",
+        "SELECT * FROM t WHERE ts > now() - interval '5 minutes' AND k = 'x'::text",
+        "SELECT a FROM t WHERE b = 1 FOR UPDATE SKIP LOCKED",
+        "SELECT \"app_order\".\"id\" FROM \"app_order\" WHERE (\"app_order\".\"status\" = 'open' "
+        "AND \"app_order\".\"total\" > 10) ORDER BY \"app_order\".\"created\" DESC LIMIT 21",
+        "SELECT \"customers\".* FROM \"customers\" WHERE \"customers\".\"id\" = 42 LIMIT 1",
+        "SELECT customers.id AS customers_id FROM customers WHERE customers.id = 42",
+        "SELECT * FROM t t1 JOIN u ON u.x = 3 LEFT JOIN v ON v.y = 'w' WHERE t1.y = 4",
+        "SELECT CASE WHEN a = 1 THEN 'one' ELSE 'other' END FROM t WHERE b BETWEEN 2 AND 3",
+        "SELECT * FROM t WHERE a LIKE 'x%' ESCAPE '!' AND b = 'O''Brien'",
+        "SELECT DISTINCT ON (1) a, 2 FROM t WHERE b = 3",
+        "VALUES (1, 2), (3, 4)",
+        "UPDATE t SET a = 1 FROM u WHERE u.x = 2 AND t.y = 3 RETURNING 4",
+        "INSERT INTO t (a, b) VALUES (1, 'x'), (2, 'y') ON CONFLICT (a) DO UPDATE SET b = 'z' "
+        "RETURNING 5",
+        "WITH w AS (SELECT 1) INSERT INTO t SELECT 2 FROM w WHERE 3 = 3",
+        "WITH w AS (SELECT 1) UPDATE t SET a = 2 WHERE b = 3",
+        "DELETE FROM t USING u WHERE t.a = u.a AND u.b = 1 RETURNING 2",
+        "EXPLAIN SELECT * FROM t WHERE a = 1 LIMIT 2 OFFSET 3",
+        "SELECT 1; SELECT 2 LIMIT 3 OFFSET 4",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
+        check_numbering(texts[i]);
+}
+
+/* ---- the one table of a SELECT ---- */
+
+static void table_is(const char *text, const char *want)
+{
+    char out[64] = "junk";
+
+    fp_single_table(text, strlen(text), out, sizeof out);
+    if (strcmp(out, want) != 0)
+        fail_msg("table of [%s]: [%s], expected [%s]", text, out, want);
+}
+
+static void test_single_table(void **state)
+{
+    char small[8] = "junk";
+
+    (void)state;
+    table_is("SELECT * FROM orders WHERE id = 1", "orders");
+    table_is("select * from public.orders o where o.id = 1", "public.orders");
+    table_is("SELECT \"customers\".* FROM \"customers\" WHERE \"customers\".\"id\" = $1 LIMIT $2",
+             "customers");
+    table_is("SELECT * FROM Orders", "orders");
+    table_is("SELECT * FROM \"My \"\"Table\"\"\".\"X\"", "My \"Table\".X");
+    table_is("SELECT * FROM ONLY orders AS o TABLESAMPLE system (10) WHERE x FOR UPDATE", "orders");
+    table_is("SELECT extract(year FROM ts) FROM events WHERE a IS DISTINCT FROM b", "events");
+    table_is("SELECT * FROM orders WHERE customer_id IN (SELECT id FROM customers)", "orders");
+    table_is("WITH x AS (SELECT 1) SELECT * FROM orders", "orders");
+    table_is("WITH x AS (SELECT 1) SELECT * FROM x", "");
+    table_is("SELECT * FROM a, b", "");
+    table_is("SELECT * FROM a JOIN b ON a.x = b.x", "");
+    table_is("SELECT * FROM a NATURAL JOIN b", "");
+    table_is("SELECT * FROM a o, LATERAL f(o.id)", "");
+    table_is("SELECT * FROM (SELECT 1) s", "");
+    table_is("SELECT * FROM generate_series(1, 3)", "");
+    table_is("SELECT * FROM t UNION SELECT * FROM u", "");
+    table_is("SELECT 1", "");
+    table_is("UPDATE t SET a = 1", "");
+    table_is("DELETE FROM t", "");
+    table_is("", "");
+    table_is("SELECT * FROM \"unterminated", "");
+    fp_single_table("SELECT * FROM a_long_table_name", 31, small, sizeof small);
+    assert_string_equal(small, "");                   /* a cut name would be another table's */
+    fp_single_table("SELECT * FROM t", 15, small, 0); /* nothing written */
+    assert_string_equal(small, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1104,6 +1336,11 @@ int main(void)
         cmocka_unit_test(test_tags_choose_the_first_tag_comment),
         cmocka_unit_test(test_tags_canonical_form),
         cmocka_unit_test(test_tags_cut_to_cap),
+        cmocka_unit_test(test_literals_decoded),
+        cmocka_unit_test(test_literals_only_what_normalize_replaces),
+        cmocka_unit_test(test_literals_odd_input),
+        cmocka_unit_test(test_literals_numbered_like_normalize),
+        cmocka_unit_test(test_single_table),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
 

@@ -1,0 +1,104 @@
+/* nplusone.h — N+1 and duplicate-query detection per connection, with proof: a child
+ * statement's parameters are matched against the values the parent statement returned. Pure and
+ * single-threaded (the analysis thread feeds it); no I/O. */
+#ifndef PGSCOPE_NPLUSONE_H
+#define PGSCOPE_NPLUSONE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One column of a statement's result, from its RowDescription. */
+typedef struct np1_column {
+    uint32_t table_oid; /* 0 when the column is not a plain table column */
+    int16_t attnum;     /* column number in that table */
+    char name[64];      /* field name as the result names it */
+} np1_column;
+
+/* What the detector needs of one completed statement. Pointers are only read during the call. */
+typedef struct np1_stmt {
+    uint64_t conn_id;
+    int64_t start_us, end_us;
+    uint64_t fingerprint;
+    const char *query;            /* normalized text */
+    bool is_select;               /* a SELECT (the only kind that can be a child) */
+    bool failed;                  /* ended with an error */
+    char txn_status;              /* ReadyForQuery status after it: 'I', 'T', 'E', 0 unknown */
+    const char *application_name; /* a change ends the unit */
+    const char *tags;             /* canonical sqlcommenter tags; a change ends the unit */
+    bool ignored;                 /* carries a pgscope:ignore comment */
+    const char *table;            /* the one table it reads from, if it has exactly one, else "" */
+    /* Parameter values (bind parameters, or the literals of a simple-protocol text), hashed
+     * with track_value_hash, and as text for examples (may be NULL). */
+    const uint32_t *params;
+    const char *const *param_text;
+    uint16_t n_params;
+    /* Result sample: rows x n_columns value hashes (row-major, 0 for NULL), track_value_hash. */
+    const np1_column *columns;
+    uint16_t n_columns;
+    const uint32_t *values;
+    uint32_t rows;
+} np1_stmt;
+
+typedef struct np1_settings {
+    int min_repeats;        /* N: executions and distinct parameter tuples (default 5) */
+    int idle_gap_ms;        /* a pause this long ends a unit (default 250) */
+    double link_share;      /* share of children whose value is in the parent column (0.8) */
+    int max_unit;           /* statements of one unit looked at (default 10000) */
+    int results_kept;       /* recent result samples per connection (default 8) */
+    bool keep_params;       /* keep example parameter values (else redacted) */
+    /* Allow-list: a statement matching any entry is never a parent or a child. Entries are a
+     * 16-hex-digit fingerprint or a table name. */
+    const char *const *ignore;
+    int n_ignore;
+} np1_settings;
+
+void np1_settings_default(np1_settings *s);
+
+typedef enum { NP1_N_PLUS_ONE, NP1_DUPLICATE } np1_kind;
+
+#define NP1_MAX_CHILDREN 4 /* statements of one loop body reported together */
+#define NP1_MAX_EXAMPLES 3
+
+/* A finding, aggregated over every occurrence of the same pattern in the run. */
+typedef struct np1_finding {
+    np1_kind kind;
+    uint64_t parent_fp;           /* 0 for a duplicate query */
+    char *parent_query;
+    uint64_t child_fp[NP1_MAX_CHILDREN];
+    char *child_query[NP1_MAX_CHILDREN];
+    int n_children;
+    bool confirmed;               /* parameters linked to a parent column */
+    char *linked_column;          /* "orders.customer_id", or "table 16385 column 3"; "" if none */
+    uint64_t occurrences;         /* units it was seen in */
+    uint64_t max_n, total_n;      /* executions of the (first) child per occurrence */
+    double total_ms;              /* time spent in the children */
+    double saving_ms;             /* estimated time saved by one batched query per occurrence */
+    char *examples[NP1_MAX_EXAMPLES]; /* parameter tuples as JSON arrays, or "[redacted]" */
+    int n_examples;
+    char severity[8];             /* "high", "medium", "low" */
+    char *suggestion;             /* the fix, written out: batched query and JOIN */
+    int64_t first_us, last_us;
+    bool dirty;
+} np1_finding;
+
+typedef struct np1_detector np1_detector;
+
+np1_detector *np1_new(const np1_settings *s);
+void np1_free(np1_detector *d);
+
+/* Feeds one statement; statements of one connection must come in completion order. */
+void np1_statement(np1_detector *d, const np1_stmt *st);
+/* The connection ended: its open unit is examined and its state dropped. */
+void np1_disconnect(np1_detector *d, uint64_t conn_id);
+/* Examines units that have been idle for longer than the gap at now_us. */
+void np1_tick(np1_detector *d, int64_t now_us);
+
+/* Calls fn for every finding changed since the last call (all when all is true). */
+void np1_take_dirty(np1_detector *d, bool all, void (*fn)(np1_finding *f, void *arg),
+                    void *arg);
+/* Allow-list entries that never matched a statement (for the report). */
+void np1_unused_ignores(const np1_detector *d, void (*fn)(const char *entry, void *arg),
+                        void *arg);
+
+#endif
