@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Demo: a scratch PostgreSQL 15 with pgscope in front of it, driven by psql and pgbench.
+# Demo: a scratch PostgreSQL 15 with pgscope in front of it, driven by psql, pgbench and a small
+# application with an N+1 loop and a slow query; ends with pgscope report.
 #
 # Builds nothing: run it from a built tree (./src/pgscope) or set PGSCOPE_BIN.
 # Environment: PGSCOPE_BIN, DEMO_SECONDS (pgbench duration, default 5), PG_BINDIR, SCRATCH_KEEP.
@@ -88,6 +89,16 @@ stop_pgscope() {
     note "pgscope: peak RSS $rss kB, exit status 0 after SIGTERM"
 }
 
+run_app() {
+    step "a small shop application through pgscope: an N+1 loop and a slow query"
+    local dsn="host=127.0.0.1 port=$SCOPEPORT dbname=postgres user=postgres"
+    timeout 300 /usr/bin/python3 "$HERE/demo_app.py" setup "$dsn" </dev/null ||
+        scratch_die "demo app setup failed"
+    timeout 300 /usr/bin/python3 "$HERE/demo_app.py" run "$dsn" </dev/null ||
+        scratch_die "demo app failed"
+    note "app: 5 page views, each 1 + 50 queries for its orders' customers, and a slow query"
+}
+
 show_report() {
     step "pgscope report: what the application asked of the database"
     "$PGSCOPE" report --db "$SCRATCH_DIR/pgscope.db" --limit 10 </dev/null ||
@@ -97,6 +108,11 @@ show_report() {
         "SELECT coalesce(sum(calls), 0) FROM statements WHERE query LIKE '%pgbench_accounts%'")
     [ "${calls:-0}" -gt 0 ] || scratch_die "the report database has no pgbench statements"
     note "report: $calls pgbench_accounts statements recorded in $SCRATCH_DIR/pgscope.db"
+    local np1
+    np1=$(sqlite3 "$SCRATCH_DIR/pgscope.db" \
+        "SELECT count(*) FROM n_plus_one WHERE kind = 'n_plus_one' AND confirmed = 1")
+    [ "${np1:-0}" -ge 1 ] || scratch_die "the report found no confirmed N+1 in the demo app"
+    note "report: the app's N+1 loop found and confirmed, with its fix"
 }
 
 print_summary() {
@@ -114,6 +130,7 @@ main() {
     run_statements
     run_error
     run_pgbench
+    run_app
     stop_pgscope
     show_report
     print_summary

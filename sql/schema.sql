@@ -1,4 +1,4 @@
--- schema.sql — pgscope's report database, schema version 1 (STORE_SCHEMA_VERSION in store.h).
+-- schema.sql — pgscope's report database, schema version 2 (STORE_SCHEMA_VERSION in store.h).
 --
 -- This file always describes the newest schema: pgscope runs it on an empty file. A file made
 -- by an older pgscope is carried forward by the migration steps in src/store/store.c, so any
@@ -17,7 +17,7 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '1');
+INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '2');
 
 -- One row per `pgscope proxy` lifetime. The counters are rewritten with every batch, so they
 -- are current while pgscope runs; ended_at stays NULL until a clean stop.
@@ -35,7 +35,8 @@ CREATE TABLE runs (
     fingerprint_parses    INTEGER NOT NULL DEFAULT 0,  -- texts fingerprinted by libpg_query
     fingerprint_hits      INTEGER NOT NULL DEFAULT 0,  -- texts found in the fingerprint cache
     track_desyncs         INTEGER NOT NULL DEFAULT 0,  -- times protocol tracking lost its place
-    lost_writes           INTEGER NOT NULL DEFAULT 0   -- rows this file refused (locked, full)
+    lost_writes           INTEGER NOT NULL DEFAULT 0,  -- rows this file refused (locked, full)
+    unused_ignores        TEXT                -- JSON array: N+1 allow-list entries never matched
 );
 
 -- One row per client connection of a run.
@@ -112,6 +113,32 @@ CREATE TABLE statement_tags (
 );
 CREATE INDEX statement_tags_by_fingerprint ON statement_tags (fingerprint);
 
+-- N+1 loops (a parent statement, then one child statement per row it returned) and duplicate
+-- queries (one statement repeated with the same parameters) of a run, each aggregated over
+-- every unit of work it was seen in, replaced as the run goes on. A duplicate has no parent:
+-- parent_fingerprint is '' and child_fingerprints holds the repeated statement.
+CREATE TABLE n_plus_one (
+    run_id             INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    kind               TEXT NOT NULL,          -- 'n_plus_one' or 'duplicate'
+    parent_fingerprint TEXT NOT NULL,          -- '' for a duplicate
+    parent_query       TEXT,                   -- normalized; NULL for a duplicate
+    child_fingerprints TEXT NOT NULL,          -- the loop body's statements, 'fp1,fp2'
+    child_queries      TEXT NOT NULL,          -- JSON array of their normalized texts
+    confirmed          INTEGER NOT NULL DEFAULT 0, -- 1: values linked to a parent column
+    linked_column      TEXT NOT NULL DEFAULT '', -- that column, 'orders.customer_id'
+    occurrences        INTEGER NOT NULL,       -- units of work it was seen in
+    max_n              INTEGER NOT NULL,       -- most executions of the child in one unit
+    total_n            INTEGER NOT NULL,       -- executions of the child, all units
+    total_ms           REAL NOT NULL,          -- time spent in the children
+    saving_ms          REAL NOT NULL,          -- estimated time a batched query saves
+    examples           TEXT NOT NULL DEFAULT '[]', -- JSON array of parameter tuples
+    severity           TEXT NOT NULL,          -- 'high', 'medium' or 'low'
+    suggestion         TEXT,                   -- the fix, written out
+    first_seen         TEXT,
+    last_seen          TEXT,
+    PRIMARY KEY (run_id, kind, parent_fingerprint, child_fingerprints)
+);
+
 -- Views for people: SELECT * FROM slowest_statements WHERE run_id = 3 LIMIT 10;
 
 -- Every statement shape with its run's label and per-call figures.
@@ -164,3 +191,35 @@ SELECT r.id AS run_id,
        r.pgscope_version,
        r.upstream
 FROM runs r;
+
+-- N+1 and duplicate-query findings with their run's label and the first child's text, worst
+-- first within each run: severity, then the time a fix would save.
+-- SELECT * FROM n_plus_one_findings WHERE run_id = 3;
+CREATE VIEW n_plus_one_findings AS
+SELECT n.run_id,
+       r.label AS run_label,
+       n.kind,
+       n.severity,
+       n.confirmed,
+       n.parent_query,
+       CASE WHEN json_valid(n.child_queries) THEN json_extract(n.child_queries, '$[0]') END
+           AS child_query,
+       n.linked_column,
+       n.occurrences,
+       n.max_n,
+       n.total_n,
+       n.total_ms,
+       n.saving_ms,
+       n.suggestion,
+       n.examples,
+       n.parent_fingerprint,
+       n.child_fingerprints,
+       n.child_queries,
+       n.first_seen,
+       n.last_seen
+FROM n_plus_one n
+JOIN runs r ON r.id = n.run_id
+ORDER BY n.run_id,
+         CASE n.severity WHEN 'high' THEN 0 WHEN 'medium' THEN 1 WHEN 'low' THEN 2
+              ELSE 3 END,
+         n.saving_ms DESC;

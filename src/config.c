@@ -59,6 +59,12 @@ static const opt opts[] = {
      "statement events waiting for analysis; beyond, events are dropped and counted"},
     {"max_query_text", 0, INT(max_query_text), "16384", 256, 1024 * 1024, "BYTES",
      "statement text kept for analysis; longer text is cut"},
+    {"nplusone_min_repeats", 0, INT(nplusone_min_repeats), "5", 2, 1000000, "N",
+     "executions (with as many distinct parameters) that make a repeated query an N+1"},
+    {"nplusone_idle_gap", 0, INT(nplusone_idle_gap), "250", 1, 3600000, "MS",
+     "a pause this long ends a unit of work outside transactions"},
+    {"nplusone_ignore", 0, STR(nplusone_ignore), "", 0, 0, "LIST",
+     "fingerprints or table names never reported as N+1 (comma-separated)"},
     {"help", 'h', OPT_HELP, 0, 0, NULL, 0, 0, NULL, "show this help and exit"},
     {"version", 'V', OPT_VERSION, 0, 0, NULL, 0, 0, NULL, "show the version and exit"},
 };

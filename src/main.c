@@ -98,10 +98,32 @@ typedef struct {
     analyzer *an;
 } run_state;
 
+/* The N+1 allow-list, split once; it lives as long as the process. */
+static char ignore_copy[CONFIG_STR_MAX * 4];
+static const char *ignore_list[64];
+
+static int split_ignores(const char *list)
+{
+    int n = 0;
+
+    snprintf(ignore_copy, sizeof(ignore_copy), "%s", list);
+    for (char *save = NULL, *tok = strtok_r(ignore_copy, ", \t", &save); tok && n < 64;
+         tok = strtok_r(NULL, ", \t", &save))
+        ignore_list[n++] = tok;
+    return n;
+}
+
 static bool start_run(const config *cfg, const proxy_settings *s, run_state *run)
 {
     char err[512];
-    analyze_settings as = {cfg->store_params, 500, 50000};
+    analyze_settings as = {cfg->store_params, 500, 50000, {0}};
+
+    np1_settings_default(&as.nplusone);
+    as.nplusone.min_repeats = cfg->nplusone_min_repeats;
+    as.nplusone.idle_gap_ms = cfg->nplusone_idle_gap;
+    as.nplusone.keep_params = cfg->store_params;
+    as.nplusone.ignore = ignore_list;
+    as.nplusone.n_ignore = split_ignores(cfg->nplusone_ignore);
 
     memset(run, 0, sizeof(*run));
     run->st = store_open(cfg->db, err, sizeof(err));

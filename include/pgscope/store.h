@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 /* One statement shape's statistics in this run (replaces the earlier row of the same key). */
 typedef struct store_statement_row {
@@ -45,6 +45,24 @@ typedef struct store_tag_row {
     double total_ms;
 } store_tag_row;
 
+/* An N+1 or duplicate-query finding of this run (replaces the earlier row of the same key:
+ * kind, parent fingerprint, child fingerprints). */
+typedef struct store_nplusone_row {
+    char kind[16];              /* "n_plus_one" or "duplicate" */
+    char parent_fingerprint[17]; /* "" for a duplicate */
+    char *parent_query;
+    char child_fingerprints[4 * 17 + 4]; /* comma-separated hex */
+    char *child_queries;        /* JSON array of the normalized texts */
+    bool confirmed;
+    char *linked_column;
+    int64_t occurrences, max_n, total_n;
+    double total_ms, saving_ms;
+    char *examples;             /* JSON array of parameter tuples (arrays), or of "[redacted]" */
+    char severity[8];
+    char *suggestion;
+    int64_t first_us, last_us;
+} store_nplusone_row;
+
 /* Run-wide counters, written with every batch. */
 typedef struct store_run_counters {
     int64_t ended_us; /* 0 while running */
@@ -62,6 +80,9 @@ typedef struct store_batch {
     size_t n_connections;
     store_tag_row *tags;
     size_t n_tags;
+    store_nplusone_row *nplusone;
+    size_t n_nplusone;
+    char *unused_ignores;       /* JSON array of allow-list entries that never matched; may be NULL */
     store_run_counters run;
 } store_batch;
 

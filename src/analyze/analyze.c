@@ -5,6 +5,7 @@
 #include "pgscope/analyze.h"
 #include "pgscope/fingerprint.h"
 #include "pgscope/log.h"
+#include "pgscope/nplusone.h"
 #include "pgscope/stats.h"
 #include "pgscope/track.h"
 
@@ -18,6 +19,8 @@
 #define MAP_BUCKETS 4096    /* connections and tag sets are few; chains stay short */
 #define MAX_TAG_ROWS 100000 /* distinct (shape, tag set) pairs kept; more are not counted */
 #define MAX_SPANS 100000    /* statements of one Query string told apart */
+#define MAX_PARAMS 64       /* parameters or literals of a statement the N+1 detector sees */
+#define TICK_US 100000      /* how often idle units of work are examined */
 
 typedef struct conn_rec {
     store_connection_row row;
@@ -40,6 +43,8 @@ struct analyzer {
     analyze_settings settings;
     fp_cache *fp;
     stats_table *stats;
+    np1_detector *np1;
+    int64_t last_tick_us;
     conn_rec *conns[MAP_BUCKETS];
     tag_rec *tags[MAP_BUCKETS];
     size_t n_tags;
@@ -231,6 +236,101 @@ static void statement_text(analyzer *a, const track_event *ev, const char **text
     }
 }
 
+/* ---- N+1 detection: what the detector needs of a statement ---- */
+
+typedef struct {
+    uint32_t hash[MAX_PARAMS];
+    char *text[MAX_PARAMS];
+    uint16_t n;
+} param_list;
+
+static void add_param(param_list *p, const uint8_t *v, int32_t len, bool binary)
+{
+    if (p->n == MAX_PARAMS)
+        return;
+    if (len < 0) {
+        p->hash[p->n] = 0;
+        p->text[p->n++] = strdup("NULL");
+        return;
+    }
+    p->hash[p->n] = track_value_hash(v, (size_t)len);
+    if (!binary) {
+        p->text[p->n++] = strndup((const char *)v, (size_t)len);
+        return;
+    }
+    char *hex = malloc((size_t)len * 2 + 3);
+    if (hex) {
+        strcpy(hex, "\\x");
+        for (int32_t i = 0; i < len; i++)
+            snprintf(hex + 2 + i * 2, 3, "%02x", v[i]);
+    }
+    p->text[p->n++] = hex;
+}
+
+static void add_literal(const char *value, size_t len, void *arg)
+{
+    add_param(arg, (const uint8_t *)value, (int32_t)len, false);
+}
+
+/* Bind parameters, or for a simple query the literals inlined in its text. */
+static void collect_params(const track_event *ev, const char *text, size_t len, param_list *p)
+{
+    uint32_t pos = 0;
+    const uint8_t *v;
+    int32_t vlen;
+    bool binary;
+
+    p->n = 0;
+    if (ev->via == TRACK_VIA_SIMPLE) {
+        fp_literals(text, len, add_literal, p);
+        return;
+    }
+    while (track_param_next(ev->params, ev->params_len, &pos, &v, &vlen, &binary))
+        add_param(p, v, vlen, binary);
+}
+
+static void detect(analyzer *a, const track_event *ev, const char *text, size_t len,
+                   const fp_result *fp, const char *tags)
+{
+    np1_column cols[TRACK_SAMPLE_COLS];
+    uint16_t ncols = ev->n_columns < TRACK_SAMPLE_COLS ? ev->n_columns : TRACK_SAMPLE_COLS;
+    char table[128];
+    param_list params;
+
+    for (uint16_t i = 0; ev->columns && i < ncols; i++) {
+        cols[i].table_oid = ev->columns[i].table_oid;
+        cols[i].attnum = ev->columns[i].attnum;
+        memcpy(cols[i].name, ev->columns[i].name, sizeof(cols[i].name));
+        cols[i].name[sizeof(cols[i].name) - 1] = '\0';
+    }
+    fp_single_table(text, len, table, sizeof(table));
+    collect_params(ev, text, len, &params);
+    np1_stmt st = {
+        .conn_id = ev->conn_id,
+        .start_us = ev->start_us,
+        .end_us = ev->end_us,
+        .fingerprint = fp->id,
+        .query = fp->normalized,
+        .is_select = strcmp(ev->command, "SELECT") == 0,
+        .failed = ev->sqlstate[0] != '\0',
+        .txn_status = ev->txn_status,
+        .application_name = ev->application_name,
+        .tags = tags,
+        .ignored = memmem(text, len, "pgscope:ignore", 14) != NULL,
+        .table = table,
+        .params = params.hash,
+        .param_text = (const char *const *)params.text,
+        .n_params = params.n,
+        .columns = ev->columns ? cols : NULL,
+        .n_columns = ev->columns ? ncols : 0,
+        .values = ev->values,
+        .rows = ev->sample_rows,
+    };
+    np1_statement(a->np1, &st);
+    for (uint16_t i = 0; i < params.n; i++)
+        free(params.text[i]);
+}
+
 static void on_statement(analyzer *a, const track_event *ev)
 {
     const char *text;
@@ -256,6 +356,7 @@ static void on_statement(analyzer *a, const track_event *ev)
         keep_example(e, ev, text, len);
     if (fp_tags(text, len, tags, sizeof(tags)) > 0)
         count_tags(a, fp.id, tags, us);
+    detect(a, ev, text, len, &fp, tags); /* fp.normalized holds until the next cache call */
 }
 
 static void handle(analyzer *a, const track_event *ev)
@@ -269,6 +370,7 @@ static void handle(analyzer *a, const track_event *ev)
         break;
     case TRACK_EV_DISCONNECT:
         on_disconnect(a, ev);
+        np1_disconnect(a->np1, ev->conn_id);
         break;
     }
 }
@@ -400,6 +502,89 @@ static void copy_tags(analyzer *a, store_batch *b, bool all)
     b->n_tags = n;
 }
 
+/* A JSON array of the examples: each is a JSON array of values, or a plain string. */
+static char *examples_json(const np1_finding *f)
+{
+    json_t *arr = json_array();
+
+    for (int i = 0; arr && i < f->n_examples; i++) {
+        json_t *ex = json_loads(f->examples[i], JSON_DECODE_ANY, NULL);
+        json_array_append_new(arr, ex ? ex : json_string(f->examples[i]));
+    }
+    char *out = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    return out;
+}
+
+typedef struct {
+    store_batch *b;
+    size_t cap;
+} np1_builder;
+
+static void copy_finding(np1_finding *f, void *arg)
+{
+    np1_builder *nb = arg;
+    store_batch *b = nb->b;
+    json_t *children = json_array();
+
+    if (b->n_nplusone == nb->cap) {
+        size_t cap = nb->cap ? nb->cap * 2 : 16;
+        store_nplusone_row *rows = realloc(b->nplusone, cap * sizeof(*rows));
+        if (!rows || !children) {
+            json_decref(children);
+            return;
+        }
+        b->nplusone = rows;
+        nb->cap = cap;
+    }
+    store_nplusone_row *r = &b->nplusone[b->n_nplusone++];
+    memset(r, 0, sizeof(*r));
+    snprintf(r->kind, sizeof(r->kind), "%s", f->kind == NP1_DUPLICATE ? "duplicate" : "n_plus_one");
+    if (f->kind != NP1_DUPLICATE)
+        fp_hex(f->parent_fp, r->parent_fingerprint);
+    r->parent_query = f->kind == NP1_DUPLICATE ? NULL : dup_or_empty(f->parent_query);
+    for (int i = 0; i < f->n_children; i++) {
+        char hex[17];
+        fp_hex(f->child_fp[i], hex);
+        size_t n = strlen(r->child_fingerprints);
+        snprintf(r->child_fingerprints + n, sizeof(r->child_fingerprints) - n, "%s%s",
+                 i ? "," : "", hex);
+        json_array_append_new(children, json_string(f->child_query[i] ? f->child_query[i] : ""));
+    }
+    r->child_queries = json_dumps(children, JSON_COMPACT);
+    json_decref(children);
+    r->confirmed = f->confirmed;
+    r->linked_column = dup_or_empty(f->linked_column);
+    r->occurrences = (int64_t)f->occurrences;
+    r->max_n = (int64_t)f->max_n;
+    r->total_n = (int64_t)f->total_n;
+    r->total_ms = f->total_ms;
+    r->saving_ms = f->saving_ms;
+    r->examples = examples_json(f);
+    snprintf(r->severity, sizeof(r->severity), "%s", f->severity);
+    r->suggestion = dup_or_empty(f->suggestion);
+    r->first_us = f->first_us;
+    r->last_us = f->last_us;
+}
+
+static void add_unused_ignore(const char *entry, void *arg)
+{
+    json_array_append_new(arg, json_string(entry));
+}
+
+static char *unused_ignores_json(analyzer *a)
+{
+    json_t *arr = json_array();
+
+    if (!arr)
+        return NULL;
+    np1_unused_ignores(a->np1, add_unused_ignore, arr);
+    /* No allow-list: NULL (not recorded). One whose entries all matched: "[]". */
+    char *out = a->settings.nplusone.n_ignore > 0 ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    return out;
+}
+
 static store_batch *build_batch(analyzer *a, bool all, int64_t ended_us)
 {
     store_batch *b = calloc(1, sizeof(*b));
@@ -411,6 +596,9 @@ static store_batch *build_batch(analyzer *a, bool all, int64_t ended_us)
     stats_table_take_dirty(a->stats, all, copy_statement, &bb);
     copy_connections(a, b, all);
     copy_tags(a, b, all);
+    np1_builder nb = {b, 0};
+    np1_take_dirty(a->np1, all, copy_finding, &nb);
+    b->unused_ignores = unused_ignores_json(a);
     fp_get_counters(a->fp, &fc);
     b->run.ended_us = ended_us;
     b->run.connections = a->connections;
@@ -468,11 +656,17 @@ static void *run(void *arg)
     while (!atomic_load(&a->stopping)) {
         if (drain(a) == 0)
             nanosleep(&nap, NULL); /* the producer never signals: no system call on its side */
-        if (now_us() - a->last_flush_us >= (int64_t)a->settings.flush_ms * 1000)
+        int64_t now = now_us();
+        if (now - a->last_tick_us >= TICK_US) {
+            np1_tick(a->np1, now);
+            a->last_tick_us = now;
+        }
+        if (now - a->last_flush_us >= (int64_t)a->settings.flush_ms * 1000)
             flush(a);
     }
     while (drain(a) > 0)
         ;
+    np1_tick(a->np1, INT64_MAX); /* the run is over: every unit of work is finished */
     return NULL;
 }
 
@@ -487,11 +681,13 @@ analyzer *analyze_start(queue *q, store *st, const analyze_settings *s)
     a->settings = *s;
     a->fp = fp_cache_new(s->fp_cache_entries);
     a->stats = stats_table_new();
-    a->last_flush_us = now_us();
+    a->np1 = np1_new(&s->nplusone);
+    a->last_flush_us = a->last_tick_us = now_us();
     atomic_init(&a->stopping, false);
-    if (!a->fp || !a->stats || pthread_create(&a->thread, NULL, run, a) != 0) {
+    if (!a->fp || !a->stats || !a->np1 || pthread_create(&a->thread, NULL, run, a) != 0) {
         fp_cache_free(a->fp);
         stats_table_free(a->stats);
+        np1_free(a->np1);
         free(a);
         return NULL;
     }
@@ -530,6 +726,7 @@ void analyze_stop(analyzer *a, int64_t ended_us)
     }
     fp_cache_free(a->fp);
     stats_table_free(a->stats);
+    np1_free(a->np1);
     free(a->split_text);
     free(a->spans);
     free(a);

@@ -1,11 +1,13 @@
-/* load.c — reads runs and the top statements from the report database; merges a statement's
- * runs (sums, combined spread, merged histograms) for `pgscope report --all`. */
+/* load.c — reads runs, the top statements and the N+1 findings from the report database; merges
+ * a statement's runs (sums, combined spread, merged histograms) and a finding's runs for
+ * `pgscope report --all`. */
 #include "config.h"
 
 #include "report_int.h"
 
 #include "pgscope/stats.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +15,16 @@
 /* The top statements come from an index scan with LIMIT (statements_by_total), or, merged,
  * from one GROUP BY pass over the covering shape index (statements_by_shape) followed by one
  * lookup per shape shown: the table is never read whole, nor held in memory. */
-static const char sql_runs[] =
-    "SELECT id, label, started_at, ended_at, upstream, pgscope_version, "
-    "(julianday(ended_at) - julianday(started_at)) * 86400.0, connections, statements, "
-    "events_dropped, lost_writes, fingerprint_fallbacks, fingerprint_parses, fingerprint_hits, "
-    "track_desyncs FROM runs WHERE ?1 IS NULL OR id = ?1 ORDER BY id";
+#define RUN_COLUMNS                                                                                \
+    "id, label, started_at, ended_at, upstream, pgscope_version, "                                 \
+    "(julianday(ended_at) - julianday(started_at)) * 86400.0, connections, statements, "           \
+    "events_dropped, lost_writes, fingerprint_fallbacks, fingerprint_parses, fingerprint_hits, "   \
+    "track_desyncs, "
+#define RUN_FILTER " FROM runs WHERE ?1 IS NULL OR id = ?1 ORDER BY id"
+
+static const char sql_runs[] = "SELECT " RUN_COLUMNS "unused_ignores" RUN_FILTER;
+/* A version-1 file, read as it is (a report never migrates): no allow-list column yet. */
+static const char sql_runs_v1[] = "SELECT " RUN_COLUMNS "NULL" RUN_FILTER;
 
 /* The columns of one shape in one run, shared by the per-run list and the merge. */
 #define SHAPE_COLUMNS                                                                              \
@@ -76,6 +83,35 @@ static const char sql_tags[] =
     "SELECT tags, sum(calls), total(total_ms) AS t FROM statement_tags "
     "WHERE (?1 IS NULL OR run_id = ?1) AND fingerprint = ?2 GROUP BY tags ORDER BY t DESC, tags";
 
+/* Findings of the run, or of every run with the rows of one key together, the latest run first:
+ * findings are few (one per loop pattern of the application), so they are merged and sorted in
+ * memory. */
+static const char sql_findings[] =
+    "SELECT kind, parent_fingerprint, parent_query, child_fingerprints, child_queries, "
+    "confirmed, linked_column, occurrences, max_n, total_n, total_ms, saving_ms, examples, "
+    "severity, suggestion, first_seen, last_seen FROM n_plus_one WHERE ?1 IS NULL OR run_id = ?1 "
+    "ORDER BY kind, parent_fingerprint, child_fingerprints, run_id DESC";
+
+enum {
+    F_KIND,
+    F_PARENT_FP,
+    F_PARENT_QUERY,
+    F_CHILD_FPS,
+    F_CHILD_QUERIES,
+    F_CONFIRMED,
+    F_LINKED,
+    F_OCCURRENCES,
+    F_MAX_N,
+    F_TOTAL_N,
+    F_TOTAL_MS,
+    F_SAVING_MS,
+    F_EXAMPLES,
+    F_SEVERITY,
+    F_SUGGESTION,
+    F_FIRST,
+    F_LAST
+};
+
 /* ---------------------------------------------------------------- column helpers */
 
 static char *col_text(sqlite3_stmt *st, int i)
@@ -123,6 +159,57 @@ static bool step_end(sqlite3 *db, int rc, char *err, size_t errlen)
     return false;
 }
 
+/* ---------------------------------------------------------------- JSON columns */
+
+static void free_strings(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* An element of a JSON array for people: a string as it is; anything else (a parameter tuple)
+ * as compact JSON. */
+static char *element_text(json_t *e)
+{
+    if (json_is_string(e))
+        return strdup(json_string_value(e));
+    return json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/* The elements of the JSON array text as strings in *out. Only string elements are taken
+ * unless any_element, when others become compact JSON. Text that is not a JSON array becomes
+ * one element, itself, so that nothing the file holds is hidden. False when out of memory. */
+static bool json_strings(const char *text, bool any_element, char ***out, size_t *n)
+{
+    json_t *a = json_loads(text, 0, NULL);
+    size_t len = json_is_array(a) ? json_array_size(a) : 1;
+    char **v = calloc(len ? len : 1, sizeof(*v));
+    bool ok = v != NULL;
+
+    *out = NULL;
+    *n = 0;
+    if (ok && !json_is_array(a)) {
+        ok = (v[(*n)++] = strdup(text)) != NULL;
+    } else {
+        for (size_t i = 0; ok && i < len; i++) {
+            json_t *e = json_array_get(a, i);
+            if (!json_is_string(e) && !any_element)
+                continue;
+            ok = (v[*n] = element_text(e)) != NULL;
+            *n += ok;
+        }
+    }
+    json_decref(a);
+    if (!ok) {
+        free_strings(v, *n);
+        *n = 0;
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
 /* ---------------------------------------------------------------- runs */
 
 static void read_run(sqlite3_stmt *st, report_run *r)
@@ -139,6 +226,9 @@ static void read_run(sqlite3_stmt *st, report_run *r)
         &r->fingerprint_fallbacks, &r->fingerprint_parses, &r->fingerprint_hits, &r->track_desyncs};
     for (int i = 0; i < 8; i++)
         *counters[i] = sqlite3_column_int64(st, 7 + i);
+    const char *unused = (const char *)sqlite3_column_text(st, 15);
+    r->has_unused_ignores =
+        unused && json_strings(unused, false, &r->unused_ignores, &r->n_unused_ignores);
 }
 
 static bool load_runs(sqlite3 *db, int64_t run_id, report_data *d, char *err, size_t errlen)
@@ -147,7 +237,7 @@ static bool load_runs(sqlite3 *db, int64_t run_id, report_data *d, char *err, si
     size_t cap = 0;
     int rc;
 
-    if (!prepare(db, sql_runs, &st, err, errlen))
+    if (!prepare(db, d->schema_version >= 2 ? sql_runs : sql_runs_v1, &st, err, errlen))
         return false;
     bind_run(st, 1, run_id);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -491,13 +581,224 @@ static bool load_details(sqlite3 *db, int64_t run_id, report_data *d, char *err,
     return ok;
 }
 
+/* ---------------------------------------------------------------- N+1 findings */
+
+static int severity_rank(const char *severity)
+{
+    static const char *const order[] = {"high", "medium", "low"};
+
+    for (int i = 0; i < 3; i++)
+        if (strcmp(severity, order[i]) == 0)
+            return i;
+    return 3;
+}
+
+static bool read_finding(sqlite3_stmt *st, report_nplusone *f)
+{
+    const char *kind = (const char *)sqlite3_column_text(st, F_KIND);
+    const char *children = (const char *)sqlite3_column_text(st, F_CHILD_QUERIES);
+    const char *examples = (const char *)sqlite3_column_text(st, F_EXAMPLES);
+
+    f->duplicate = kind && strcmp(kind, "duplicate") == 0;
+    copy_fixed(f->parent_fingerprint, sizeof(f->parent_fingerprint), st, F_PARENT_FP);
+    f->parent_query = col_text(st, F_PARENT_QUERY);
+    f->child_fingerprints = col_text(st, F_CHILD_FPS);
+    f->confirmed = sqlite3_column_int(st, F_CONFIRMED) != 0;
+    f->linked_column = col_text(st, F_LINKED);
+    if (f->linked_column && !f->linked_column[0]) {
+        free(f->linked_column);
+        f->linked_column = NULL;
+    }
+    f->occurrences = sqlite3_column_int64(st, F_OCCURRENCES);
+    f->max_n = sqlite3_column_int64(st, F_MAX_N);
+    f->total_n = sqlite3_column_int64(st, F_TOTAL_N);
+    f->total_ms = sqlite3_column_double(st, F_TOTAL_MS);
+    f->saving_ms = sqlite3_column_double(st, F_SAVING_MS);
+    f->examples = col_text(st, F_EXAMPLES);
+    copy_fixed(f->severity, sizeof(f->severity), st, F_SEVERITY);
+    f->suggestion = col_text(st, F_SUGGESTION);
+    f->first_seen = col_text(st, F_FIRST);
+    f->last_seen = col_text(st, F_LAST);
+    return json_strings(children ? children : "[]", false, &f->child_queries,
+                        &f->n_child_queries) &&
+           json_strings(examples ? examples : "[]", true, &f->example_texts, &f->n_example_texts);
+}
+
+static bool same_finding(const report_nplusone *a, const report_nplusone *b)
+{
+    return a->duplicate == b->duplicate &&
+           strcmp(a->parent_fingerprint, b->parent_fingerprint) == 0 &&
+           strcmp(a->child_fingerprints ? a->child_fingerprints : "",
+                  b->child_fingerprints ? b->child_fingerprints : "") == 0;
+}
+
+static void take_text(char **dst, char **src)
+{
+    if (!*dst) {
+        *dst = *src;
+        *src = NULL;
+    }
+}
+
+/* Adds an older run's row r of the same finding to f: counts add up, the worst N and severity
+ * stay, and the texts come from the latest run that has them. A loop proven in any run is
+ * proven, with the column of the latest run that proved it. */
+static void merge_finding(report_nplusone *f, report_nplusone *r)
+{
+    f->occurrences += r->occurrences;
+    f->total_n += r->total_n;
+    f->total_ms += r->total_ms;
+    f->saving_ms += r->saving_ms;
+    f->max_n = r->max_n > f->max_n ? r->max_n : f->max_n;
+    if (severity_rank(r->severity) < severity_rank(f->severity))
+        memcpy(f->severity, r->severity, sizeof(f->severity));
+    if (r->confirmed && !f->confirmed) {
+        f->confirmed = true;
+        free(f->linked_column);
+        f->linked_column = NULL;
+    }
+    if (r->confirmed == f->confirmed)
+        take_text(&f->linked_column, &r->linked_column);
+    take_text(&f->parent_query, &r->parent_query);
+    take_text(&f->suggestion, &r->suggestion);
+    f->first_seen = earlier(f->first_seen, r->first_seen);
+    f->last_seen = later(f->last_seen, r->last_seen);
+    r->first_seen = r->last_seen = NULL;
+}
+
+static void free_finding(report_nplusone *f)
+{
+    free(f->parent_query);
+    free(f->child_fingerprints);
+    free_strings(f->child_queries, f->n_child_queries);
+    free(f->linked_column);
+    free(f->examples);
+    free_strings(f->example_texts, f->n_example_texts);
+    free(f->suggestion);
+    free(f->first_seen);
+    free(f->last_seen);
+}
+
+/* N+1 loops before duplicates, then the most severe, then the largest saving first. */
+static int finding_order(const void *pa, const void *pb)
+{
+    const report_nplusone *a = pa, *b = pb;
+    int ra = severity_rank(a->severity), rb = severity_rank(b->severity);
+
+    if (a->duplicate != b->duplicate)
+        return a->duplicate ? 1 : -1;
+    if (ra != rb)
+        return ra < rb ? -1 : 1;
+    if (a->saving_ms != b->saving_ms)
+        return a->saving_ms > b->saving_ms ? -1 : 1;
+    if (a->total_ms != b->total_ms)
+        return a->total_ms > b->total_ms ? -1 : 1;
+    int c = strcmp(a->parent_fingerprint, b->parent_fingerprint);
+    return c ? c
+             : strcmp(a->child_fingerprints ? a->child_fingerprints : "",
+                      b->child_fingerprints ? b->child_fingerprints : "");
+}
+
+/* One row: merged into the previous finding when it has the same key (an older run of it),
+ * else a new finding. */
+static bool add_finding(sqlite3_stmt *st, report_data *d, size_t *cap)
+{
+    report_nplusone r = {.duplicate = false};
+    bool ok = read_finding(st, &r);
+
+    if (ok && d->n_findings > 0 && same_finding(&d->findings[d->n_findings - 1], &r)) {
+        merge_finding(&d->findings[d->n_findings - 1], &r);
+        free_finding(&r);
+        return true;
+    }
+    if (ok && d->n_findings == *cap) {
+        size_t n = *cap ? *cap * 2 : 16;
+        report_nplusone *f = realloc(d->findings, n * sizeof(*f));
+        ok = f != NULL;
+        if (ok) {
+            d->findings = f;
+            *cap = n;
+        }
+    }
+    if (!ok) {
+        free_finding(&r);
+        return false;
+    }
+    d->findings[d->n_findings++] = r;
+    return true;
+}
+
+static bool load_findings(sqlite3 *db, int64_t run_id, report_data *d, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    size_t cap = 0;
+    int rc;
+
+    if (d->schema_version < 2)
+        return true; /* a file from before N+1 detection */
+    if (!prepare(db, sql_findings, &st, err, errlen))
+        return false;
+    bind_run(st, 1, run_id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (!add_finding(st, d, &cap)) {
+            sqlite3_finalize(st);
+            snprintf(err, errlen, "out of memory");
+            return false;
+        }
+    }
+    bool ok = step_end(db, rc, err, errlen);
+    sqlite3_finalize(st);
+    if (ok && d->n_findings > 1)
+        qsort(d->findings, d->n_findings, sizeof(d->findings[0]), finding_order);
+    return ok;
+}
+
+static bool has_string(char **v, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i], s) == 0)
+            return true;
+    return false;
+}
+
+/* The allow-list entries that never matched: the run's list or, over all runs, the entries of
+ * the latest run's list that every other run with a list also left unused. An entry missing
+ * from a run's list matched in that run (or was not configured then); either way it cannot be
+ * called unused, so the intersection never claims too much. */
+static bool collect_unused_ignores(report_data *d)
+{
+    const report_run *latest = NULL;
+
+    for (size_t i = d->n_runs; i-- > 0 && !latest;)
+        if (d->runs[i].has_unused_ignores)
+            latest = &d->runs[i];
+    if (!latest || latest->n_unused_ignores == 0)
+        return true;
+    d->unused_ignores = calloc(latest->n_unused_ignores, sizeof(*d->unused_ignores));
+    if (!d->unused_ignores)
+        return false;
+    for (size_t k = 0; k < latest->n_unused_ignores; k++) {
+        const char *entry = latest->unused_ignores[k];
+        bool unused = true;
+        for (size_t i = 0; unused && i < d->n_runs; i++) {
+            const report_run *r = &d->runs[i];
+            unused =
+                !r->has_unused_ignores || has_string(r->unused_ignores, r->n_unused_ignores, entry);
+        }
+        if (unused && !(d->unused_ignores[d->n_unused_ignores++] = strdup(entry)))
+            return false;
+    }
+    return true;
+}
+
 /* ---------------------------------------------------------------- entry points */
 
-bool report_load(sqlite3 *db, int64_t run_id, bool all, int limit, report_data *out, char *err,
-                 size_t errlen)
+bool report_load(sqlite3 *db, int schema_version, int64_t run_id, bool all, int limit,
+                 report_data *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     out->all = all;
+    out->schema_version = schema_version;
     if (!all && run_id <= 0)
         run_id = latest_run(db);
     if (all)
@@ -512,7 +813,12 @@ bool report_load(sqlite3 *db, int64_t run_id, bool all, int limit, report_data *
     }
     if (!all)
         out->shapes = count_run_shapes(db, run_id);
-    return load_statements(db, run_id, limit, out, err, errlen) &&
+    if (!collect_unused_ignores(out)) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    return load_findings(db, run_id, out, err, errlen) &&
+           load_statements(db, run_id, limit, out, err, errlen) &&
            load_details(db, run_id, out, err, errlen);
 }
 
@@ -540,8 +846,13 @@ void report_data_free(report_data *d)
         free(d->runs[i].ended_at);
         free(d->runs[i].upstream);
         free(d->runs[i].pgscope_version);
+        free_strings(d->runs[i].unused_ignores, d->runs[i].n_unused_ignores);
     }
     free(d->runs);
+    for (size_t i = 0; i < d->n_findings; i++)
+        free_finding(&d->findings[i]);
+    free(d->findings);
+    free_strings(d->unused_ignores, d->n_unused_ignores);
     for (size_t i = 0; i < d->n_stmts; i++)
         free_statement(&d->stmts[i]);
     free(d->stmts);

@@ -124,6 +124,20 @@ static json_t *obj_end(builder *b)
     return NULL;
 }
 
+/* An array of strings (invalid UTF-8 cleaned as in jstr). */
+static json_t *strings_json(char *const *v, size_t n)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a && i < n; i++) {
+        if (json_array_append_new(a, jstr(v[i])) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
 static json_t *run_json(const report_run *r)
 {
     builder b = obj_begin();
@@ -143,6 +157,9 @@ static json_t *run_json(const report_run *r)
     obj_put(&b, "track_desyncs", jint(r->track_desyncs));
     obj_put(&b, "upstream", jstr(r->upstream));
     obj_put(&b, "pgscope_version", jstr(r->pgscope_version));
+    obj_put(&b, "unused_ignores",
+            r->has_unused_ignores ? strings_json(r->unused_ignores, r->n_unused_ignores)
+                                  : json_null());
     return obj_end(&b);
 }
 
@@ -223,6 +240,66 @@ static json_t *statement_json(const report_statement *s)
     return obj_end(&b);
 }
 
+/* "fp1,fp2" as ["fp1", "fp2"]. */
+static json_t *fingerprints_json(const char *list)
+{
+    json_t *a = json_array();
+
+    for (const char *p = list ? list : ""; a && *p;) {
+        size_t n = strcspn(p, ",");
+        json_t *fp = json_stringn(p, n);
+        if (!fp || json_array_append_new(a, fp) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+        p += n + (p[n] == ',');
+    }
+    return a;
+}
+
+/* The stored examples array as JSON values (tuples stay arrays); text that is not a JSON array
+ * is kept as the one string of an array, so that the field always has the same type. */
+static json_t *examples_json(const char *text)
+{
+    json_t *v = text ? json_loads(text, 0, NULL) : json_array();
+
+    if (json_is_array(v))
+        return v;
+    json_decref(v);
+    v = json_array();
+    if (v && json_array_append_new(v, jstr(text)) != 0) {
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+static json_t *nplusone_json(const report_nplusone *f)
+{
+    builder b = obj_begin();
+    const char *child = f->n_child_queries > 0 ? f->child_queries[0] : NULL;
+
+    obj_put(&b, "kind", json_string(f->duplicate ? "duplicate" : "n_plus_one"));
+    obj_put(&b, "parent_fingerprint", f->duplicate ? json_null() : jstr(f->parent_fingerprint));
+    obj_put(&b, "parent_query", f->duplicate ? json_null() : jstr(f->parent_query));
+    obj_put(&b, "child_fingerprints", fingerprints_json(f->child_fingerprints));
+    obj_put(&b, "child_query", jstr(child));
+    obj_put(&b, "child_queries", strings_json(f->child_queries, f->n_child_queries));
+    obj_put(&b, "max_n", jint(f->max_n));
+    obj_put(&b, "total_n", jint(f->total_n));
+    obj_put(&b, "occurrences", jint(f->occurrences));
+    obj_put(&b, "confirmed", json_boolean(f->confirmed));
+    obj_put(&b, "linked_column", jstr(f->linked_column));
+    obj_put(&b, "total_ms", jnum(f->total_ms));
+    obj_put(&b, "saving_ms", jnum(f->saving_ms));
+    obj_put(&b, "severity", jstr(f->severity));
+    obj_put(&b, "examples", examples_json(f->examples));
+    obj_put(&b, "suggestion", jstr(f->suggestion));
+    obj_put(&b, "first_seen", jstr(f->first_seen));
+    obj_put(&b, "last_seen", jstr(f->last_seen));
+    return obj_end(&b);
+}
+
 static json_t *list_json(const void *items, size_t n, size_t size, json_t *(*one)(const void *))
 {
     json_t *a = json_array();
@@ -246,7 +323,12 @@ static json_t *any_statement(const void *s)
     return statement_json(s);
 }
 
-/* Later issues add n_plus_one, plans, findings and index_suggestions next to statements. */
+static json_t *any_nplusone(const void *f)
+{
+    return nplusone_json(f);
+}
+
+/* Later issues add plans, findings and index_suggestions next to statements. */
 static json_t *report_json(const report_data *d)
 {
     builder b = obj_begin();
@@ -256,6 +338,9 @@ static json_t *report_json(const report_data *d)
     obj_put(&b, "scope", json_string(d->all ? "all" : "run"));
     obj_put(&b, "statement_shapes", jint(d->shapes));
     obj_put(&b, "runs", list_json(d->runs, d->n_runs, sizeof(d->runs[0]), any_run));
+    obj_put(&b, "n_plus_one",
+            list_json(d->findings, d->n_findings, sizeof(d->findings[0]), any_nplusone));
+    obj_put(&b, "unused_ignores", strings_json(d->unused_ignores, d->n_unused_ignores));
     obj_put(&b, "statements", list_json(d->stmts, d->n_stmts, sizeof(d->stmts[0]), any_statement));
     return obj_end(&b);
 }

@@ -1,5 +1,6 @@
-/* render_text.c — the report for people: run summary, then the top statements by total time as
- * a table that fits a 100-column terminal. */
+/* render_text.c — the report for people: run summary, the N+1 and duplicate queries with their
+ * fixes, then the top statements by total time as a table; all of it fits a 100-column
+ * terminal. */
 #include "config.h"
 
 #include "report_int.h"
@@ -10,6 +11,10 @@
 
 #define LINE_WIDTH 100
 #define RUNS_LISTED 10 /* runs listed one per line in the merged view */
+/* A finding's lines: "     parent    SELECT ...", the text after a label of this width. */
+#define FINDING_INDENT 5
+#define FINDING_LABEL 10
+#define FIX_INDENT 7 /* the suggested fix, under the "fix" label */
 
 /* The table's numeric columns; the query takes what is left of the line. */
 #define TABLE_HEADER_FMT "%3s %7s %9s %6s %6s %6s %9s %6s  %s\n"
@@ -240,6 +245,231 @@ static void put_summary(FILE *out, const report_data *d)
     put_warnings(out, d, &sum);
 }
 
+/* ---------------------------------------------------------------- N+1 findings */
+
+/* Characters (not bytes) of UTF-8 text. */
+static size_t utf8_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return n;
+}
+
+/* Bytes of the first `chars` characters of s (at most len bytes). */
+static size_t utf8_prefix(const char *s, size_t len, size_t chars)
+{
+    size_t i = 0;
+
+    for (size_t n = 0; i < len; i++) {
+        if (((unsigned char)s[i] & 0xC0) != 0x80 && n++ == chars)
+            break;
+    }
+    return i;
+}
+
+/* Items joined by ", " after a lead, wrapped at the line width; wrapped lines are indented by
+ * wrap_indent. Items come from the file: cleaned as one_line does, and cut to fit one line. */
+static void put_items(FILE *out, const char *lead, int wrap_indent, const char *const *items,
+                      size_t n)
+{
+    char item[256];
+    int col = fprintf(out, "%s", lead);
+
+    for (size_t i = 0; i < n; i++) {
+        one_line(items[i], item, sizeof(item));
+        fit(item, LINE_WIDTH - wrap_indent - 1);
+        int len = (int)utf8_chars(item, strlen(item)) + (i + 1 < n ? 1 : 0); /* and a comma */
+        int sep = i > 0 ? 1 : 0; /* the lead ends with its own space */
+        if (col > wrap_indent && col + sep + len > LINE_WIDTH) {
+            fprintf(out, "\n%*s", wrap_indent, "");
+            col = wrap_indent;
+        } else if (sep) {
+            fputc(' ', out);
+            col++;
+        }
+        fprintf(out, "%s%s", item, i + 1 < n ? "," : "");
+        col += len;
+    }
+    fputc('\n', out);
+}
+
+/* One line of a suggested fix, cleaned as one_line does but keeping its indentation, wrapped
+ * at word boundaries: the fix is shown whole, never cut. Continuation lines are indented two
+ * more columns; a word longer than a line is split. */
+static void put_fix_line(FILE *out, const char *line, size_t len)
+{
+    char *s = malloc(len + 1);
+    size_t lead = 0;
+
+    if (!s)
+        return;
+    for (size_t i = 0; i < len; i++)
+        s[i] = (unsigned char)line[i] < ' ' || line[i] == 0x7f ? ' ' : line[i];
+    s[len] = '\0';
+    while (lead < len && s[lead] == ' ')
+        lead++;
+    if (lead == len) { /* a blank line of the fix stays blank, without trailing spaces */
+        fputc('\n', out);
+        free(s);
+        return;
+    }
+    int indent = FIX_INDENT + (int)(lead < 40 ? lead : 40);
+    size_t width = (size_t)(LINE_WIDTH - indent), col = 0;
+    fprintf(out, "%*s", indent, "");
+    for (size_t i = lead; i < len;) {
+        size_t end = i;
+        while (end < len && s[end] != ' ')
+            end++;
+        size_t chars = utf8_chars(s + i, end - i);
+        if (col > 0 && col + 1 + chars > width) {
+            width = (size_t)(LINE_WIDTH - indent - 2);
+            fprintf(out, "\n%*s", indent + 2, "");
+            col = 0;
+        } else if (col > 0) {
+            fputc(' ', out);
+            col++;
+        }
+        while (chars > width - col) { /* longer than a whole line: split it */
+            size_t bytes = utf8_prefix(s + i, end - i, width - col);
+            fprintf(out, "%.*s\n%*s", (int)bytes, s + i, indent + 2, "");
+            width = (size_t)(LINE_WIDTH - indent - 2);
+            col = 0;
+            i += bytes;
+            chars = utf8_chars(s + i, end - i);
+        }
+        fprintf(out, "%.*s", (int)(end - i), s + i);
+        col += chars;
+        for (i = end; i < len && s[i] == ' ';)
+            i++;
+    }
+    fputc('\n', out);
+    free(s);
+}
+
+/* The suggested fix, every line of it, under the "fix" label. */
+static void put_fix(FILE *out, const char *fix)
+{
+    const char *p = fix ? fix : "";
+    size_t len = strlen(p);
+
+    while (len > 0 && (unsigned char)p[len - 1] <= ' ')
+        len--; /* no blank lines after the last one */
+    fprintf(out, "%*s%s\n", FINDING_INDENT, "", "fix");
+    if (len == 0) {
+        fprintf(out, "%*s(none recorded)\n", FIX_INDENT, "");
+        return;
+    }
+    for (const char *end = p + len; p < end;) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        size_t n = eol ? (size_t)(eol - p) : (size_t)(end - p);
+        put_fix_line(out, p, n);
+        p += n + (eol ? 1 : 0);
+    }
+}
+
+/* "     parent    SELECT ...": a label and text from the file on one line, cut to fit. */
+static void put_labeled(FILE *out, const char *label, const char *text)
+{
+    char line[1024];
+
+    one_line(text, line, sizeof(line));
+    fit(line, LINE_WIDTH - FINDING_INDENT - FINDING_LABEL);
+    fprintf(out, "%*s%-*s%s\n", FINDING_INDENT, "", FINDING_LABEL, label, line[0] ? line : "-");
+}
+
+/* "1. N+1, confirmed, high: N max 50, 3 occurrences, child time 42.512 ms, saving ~38.200 ms" */
+static void put_finding_header(FILE *out, size_t rank, const report_nplusone *f)
+{
+    char lead[96], items[4][64], total[32], saving[32];
+    const char *const list[] = {items[0], items[1], items[2], items[3]};
+    const char *proof = "";
+
+    if (!f->duplicate) /* a duplicate needs no proof: the same text and parameters */
+        proof = f->confirmed ? "confirmed, " : "suspected, ";
+    snprintf(lead, sizeof(lead), "%3zu. %s, %s%s: ", rank, f->duplicate ? "duplicate" : "N+1",
+             proof, f->severity[0] ? f->severity : "?");
+    fmt_num(total, sizeof(total), f->total_ms, 9, 3);
+    fmt_num(saving, sizeof(saving), f->saving_ms, 9, 3);
+    snprintf(items[0], sizeof(items[0]), "N max %lld", (long long)f->max_n);
+    snprintf(items[1], sizeof(items[1]), "%lld occurrence%s", (long long)f->occurrences,
+             f->occurrences == 1 ? "" : "s");
+    snprintf(items[2], sizeof(items[2]), "%s %s ms", f->duplicate ? "time" : "child time", total);
+    snprintf(items[3], sizeof(items[3]), "saving ~%s ms", saving);
+    put_items(out, lead, FINDING_INDENT, list, 4);
+}
+
+static void put_examples(FILE *out, const report_nplusone *f)
+{
+    char line[1024] = "", item[256];
+    size_t n = 0;
+
+    for (size_t i = 0; i < f->n_example_texts && n + 1 < sizeof(line); i++) {
+        one_line(f->example_texts[i], item, sizeof(item));
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s", i ? ", " : "", item);
+    }
+    if (f->n_example_texts > 0)
+        put_labeled(out, "examples", line);
+}
+
+static void put_finding(FILE *out, size_t rank, const report_nplusone *f)
+{
+    char label[16];
+
+    put_finding_header(out, rank, f);
+    if (!f->duplicate)
+        put_labeled(out, "parent", f->parent_query);
+    for (size_t i = 0; i < f->n_child_queries || i == 0; i++) {
+        if (f->duplicate)
+            snprintf(label, sizeof(label), "query");
+        else
+            snprintf(label, sizeof(label), i ? "child %zu" : "child", i + 1);
+        put_labeled(out, label, i < f->n_child_queries ? f->child_queries[i] : NULL);
+    }
+    if (!f->duplicate && f->confirmed)
+        put_labeled(out, "linked", f->linked_column ? f->linked_column : "(not recorded)");
+    else if (!f->duplicate)
+        put_labeled(out, "linked", "not proven: parameters not found in the parent's result");
+    put_examples(out, f);
+    put_fix(out, f->suggestion);
+}
+
+static void put_unused_ignores(FILE *out, const report_data *d)
+{
+    if (d->n_unused_ignores == 0)
+        return;
+    fputc('\n', out);
+    put_items(out, "Allow-list entries that never matched: ", 2,
+              (const char *const *)d->unused_ignores, d->n_unused_ignores);
+}
+
+/* N+1 loops first, then duplicate queries, each most severe first (the loader's order). */
+static void put_findings(FILE *out, const report_data *d)
+{
+    size_t loops = 0;
+
+    if (d->schema_version < 2)
+        return; /* a file from before N+1 detection: nothing to say either way */
+    for (size_t i = 0; i < d->n_findings; i++)
+        loops += !d->findings[i].duplicate;
+    if (d->n_findings == 0)
+        fprintf(out, "\nNo N+1 or duplicate queries found.\n");
+    for (size_t i = 0; i < d->n_findings; i++) {
+        if (i == 0 && loops > 0)
+            fprintf(out, "\nN+1 queries (%zu; most severe first; times in ms)\n", loops);
+        if (i == loops)
+            fprintf(out,
+                    "\nDuplicate queries: the same statement with the same parameters, "
+                    "repeated (%zu)\n",
+                    d->n_findings - loops);
+        else if (i > 0)
+            fputc('\n', out); /* a blank line between the findings of a section */
+        put_finding(out, i + 1, &d->findings[i]);
+    }
+    put_unused_ignores(out, d);
+}
+
 /* ---------------------------------------------------------------- statements */
 
 static void put_statement(FILE *out, size_t rank, const report_statement *s)
@@ -327,6 +557,7 @@ bool report_render_text(FILE *out, const report_data *d, const char *path)
     }
     fprintf(out, "pgscope report of %s\n\n", where);
     put_summary(out, d);
+    put_findings(out, d);
     put_statements(out, d);
     return true;
 }

@@ -28,8 +28,9 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: pgscope report [OPTIONS]\n\n"
-            "Prints what the report database holds about a run: a summary, then the statements\n"
-            "that took the most time.\n\n"
+            "Prints what the report database holds about a run: a summary, the N+1 and\n"
+            "duplicate queries found, each with its fix, then the statements that took the\n"
+            "most time.\n\n"
             "Options:\n"
             "  --db FILE              the report database (default %s)\n"
             "  --run ID               report on run ID (default: the latest run)\n"
@@ -197,7 +198,7 @@ int report_main(int argc, char **argv)
     /* One read transaction: the runs and statements come from the same snapshot even while
      * pgscope writes. */
     sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-    bool ok = report_load(db, o.run_id, o.all, o.limit, &d, err, sizeof(err));
+    bool ok = report_load(db, version, o.run_id, o.all, o.limit, &d, err, sizeof(err));
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     sqlite3_close(db);
     if (!ok) {
@@ -205,7 +206,6 @@ int report_main(int argc, char **argv)
         report_data_free(&d);
         return 1;
     }
-    d.schema_version = version;
     ok = o.json ? report_render_json(stdout, &d) : report_render_text(stdout, &d, o.db);
     report_data_free(&d);
     if (fflush(stdout) != 0 || ferror(stdout) || !ok) {

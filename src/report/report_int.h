@@ -17,6 +17,9 @@ typedef struct report_run {
     double duration_s;
     int64_t connections, statements, events_dropped, lost_writes;
     int64_t fingerprint_fallbacks, fingerprint_parses, fingerprint_hits, track_desyncs;
+    bool has_unused_ignores; /* false: the run recorded no list (no allow-list, or schema 1) */
+    char **unused_ignores;   /* N+1 allow-list entries that never matched in the run */
+    size_t n_unused_ignores;
 } report_run;
 
 typedef struct report_error {
@@ -45,6 +48,27 @@ typedef struct report_statement {
     size_t n_tags;
 } report_statement;
 
+/* An N+1 loop or a duplicate query, for one run or merged over all runs (same kind, parent and
+ * children). */
+typedef struct report_nplusone {
+    bool duplicate;              /* kind 'duplicate', else 'n_plus_one' */
+    char parent_fingerprint[17]; /* "" for a duplicate */
+    char *parent_query;          /* NULL for a duplicate */
+    char *child_fingerprints;    /* comma-separated, as stored */
+    char **child_queries;        /* the loop body's normalized texts */
+    size_t n_child_queries;
+    bool confirmed;
+    char *linked_column; /* NULL when not linked */
+    int64_t occurrences, max_n, total_n;
+    double total_ms, saving_ms;
+    char *examples;       /* JSON array text, as stored */
+    char **example_texts; /* its elements for people: strings as they are, tuples as JSON */
+    size_t n_example_texts;
+    char severity[8];
+    char *suggestion;
+    char *first_seen, *last_seen;
+} report_nplusone;
+
 typedef struct report_data {
     bool all; /* every run merged */
     int schema_version;
@@ -52,13 +76,18 @@ typedef struct report_data {
     size_t n_runs;
     report_statement *stmts; /* most total time first */
     size_t n_stmts;
-    int64_t shapes; /* statement shapes in scope, before the limit */
+    int64_t shapes;            /* statement shapes in scope, before the limit */
+    report_nplusone *findings; /* N+1 loops, then duplicates, each most severe first */
+    size_t n_findings;
+    char **unused_ignores; /* allow-list entries that never matched (in any run, with --all) */
+    size_t n_unused_ignores;
 } report_data;
 
-/* Reads the run (run_id > 0), the latest run (run_id 0) or all runs, and the top `limit`
- * statements (0: all). False with a reason in err. */
-bool report_load(sqlite3 *db, int64_t run_id, bool all, int limit, report_data *out, char *err,
-                 size_t errlen);
+/* Reads the run (run_id > 0), the latest run (run_id 0) or all runs, the top `limit` statements
+ * (0: all) and every N+1 finding, from a file of the given schema version. False with a reason
+ * in err. */
+bool report_load(sqlite3 *db, int schema_version, int64_t run_id, bool all, int limit,
+                 report_data *out, char *err, size_t errlen);
 void report_data_free(report_data *d);
 
 /* Renderers: false when the output could not be produced (out of memory). */

@@ -29,6 +29,61 @@ extern const char store_schema_sql[];
 /* The last batch is all that is left to save at a clean stop: worth a longer wait. */
 #define STORE_FINAL_BUSY_MS 5000
 
+/* Version 2: N+1 and duplicate-query findings, and the allow-list entries a run never used. The
+ * new table and view are sql/schema.sql's text, character for character, so that a migrated
+ * file and a new one have the same schema (tests/unit/test_store.c compares the two). */
+static const char migrate_v2[] =
+    "ALTER TABLE runs ADD COLUMN unused_ignores TEXT;\n"
+    "CREATE TABLE n_plus_one (\n"
+    "    run_id             INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,\n"
+    "    kind               TEXT NOT NULL,          -- 'n_plus_one' or 'duplicate'\n"
+    "    parent_fingerprint TEXT NOT NULL,          -- '' for a duplicate\n"
+    "    parent_query       TEXT,                   -- normalized; NULL for a duplicate\n"
+    "    child_fingerprints TEXT NOT NULL,          -- the loop body's statements, 'fp1,fp2'\n"
+    "    child_queries      TEXT NOT NULL,          -- JSON array of their normalized texts\n"
+    "    confirmed          INTEGER NOT NULL DEFAULT 0, -- 1: values linked to a parent column\n"
+    "    linked_column      TEXT NOT NULL DEFAULT '', -- that column, 'orders.customer_id'\n"
+    "    occurrences        INTEGER NOT NULL,       -- units of work it was seen in\n"
+    "    max_n              INTEGER NOT NULL,       -- most executions of the child in one unit\n"
+    "    total_n            INTEGER NOT NULL,       -- executions of the child, all units\n"
+    "    total_ms           REAL NOT NULL,          -- time spent in the children\n"
+    "    saving_ms          REAL NOT NULL,          -- estimated time a batched query saves\n"
+    "    examples           TEXT NOT NULL DEFAULT '[]', -- JSON array of parameter tuples\n"
+    "    severity           TEXT NOT NULL,          -- 'high', 'medium' or 'low'\n"
+    "    suggestion         TEXT,                   -- the fix, written out\n"
+    "    first_seen         TEXT,\n"
+    "    last_seen          TEXT,\n"
+    "    PRIMARY KEY (run_id, kind, parent_fingerprint, child_fingerprints)\n"
+    ");\n"
+    "CREATE VIEW n_plus_one_findings AS\n"
+    "SELECT n.run_id,\n"
+    "       r.label AS run_label,\n"
+    "       n.kind,\n"
+    "       n.severity,\n"
+    "       n.confirmed,\n"
+    "       n.parent_query,\n"
+    "       CASE WHEN json_valid(n.child_queries) THEN json_extract(n.child_queries, '$[0]') END\n"
+    "           AS child_query,\n"
+    "       n.linked_column,\n"
+    "       n.occurrences,\n"
+    "       n.max_n,\n"
+    "       n.total_n,\n"
+    "       n.total_ms,\n"
+    "       n.saving_ms,\n"
+    "       n.suggestion,\n"
+    "       n.examples,\n"
+    "       n.parent_fingerprint,\n"
+    "       n.child_fingerprints,\n"
+    "       n.child_queries,\n"
+    "       n.first_seen,\n"
+    "       n.last_seen\n"
+    "FROM n_plus_one n\n"
+    "JOIN runs r ON r.id = n.run_id\n"
+    "ORDER BY n.run_id,\n"
+    "         CASE n.severity WHEN 'high' THEN 0 WHEN 'medium' THEN 1 WHEN 'low' THEN 2\n"
+    "              ELSE 3 END,\n"
+    "         n.saving_ms DESC;\n";
+
 /* Step i takes a file from version migrations[i].version - 1 to migrations[i].version. Version 1
  * is the base, created from sql/schema.sql. To change the schema: edit sql/schema.sql (which
  * always describes the newest version), add a step here and bump STORE_SCHEMA_VERSION. */
@@ -37,9 +92,10 @@ static const struct migration {
     const char *sql;
 } migrations[] = {
     {1, NULL},
+    {2, migrate_v2},
 };
 
-enum { Q_STATEMENT, Q_ERROR, Q_TAG, Q_CONNECTION, Q_RUN, Q_ENDED, Q_COUNT };
+enum { Q_STATEMENT, Q_ERROR, Q_TAG, Q_CONNECTION, Q_NPLUSONE, Q_RUN, Q_ENDED, Q_COUNT };
 
 /* The prepared statements of the writer, one per kind of row. Upserts, because a batch carries
  * cumulative figures that replace the earlier row of the same key. */
@@ -74,10 +130,24 @@ static const char *const queries[Q_COUNT] = {
         "application_name = excluded.application_name, started_at = excluded.started_at, "
         "ended_at = excluded.ended_at, bytes_from_client = excluded.bytes_from_client, "
         "bytes_from_server = excluded.bytes_from_server, statements = excluded.statements",
+    [Q_NPLUSONE] =
+        "INSERT INTO n_plus_one (run_id, kind, parent_fingerprint, parent_query, "
+        "child_fingerprints, child_queries, confirmed, linked_column, occurrences, max_n, "
+        "total_n, total_ms, saving_ms, examples, severity, suggestion, first_seen, last_seen) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) "
+        "ON CONFLICT (run_id, kind, parent_fingerprint, child_fingerprints) DO UPDATE SET "
+        "parent_query = excluded.parent_query, child_queries = excluded.child_queries, "
+        "confirmed = excluded.confirmed, linked_column = excluded.linked_column, "
+        "occurrences = excluded.occurrences, max_n = excluded.max_n, total_n = excluded.total_n, "
+        "total_ms = excluded.total_ms, saving_ms = excluded.saving_ms, "
+        "examples = excluded.examples, severity = excluded.severity, "
+        "suggestion = excluded.suggestion, first_seen = excluded.first_seen, "
+        "last_seen = excluded.last_seen",
+    /* unused_ignores only when the batch carries it: a batch without it keeps the last list. */
     [Q_RUN] = "UPDATE runs SET ended_at = coalesce(?2, ended_at), connections = ?3, "
               "statements = ?4, events_dropped = ?5, fingerprint_fallbacks = ?6, "
               "fingerprint_parses = ?7, fingerprint_hits = ?8, track_desyncs = ?9, "
-              "lost_writes = ?10 WHERE id = ?1",
+              "lost_writes = ?10, unused_ignores = coalesce(?11, unused_ignores) WHERE id = ?1",
     [Q_ENDED] = "UPDATE runs SET ended_at = coalesce(ended_at, ?2), lost_writes = ?3 WHERE id = ?1",
 };
 
@@ -123,6 +193,15 @@ static void free_connection_row(store_connection_row *r)
     free(r->application_name);
 }
 
+static void free_nplusone_row(store_nplusone_row *r)
+{
+    free(r->parent_query);
+    free(r->child_queries);
+    free(r->linked_column);
+    free(r->examples);
+    free(r->suggestion);
+}
+
 void store_batch_free(store_batch *b)
 {
     if (!b)
@@ -133,16 +212,20 @@ void store_batch_free(store_batch *b)
         free_connection_row(&b->connections[i]);
     for (size_t i = 0; i < b->n_tags; i++)
         free(b->tags[i].tags);
+    for (size_t i = 0; i < b->n_nplusone; i++)
+        free_nplusone_row(&b->nplusone[i]);
     free(b->statements);
     free(b->connections);
     free(b->tags);
+    free(b->nplusone);
+    free(b->unused_ignores);
     free(b);
 }
 
 /* Every row a batch would write, the run's own row included: what a failed write loses. */
 static uint64_t batch_rows(const store_batch *b)
 {
-    uint64_t n = 1 + b->n_statements + b->n_connections + b->n_tags;
+    uint64_t n = 1 + b->n_statements + b->n_connections + b->n_tags + b->n_nplusone;
 
     for (size_t i = 0; i < b->n_statements; i++)
         n += (uint64_t)(b->statements[i].n_errs > 0 ? b->statements[i].n_errs : 0);
@@ -300,8 +383,41 @@ static int write_tag(store *s, const store_tag_row *r)
     return bad ? SQLITE_NOMEM : step_done(st);
 }
 
-static int write_run(store *s, const store_run_counters *c)
+/* JSON columns are NOT NULL: a finding without texts or examples has an empty array. */
+static int bind_json(sqlite3_stmt *st, int i, const char *s)
 {
+    return sqlite3_bind_text(st, i, s && *s ? s : "[]", -1, SQLITE_STATIC);
+}
+
+static int write_nplusone(store *s, const store_nplusone_row *r)
+{
+    sqlite3_stmt *st = s->q[Q_NPLUSONE];
+    bool bad = false;
+
+    bad |= sqlite3_bind_int64(st, 1, s->run_id) != SQLITE_OK;
+    bad |= bind_fixed(st, 2, r->kind, sizeof(r->kind)) != SQLITE_OK;
+    bad |= bind_fixed(st, 3, r->parent_fingerprint, sizeof(r->parent_fingerprint)) != SQLITE_OK;
+    bad |= bind_text(st, 4, r->parent_query) != SQLITE_OK;
+    bad |= bind_fixed(st, 5, r->child_fingerprints, sizeof(r->child_fingerprints)) != SQLITE_OK;
+    bad |= bind_json(st, 6, r->child_queries) != SQLITE_OK;
+    bad |= sqlite3_bind_int(st, 7, r->confirmed) != SQLITE_OK;
+    bad |= bind_key(st, 8, r->linked_column) != SQLITE_OK;
+    bad |= sqlite3_bind_int64(st, 9, r->occurrences) != SQLITE_OK;
+    bad |= sqlite3_bind_int64(st, 10, r->max_n) != SQLITE_OK;
+    bad |= sqlite3_bind_int64(st, 11, r->total_n) != SQLITE_OK;
+    bad |= sqlite3_bind_double(st, 12, isfinite(r->total_ms) ? r->total_ms : 0) != SQLITE_OK;
+    bad |= sqlite3_bind_double(st, 13, isfinite(r->saving_ms) ? r->saving_ms : 0) != SQLITE_OK;
+    bad |= bind_json(st, 14, r->examples) != SQLITE_OK;
+    bad |= bind_fixed(st, 15, r->severity, sizeof(r->severity)) != SQLITE_OK;
+    bad |= bind_text(st, 16, r->suggestion) != SQLITE_OK;
+    bad |= bind_time(st, 17, r->first_us) != SQLITE_OK;
+    bad |= bind_time(st, 18, r->last_us) != SQLITE_OK;
+    return bad ? SQLITE_NOMEM : step_done(st);
+}
+
+static int write_run(store *s, const store_batch *b)
+{
+    const store_run_counters *c = &b->run;
     sqlite3_stmt *st = s->q[Q_RUN];
     bool bad = false;
 
@@ -315,6 +431,7 @@ static int write_run(store *s, const store_run_counters *c)
     bad |= bind_u64(st, 8, c->fingerprint_hits) != SQLITE_OK;
     bad |= bind_u64(st, 9, c->track_desyncs) != SQLITE_OK;
     bad |= bind_u64(st, 10, atomic_load(&s->lost)) != SQLITE_OK;
+    bad |= bind_text(st, 11, b->unused_ignores) != SQLITE_OK;
     return bad ? SQLITE_NOMEM : step_done(st);
 }
 
@@ -328,7 +445,9 @@ static int write_rows(store *s, const store_batch *b)
         rc = write_connection(s, &b->connections[i]);
     for (size_t i = 0; rc == SQLITE_OK && i < b->n_tags; i++)
         rc = write_tag(s, &b->tags[i]);
-    return rc == SQLITE_OK ? write_run(s, &b->run) : rc;
+    for (size_t i = 0; rc == SQLITE_OK && i < b->n_nplusone; i++)
+        rc = write_nplusone(s, &b->nplusone[i]);
+    return rc == SQLITE_OK ? write_run(s, b) : rc;
 }
 
 static void rollback(sqlite3 *db)

@@ -1,5 +1,6 @@
 """`pgscope report` end to end: traffic through pgscope, a SIGTERM, then the SQLite file read
-with Python's sqlite3 module and the report read as JSON and as text."""
+with Python's sqlite3 module and the report read as JSON and as text; N+1 findings in the file
+and in the report."""
 
 import json
 import math
@@ -24,6 +25,15 @@ JSON_STATEMENT_FIELDS = {"fingerprint", "query", "database", "user", "command", 
                          "rows", "total_ms", "mean_ms", "min_ms", "max_ms", "stddev_ms", "p50_ms",
                          "p95_ms", "p99_ms", "rows_per_call", "errors_by_sqlstate", "tags",
                          "example"}
+JSON_NPLUSONE_FIELDS = {"kind", "parent_fingerprint", "parent_query", "child_fingerprints",
+                        "child_query", "child_queries", "max_n", "total_n", "occurrences",
+                        "confirmed", "linked_column", "total_ms", "saving_ms", "severity",
+                        "examples", "suggestion", "first_seen", "last_seen"}
+SEVERITIES = ("high", "medium", "low")
+
+# The N+1 of the acceptance tests: 50 orders, then each order's customer by id. Customer ids
+# (1001...) are not order ids, so that only orders.customer_id holds the children's values.
+N_ORDERS = 50
 
 
 def report_cluster():
@@ -62,14 +72,33 @@ def report(db, *args, expect_rc=0):
 
 def report_json(db, *args):
     data = json.loads(report(db, "--format", "json", *args).stdout)
-    assert {"pgscope_version", "runs", "statements"} <= set(data), data.keys()
+    assert {"pgscope_version", "runs", "statements", "n_plus_one",
+            "unused_ignores"} <= set(data), data.keys()
     for run in data["runs"]:
         assert JSON_RUN_FIELDS <= set(run), run
     for st in data["statements"]:
         assert JSON_STATEMENT_FIELDS <= set(st), st
     totals = [st["total_ms"] for st in data["statements"]]
     assert totals == sorted(totals, reverse=True), totals
+    check_findings_json(data["n_plus_one"])
+    assert all(isinstance(e, str) for e in data["unused_ignores"]), data["unused_ignores"]
     return data
+
+
+def check_findings_json(findings):
+    """Every finding has every field; N+1 loops come before duplicates, each most severe and
+    then largest saving first."""
+    for f in findings:
+        assert JSON_NPLUSONE_FIELDS <= set(f), f
+        assert f["kind"] in ("n_plus_one", "duplicate") and f["severity"] in SEVERITIES, f
+        assert f["child_queries"] and f["child_query"] == f["child_queries"][0], f
+        assert len(f["child_fingerprints"]) == len(f["child_queries"]), f
+        assert isinstance(f["examples"], list) and isinstance(f["confirmed"], bool), f
+        assert (f["parent_query"] is None) == (f["kind"] == "duplicate"), f
+        assert (f["linked_column"] is not None) <= f["confirmed"], f
+    order = [(f["kind"] == "duplicate", SEVERITIES.index(f["severity"]), -f["saving_ms"])
+             for f in findings]
+    assert order == sorted(order), order
 
 
 def pgbench_items(pg, transactions, clients=1, mode="prepared"):
@@ -119,7 +148,7 @@ def test_report_after_psql_statements():
 
     # The file itself, as a person with sqlite3 would see it.
     assert dict(rows(db, "SELECT key, value FROM meta")) == {"application": "pgscope",
-                                                             "schema_version": "1"}
+                                                             "schema_version": "2"}
     assert rows(db, "PRAGMA journal_mode") == [("wal",)]
     runs = rows(db, "SELECT id, label, ended_at IS NOT NULL, connections FROM runs")
     assert runs == [(1, "report-psql", 1, 7)], runs
@@ -302,5 +331,217 @@ def test_report_refuses_what_it_cannot_read():
             assert res.stdout == "" and res.stderr, (args, res)
         help_text = report(db, "--help").stdout
         assert "--all" in help_text and "--format" in help_text, help_text
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- N+1 findings
+
+def n_plus_one_tables(cluster):
+    """orders (N_ORDERS rows) and their customers, in the report database."""
+    cluster.psql("CREATE TABLE IF NOT EXISTS customers (id int PRIMARY KEY, name text NOT NULL); "
+                 "CREATE TABLE IF NOT EXISTS orders (id int PRIMARY KEY, "
+                 "customer_id int NOT NULL REFERENCES customers (id), total numeric); "
+                 "INSERT INTO customers SELECT 1000 + g, 'customer ' || g "
+                 "FROM generate_series(1, %d) g ON CONFLICT DO NOTHING; "
+                 "INSERT INTO orders SELECT g, 1000 + (g * 7) %% %d + 1, g * 10 "
+                 "FROM generate_series(1, %d) g ON CONFLICT DO NOTHING"
+                 % (N_ORDERS, N_ORDERS, N_ORDERS), dbname=REPORT_DB)
+
+
+def test_report_n_plus_one_from_psycopg2():
+    """The psycopg2 loop of the N+1 acceptance tests (simple protocol, literals inline, one
+    transaction): one confirmed N+1 in the file, first in the text report, and in the JSON."""
+    cluster = report_cluster()
+    n_plus_one_tables(cluster)
+    pg = h.Pgscope(cluster, args=["--run-label", "n-plus-one"]).start()
+    conn = h.connect(pg.host, pg.port, dbname=REPORT_DB)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT id, customer_id FROM orders ORDER BY id LIMIT 50")
+            orders = cur.fetchall()
+            assert len(orders) == N_ORDERS
+            for _, customer_id in orders:
+                cur.execute("SELECT * FROM customers WHERE id = %s", (customer_id,))
+                assert cur.fetchone()[0] == customer_id
+        conn.commit()
+    finally:
+        conn.close()
+    db = stopped(pg)
+
+    data = report_json(db)
+    loops = [f for f in data["n_plus_one"] if f["kind"] == "n_plus_one"]
+    assert len(loops) == 1, data["n_plus_one"]
+    f = loops[0]
+    assert f["confirmed"] is True and f["linked_column"] == "orders.customer_id", f
+    assert (f["max_n"], f["total_n"], f["occurrences"]) == (N_ORDERS, N_ORDERS, 1), f
+    assert "FROM orders" in f["parent_query"], f
+    assert "customers" in f["child_query"] and "$1" in f["child_query"], f
+    assert f["total_ms"] > 0 and 0 <= f["saving_ms"] <= f["total_ms"], f
+    assert "ANY(" in f["suggestion"] and "JOIN" in f["suggestion"].upper(), f
+    # Parameters are not stored unless store_params is on.
+    assert 1 <= len(f["examples"]) <= 3, f
+    assert all(e == "[redacted]" for e in f["examples"]), f
+    # Every customer was fetched once: no duplicate query.
+    assert [d for d in data["n_plus_one"] if d["kind"] == "duplicate"] == [], data["n_plus_one"]
+    view = rows(db, "SELECT run_label, kind, confirmed, max_n, linked_column "
+                    "FROM n_plus_one_findings")
+    assert view == [("n-plus-one", "n_plus_one", 1, N_ORDERS, "orders.customer_id")], view
+
+    text = report(db).stdout
+    check_text(text)
+    assert text.index("N+1 queries") < text.index("Top statements by total time"), text
+    assert "orders.customer_id" in text and "N max %d" % N_ORDERS in text, text
+    h.note("N = %d, %.3f ms in the children" % (f["max_n"], f["total_ms"]))
+
+
+LONG_FIX = ("Load the customers of all orders in one query instead of one query per order:\n"
+            "    SELECT * FROM customers WHERE id = ANY($1)\n"
+            "  with $1 the array of the orders.customer_id values the first query returned; or, "
+            "when the application needs each order with its customer anyway, join the two and "
+            "let PostgreSQL do the loop:\n"
+            "    SELECT o.id, o.customer_id, c.* FROM orders o JOIN customers c "
+            "ON c.id = o.customer_id ORDER BY o.id LIMIT $1\n")
+
+
+def add_finding(con, run_id, kind, parent_fp, child_fps, child_queries, confirmed, linked, occ,
+                max_n, total_ms, saving_ms, severity, examples, suggestion,
+                parent_query="SELECT id, customer_id FROM orders ORDER BY id LIMIT $1"):
+    """A finding row as pgscope writes it (src/store/store.c)."""
+    con.execute("INSERT INTO n_plus_one (run_id, kind, parent_fingerprint, parent_query, "
+                "child_fingerprints, child_queries, confirmed, linked_column, occurrences, max_n, "
+                "total_n, total_ms, saving_ms, examples, severity, suggestion, first_seen, "
+                "last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "'2026-11-21 18:40:00.123', '2026-11-21 18:40:05.456')",
+                (run_id, kind, parent_fp, parent_query if kind == "n_plus_one" else None,
+                 ",".join(child_fps), json.dumps(child_queries), int(confirmed), linked, occ,
+                 max_n, max_n * occ, total_ms, saving_ms, json.dumps(examples), severity,
+                 suggestion))
+
+
+def test_report_shows_n_plus_one_findings():
+    """Findings in the file (written here as the store writes them, whatever found them): in
+    the text report first, with their fixes whole, then duplicates and unused allow-list
+    entries; in the JSON; merged over runs with --all."""
+    cluster = report_cluster()
+    pg = h.Pgscope(cluster, args=["--run-label", "findings"]).start()
+    assert h.psql(pg.host, pg.port, "SELECT v FROM report_items WHERE id = 1",
+                  dbname=REPORT_DB).rc == 0
+    db = stopped(pg)
+    loop = ("00000000000000a0", ["00000000000000b0"], ["SELECT * FROM customers WHERE id = $1"])
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("DELETE FROM n_plus_one")  # only the findings below
+        con.execute("UPDATE runs SET unused_ignores = ? WHERE id = 1",
+                    (json.dumps(["0123456789abcdef", "audit_log"]),))
+        con.execute("INSERT INTO runs (label, started_at, ended_at, pgscope_version, "
+                    "unused_ignores) VALUES ('second', '2026-11-22 09:00:00.000', "
+                    "'2026-11-22 09:01:00.000', 'test', ?)", (json.dumps(["audit_log", "x"]),))
+        add_finding(con, 1, "n_plus_one", loop[0], loop[1], loop[2], True, "orders.customer_id",
+                    2, 50, 20.0, 18.0, "high", [["1007"], ["1014"], ["1021"]], LONG_FIX)
+        add_finding(con, 1, "n_plus_one", "00000000000000a1",
+                    ["00000000000000b1", "00000000000000b2"],
+                    ["SELECT * FROM profiles WHERE user_id = $1",
+                     "SELECT * FROM addresses WHERE user_id = $1 AND kind = $2 AND "
+                     "valid_during @> now() AND country IN (SELECT code FROM countries)"],
+                    False, "", 1, 7, 3.5, 2.5, "medium", ["[redacted]"],
+                    "SELECT * FROM profiles WHERE user_id = ANY($1)",
+                    parent_query="SELECT id FROM users WHERE team_id = $1")
+        add_finding(con, 1, "duplicate", "", ["00000000000000d0"],
+                    ["SELECT * FROM settings WHERE id = $1"], False, "", 3, 40, 12.0, 11.0, "low",
+                    [["1"]], "Read it once and keep it: it was read 40 times with the same id.")
+        add_finding(con, 2, "n_plus_one", loop[0], loop[1], loop[2], False, "", 1, 80, 10.0, 9.0,
+                    "medium", ["[redacted]"], "SELECT * FROM customers WHERE id = ANY($1)")
+    con.close()
+
+    view = rows(db, "SELECT run_label, kind, severity, child_query FROM n_plus_one_findings "
+                    "WHERE run_id = 1")
+    assert [v[:3] for v in view] == [("findings", "n_plus_one", "high"),
+                                     ("findings", "n_plus_one", "medium"),
+                                     ("findings", "duplicate", "low")], view
+    assert view[0][3] == loop[2][0], view
+
+    first = report_json(db, "--run", "1")
+    got = [(f["kind"], f["severity"]) for f in first["n_plus_one"]]
+    assert got == [("n_plus_one", "high"), ("n_plus_one", "medium"), ("duplicate", "low")], got
+    a, b, d = first["n_plus_one"]
+    assert (a["confirmed"], a["linked_column"], a["max_n"], a["total_n"]) == \
+        (True, "orders.customer_id", 50, 100), a
+    assert a["examples"] == [["1007"], ["1014"], ["1021"]] and a["suggestion"] == LONG_FIX, a
+    assert a["child_fingerprints"] == loop[1] and a["parent_fingerprint"] == loop[0], a
+    assert b["confirmed"] is False and b["linked_column"] is None, b
+    assert b["child_fingerprints"] == ["00000000000000b1", "00000000000000b2"], b
+    assert len(b["child_queries"]) == 2 and b["examples"] == ["[redacted]"], b
+    assert d["parent_query"] is None and d["parent_fingerprint"] is None, d
+    assert first["unused_ignores"] == ["0123456789abcdef", "audit_log"], first["unused_ignores"]
+
+    latest = report_json(db)
+    assert [(f["max_n"], f["confirmed"]) for f in latest["n_plus_one"]] == [(80, False)], latest
+    assert latest["unused_ignores"] == ["audit_log", "x"], latest["unused_ignores"]
+
+    merged = report_json(db, "--all")
+    m = [f for f in merged["n_plus_one"] if f["parent_fingerprint"] == loop[0]]
+    assert len(m) == 1 and len(merged["n_plus_one"]) == 3, merged["n_plus_one"]
+    m = m[0]
+    assert (m["occurrences"], m["total_n"], m["max_n"]) == (3, 180, 80), m
+    assert close_to(m["total_ms"], 30.0) and close_to(m["saving_ms"], 27.0), m
+    assert m["confirmed"] is True and m["linked_column"] == "orders.customer_id", m
+    assert m["severity"] == "high", m
+    # Only what no run used: "x" was not configured in the first run, so it is not claimed.
+    assert merged["unused_ignores"] == ["audit_log"], merged["unused_ignores"]
+    assert [r["unused_ignores"] for r in merged["runs"]] == [["0123456789abcdef", "audit_log"],
+                                                             ["audit_log", "x"]], merged["runs"]
+
+    text = report(db, "--run", "1").stdout
+    check_text(text)
+    marks = ["N+1 queries (2", "1. N+1, confirmed, high: N max 50, 2 occurrences",
+             "2. N+1, suspected, medium", "Duplicate queries", "3. duplicate, low",
+             "Allow-list entries that never matched: 0123456789abcdef, audit_log",
+             "Top statements by total time"]
+    where = [text.find(mark) for mark in marks]
+    assert -1 not in where and where == sorted(where), list(zip(marks, where))
+    assert "orders.customer_id" in text and '["1007"], ["1014"], ["1021"]' in text, text
+    assert "child 2" in text and "[redacted]" in text, text
+    # The fix is printed whole, wrapped to the width, never cut.
+    assert LONG_FIX.split() == text[text.index("fix", where[1]):].split()[1:len(
+        LONG_FIX.split()) + 1], text
+    merged_text = report(db, "--all").stdout
+    check_text(merged_text)
+    assert "1. N+1, confirmed, high: N max 80, 3 occurrences" in merged_text, merged_text
+
+
+def test_report_reads_a_version_1_file():
+    """A file of schema version 1 (before N+1 detection) is reported as it is, read-only:
+    no findings, no allow-list report, and the file stays at version 1."""
+    cluster = report_cluster()
+    pg = h.Pgscope(cluster).start()
+    assert h.psql(pg.host, pg.port, "SELECT v FROM report_items WHERE id = 2",
+                  dbname=REPORT_DB).rc == 0
+    db = stopped(pg)
+    work = h.make_temp_dir("pgscope-report-")
+    try:
+        old = os.path.join(work, "v1.db")
+        shutil.copyfile(db, old)
+        con = sqlite3.connect(old)
+        # What version 2 added, taken away again; the runs table without its new column.
+        con.executescript("""
+            DROP VIEW n_plus_one_findings;
+            DROP TABLE n_plus_one;
+            ALTER TABLE runs RENAME TO runs_v2;
+            CREATE TABLE runs AS SELECT id, label, started_at, ended_at, pgscope_version,
+                upstream, connections, statements, events_dropped, fingerprint_fallbacks,
+                fingerprint_parses, fingerprint_hits, track_desyncs, lost_writes FROM runs_v2;
+            UPDATE meta SET value = '1' WHERE key = 'schema_version';
+        """)
+        con.close()
+        data = report_json(old)
+        assert data["schema_version"] == 1, data
+        assert data["n_plus_one"] == [] and data["unused_ignores"] == [], data
+        assert data["runs"][0]["unused_ignores"] is None, data["runs"]
+        assert items_statement(data)["calls"] == 1
+        text = report(old).stdout
+        check_text(text)
+        assert "N+1" not in text, text
+        assert rows(old, "SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
     finally:
         shutil.rmtree(work, ignore_errors=True)

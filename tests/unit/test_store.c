@@ -1,4 +1,5 @@
-/* Unit tests for the store: file creation, schema versions, batches, upserts and lost writes. */
+/* Unit tests for the store: file creation, schema versions and migration, batches (statements,
+ * connections, tags, N+1 findings), upserts and lost writes. */
 #include "config.h"
 
 #include <setjmp.h>
@@ -250,6 +251,223 @@ static void submit_eventually(store *s, store_batch *b)
     fail_msg("the store never took the batch");
 }
 
+/* An N+1 finding row with every string set (kind "n_plus_one") or a duplicate with none of
+ * the optional ones (kind "duplicate"), so that the store's defaults and its freeing are both
+ * exercised. */
+static void fill_finding(store_nplusone_row *r, const char *kind, const char *parent_fp,
+                         const char *child_fps, int64_t occurrences)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->kind, sizeof(r->kind), "%s", kind);
+    snprintf(r->parent_fingerprint, sizeof(r->parent_fingerprint), "%s", parent_fp);
+    snprintf(r->child_fingerprints, sizeof(r->child_fingerprints), "%s", child_fps);
+    r->occurrences = occurrences;
+    r->max_n = 50;
+    r->total_n = 50 * occurrences;
+    r->total_ms = 2.5 * (double)occurrences;
+    r->saving_ms = 2.0 * (double)occurrences;
+    r->first_us = SOME_TIME_US;
+    r->last_us = SOME_TIME_US + 5 * INT64_C(1000000);
+    if (strcmp(kind, "duplicate") == 0) {
+        snprintf(r->severity, sizeof(r->severity), "low");
+        return;
+    }
+    snprintf(r->severity, sizeof(r->severity), "high");
+    r->parent_query = xstrdup("SELECT id, customer_id FROM orders ORDER BY id LIMIT $1");
+    r->child_queries = xstrdup("[\"SELECT * FROM customers WHERE id = $1\"]");
+    r->confirmed = true;
+    r->linked_column = xstrdup("orders.customer_id");
+    r->examples = xstrdup("[[\"17\"],[\"4\"]]");
+    r->suggestion = xstrdup("SELECT * FROM customers WHERE id = ANY($1)\n"
+                            "or: SELECT o.id, c.* FROM orders o JOIN customers c ON ...");
+}
+
+/* A batch with no statements and n findings: one N+1 and, from the second on, duplicates. */
+static store_batch *make_findings_batch(size_t n, int64_t occurrences, const char *unused)
+{
+    store_batch *b = calloc(1, sizeof(*b));
+
+    assert_non_null(b);
+    b->nplusone = calloc(n ? n : 1, sizeof(*b->nplusone));
+    assert_non_null(b->nplusone);
+    for (size_t i = 0; i < n; i++) {
+        char child[20];
+        snprintf(child, sizeof(child), "%016zx", i + 0xc0);
+        if (i == 0)
+            fill_finding(&b->nplusone[i], "n_plus_one", "00000000000000a0",
+                         "00000000000000b0,00000000000000b1", occurrences);
+        else
+            fill_finding(&b->nplusone[i], "duplicate", "", child, occurrences);
+    }
+    b->n_nplusone = n;
+    b->unused_ignores = unused ? xstrdup(unused) : NULL;
+    b->run.statements = 100;
+    return b;
+}
+
+/* sql/schema.sql as schema version 1 had it (pgscope 0.1), to test the migration from there. */
+static const char schema_v1_sql[] =
+    "-- What the file is: application 'pgscope' and the schema version.\n"
+    "CREATE TABLE meta (\n"
+    "    key   TEXT PRIMARY KEY,\n"
+    "    value TEXT NOT NULL\n"
+    ");\n"
+    "INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '1');\n"
+    "\n"
+    "-- One row per `pgscope proxy` lifetime. The counters are rewritten with every batch, so "
+    "they\n"
+    "-- are current while pgscope runs; ended_at stays NULL until a clean stop.\n"
+    "CREATE TABLE runs (\n"
+    "    id                    INTEGER PRIMARY KEY,\n"
+    "    label                 TEXT,               -- --run-label, NULL when not given\n"
+    "    started_at            TEXT NOT NULL,\n"
+    "    ended_at              TEXT,\n"
+    "    pgscope_version       TEXT NOT NULL,\n"
+    "    upstream              TEXT,               -- the server address pgscope forwarded to\n"
+    "    connections           INTEGER NOT NULL DEFAULT 0,  -- client connections accepted\n"
+    "    statements            INTEGER NOT NULL DEFAULT 0,  -- statements executed (all shapes)\n"
+    "    events_dropped        INTEGER NOT NULL DEFAULT 0,  -- events the analysis had no room "
+    "for\n"
+    "    fingerprint_fallbacks INTEGER NOT NULL DEFAULT 0,  -- texts libpg_query could not parse\n"
+    "    fingerprint_parses    INTEGER NOT NULL DEFAULT 0,  -- texts fingerprinted by libpg_query\n"
+    "    fingerprint_hits      INTEGER NOT NULL DEFAULT 0,  -- texts found in the fingerprint "
+    "cache\n"
+    "    track_desyncs         INTEGER NOT NULL DEFAULT 0,  -- times protocol tracking lost "
+    "its place\n"
+    "    lost_writes           INTEGER NOT NULL DEFAULT 0   -- rows this file refused (locked, "
+    "full)\n"
+    ");\n"
+    "\n"
+    "-- One row per client connection of a run.\n"
+    "CREATE TABLE connections (\n"
+    "    run_id            INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,\n"
+    "    conn_id           INTEGER NOT NULL,       -- pgscope's number for the connection\n"
+    "    client_addr       TEXT,                   -- 'host:port', or 'unix'\n"
+    "    user_name         TEXT,\n"
+    "    database          TEXT,\n"
+    "    application_name  TEXT,\n"
+    "    started_at        TEXT NOT NULL,\n"
+    "    ended_at          TEXT,                   -- NULL while open\n"
+    "    bytes_from_client INTEGER NOT NULL DEFAULT 0,\n"
+    "    bytes_from_server INTEGER NOT NULL DEFAULT 0,\n"
+    "    statements        INTEGER NOT NULL DEFAULT 0,\n"
+    "    PRIMARY KEY (run_id, conn_id)\n"
+    ");\n"
+    "\n"
+    "-- One row per statement shape (fingerprint), database and user of a run: cumulative figures\n"
+    "-- for the whole run, replaced as the run goes on.\n"
+    "CREATE TABLE statements (\n"
+    "    run_id         INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,\n"
+    "    fingerprint    TEXT NOT NULL,\n"
+    "    database       TEXT NOT NULL,\n"
+    "    user_name      TEXT NOT NULL,\n"
+    "    query          TEXT,                      -- normalized: literals replaced by $1, $2...\n"
+    "    command        TEXT,                      -- SELECT, INSERT, UPDATE, COPY...\n"
+    "    fallback       INTEGER NOT NULL DEFAULT 0, -- 1: libpg_query could not parse the text\n"
+    "    calls          INTEGER NOT NULL,\n"
+    "    errors         INTEGER NOT NULL DEFAULT 0,\n"
+    "    rows           INTEGER NOT NULL DEFAULT 0, -- rows returned or affected, all calls\n"
+    "    total_ms       REAL NOT NULL,\n"
+    "    min_ms         REAL,\n"
+    "    max_ms         REAL,\n"
+    "    mean_ms        REAL,\n"
+    "    stddev_ms      REAL,\n"
+    "    p50_ms         REAL,\n"
+    "    p95_ms         REAL,\n"
+    "    p99_ms         REAL,\n"
+    "    histogram      BLOB,                      -- latency histogram, see doc/report-schema.md\n"
+    "    first_seen     TEXT,\n"
+    "    last_seen      TEXT,\n"
+    "    example_query  TEXT,                      -- NULL unless store_params is on\n"
+    "    example_params TEXT,                      -- NULL unless store_params is on\n"
+    "    PRIMARY KEY (run_id, fingerprint, database, user_name)\n"
+    ");\n"
+    "-- The report's \"top statements of a run\" is an index range scan with LIMIT.\n"
+    "CREATE INDEX statements_by_total ON statements (run_id, total_ms DESC);\n"
+    "-- Merging a shape across runs (pgscope report --all): total_ms makes it a covering index "
+    "for\n"
+    "-- the report's GROUP BY, a fraction of the table to read.\n"
+    "CREATE INDEX statements_by_shape ON statements (fingerprint, database, user_name, total_ms);\n"
+    "\n"
+    "-- Errors of a statement shape by SQLSTATE; sqlstate '' counts codes beyond the ones kept.\n"
+    "CREATE TABLE statement_errors (\n"
+    "    run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,\n"
+    "    fingerprint TEXT NOT NULL,\n"
+    "    database    TEXT NOT NULL,\n"
+    "    user_name   TEXT NOT NULL,\n"
+    "    sqlstate    TEXT NOT NULL,\n"
+    "    count       INTEGER NOT NULL,\n"
+    "    PRIMARY KEY (run_id, fingerprint, database, user_name, sqlstate)\n"
+    ");\n"
+    "CREATE INDEX statement_errors_by_shape ON statement_errors (fingerprint, database, "
+    "user_name);\n"
+    "\n"
+    "-- Calls and time of a statement shape per set of sqlcommenter tags (/*action='index'*/),\n"
+    "-- all databases and users together.\n"
+    "CREATE TABLE statement_tags (\n"
+    "    run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,\n"
+    "    fingerprint TEXT NOT NULL,\n"
+    "    tags        TEXT NOT NULL,                -- canonical \"key=value,key2=value2\"\n"
+    "    calls       INTEGER NOT NULL,\n"
+    "    total_ms    REAL NOT NULL,\n"
+    "    PRIMARY KEY (run_id, fingerprint, tags)\n"
+    ");\n"
+    "CREATE INDEX statement_tags_by_fingerprint ON statement_tags (fingerprint);\n"
+    "\n"
+    "-- Views for people: SELECT * FROM slowest_statements WHERE run_id = 3 LIMIT 10;\n"
+    "\n"
+    "-- Every statement shape with its run's label and per-call figures.\n"
+    "CREATE VIEW statement_stats AS\n"
+    "SELECT s.run_id,\n"
+    "       r.label AS run_label,\n"
+    "       s.fingerprint,\n"
+    "       s.database,\n"
+    "       s.user_name,\n"
+    "       s.command,\n"
+    "       s.query,\n"
+    "       s.calls,\n"
+    "       s.errors,\n"
+    "       s.rows,\n"
+    "       s.total_ms,\n"
+    "       s.mean_ms,\n"
+    "       s.min_ms,\n"
+    "       s.max_ms,\n"
+    "       s.stddev_ms,\n"
+    "       s.p50_ms,\n"
+    "       s.p95_ms,\n"
+    "       s.p99_ms,\n"
+    "       CAST(s.rows AS REAL) / NULLIF(s.calls, 0) AS rows_per_call,\n"
+    "       CAST(s.errors AS REAL) / NULLIF(s.calls, 0) AS error_share,\n"
+    "       s.fallback,\n"
+    "       s.first_seen,\n"
+    "       s.last_seen\n"
+    "FROM statements s\n"
+    "JOIN runs r ON r.id = s.run_id;\n"
+    "\n"
+    "-- The same, most total time first: where the database time of each run went.\n"
+    "CREATE VIEW slowest_statements AS\n"
+    "SELECT * FROM statement_stats ORDER BY run_id, total_ms DESC;\n"
+    "\n"
+    "-- One line per run: duration in seconds (NULL until a clean stop) and totals.\n"
+    "CREATE VIEW run_summary AS\n"
+    "SELECT r.id AS run_id,\n"
+    "       r.label,\n"
+    "       r.started_at,\n"
+    "       r.ended_at,\n"
+    "       (julianday(r.ended_at) - julianday(r.started_at)) * 86400.0 AS duration_s,\n"
+    "       r.connections,\n"
+    "       r.statements,\n"
+    "       (SELECT count(*) FROM statements s WHERE s.run_id = r.id) AS shapes,\n"
+    "       (SELECT coalesce(sum(s.errors), 0) FROM statements s WHERE s.run_id = r.id) AS "
+    "errors,\n"
+    "       (SELECT total(s.total_ms) FROM statements s WHERE s.run_id = r.id) AS total_ms,\n"
+    "       r.events_dropped,\n"
+    "       r.lost_writes,\n"
+    "       r.fingerprint_fallbacks,\n"
+    "       r.pgscope_version,\n"
+    "       r.upstream\n"
+    "FROM runs r;\n";
+
 /* ---- opening ---- */
 
 static void test_open_creates_private_wal_file(void **state)
@@ -278,6 +496,7 @@ static void test_open_creates_private_wal_file(void **state)
     assert_int_equal(peer_int(db, "SELECT count(*) FROM statement_stats"), 0);
     assert_int_equal(peer_int(db, "SELECT count(*) FROM slowest_statements"), 0);
     assert_int_equal(peer_int(db, "SELECT count(*) FROM run_summary"), 0);
+    assert_int_equal(peer_int(db, "SELECT count(*) FROM n_plus_one_findings"), 0);
     sqlite3_close(db);
     store_close(s, NULL);
 }
@@ -580,6 +799,257 @@ static void test_reader_while_writing(void **state)
     sqlite3_close(reader);
 }
 
+/* ---- N+1 findings ---- */
+
+static void test_findings_written(void **state)
+{
+    scratch *t = *state;
+    char text[256];
+    store *s = open_running(t->path);
+
+    submit_eventually(s, make_findings_batch(2, 3, "[\"0123456789abcdef\",\"audit_log\"]"));
+    store_close(s, NULL);
+
+    sqlite3 *db = peer_open(t->path);
+    assert_int_equal(peer_int(db, "SELECT count(*) FROM n_plus_one WHERE run_id = 1"), 2);
+    peer_text(db,
+              "SELECT parent_fingerprint || ' ' || child_fingerprints || ' ' || confirmed || ' ' "
+              "|| linked_column || ' ' || occurrences || ' ' || max_n || ' ' || total_n || ' ' "
+              "|| total_ms || ' ' || saving_ms || ' ' || severity FROM n_plus_one "
+              "WHERE kind = 'n_plus_one'",
+              text, sizeof(text));
+    assert_string_equal(text, "00000000000000a0 00000000000000b0,00000000000000b1 1 "
+                              "orders.customer_id 3 50 150 7.5 6.0 high");
+    peer_text(db, "SELECT json_extract(examples, '$[1][0]') FROM n_plus_one WHERE confirmed", text,
+              sizeof(text));
+    assert_string_equal(text, "4");
+    peer_text(db, "SELECT first_seen || ' / ' || last_seen FROM n_plus_one WHERE confirmed", text,
+              sizeof(text));
+    assert_string_equal(text, "2023-11-14 22:13:20.123 / 2023-11-14 22:13:25.123");
+    assert_int_equal(peer_int(db, "SELECT length(suggestion) > 40 FROM n_plus_one WHERE confirmed"),
+                     1);
+    /* A duplicate without texts: no parent, empty arrays and '' rather than NULLs. */
+    peer_text(db,
+              "SELECT quote(parent_fingerprint) || quote(parent_query) || child_queries || "
+              "quote(linked_column) || examples || confirmed || quote(suggestion) "
+              "FROM n_plus_one WHERE kind = 'duplicate'",
+              text, sizeof(text));
+    assert_string_equal(text, "''NULL[]''[]0NULL");
+    peer_text(db, "SELECT unused_ignores FROM runs WHERE id = 1", text, sizeof(text));
+    assert_string_equal(text, "[\"0123456789abcdef\",\"audit_log\"]");
+    /* The view: the run's label, the first child's text, the most severe first. */
+    peer_text(db,
+              "SELECT run_label || ' ' || kind || ' ' || child_query FROM n_plus_one_findings "
+              "LIMIT 1",
+              text, sizeof(text));
+    assert_string_equal(text, "unit n_plus_one SELECT * FROM customers WHERE id = $1");
+    peer_text(db, "SELECT group_concat(severity, ',') FROM n_plus_one_findings", text,
+              sizeof(text));
+    assert_string_equal(text, "high,low");
+    sqlite3_close(db);
+}
+
+/* Findings are cumulative: a later batch replaces the row of the same key and leaves the
+ * others; a batch without an allow-list report keeps the run's last one. */
+static void test_later_batch_replaces_findings(void **state)
+{
+    scratch *t = *state;
+    char text[128];
+    store *s = open_running(t->path);
+
+    submit_eventually(s, make_findings_batch(3, 1, "[\"audit_log\"]"));
+    store_batch *b = make_findings_batch(2, 4, NULL);
+    b->nplusone[0].confirmed = false;
+    free(b->nplusone[0].linked_column);
+    b->nplusone[0].linked_column = NULL;
+    snprintf(b->nplusone[0].severity, sizeof(b->nplusone[0].severity), "medium");
+    submit_eventually(s, b);
+    submit_eventually(s, make_findings_batch(0, 0, NULL));
+    sqlite3 *db = peer_open(t->path);
+    peer_text(db, "SELECT unused_ignores FROM runs", text, sizeof(text));
+    assert_string_equal(text, "[\"audit_log\"]");
+    sqlite3_close(db);
+    store_close(s, make_findings_batch(0, 0, "[]"));
+
+    db = peer_open(t->path);
+    assert_int_equal(peer_int(db, "SELECT count(*) FROM n_plus_one"), 3);
+    peer_text(db,
+              "SELECT occurrences || ' ' || total_n || ' ' || confirmed || ' ' || "
+              "quote(linked_column) || ' ' || severity FROM n_plus_one WHERE kind = 'n_plus_one'",
+              text, sizeof(text));
+    assert_string_equal(text, "4 200 0 '' medium");
+    assert_int_equal(peer_int(db, "SELECT occurrences FROM n_plus_one WHERE child_fingerprints = "
+                                  "'00000000000000c1'"),
+                     4);
+    /* Not in the later batch: still the first batch's figures. */
+    assert_int_equal(peer_int(db, "SELECT occurrences FROM n_plus_one WHERE child_fingerprints = "
+                                  "'00000000000000c2'"),
+                     1);
+    peer_text(db, "SELECT unused_ignores FROM runs", text, sizeof(text));
+    assert_string_equal(text, "[]");
+    sqlite3_close(db);
+}
+
+/* Findings are rows of the batch: a batch the file refuses counts them as lost. */
+static void test_lost_findings_counted(void **state)
+{
+    scratch *t = *state;
+    store *s = open_running(t->path);
+    sqlite3 *locker = peer_open(t->path);
+
+    peer_exec(locker, "BEGIN IMMEDIATE");
+    assert_true(store_submit(s, make_findings_batch(4, 1, "[]")));
+    for (int i = 0; i < 10000 && store_lost_writes(s) == 0; i++)
+        sleep_ms(1);
+    assert_int_equal(store_lost_writes(s), 1 + 4); /* the run's row and four findings */
+    peer_exec(locker, "COMMIT");
+    sqlite3_close(locker);
+    store_close(s, NULL);
+    assert_int_equal(file_int(t->path, "SELECT count(*) FROM n_plus_one"), 0);
+    assert_int_equal(file_int(t->path, "SELECT unused_ignores IS NULL FROM runs"), 1);
+}
+
+/* Every way a batch can end: written and freed by the writer, refused and freed by the caller,
+ * written and freed by store_close, never handed over. Under ASan and LeakSanitizer a string
+ * of a finding, or the allow-list report, that is not freed fails the test. */
+static void test_batches_with_findings_freed(void **state)
+{
+    scratch *t = *state;
+    store *s = open_running(t->path);
+
+    store_batch *b = make_findings_batch(3, 1, "[\"x\"]");
+    assert_true(store_submit(s, b));
+    store_batch *refused = make_findings_batch(3, 2, "[\"y\"]");
+    if (!store_submit(s, refused)) /* refused while the first is written: still ours */
+        store_batch_free(refused);
+    store_batch_free(make_findings_batch(5, 1, "[]"));
+    store_batch_free(make_findings_batch(0, 0, "[]"));
+    /* Statements and findings in one last batch. */
+    store_batch *mixed = make_batch(2, 3, 30), *findings = make_findings_batch(2, 5, "[\"z\"]");
+    mixed->nplusone = findings->nplusone;
+    mixed->n_nplusone = findings->n_nplusone;
+    mixed->unused_ignores = findings->unused_ignores;
+    free(findings);
+    store_close(s, mixed);
+    assert_int_equal(file_int(t->path, "SELECT count(*) FROM statements"), 2);
+    assert_int_equal(file_int(t->path, "SELECT count(*) FROM n_plus_one"), 3);
+    assert_int_equal(file_int(t->path, "SELECT occurrences FROM n_plus_one WHERE confirmed"), 5);
+    assert_int_equal(file_int(t->path, "SELECT unused_ignores = '[\"z\"]' FROM runs"), 1);
+}
+
+/* ---- migration ---- */
+
+/* Creates a version-1 file as pgscope 0.1 left it: the schema, one ended run, one statement. */
+static void make_version_1_file(const char *path)
+{
+    sqlite3 *db = peer_open(path);
+
+    peer_exec(db, "PRAGMA journal_mode = WAL");
+    peer_exec(db, schema_v1_sql);
+    peer_exec(db, "INSERT INTO runs (label, started_at, ended_at, pgscope_version, statements) "
+                  "VALUES ('old', '2023-11-14 22:13:20.123', '2023-11-14 22:14:20.123', '0.1.0', "
+                  "12)");
+    peer_exec(db, "INSERT INTO statements (run_id, fingerprint, database, user_name, query, "
+                  "calls, total_ms) VALUES (1, '0000000000000001', 'app', 'alice', 'SELECT 1', "
+                  "12, 3.5)");
+    sqlite3_close(db);
+}
+
+/* The file's schema, one line per column of every table and view and per index, with the
+ * text of the objects version 2 added: what must be the same in a migrated file and a new one.
+ * The CREATE text of an altered table differs by construction (ALTER TABLE appends to it), so
+ * tables are compared by their columns. */
+static char *schema_description(const char *path)
+{
+    static const char sql[] =
+        "SELECT group_concat(line, char(10)) FROM ("
+        "SELECT m.type || ' ' || m.name || ' ' || p.cid || ' ' || p.name || ' ' || p.type || ' ' "
+        "|| p.\"notnull\" || ' ' || coalesce(p.dflt_value, '-') || ' ' || p.pk AS line "
+        "FROM sqlite_master m, pragma_table_xinfo(m.name) p WHERE m.type IN ('table', 'view') "
+        "UNION ALL SELECT type || ' ' || name || ' ' || tbl_name || ' ' || coalesce(sql, '-') "
+        "FROM sqlite_master WHERE type = 'index' "
+        "UNION ALL SELECT 'sql ' || name || ' ' || sql FROM sqlite_master "
+        "WHERE name LIKE 'n\\_plus\\_one%' ESCAPE '\\' "
+        "UNION ALL SELECT 'meta ' || key || ' ' || value FROM meta "
+        "ORDER BY 1)";
+    sqlite3 *db = peer_open(path);
+    sqlite3_stmt *st = NULL;
+    char *out = NULL;
+
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    out = xstrdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+static void test_migration_from_version_1(void **state)
+{
+    scratch *t = *state;
+    char err[256] = "", text[160], fresh_path[160];
+
+    make_version_1_file(t->path);
+    assert_int_equal(file_int(t->path, "SELECT value FROM meta WHERE key = 'schema_version'"), 1);
+    store *s = open_ok(t->path);
+    assert_int_equal(store_begin_run(s, "new", "up", SOME_TIME_US, err, sizeof(err)), 2);
+    assert_true(store_start(s));
+    submit_eventually(s, make_findings_batch(2, 1, "[\"audit_log\"]"));
+    store_close(s, NULL);
+
+    sqlite3 *db = peer_open(t->path);
+    assert_int_equal(peer_int(db, "SELECT value FROM meta WHERE key = 'schema_version'"), 2);
+    /* The old run and its statement are kept; it has no allow-list report. */
+    peer_text(db,
+              "SELECT label || ' ' || statements || ' ' || quote(unused_ignores) FROM runs "
+              "WHERE id = 1",
+              text, sizeof(text));
+    assert_string_equal(text, "old 12 NULL");
+    assert_int_equal(peer_int(db, "SELECT calls FROM statement_stats WHERE run_id = 1"), 12);
+    assert_int_equal(peer_int(db, "SELECT shapes FROM run_summary WHERE run_id = 1"), 1);
+    /* The new run's findings went into the new table, through the new view. */
+    assert_int_equal(peer_int(db, "SELECT count(*) FROM n_plus_one_findings WHERE run_id = 2"), 2);
+    peer_text(db, "SELECT unused_ignores FROM runs WHERE id = 2", text, sizeof(text));
+    assert_string_equal(text, "[\"audit_log\"]");
+    sqlite3_close(db);
+
+    /* The migrated file reopens (its altered schema parses) and is not migrated again. */
+    s = open_ok(t->path);
+    assert_int_equal(store_begin_run(s, NULL, "up", SOME_TIME_US, err, sizeof(err)), 3);
+    store_close(s, NULL);
+
+    /* Same schema as a file this pgscope creates. */
+    snprintf(fresh_path, sizeof(fresh_path), "%s/fresh.db", t->dir);
+    store_close(open_ok(fresh_path), NULL);
+    char *migrated = schema_description(t->path), *fresh = schema_description(fresh_path);
+    assert_string_equal(migrated, fresh);
+    assert_non_null(strstr(fresh, "table n_plus_one 17 last_seen"));
+    assert_non_null(strstr(fresh, "table runs 14 unused_ignores TEXT 0 - 0"));
+    assert_non_null(strstr(fresh, "meta schema_version 2"));
+    free(migrated);
+    free(fresh);
+    unlink(fresh_path);
+}
+
+/* A migration that cannot complete leaves the file as it was, at version 1, and says why. */
+static void test_failed_migration_changes_nothing(void **state)
+{
+    scratch *t = *state;
+    char err[256] = "";
+
+    make_version_1_file(t->path);
+    sqlite3 *db = peer_open(t->path);
+    peer_exec(db, "CREATE TABLE n_plus_one (x INTEGER)"); /* someone's table in the way */
+    sqlite3_close(db);
+    assert_null(store_open(t->path, err, sizeof(err)));
+    assert_non_null(strstr(err, "migration to schema version 2 failed"));
+    assert_int_equal(file_int(t->path, "SELECT value FROM meta WHERE key = 'schema_version'"), 1);
+    assert_int_equal(file_int(t->path, "SELECT count(*) FROM pragma_table_info('runs') "
+                                       "WHERE name = 'unused_ignores'"),
+                     0);
+    assert_int_equal(file_int(t->path, "SELECT count(*) FROM runs"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -594,6 +1064,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_locked_database_counts_lost_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_counts_lost_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_while_writing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_findings_written, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_later_batch_replaces_findings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_findings_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batches_with_findings_freed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_from_version_1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_migration_changes_nothing, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
