@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "pgscope/fingerprint.h"
+#include "pgscope/hash.h"
 
 #include <limits.h>
 #include <stdint.h>
@@ -433,17 +434,6 @@ static bool is_word(const lexer *lx, const token *t, const char *w)
 #define FNV_OFFSET 0xcbf29ce484222325ULL
 #define FNV_PRIME 0x100000001b3ULL
 
-/* FNV-1a spreads low bits poorly; this finalizer (MurmurHash3's) fixes that. */
-static uint64_t mix64(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
 static uint64_t fnv_byte(uint64_t h, unsigned char b)
 {
     return (h ^ b) * FNV_PRIME;
@@ -833,7 +823,7 @@ static uint64_t digest_text(const char *text, size_t len, bool strip_all)
         digest_token(&d, &t);
     if (d.list == LIST_ROW_END) /* INSERT ... VALUES (1), (2) at the very end */
         list_collapse(&d, 'V');
-    return mix64(d.h);
+    return hash_mix64(d.h);
 }
 
 uint64_t fp_predigest(const char *text, size_t len)
@@ -846,7 +836,7 @@ uint64_t fp_predigest(const char *text, size_t len)
  * pre-digests used elsewhere. */
 static uint64_t fallback_id(const char *text, size_t len)
 {
-    return mix64(digest_text(text, len, true) ^ 0x5bd1e9955bd1e995ULL);
+    return hash_mix64(digest_text(text, len, true) ^ 0x5bd1e9955bd1e995ULL);
 }
 
 /* ---- readable texts ---- */

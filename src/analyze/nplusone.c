@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "pgscope/nplusone.h"
+#include "pgscope/hash.h"
 
 #include "pgscope/fingerprint.h"
 
@@ -24,16 +25,6 @@
 #define NP1_MAX_RESULTS_KEPT 64    /* upper bound for settings.results_kept */
 
 /* ---- small helpers ---- */
-
-static uint64_t mix64(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
 
 /* b - a without overflow, 0 when b is not after a. */
 static uint64_t elapsed(int64_t a, int64_t b)
@@ -246,7 +237,7 @@ typedef struct rslot {
 
 static size_t sval_home(uint32_t hash, uint16_t col, uint32_t mask)
 {
-    return (size_t)(mix64(((uint64_t)col << 32) | hash) & mask);
+    return (size_t)(hash_mix64(((uint64_t)col << 32) | hash) & mask);
 }
 
 static sval *slot_find(const rslot *s, uint32_t hash, uint16_t col)
@@ -568,7 +559,7 @@ void np1_free(np1_detector *d)
 
 static size_t conn_bucket(const np1_detector *d, uint64_t id)
 {
-    return (size_t)(mix64(id) & (d->n_buckets - 1));
+    return (size_t)(hash_mix64(id) & (d->n_buckets - 1));
 }
 
 /* Doubles the buckets when the table gets crowded; keeps the old ones if memory ran out. */
@@ -582,7 +573,7 @@ static void conns_grow(np1_detector *d)
     for (size_t b = 0; b < d->n_buckets; b++) {
         for (conn *c = d->buckets[b], *next; c != NULL; c = next) {
             next = c->next;
-            size_t k = (size_t)(mix64(c->id) & (n - 1));
+            size_t k = (size_t)(hash_mix64(c->id) & (n - 1));
             c->next = buckets[k];
             buckets[k] = c;
         }
@@ -714,7 +705,7 @@ static bool shape_index_grow(unit *u)
     if (by_fp == NULL)
         return false;
     for (uint32_t i = 0; i < u->n_shapes; i++) {
-        size_t k = (size_t)(mix64(u->shapes[i].fp) & (cap - 1));
+        size_t k = (size_t)(hash_mix64(u->shapes[i].fp) & (cap - 1));
         while (by_fp[k] != 0)
             k = (k + 1) & (cap - 1);
         by_fp[k] = i + 1;
@@ -728,7 +719,7 @@ static bool shape_index_grow(unit *u)
 /* Where fp's entry is in the unit's index, or the empty place where it would go. */
 static size_t shape_place(const unit *u, uint64_t fp)
 {
-    size_t k = (size_t)(mix64(fp) & (u->by_fp_cap - 1));
+    size_t k = (size_t)(hash_mix64(fp) & (u->by_fp_cap - 1));
 
     while (u->by_fp[k] != 0 && u->shapes[u->by_fp[k] - 1].fp != fp)
         k = (k + 1) & (u->by_fp_cap - 1);
@@ -762,7 +753,7 @@ static uint64_t tuple_hash(const np1_stmt *st)
     uint64_t h = 0x9e3779b97f4a7c15ULL ^ st->n_params;
 
     for (uint16_t i = 0; i < st->n_params; i++)
-        h = mix64(h ^ st->params[i]) + i;
+        h = hash_mix64(h ^ st->params[i]) + i;
     return h;
 }
 
@@ -1218,11 +1209,11 @@ typedef struct pattern {
 
 static uint64_t pattern_key(const pattern *pt)
 {
-    uint64_t h = mix64((uint64_t)pt->kind + 1);
+    uint64_t h = hash_mix64((uint64_t)pt->kind + 1);
 
-    h = mix64(h ^ (pt->parent != NULL ? pt->parent->fp : 0));
+    h = hash_mix64(h ^ (pt->parent != NULL ? pt->parent->fp : 0));
     for (int i = 0; i < pt->n_children; i++)
-        h = mix64(h ^ pt->child[i]->fp) + (uint64_t)i;
+        h = hash_mix64(h ^ pt->child[i]->fp) + (uint64_t)i;
     return h;
 }
 

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "pgscope/stats.h"
+#include "pgscope/hash.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -235,26 +236,16 @@ struct stats_table {
     size_t mask;
 };
 
-static uint64_t mix64(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
 static uint64_t key_hash(uint64_t fingerprint, const char *database, const char *user)
 {
-    uint64_t h = mix64(fingerprint);
+    uint64_t h = hash_mix64(fingerprint);
 
     for (const char *s = database; *s; s++)
         h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    h = mix64(h ^ 0xff); /* keeps ("ab", "c") apart from ("a", "bc") */
+    h = hash_mix64(h ^ 0xff); /* keeps ("ab", "c") apart from ("a", "bc") */
     for (const char *s = user; *s; s++)
         h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return mix64(h);
+    return hash_mix64(h);
 }
 
 stats_table *stats_table_new(void)

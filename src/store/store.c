@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "pgscope/store.h"
+#include "pgscope/thread.h"
 
 #include "pgscope/log.h"
 
@@ -505,6 +506,7 @@ static void *writer_main(void *arg)
 {
     store *s = arg;
 
+    thread_background();
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->pending && !s->stopping)
