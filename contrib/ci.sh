@@ -52,10 +52,26 @@ run_tests() { # builddir
     [ "$rc" -eq 0 ] || STATUS=1
 }
 
+# make distcheck on the first build: the tarball builds and passes its unit tests on its own.
+run_distcheck() { # builddir
+    local dir=$1
+    log "make distcheck (in ${dir#"$ROOT"/})"
+    if make -C "$dir" -j"$JOBS" distcheck >"$dir/distcheck.out" 2>&1 </dev/null; then
+        printf 'distcheck: passed\n'
+        PASSED=$((PASSED + 1))
+    else
+        tail -n 40 "$dir/distcheck.out"
+        printf 'distcheck: FAILED\n'
+        FAILED=$((FAILED + 1))
+        STATUS=1
+    fi
+}
+
 main() {
     prepare_tree
     build "$ROOT/_build" --enable-werror
     run_tests "$ROOT/_build"
+    run_distcheck "$ROOT/_build"
     build "$ROOT/_build-asan" --enable-asan --enable-werror
     run_tests "$ROOT/_build-asan"
     [ "$FAILED" -eq 0 ] || STATUS=1
