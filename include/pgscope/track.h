@@ -77,6 +77,7 @@ typedef struct track_event {
 
     /* TRACK_EV_DISCONNECT */
     uint64_t bytes_from_client, bytes_from_server;
+    uint64_t desyncs; /* times tracking lost its place in this connection's protocol */
 } track_event;
 
 void track_event_free(track_event *ev);

@@ -403,6 +403,7 @@ static void handle(analyzer *a, const track_event *ev)
         on_statement(a, ev);
         break;
     case TRACK_EV_DISCONNECT:
+        a->track_desyncs += ev->desyncs;
         on_disconnect(a, ev);
         np1_disconnect(a->np1, ev->conn_id);
         break;

@@ -2160,6 +2160,7 @@ void track_disconnect(track_conn *c, uint64_t bytes_from_client, uint64_t bytes_
         return;
     ev->bytes_from_client = bytes_from_client;
     ev->bytes_from_server = bytes_from_server;
+    ev->desyncs = c->counters.desyncs;
     emit_event(c, ev);
 }
 

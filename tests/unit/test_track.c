@@ -2211,6 +2211,23 @@ static void test_random_wellformed_conversations(void **state)
 
 /* ---- connection events and the framer's questions ---- */
 
+/* The desyncs of a connection reach the report through its DISCONNECT event. */
+static void test_disconnect_carries_desyncs(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new();
+    bytes s = {0};
+
+    m_empty(&s, '1'); /* a ParseComplete nothing asked for */
+    server(fx, 1000, &s);
+    assert_int_equal(desyncs(fx), 1);
+    track_disconnect(fx->c, 1, 2, 2000);
+    assert_int_equal(fx->nev, 1);
+    assert_int_equal(ev_at(fx, 0)->kind, TRACK_EV_DISCONNECT);
+    assert_int_equal(ev_at(fx, 0)->desyncs, 1);
+    fx_free(fx);
+}
+
 static void test_startup_and_disconnect(void **state)
 {
     (void)state;
@@ -2247,6 +2264,7 @@ static void test_startup_and_disconnect(void **state)
     assert_int_equal(ev->kind, TRACK_EV_DISCONNECT);
     assert_int_equal(ev->bytes_from_client, 1234);
     assert_int_equal(ev->bytes_from_server, 5678);
+    assert_int_equal(ev->desyncs, 0);
     assert_times(ev, 2000, 2000);
     track_disconnect(fx->c, 1, 1, 3000); /* only once */
     assert_int_equal(fx->nev, 3);
@@ -3308,6 +3326,7 @@ int main(void)
         cmocka_unit_test(test_held_events_bounded),
         cmocka_unit_test(test_unexpected_responses),
         cmocka_unit_test(test_fatal_error_ends_connection),
+        cmocka_unit_test(test_disconnect_carries_desyncs),
         cmocka_unit_test(test_malformed_client_bodies),
         cmocka_unit_test(test_malformed_server_bodies),
         cmocka_unit_test(test_random_bodies_recover),
