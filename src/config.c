@@ -34,8 +34,8 @@ static const opt opts[] = {
     {"upstream", 'u', STR(upstream), "127.0.0.1:5432", 0, 0, "ADDR",
      "PostgreSQL server: HOST:PORT, a Unix socket path or /dir:PORT"},
     {"db", 'd', STR(db), "./pgscope.db", 0, 0, "FILE", "report database (SQLite)"},
-    {"config", 'c', OPT_FILE, offsetof(config, config_file), sizeof(((config *)0)->config_file),
-     "", 0, 0, "FILE", "read settings from this ini file ([pgscope] section)"},
+    {"config", 'c', OPT_FILE, offsetof(config, config_file), sizeof(((config *)0)->config_file), "",
+     0, 0, "FILE", "read settings from this ini file ([pgscope] section)"},
     {"upstream_sslmode", 0, STR(upstream_sslmode), "disable", 0, 0, "MODE",
      "TLS to the server: disable, prefer, require, verify-ca, verify-full"},
     {"upstream_ca_file", 0, STR(upstream_ca_file), "", 0, 0, "FILE",
@@ -141,7 +141,8 @@ static bool set_value(config *cfg, const opt *o, const char *value, char *err, s
         memcpy(base + o->offset, value, strlen(value) + 1);
         return true;
     case OPT_BOOL: {
-        static const char *const yes[] = {"on", "true", "yes", "1"}, *const no[] = {"off", "false", "no", "0"};
+        static const char *const yes[] = {"on", "true", "yes", "1"}, *const no[] = {"off", "false",
+                                                                                    "no", "0"};
         for (int i = 0; i < 4; i++) {
             if (strcasecmp(value, yes[i]) == 0 || strcasecmp(value, no[i]) == 0) {
                 *(bool *)(base + o->offset) = strcasecmp(value, yes[i]) == 0;

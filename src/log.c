@@ -51,8 +51,8 @@ void log_msg(log_level level, const char *conn, const char *fmt, ...)
     gmtime_r(&tv.tv_sec, &tm);
     strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
     int n = snprintf(line, sizeof(line), "%s.%03d UTC [%d] %s: %s%s%s", stamp,
-                     (int)(tv.tv_usec / 1000), (int)getpid(), level_names[level],
-                     conn ? "[" : "", conn ? conn : "", conn ? "] " : "");
+                     (int)(tv.tv_usec / 1000), (int)getpid(), level_names[level], conn ? "[" : "",
+                     conn ? conn : "", conn ? "] " : "");
     va_start(ap, fmt);
     if (n >= 0 && (size_t)n < sizeof(line))
         vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);

@@ -21,13 +21,14 @@ typedef struct {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "pgscope %s — a PostgreSQL wire-protocol proxy that shows what your application "
-                 "asks of the database\n\n"
-                 "Usage:\n"
-                 "  pgscope proxy [OPTIONS]   forward clients to PostgreSQL and watch the traffic\n"
-                 "  pgscope report [OPTIONS]  print what the report database says to fix\n"
-                 "  pgscope version           print the version\n"
-                 "  pgscope help              this text; `pgscope proxy --help` lists options\n",
+    fprintf(out,
+            "pgscope %s — a PostgreSQL wire-protocol proxy that shows what your application "
+            "asks of the database\n\n"
+            "Usage:\n"
+            "  pgscope proxy [OPTIONS]   forward clients to PostgreSQL and watch the traffic\n"
+            "  pgscope report [OPTIONS]  print what the report database says to fix\n"
+            "  pgscope version           print the version\n"
+            "  pgscope help              this text; `pgscope proxy --help` lists options\n",
             PACKAGE_VERSION);
 }
 
@@ -37,8 +38,10 @@ static bool settings_from_config(const config *cfg, proxy_settings *s, char *err
 
     memset(s, 0, sizeof(*s));
     if (!proxy_parse_sslmode(cfg->upstream_sslmode, &s->upstream_sslmode)) {
-        snprintf(err, errlen, "upstream_sslmode: \"%s\" is not one of disable, prefer, require, "
-                              "verify-ca, verify-full", cfg->upstream_sslmode);
+        snprintf(err, errlen,
+                 "upstream_sslmode: \"%s\" is not one of disable, prefer, require, "
+                 "verify-ca, verify-full",
+                 cfg->upstream_sslmode);
         return false;
     }
     if (!log_parse_level(cfg->log_level, &level)) {
@@ -127,10 +130,12 @@ static bool start_run(const config *cfg, const proxy_settings *s, run_state *run
 
     memset(run, 0, sizeof(*run));
     run->st = store_open(cfg->db, err, sizeof(err));
-    if (!run->st || store_begin_run(run->st, cfg->run_label, s->upstream, wall_clock_us(), err,
-                                    sizeof(err)) < 0 || !store_start(run->st)) {
-        log_error(NULL, "report database %s unusable (%s): forwarding without statistics",
-                  cfg->db, err);
+    if (!run->st ||
+        store_begin_run(run->st, cfg->run_label, s->upstream, wall_clock_us(), err, sizeof(err)) <
+            0 ||
+        !store_start(run->st)) {
+        log_error(NULL, "report database %s unusable (%s): forwarding without statistics", cfg->db,
+                  err);
         if (run->st)
             store_close(run->st, NULL);
         run->st = NULL;

@@ -49,8 +49,8 @@ void fp_get_counters(const fp_cache *c, fp_counters *out);
 /* The literal values of one statement's text, in order (the ones libpg_query's normalize turns
  * into $1, $2...: numbers as written, strings decoded: quotes removed, '' and E-string escapes
  * resolved). Calls fn for each; returns how many. */
-int fp_literals(const char *text, size_t len,
-                void (*fn)(const char *value, size_t len, void *arg), void *arg);
+int fp_literals(const char *text, size_t len, void (*fn)(const char *value, size_t len, void *arg),
+                void *arg);
 
 /* The table a SELECT reads from when its FROM clause names exactly one (schema-qualified names
  * keep their schema; quotes removed); "" otherwise. Written into out (cap bytes). */

@@ -41,12 +41,12 @@ typedef struct np1_stmt {
 } np1_stmt;
 
 typedef struct np1_settings {
-    int min_repeats;        /* N: executions and distinct parameter tuples (default 5) */
-    int idle_gap_ms;        /* a pause this long ends a unit (default 250) */
-    double link_share;      /* share of children whose value is in the parent column (0.8) */
-    int max_unit;           /* statements of one unit looked at (default 10000) */
-    int results_kept;       /* recent result samples per connection (default 8) */
-    bool keep_params;       /* keep example parameter values (else redacted) */
+    int min_repeats;   /* N: executions and distinct parameter tuples (default 5) */
+    int idle_gap_ms;   /* a pause this long ends a unit (default 250) */
+    double link_share; /* share of children whose value is in the parent column (0.8) */
+    int max_unit;      /* statements of one unit looked at (default 10000) */
+    int results_kept;  /* recent result samples per connection (default 8) */
+    bool keep_params;  /* keep example parameter values (else redacted) */
     /* Allow-list: a statement matching any entry is never a parent or a child. Entries are a
      * 16-hex-digit fingerprint or a table name. */
     const char *const *ignore;
@@ -63,21 +63,21 @@ typedef enum { NP1_N_PLUS_ONE, NP1_DUPLICATE } np1_kind;
 /* A finding, aggregated over every occurrence of the same pattern in the run. */
 typedef struct np1_finding {
     np1_kind kind;
-    uint64_t parent_fp;           /* 0 for a duplicate query */
+    uint64_t parent_fp; /* 0 for a duplicate query */
     char *parent_query;
     uint64_t child_fp[NP1_MAX_CHILDREN];
     char *child_query[NP1_MAX_CHILDREN];
     int n_children;
-    bool confirmed;               /* parameters linked to a parent column */
-    char *linked_column;          /* "orders.customer_id", or "table 16385 column 3"; "" if none */
-    uint64_t occurrences;         /* units it was seen in */
-    uint64_t max_n, total_n;      /* executions of the (first) child per occurrence */
-    double total_ms;              /* time spent in the children */
-    double saving_ms;             /* estimated time saved by one batched query per occurrence */
+    bool confirmed;          /* parameters linked to a parent column */
+    char *linked_column;     /* "orders.customer_id", or "table 16385 column 3"; "" if none */
+    uint64_t occurrences;    /* units it was seen in */
+    uint64_t max_n, total_n; /* executions of the (first) child per occurrence */
+    double total_ms;         /* time spent in the children */
+    double saving_ms;        /* estimated time saved by one batched query per occurrence */
     char *examples[NP1_MAX_EXAMPLES]; /* parameter tuples as JSON arrays, or "[redacted]" */
     int n_examples;
-    char severity[8];             /* "high", "medium", "low" */
-    char *suggestion;             /* the fix, written out: batched query and JOIN */
+    char severity[8]; /* "high", "medium", "low" */
+    char *suggestion; /* the fix, written out: batched query and JOIN */
     int64_t first_us, last_us;
     bool dirty;
 } np1_finding;
@@ -95,10 +95,8 @@ void np1_disconnect(np1_detector *d, uint64_t conn_id);
 void np1_tick(np1_detector *d, int64_t now_us);
 
 /* Calls fn for every finding changed since the last call (all when all is true). */
-void np1_take_dirty(np1_detector *d, bool all, void (*fn)(np1_finding *f, void *arg),
-                    void *arg);
+void np1_take_dirty(np1_detector *d, bool all, void (*fn)(np1_finding *f, void *arg), void *arg);
 /* Allow-list entries that never matched a statement (for the report). */
-void np1_unused_ignores(const np1_detector *d, void (*fn)(const char *entry, void *arg),
-                        void *arg);
+void np1_unused_ignores(const np1_detector *d, void (*fn)(const char *entry, void *arg), void *arg);
 
 #endif

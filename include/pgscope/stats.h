@@ -38,9 +38,9 @@ typedef struct stats_errors {
 typedef struct stats_entry {
     uint64_t fingerprint;
     char *database, *user;
-    char *query;    /* normalized text */
+    char *query; /* normalized text */
     char command[32];
-    bool fallback;  /* fingerprint from the pre-digest: libpg_query could not parse it */
+    bool fallback; /* fingerprint from the pre-digest: libpg_query could not parse it */
     uint64_t calls, errors, rows;
     double total_us, min_us, max_us, mean_us, m2; /* m2: Welford's sum of squared deviations */
     int64_t first_us, last_us;                    /* wall clock of first and last completion */
@@ -53,8 +53,7 @@ typedef struct stats_entry {
 } stats_entry;
 
 /* Adds one execution. */
-void stats_entry_add(stats_entry *e, double us, int64_t rows, const char *sqlstate,
-                     int64_t end_us);
+void stats_entry_add(stats_entry *e, double us, int64_t rows, const char *sqlstate, int64_t end_us);
 double stats_entry_stddev(const stats_entry *e);
 
 typedef struct stats_table stats_table;

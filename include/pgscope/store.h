@@ -19,7 +19,7 @@ typedef struct store_statement_row {
     double total_ms, min_ms, max_ms, mean_ms, stddev_ms, p50_ms, p95_ms, p99_ms;
     uint8_t *histogram; /* stats_hist_encode output */
     size_t histogram_len;
-    int64_t first_us, last_us; /* wall clock, microseconds since the epoch */
+    int64_t first_us, last_us;            /* wall clock, microseconds since the epoch */
     char *example_query, *example_params; /* NULL unless examples are kept */
     struct {
         char sqlstate[6];
@@ -48,16 +48,16 @@ typedef struct store_tag_row {
 /* An N+1 or duplicate-query finding of this run (replaces the earlier row of the same key:
  * kind, parent fingerprint, child fingerprints). */
 typedef struct store_nplusone_row {
-    char kind[16];              /* "n_plus_one" or "duplicate" */
+    char kind[16];               /* "n_plus_one" or "duplicate" */
     char parent_fingerprint[17]; /* "" for a duplicate */
     char *parent_query;
     char child_fingerprints[4 * 17 + 4]; /* comma-separated hex */
-    char *child_queries;        /* JSON array of the normalized texts */
+    char *child_queries;                 /* JSON array of the normalized texts */
     bool confirmed;
     char *linked_column;
     int64_t occurrences, max_n, total_n;
     double total_ms, saving_ms;
-    char *examples;             /* JSON array of parameter tuples (arrays), or of "[redacted]" */
+    char *examples; /* JSON array of parameter tuples (arrays), or of "[redacted]" */
     char severity[8];
     char *suggestion;
     int64_t first_us, last_us;
@@ -82,7 +82,7 @@ typedef struct store_batch {
     size_t n_tags;
     store_nplusone_row *nplusone;
     size_t n_nplusone;
-    char *unused_ignores;       /* JSON array of allow-list entries that never matched; may be NULL */
+    char *unused_ignores; /* JSON array of allow-list entries that never matched; may be NULL */
     store_run_counters run;
 } store_batch;
 

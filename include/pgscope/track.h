@@ -39,8 +39,8 @@ typedef struct track_column {
     uint32_t table_oid; /* 0: not a plain table column */
     int16_t attnum;
     uint32_t type_oid;
-    int16_t format;     /* 0 text, 1 binary */
-    char name[64];      /* cut to 63 bytes */
+    int16_t format; /* 0 text, 1 binary */
+    char name[64];  /* cut to 63 bytes */
 } track_column;
 
 /* One event; allocated by track, owned by whoever the emit callback hands it to, released with
@@ -56,20 +56,20 @@ typedef struct track_event {
     char *user, *database, *application_name, *client_addr;
 
     /* TRACK_EV_STATEMENT */
-    char via;             /* TRACK_VIA_* */
-    char *text;           /* the whole Query string, or the prepared statement's text */
-    uint32_t text_len;    /* bytes in text (at most the text cap) */
-    bool text_truncated;  /* the real text was longer than the cap */
-    uint32_t stmt_index;  /* for TRACK_VIA_SIMPLE: which statement of text (0-based) */
-    uint8_t *params;      /* encoded bind parameters, see track_param_next; NULL if none */
+    char via;            /* TRACK_VIA_* */
+    char *text;          /* the whole Query string, or the prepared statement's text */
+    uint32_t text_len;   /* bytes in text (at most the text cap) */
+    bool text_truncated; /* the real text was longer than the cap */
+    uint32_t stmt_index; /* for TRACK_VIA_SIMPLE: which statement of text (0-based) */
+    uint8_t *params;     /* encoded bind parameters, see track_param_next; NULL if none */
     uint32_t params_len;
-    uint16_t n_params;    /* parameters the Bind carried (even if not all were kept) */
+    uint16_t n_params; /* parameters the Bind carried (even if not all were kept) */
     bool params_truncated;
-    char command[32];     /* command tag without counts: "SELECT", "INSERT", "COPY", ... */
-    int64_t rows;         /* row count from the command tag; -1 when the tag has none */
-    bool suspended;       /* Execute stopped at its row limit (PortalSuspended) */
-    char sqlstate[6];     /* "" on success, else the ErrorResponse's code */
-    char txn_status;      /* ReadyForQuery status that followed: 'I', 'T', 'E'; 0 if unknown */
+    char command[32];      /* command tag without counts: "SELECT", "INSERT", "COPY", ... */
+    int64_t rows;          /* row count from the command tag; -1 when the tag has none */
+    bool suspended;        /* Execute stopped at its row limit (PortalSuspended) */
+    char sqlstate[6];      /* "" on success, else the ErrorResponse's code */
+    char txn_status;       /* ReadyForQuery status that followed: 'I', 'T', 'E'; 0 if unknown */
     track_column *columns; /* of the result, at most TRACK_SAMPLE_COLS; NULL if none */
     uint16_t n_columns;    /* columns described (sampled: min(n_columns, TRACK_SAMPLE_COLS)) */
     uint32_t *values;      /* sample_rows x min(n_columns, TRACK_SAMPLE_COLS), row-major */
@@ -103,11 +103,11 @@ bool track_param_next(const uint8_t *params, uint32_t params_len, uint32_t *pos,
                       const uint8_t **value, int32_t *len, bool *binary);
 
 typedef struct track_limits {
-    uint32_t max_text;       /* statement text kept per event (bytes); longer is cut */
-    uint32_t max_param;      /* bytes kept of one parameter value */
-    uint32_t max_params;     /* bytes of encoded parameters kept per event */
-    uint32_t max_prepared;   /* named prepared statements remembered per connection */
-    uint32_t max_pending;    /* requests awaiting a response (pipeline depth) remembered */
+    uint32_t max_text;     /* statement text kept per event (bytes); longer is cut */
+    uint32_t max_param;    /* bytes kept of one parameter value */
+    uint32_t max_params;   /* bytes of encoded parameters kept per event */
+    uint32_t max_prepared; /* named prepared statements remembered per connection */
+    uint32_t max_pending;  /* requests awaiting a response (pipeline depth) remembered */
 } track_limits;
 
 /* Defaults: 16 KiB text, 256 B per value, 4 KiB of parameters, 1000 statements, 1000 pending. */

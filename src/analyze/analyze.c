@@ -311,8 +311,8 @@ static void collect_params(const track_event *ev, const char *text, size_t len, 
         add_param(p, v, vlen, binary);
 }
 
-static void single_table(analyzer *a, const fp_result *fp, const char *text, size_t len,
-                         char *out, size_t cap)
+static void single_table(analyzer *a, const fp_result *fp, const char *text, size_t len, char *out,
+                         size_t cap)
 {
     size_t slot = hash_mix64(fp->id) % TABLE_SLOTS;
 
@@ -582,8 +582,8 @@ static void copy_finding(np1_finding *f, void *arg)
         char hex[17];
         fp_hex(f->child_fp[i], hex);
         size_t n = strlen(r->child_fingerprints);
-        snprintf(r->child_fingerprints + n, sizeof(r->child_fingerprints) - n, "%s%s",
-                 i ? "," : "", hex);
+        snprintf(r->child_fingerprints + n, sizeof(r->child_fingerprints) - n, "%s%s", i ? "," : "",
+                 hex);
         json_array_append_new(children, json_string(f->child_query[i] ? f->child_query[i] : ""));
     }
     r->child_queries = json_dumps(children, JSON_COMPACT);

@@ -272,7 +272,8 @@ static bool flush_tls(endpoint *ep)
         struct evbuffer_iovec v;
         if (evbuffer_peek(ep->out, -1, NULL, &v, 1) < 1)
             return true;
-        int len = ep->tls_retry_len ? ep->tls_retry_len : (int)(v.iov_len > 65536 ? 65536 : v.iov_len);
+        int len =
+            ep->tls_retry_len ? ep->tls_retry_len : (int)(v.iov_len > 65536 ? 65536 : v.iov_len);
         ERR_clear_error();
         int r = SSL_write(ep->ssl, v.iov_base, len);
         if (r > 0) {

@@ -14,8 +14,7 @@
 
 bool proxy_parse_sslmode(const char *name, proxy_sslmode *out)
 {
-    static const char *const names[] = {"disable", "prefer", "require", "verify-ca",
-                                        "verify-full"};
+    static const char *const names[] = {"disable", "prefer", "require", "verify-ca", "verify-full"};
 
     for (int i = 0; i < 5; i++) {
         if (strcmp(name, names[i]) == 0) {
@@ -86,8 +85,8 @@ bool proxy_settings_check(const proxy_settings *s, char *err, size_t errlen)
 
 /* ---- listeners ---- */
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
 {
     proxy *px = arg;
 
@@ -106,8 +105,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     log_warning(NULL, "accept failed: %s", evutil_socket_error_to_string(err));
 }
 
-static struct evconnlistener *listen_unix(proxy *px, const proxy_addr *a, char *err,
-                                          size_t errlen)
+static struct evconnlistener *listen_unix(proxy *px, const proxy_addr *a, char *err, size_t errlen)
 {
     const struct sockaddr_un *un = (const void *)&a->ss;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -122,8 +120,8 @@ static struct evconnlistener *listen_unix(proxy *px, const proxy_addr *a, char *
         close(fd);
         return NULL;
     }
-    struct evconnlistener *l = evconnlistener_new(px->base, on_accept, px,
-                                                  LEV_OPT_CLOSE_ON_FREE, 1024, fd);
+    struct evconnlistener *l =
+        evconnlistener_new(px->base, on_accept, px, LEV_OPT_CLOSE_ON_FREE, 1024, fd);
     if (!l) {
         snprintf(err, errlen, "cannot listen on %s: %s", a->text, strerror(errno));
         close(fd);
@@ -243,7 +241,7 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
     memcpy(next.listen, px->settings.listen, sizeof(next.listen));
     next.n_listen = px->settings.n_listen;
     next.events = px->settings.events; /* the analysis queue lives as long as the run */
-    SSL_CTX_free(px->server_ctx); /* sessions keep their own reference through SSL_new */
+    SSL_CTX_free(px->server_ctx);      /* sessions keep their own reference through SSL_new */
     SSL_CTX_free(px->client_ctx);
     px->server_ctx = sc;
     px->client_ctx = cc;

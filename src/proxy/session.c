@@ -38,9 +38,9 @@ struct proxy_session {
     endpoint client, server;
     session_state state;
     wire_framer from_client, from_server;
-    uint8_t *first;      /* StartupMessage or CancelRequest, forwarded verbatim */
+    uint8_t *first; /* StartupMessage or CancelRequest, forwarded verbatim */
     uint32_t first_len;
-    bool client_paused;  /* reading the client waits for the server's queue to drain */
+    bool client_paused; /* reading the client waits for the server's queue to drain */
     bool server_paused;
     bool dead;
     struct event *timer; /* connect and closing deadlines */
@@ -117,8 +117,8 @@ static void start_tracking(proxy_session *s, const char *client_addr)
         return;
     s->track = track_conn_new(s->id, &st->limits, emit_event, s->px);
     s->client_sink = (wire_sink){want_from_client, message_from_client, s, malloc(cap), cap};
-    s->server_sink = (wire_sink){want_from_server, message_from_server, s,
-                                 malloc(SERVER_CAPTURE), SERVER_CAPTURE};
+    s->server_sink = (wire_sink){want_from_server, message_from_server, s, malloc(SERVER_CAPTURE),
+                                 SERVER_CAPTURE};
     if (!s->track || !s->client_sink.buf || !s->server_sink.buf) {
         track_conn_free(s->track);
         free(s->client_sink.buf);
@@ -216,8 +216,8 @@ static void session_abort(proxy_session *s, const char *sqlstate, const char *me
     }
     size_t n = wire_error_response(buf, sizeof(buf), "FATAL", sqlstate, message, NULL, NULL);
     if (n > sizeof(buf))
-        n = wire_error_response(buf, sizeof(buf), "FATAL", sqlstate, "pgscope: fatal error",
-                                NULL, NULL);
+        n = wire_error_response(buf, sizeof(buf), "FATAL", sqlstate, "pgscope: fatal error", NULL,
+                                NULL);
     if (s->server.ev_read)
         endpoint_silence(&s->server);
     s->state = ST_CLOSING;
@@ -251,8 +251,7 @@ static void abortf(proxy_session *s, const char *sqlstate, const char *fmt, ...)
 /* Both directions finished and flushed: the session is over. */
 static void close_if_done(proxy_session *s)
 {
-    if (s->client.write_shut && s->server.write_shut && s->client.read_eof &&
-        s->server.read_eof)
+    if (s->client.write_shut && s->server.write_shut && s->client.read_eof && s->server.read_eof)
         session_close(s);
 }
 
@@ -395,8 +394,7 @@ static void auth_phase(proxy_session *s)
             break;
         uint32_t len = wire_get_u32(hdr + 1);
         if (len < 4 || len > WIRE_AUTH_MSG_MAX) {
-            abortf(s, "08P01", "pgscope: invalid message length %u from the upstream server",
-                   len);
+            abortf(s, "08P01", "pgscope: invalid message length %u from the upstream server", len);
             return;
         }
         if (evbuffer_get_length(s->server.in) < (size_t)len + 1)
@@ -410,8 +408,7 @@ static void auth_phase(proxy_session *s)
 
 static void upstream_failed(proxy_session *s, const char *what)
 {
-    abortf(s, "08001", "pgscope: could not connect to upstream %s: %s", s->px->upstream.text,
-           what);
+    abortf(s, "08001", "pgscope: could not connect to upstream %s: %s", s->px->upstream.text, what);
 }
 
 /* Connected (and TLS settled, if any): send the client's first packet as it came. */
@@ -420,8 +417,8 @@ static void upstream_ready(proxy_session *s)
     event_del(s->timer);
     evbuffer_add(s->server.out, s->first, s->first_len);
     if (s->state == ST_CONNECTING || s->state == ST_UP_SSLREQ) {
-        s->state = s->first_len && wire_get_u32(s->first + 4) == WIRE_CODE_CANCEL ? ST_CANCEL
-                                                                                 : ST_AUTH;
+        s->state =
+            s->first_len && wire_get_u32(s->first + 4) == WIRE_CODE_CANCEL ? ST_CANCEL : ST_AUTH;
     }
     if (!endpoint_flush(&s->server)) {
         upstream_failed(s, s->server.errmsg);

@@ -18,8 +18,7 @@ static void last_error(const char *what, const char *file, char *err, size_t err
     ERR_clear_error();
 }
 
-SSL_CTX *proxy_tls_server_ctx(const char *cert_file, const char *key_file, char *err,
-                              size_t errlen)
+SSL_CTX *proxy_tls_server_ctx(const char *cert_file, const char *key_file, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 
@@ -95,8 +94,7 @@ void proxy_tls_error(SSL *ssl, int ret, char *buf, size_t len)
     char reason[200];
 
     if (verify != X509_V_OK) {
-        snprintf(buf, len, "certificate verify failed: %s",
-                 X509_verify_cert_error_string(verify));
+        snprintf(buf, len, "certificate verify failed: %s", X509_verify_cert_error_string(verify));
     } else if (e) {
         ERR_error_string_n(e, reason, sizeof(reason));
         snprintf(buf, len, "TLS error: %s", reason);

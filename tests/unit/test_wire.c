@@ -357,7 +357,8 @@ static void test_client_query_above_large_limit_rejected(void **state)
 {
     (void)state;
     assert_int_equal(feed_header(WIRE_FROM_CLIENT, 'Q', WIRE_LARGE_MSG_MAX), WIRE_OK);
-    assert_int_equal(feed_header(WIRE_FROM_CLIENT, 'Q', WIRE_LARGE_MSG_MAX + 1), WIRE_ERR_LONG_LENGTH);
+    assert_int_equal(feed_header(WIRE_FROM_CLIENT, 'Q', WIRE_LARGE_MSG_MAX + 1),
+                     WIRE_ERR_LONG_LENGTH);
     assert_int_equal(feed_header(WIRE_FROM_CLIENT, 'Q', 0xffffffffu), WIRE_ERR_LONG_LENGTH);
 }
 
@@ -365,7 +366,8 @@ static void test_client_sync_above_small_limit_rejected(void **state)
 {
     (void)state;
     assert_int_equal(feed_header(WIRE_FROM_CLIENT, 'S', WIRE_SMALL_MSG_MAX), WIRE_OK);
-    assert_int_equal(feed_header(WIRE_FROM_CLIENT, 'S', WIRE_SMALL_MSG_MAX + 1), WIRE_ERR_LONG_LENGTH);
+    assert_int_equal(feed_header(WIRE_FROM_CLIENT, 'S', WIRE_SMALL_MSG_MAX + 1),
+                     WIRE_ERR_LONG_LENGTH);
 }
 
 static void test_client_password_above_65535_rejected(void **state)
@@ -422,12 +424,14 @@ static void test_check_header_limit_per_type(void **state)
     static const char large[] = "QPBFd", small[] = "EDCHScfX";
 
     for (const char *t = large; *t; t++) {
-        assert_int_equal(wire_check_header(WIRE_FROM_CLIENT, (uint8_t)*t, WIRE_LARGE_MSG_MAX), WIRE_OK);
+        assert_int_equal(wire_check_header(WIRE_FROM_CLIENT, (uint8_t)*t, WIRE_LARGE_MSG_MAX),
+                         WIRE_OK);
         assert_int_equal(wire_check_header(WIRE_FROM_CLIENT, (uint8_t)*t, WIRE_LARGE_MSG_MAX + 1),
                          WIRE_ERR_LONG_LENGTH);
     }
     for (const char *t = small; *t; t++) {
-        assert_int_equal(wire_check_header(WIRE_FROM_CLIENT, (uint8_t)*t, WIRE_SMALL_MSG_MAX), WIRE_OK);
+        assert_int_equal(wire_check_header(WIRE_FROM_CLIENT, (uint8_t)*t, WIRE_SMALL_MSG_MAX),
+                         WIRE_OK);
         assert_int_equal(wire_check_header(WIRE_FROM_CLIENT, (uint8_t)*t, WIRE_SMALL_MSG_MAX + 1),
                          WIRE_ERR_LONG_LENGTH);
     }
@@ -999,7 +1003,8 @@ static void test_first_bytes_after_the_packet_ignored(void **state)
 static void test_first_direct_tls_refused(void **state)
 {
     (void)state;
-    static const uint8_t hello[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03};
+    static const uint8_t hello[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01,
+                                    0x00, 0x01, 0xfc, 0x03, 0x03};
 
     wire_first r = wire_first_parse(hello, 1);
     assert_refused(&r, "08P01");

@@ -12,8 +12,8 @@ static PGconn *conn;
 static PGresult *run(const char *sql, const char *param)
 {
     const char *values[1] = {param};
-    PGresult *res = PQexecParams(conn, sql, param ? 1 : 0, NULL, param ? values : NULL, NULL,
-                                 NULL, 0);
+    PGresult *res =
+        PQexecParams(conn, sql, param ? 1 : 0, NULL, param ? values : NULL, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         fprintf(stderr, "%s: %s", sql, PQerrorMessage(conn));
         exit(1);
@@ -37,7 +37,8 @@ static void loop(bool two)
 static void join(void)
 {
     PQclear(run("SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id "
-                "ORDER BY o.id LIMIT 50", NULL));
+                "ORDER BY o.id LIMIT 50",
+                NULL));
 }
 
 static void dup(void)
@@ -51,8 +52,8 @@ static void keyset(void)
 {
     char last[32] = "0";
     for (int page = 0; page < 10; page++) {
-        PGresult *res = run("SELECT id, customer_id FROM orders WHERE id > $1 ORDER BY id LIMIT 5",
-                            last);
+        PGresult *res =
+            run("SELECT id, customer_id FROM orders WHERE id > $1 ORDER BY id LIMIT 5", last);
         int n = PQntuples(res);
         if (n > 0)
             snprintf(last, sizeof(last), "%s", PQgetvalue(res, n - 1, 0));
