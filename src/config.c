@@ -57,7 +57,7 @@ static const opt opts[] = {
      "keep one example of each statement with its literal and parameter values"},
     {"queue_size", 0, INT(queue_size), "65536", 1024, 16 * 1024 * 1024, "N",
      "statement events waiting for analysis; beyond, events are dropped and counted"},
-    {"max_query_text", 0, INT(max_query_text), "16384", 256, 1024 * 1024, "BYTES",
+    {"max_query_text", 0, INT(max_query_text), "16384", 256, 256 * 1024, "BYTES",
      "statement text kept for analysis; longer text is cut"},
     {"nplusone_min_repeats", 0, INT(nplusone_min_repeats), "5", 2, 1000000, "N",
      "executions (with as many distinct parameters) that make a repeated query an N+1"},

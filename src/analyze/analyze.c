@@ -721,7 +721,14 @@ analyzer *analyze_start(queue *q, store *st, const analyze_settings *s)
     a->np1 = np1_new(&s->nplusone);
     a->last_flush_us = a->last_tick_us = now_us();
     atomic_init(&a->stopping, false);
-    if (!a->fp || !a->stats || !a->np1 || pthread_create(&a->thread, NULL, run, a) != 0) {
+    /* libpg_query recurses once per nesting level of a statement: a long left-deep expression
+     * (1+1+1...) within max_query_text needs tens of MB of stack. Virtual until touched. */
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256u << 20);
+    int started = a->fp && a->stats && a->np1 && pthread_create(&a->thread, &attr, run, a) == 0;
+    pthread_attr_destroy(&attr);
+    if (!started) {
         fp_cache_free(a->fp);
         stats_table_free(a->stats);
         np1_free(a->np1);

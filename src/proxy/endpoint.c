@@ -70,7 +70,8 @@ static void update_events(endpoint *ep)
     bool want_read = !ep->failed && (ep->handshaking || ep->tls_write_wants_read ||
                                      (ep->reading && !ep->read_eof && !ep->connecting));
     bool want_write = !ep->failed && (ep->connecting || ep->tls_read_wants_write ||
-                                      (!ep->handshaking && evbuffer_get_length(ep->out) > 0));
+                                      (!ep->handshaking && !ep->write_shut &&
+                                       evbuffer_get_length(ep->out) > 0));
 
     if (ep->handshaking)
         want_write = want_write || ep->tls_read_wants_write;
@@ -195,6 +196,7 @@ static void read_tls(endpoint *ep)
         if (evbuffer_reserve_space(ep->in, 16384, &v, 1) < 1)
             return;
         ERR_clear_error();
+        errno = 0;
         int r = SSL_read(ep->ssl, v.iov_base, (int)v.iov_len);
         if (r > 0) {
             v.iov_len = (size_t)r;
@@ -231,8 +233,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         drive_handshake(ep);
         return;
     }
+    bool flushed = false;
     if (ep->tls_write_wants_read) {
         ep->tls_write_wants_read = false;
+        flushed = true;
         if (!endpoint_flush(ep)) {
             ep->on_write(ep, ep->arg);
             return;
@@ -240,6 +244,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     }
     if (!ep->reading || ep->read_eof) {
         update_events(ep);
+        if (flushed)
+            ep->on_write(ep, ep->arg); /* the writer side may be waiting on this flush */
         return;
     }
     if (ep->ssl)
@@ -247,6 +253,11 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     else
         read_plain(ep);
     update_events(ep);
+    if (flushed) {
+        /* Both callbacks check whether the session ended; on_write last would see it freed
+         * only after the reap event, which runs after this handler returns. */
+        ep->on_write(ep, ep->arg);
+    }
     ep->on_read(ep, ep->arg); /* last: the callback may end the session */
 }
 

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -97,12 +98,45 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     session_start(px, fd, sa, salen);
 }
 
+static void resume_accepting(evutil_socket_t fd, short what, void *arg)
+{
+    proxy *px = arg;
+
+    for (int i = 0; i < px->n_listeners; i++)
+        evconnlistener_enable(px->listeners[i]);
+}
+
+/* Out of descriptors or memory: the pending connection stays in the backlog and the listener
+ * would fire again at once. Stop accepting for a second, serving the sessions we have. */
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
+    proxy *px = arg;
     int err = EVUTIL_SOCKET_ERROR();
+    struct timeval pause = {1, 0};
 
-    /* Out of descriptors or memory: keep serving the sessions we have and try again later. */
-    log_warning(NULL, "accept failed: %s", evutil_socket_error_to_string(err));
+    log_warning(NULL, "accept failed: %s; not accepting for 1 s",
+                evutil_socket_error_to_string(err));
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+        return;
+    for (int i = 0; i < px->n_listeners; i++)
+        evconnlistener_disable(px->listeners[i]);
+    evtimer_add(px->accept_timer, &pause);
+}
+
+/* Two descriptors per session: ask for as many as the hard limit allows. */
+static void raise_fd_limit(int max_connections)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)max_connections * 2 + 32 > rl.rlim_cur)
+        log_warning(NULL, "max_connections %d needs about %d descriptors; the limit is %llu",
+                    max_connections, max_connections * 2 + 32, (unsigned long long)rl.rlim_cur);
 }
 
 static struct evconnlistener *listen_unix(proxy *px, const proxy_addr *a, char *err, size_t errlen)
@@ -262,6 +296,8 @@ static void proxy_cleanup(proxy *px, struct event **sigs, int n)
             event_free(sigs[i]);
     if (px->stop_timer)
         event_free(px->stop_timer);
+    if (px->accept_timer)
+        event_free(px->accept_timer);
     SSL_CTX_free(px->server_ctx);
     SSL_CTX_free(px->client_ctx);
     event_base_free(px->base);
@@ -284,6 +320,8 @@ int proxy_run(const proxy_settings *s, proxy_reload_fn reload, void *reload_arg)
         log_error(NULL, "cannot create the event loop");
         return 1;
     }
+    raise_fd_limit(s->max_connections);
+    px.accept_timer = evtimer_new(px.base, resume_accepting, &px);
     if (!proxy_addr_parse_upstream(s->upstream, &px.upstream, err, sizeof(err)) ||
         !build_tls(s, &px.server_ctx, &px.client_ctx, err, sizeof(err)) ||
         !open_listeners(&px, err, sizeof(err))) {

@@ -101,6 +101,7 @@ struct proxy {
     uint64_t next_id;
     bool stopping;
     struct event *stop_timer;
+    struct event *accept_timer; /* re-enables accepting after descriptors ran out */
     proxy_reload_fn reload;
     void *reload_arg;
 };

@@ -154,10 +154,11 @@ static void session_destroy(proxy_session *s)
         free(s->server_sink.buf);
     }
     endpoint_free(&s->client);
-    if (s->server.ev_read)
-        endpoint_free(&s->server);
-    event_free(s->timer);
-    event_free(s->reap);
+    endpoint_free(&s->server); /* fd -1 and NULL members when never connected */
+    if (s->timer)
+        event_free(s->timer);
+    if (s->reap)
+        event_free(s->reap);
     free(s->first);
     free(s);
     proxy_session_ended(px);
@@ -262,6 +263,11 @@ static void close_if_done(proxy_session *s)
 static wire_error relay(proxy_session *s, endpoint *src, endpoint *dst, wire_framer *f,
                         bool *paused)
 {
+    if (dst->write_shut || dst->failed) {
+        /* The other side is gone: what is still coming has nowhere to go. */
+        evbuffer_drain(src->in, evbuffer_get_length(src->in));
+        return WIRE_OK;
+    }
     if (s->track && f->sink)
         track_set_clock(s->track, wall_clock_us());
     while (evbuffer_get_length(src->in) > 0) {
@@ -332,6 +338,12 @@ static void server_gone(proxy_session *s)
     }
     s->server.read_eof = true;
     endpoint_shutdown_write(&s->server);
+    evbuffer_drain(s->server.out, evbuffer_get_length(s->server.out)); /* undeliverable now */
+    if (s->client_paused) {
+        /* Read on, so that the client's own EOF is seen and the session can end. */
+        s->client_paused = false;
+        endpoint_want_read(&s->client, true);
+    }
     pass_on_eof(s, &s->server, &s->client);
     close_if_done(s);
 }
@@ -490,7 +502,7 @@ static void server_read(endpoint *ep, void *arg)
         return;
     case ST_AUTH:
         auth_phase(s);
-        if (s->dead)
+        if (s->dead || s->state == ST_CLOSING)
             return;
         if (s->state == ST_RELAY)
             relay_from_server(s);
@@ -559,10 +571,13 @@ static void connect_upstream(proxy_session *s)
 
     s->state = ST_CONNECTING;
     endpoint_want_read(&s->client, false);
-    if (fd < 0 || !endpoint_init(&s->server, px->base, fd, s)) {
-        if (fd >= 0)
-            close(fd);
+    if (fd < 0) {
         upstream_failed(s, strerror(errno));
+        return;
+    }
+    if (!endpoint_init(&s->server, px->base, fd, s)) {
+        endpoint_free(&s->server); /* closes fd, frees what was made */
+        upstream_failed(s, "out of memory");
         return;
     }
     s->server.on_read = server_read;
@@ -795,7 +810,7 @@ void session_start(proxy *px, int fd, const struct sockaddr *sa, int salen)
     px->n_sessions++;
     if (!endpoint_init(&s->client, px->base, fd, s) || !s->timer || !s->reap) {
         log_error(s->tag, "out of memory");
-        session_close(s);
+        session_destroy(s); /* no reap event to defer to */
         return;
     }
     s->client.on_read = client_read;
