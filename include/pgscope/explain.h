@@ -1,0 +1,128 @@
+/* explain.h — EXPLAIN sampling of slow statements, its pure parts: the guard (may a statement be
+ * replayed at all?), the sampler (which slow statements to replay, within a budget) and plan
+ * analysis (what an EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) plan says is wrong). No I/O. */
+#ifndef PGSCOPE_EXPLAIN_H
+#define PGSCOPE_EXPLAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- the guard: libpg_query's parse tree decides ---- */
+
+typedef enum {
+    EXPLAIN_GUARD_SELECT,  /* one read-only query: may run under EXPLAIN ANALYZE */
+    EXPLAIN_GUARD_DML,     /* INSERT, UPDATE, DELETE or MERGE: plain EXPLAIN only, by default */
+    EXPLAIN_GUARD_REFUSED, /* never replayed: see reason */
+} explain_guard_kind;
+
+typedef struct explain_guard_result {
+    explain_guard_kind kind;
+    char reason[160]; /* why refused (or why DML), for the skip counters and the log */
+} explain_guard_result;
+
+/* Parses text (one statement's text, NUL-terminated). A SELECT (also VALUES, TABLE) is allowed
+ * when it has no locking clause (FOR UPDATE/SHARE...), no data-modifying CTE, no SELECT INTO,
+ * and calls no function that acts outside the transaction or waits (nextval, setval,
+ * pg_advisory_*lock*, dblink*, pg_notify, pg_sleep*, pg_terminate_backend, pg_cancel_backend,
+ * set_config, lo_*, pg_read_file and similar, any function whose name the deny list holds,
+ * schema-qualified or not). More than one statement, text that does not parse, utility
+ * statements and everything else are refused. */
+explain_guard_result explain_guard(const char *text);
+
+/* ---- the sampler: which slow statements to replay ---- */
+
+typedef struct explain_sampler_settings {
+    double min_duration_ms; /* a statement this slow is a candidate (default 50) */
+    uint64_t p95_min_calls; /* after this many calls, one above its shape's p95 is one too
+                             * (default 100; 0 turns that rule off) */
+    int max_per_shape;      /* samples per fingerprint, with distinct parameters (default 3) */
+    int backoff_ms;         /* after a failed sample, the shape waits this long (default 60000;
+                             * doubled at each failure in a row, up to 16 times) */
+    double budget_share;    /* side-connection time at most this share of the statement time
+                             * observed so far (default 0.05) */
+    double sample_rate;     /* share of candidates sampled, 0..1 (default 1) */
+    bool dml_analyze;       /* explain_dml = analyze-rollback: DML may run under ANALYZE */
+} explain_sampler_settings;
+
+void explain_sampler_defaults(explain_sampler_settings *s);
+
+/* Why a slow statement was not sampled. */
+typedef enum {
+    EXPLAIN_SAMPLE = 0,         /* not skipped: sample it */
+    EXPLAIN_SKIP_ENOUGH,        /* its shape has max_per_shape samples */
+    EXPLAIN_SKIP_SAME_PARAMS,   /* already sampled with these parameters */
+    EXPLAIN_SKIP_BACKOFF,       /* its shape failed recently */
+    EXPLAIN_SKIP_BUDGET,        /* side-connection time would exceed the budget */
+    EXPLAIN_SKIP_RATE,          /* not drawn by sample_rate */
+    EXPLAIN_SKIP_DML,           /* DML (plain EXPLAIN would be taken where allowed) */
+    EXPLAIN_SKIP_GUARD,         /* the guard refused it */
+    EXPLAIN_SKIP_NO_CONNECTION, /* no side connection could be had */
+    EXPLAIN_SKIP_FAILED,        /* the sample was tried and failed */
+    EXPLAIN_SKIP_QUEUE,         /* the side connections' queue was full */
+    EXPLAIN_SKIP_COUNT
+} explain_skip;
+
+/* "enough", "same_params", "backoff", "budget", "rate", "dml", "guard", "no_connection",
+ * "failed", "queue"; "sample" for EXPLAIN_SAMPLE. */
+const char *explain_skip_name(explain_skip s);
+
+typedef struct explain_sampler explain_sampler;
+
+explain_sampler *explain_sampler_new(const explain_sampler_settings *s);
+void explain_sampler_free(explain_sampler *sm);
+
+/* Every completed statement: its time feeds the budget. Returns true when it is slow enough
+ * to be a candidate (then call explain_sampler_decide). */
+bool explain_sampler_observe(explain_sampler *sm, double duration_ms, double shape_p95_ms,
+                             uint64_t shape_calls);
+
+/* For a candidate: sample it, or why not (the reason is counted). guard is the guard's verdict
+ * on its text; params_hash identifies its parameter values. */
+explain_skip explain_sampler_decide(explain_sampler *sm, uint64_t fingerprint, uint64_t params_hash,
+                                    explain_guard_kind guard, int64_t now_us);
+
+/* A decided sample ended: the side-connection time it cost, and whether it produced a plan (a
+ * failure counts EXPLAIN_SKIP_FAILED and starts the shape's backoff). */
+void explain_sampler_done(explain_sampler *sm, uint64_t fingerprint, double side_ms, bool ok,
+                          int64_t now_us);
+
+/* Counts a skip decided elsewhere (no connection, queue full). */
+void explain_sampler_count(explain_sampler *sm, explain_skip reason);
+
+uint64_t explain_sampler_skips(const explain_sampler *sm, explain_skip reason);
+
+/* ---- plan analysis ---- */
+
+/* One thing a plan says is wrong, with the node it is about and its numbers. */
+typedef struct explain_finding {
+    char kind[32];      /* "seq_scan_filter", "misestimate", "sort_spill", "hash_batches",
+                         * "nested_loop_inner_scan", "lossy_bitmap", "heap_fetches",
+                         * "temp_written" */
+    char path[256];     /* the node's path from the root: "Limit > Sort > Seq Scan on orders" */
+    char relation[128]; /* the table involved, if any */
+    char detail[512];   /* the numbers, for people: "removed 199800 of 200000 rows (99.9%)
+                         * by filter (status = 'pending'::text)" */
+    double magnitude;   /* the finding's own size: rows removed, misestimate factor, KB
+                         * spilled, batches, loops, lossy blocks, heap fetches, blocks */
+} explain_finding;
+
+typedef struct explain_plan_times {
+    double planning_ms, execution_ms; /* -1 when the plan has none (plain EXPLAIN) */
+} explain_plan_times;
+
+/* Reads one EXPLAIN (FORMAT JSON) result (the text PostgreSQL returns: an array holding one
+ * object with "Plan") and calls fn for each finding. Returns false for text that is not such a
+ * plan. Thresholds: sequential scan removing at least 90% of at least 1000 rows by its filter;
+ * row estimates off by 10x or more (reported as 10x, 100x, 1000x); a sort on disk; a hash with
+ * more than one batch; a nested loop running an inner scan without an index at least 100
+ * times; lossy bitmap heap blocks; heap fetches on an index-only scan; temp blocks written. */
+bool explain_plan_findings(const char *json, void (*fn)(const explain_finding *f, void *arg),
+                           void *arg, explain_plan_times *times);
+
+/* The plan as an indented tree for people (`pgscope report --plan ID`): one line per node with
+ * its estimated and actual rows, loops, time and buffers, its conditions under it. Returns a
+ * malloc'd string, NULL for text that is not a plan. */
+char *explain_plan_tree(const char *json);
+
+#endif

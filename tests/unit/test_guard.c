@@ -1,0 +1,642 @@
+/* Unit tests for the EXPLAIN guard: which captured statements may be replayed, and why not. */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "pgscope/explain.h"
+
+typedef struct {
+    const char *sql;
+    explain_guard_kind kind;
+    const char *reason; /* a part of the reason; NULL: anything */
+} guard_case;
+
+/* clang-format off */
+#define ALLOWED(sql) {sql, EXPLAIN_GUARD_SELECT, NULL}
+#define DML(sql, why) {sql, EXPLAIN_GUARD_DML, why}
+#define REFUSED(sql, why) {sql, EXPLAIN_GUARD_REFUSED, why}
+/* clang-format on */
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- helpers ---- */
+
+static const char *kind_name(explain_guard_kind k)
+{
+    switch (k) {
+    case EXPLAIN_GUARD_SELECT:
+        return "SELECT";
+    case EXPLAIN_GUARD_DML:
+        return "DML";
+    case EXPLAIN_GUARD_REFUSED:
+        return "REFUSED";
+    }
+    return "?";
+}
+
+/* A verdict must be one of the three kinds with a terminated reason, whatever the input. */
+static explain_guard_result guard_sane(const char *sql)
+{
+    explain_guard_result r = explain_guard(sql);
+
+    if (r.kind != EXPLAIN_GUARD_SELECT && r.kind != EXPLAIN_GUARD_DML &&
+        r.kind != EXPLAIN_GUARD_REFUSED)
+        fail_msg("verdict of unknown kind %d", (int)r.kind);
+    if (strnlen(r.reason, sizeof r.reason) == sizeof r.reason)
+        fail_msg("reason not terminated");
+    if (r.kind == EXPLAIN_GUARD_REFUSED && r.reason[0] == '\0')
+        fail_msg("refused without a reason: [%.200s]", sql ? sql : "(null)");
+    return r;
+}
+
+static void expect(const char *sql, explain_guard_kind kind, const char *reason)
+{
+    explain_guard_result r = guard_sane(sql);
+
+    if (r.kind != kind)
+        fail_msg("[%.300s]\n  expected %s, got %s (%s)", sql ? sql : "(null)", kind_name(kind),
+                 kind_name(r.kind), r.reason);
+    if (reason != NULL && strstr(r.reason, reason) == NULL)
+        fail_msg("[%.300s]\n  %s as expected, but the reason \"%s\" lacks \"%s\"",
+                 sql ? sql : "(null)", kind_name(kind), r.reason, reason);
+}
+
+static void expect_all(const guard_case *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        expect(cases[i].sql, cases[i].kind, cases[i].reason);
+}
+
+/* prefix, then unit repeated until the text holds about size bytes, then suffix (malloc'd). */
+static char *repeated(const char *prefix, const char *unit, size_t size, const char *suffix)
+{
+    size_t p = strlen(prefix), u = strlen(unit), s = strlen(suffix);
+    size_t count = size > p + s ? (size - p - s) / u : 0;
+    char *text = malloc(p + count * u + s + 1), *at;
+
+    assert_non_null(text);
+    memcpy(text, prefix, p);
+    at = text + p;
+    for (size_t i = 0; i < count; i++, at += u)
+        memcpy(at, unit, u);
+    memcpy(at, suffix, s + 1);
+    return text;
+}
+
+/* open repeated n times, then middle, then close repeated n times (malloc'd). */
+static char *nested(const char *open, const char *middle, const char *close, size_t n)
+{
+    size_t o = strlen(open), m = strlen(middle), c = strlen(close);
+    char *text = malloc(n * (o + c) + m + 1), *at = text;
+
+    assert_non_null(text);
+    for (size_t i = 0; i < n; i++, at += o)
+        memcpy(at, open, o);
+    memcpy(at, middle, m);
+    at += m;
+    for (size_t i = 0; i < n; i++, at += c)
+        memcpy(at, close, c);
+    *at = '\0';
+    return text;
+}
+
+static void expect_owned(char *sql, explain_guard_kind kind, const char *reason)
+{
+    expect(sql, kind, reason);
+    free(sql);
+}
+
+/* A small deterministic generator, so a failure can be replayed. */
+static uint64_t rng_state = 0x9E3779B97F4A7C15u;
+
+static uint32_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+
+/* ---- queries that may run under EXPLAIN ANALYZE ---- */
+
+static void test_plain_selects_allowed(void **state)
+{
+    static const guard_case cases[] = {
+        ALLOWED("SELECT 1"),
+        ALLOWED("select * from orders where status = 'pending'"),
+        ALLOWED("SELECT 1;"),
+        ALLOWED("  -- leading comment\n SELECT /* inline */ a FROM t -- trailing"),
+        ALLOWED("SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id "
+                "LEFT JOIN items i USING (order_id) WHERE o.total > 100 ORDER BY o.id LIMIT 10"),
+        ALLOWED("SELECT * FROM t WHERE id IN (SELECT order_id FROM items WHERE qty > 3)"),
+        ALLOWED("SELECT * FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.t_id = t.id)"),
+        ALLOWED("SELECT * FROM (SELECT a, b FROM t) AS s WHERE s.a > 1"),
+        ALLOWED("WITH recent AS (SELECT * FROM orders WHERE created > now() - interval '1 day') "
+                "SELECT count(*) FROM recent"),
+        ALLOWED("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 10) "
+                "SELECT * FROM r"),
+        ALLOWED("WITH a AS MATERIALIZED (SELECT 1 AS x), b AS (SELECT x FROM a) SELECT * FROM b"),
+        ALLOWED("SELECT id, row_number() OVER (PARTITION BY customer_id ORDER BY created DESC), "
+                "sum(total) OVER w FROM orders WINDOW w AS (ORDER BY id)"),
+        ALLOWED("VALUES (1, 'a'), (2, 'b')"),
+        ALLOWED("SELECT * FROM (VALUES (1), (2)) AS v(x)"),
+        ALLOWED("SELECT a FROM t UNION SELECT a FROM u"),
+        ALLOWED("SELECT a FROM t UNION ALL SELECT a FROM u INTERSECT SELECT a FROM w "
+                "EXCEPT SELECT a FROM z"),
+        ALLOWED("TABLE orders"),
+        ALLOWED("SELECT * FROM t, LATERAL (SELECT * FROM u WHERE u.t_id = t.id LIMIT 1) l"),
+        ALLOWED("SELECT * FROM t TABLESAMPLE SYSTEM (10)"),
+        ALLOWED("SELECT DISTINCT ON (a) a, b FROM t ORDER BY a, b DESC NULLS LAST"),
+        ALLOWED("SELECT a, count(*) FROM t GROUP BY ROLLUP (a) HAVING count(*) > 1"),
+        ALLOWED("SELECT CASE WHEN a > 0 THEN 'pos' WHEN a < 0 THEN 'neg' ELSE 'zero' END FROM t"),
+        ALLOWED("SELECT t.end, t.case FROM t"),
+    };
+    (void)state;
+    expect_all(cases, COUNT(cases));
+}
+
+/* Texts as the extended protocol carries them: parameters as $n. */
+static void test_parameters_allowed(void **state)
+{
+    static const guard_case cases[] = {
+        ALLOWED("SELECT * FROM t WHERE id = $1"),
+        ALLOWED("SELECT * FROM t WHERE a = $1 AND b > $2 ORDER BY c LIMIT $3 OFFSET $4"),
+        ALLOWED("SELECT * FROM t WHERE id = ANY($1::int[])"),
+        ALLOWED("SELECT $1::jsonb -> 'a' ->> $2"),
+        ALLOWED("SELECT * FROM t WHERE name LIKE $1 || '%'"),
+        ALLOWED("SELECT $$ dollar $quoted$ text $$, $tag$ it's $tag$ FROM t WHERE x = $1"),
+    };
+    (void)state;
+    expect_all(cases, COUNT(cases));
+}
+
+static void test_harmless_functions_allowed(void **state)
+{
+    static const guard_case cases[] = {
+        ALLOWED("SELECT now(), current_timestamp, clock_timestamp(), statement_timestamp()"),
+        ALLOWED("SELECT count(*), count(DISTINCT a), max(b), avg(c) FILTER (WHERE c > 0) FROM t"),
+        ALLOWED("SELECT coalesce(a, b, 0), nullif(a, 0), greatest(a, b), least(a, b) FROM t"),
+        ALLOWED("SELECT lower(name), upper(name), length(name), substring(name FROM 1 FOR 3)"),
+        ALLOWED("SELECT jsonb_build_object('a', 1), jsonb_agg(x), x->>'k', "
+                "jsonb_path_query(doc, '$.a') FROM t"),
+        ALLOWED("SELECT json_extract_path_text(j, 'a'), to_jsonb(t) FROM t"),
+        ALLOWED("SELECT currval('orders_id_seq')"),
+        ALLOWED("SELECT lastval()"),
+        ALLOWED("SELECT pg_catalog.lower(a), pg_catalog.now() FROM t"),
+        ALLOWED("SELECT txid_current_if_assigned(), pg_current_xact_id_if_assigned()"),
+        ALLOWED("SELECT txid_current_snapshot(), pg_backend_pid(), version()"),
+        ALLOWED("SELECT * FROM generate_series(1, 10) g, unnest(ARRAY[1, 2]) u"),
+        ALLOWED("SELECT my_func(a), app.compute_total(o.id) FROM orders o"),
+        ALLOWED("SELECT ts_rewrite('a & b'::tsquery, 'a'::tsquery, 'c'::tsquery)"),
+        ALLOWED("SELECT format('%s', a), regexp_replace(a, 'x', 'y'), md5(a) FROM t"),
+        ALLOWED("SELECT pg_relation_size('t'), pg_size_pretty(1024::bigint)"),
+        /* names, not calls: a column, a string */
+        ALLOWED("SELECT nextval FROM t"),
+        ALLOWED("SELECT 'nextval(''s'')', 'pg_sleep(10)' FROM t"),
+        ALLOWED("SELECT \"nextval\" FROM t"),
+    };
+    (void)state;
+    expect_all(cases, COUNT(cases));
+}
+
+/* ---- SELECTs that must not run ---- */
+
+static void test_locking_clauses_refused(void **state)
+{
+    static const guard_case cases[] = {
+        REFUSED("SELECT * FROM t WHERE id = 1 FOR UPDATE", "FOR UPDATE"),
+        REFUSED("SELECT * FROM t FOR SHARE", "FOR SHARE"),
+        REFUSED("SELECT * FROM t FOR NO KEY UPDATE", "FOR NO KEY UPDATE"),
+        REFUSED("SELECT * FROM t FOR KEY SHARE", "FOR KEY SHARE"),
+        REFUSED("SELECT * FROM t FOR UPDATE NOWAIT", "locking clause"),
+        REFUSED("SELECT * FROM jobs LIMIT 1 FOR UPDATE SKIP LOCKED", "locking clause"),
+        REFUSED("SELECT * FROM t FOR UPDATE OF t", "locking clause"),
+        REFUSED("SELECT * FROM t WHERE id IN (SELECT id FROM u FOR UPDATE)", "FOR UPDATE"),
+        REFUSED("SELECT * FROM (SELECT * FROM u FOR SHARE) s", "FOR SHARE"),
+        REFUSED("WITH locked AS (SELECT * FROM u FOR UPDATE) SELECT * FROM locked", "FOR UPDATE"),
+        REFUSED("(SELECT a FROM t FOR UPDATE) UNION SELECT a FROM u", "FOR UPDATE"),
+        REFUSED("SELECT * FROM t, LATERAL (SELECT * FROM u WHERE u.id = t.id FOR KEY SHARE) l",
+                "FOR KEY SHARE"),
+    };
+    (void)state;
+    expect_all(cases, COUNT(cases));
+}
+
+static void test_writable_ctes_refused(void **state)
+{
+    static const guard_case cases[] = {
+        REFUSED("WITH x AS (DELETE FROM t WHERE id = 1 RETURNING *) SELECT * FROM x",
+                "data-modifying WITH (DELETE)"),
+        REFUSED("WITH x AS (INSERT INTO t VALUES (1) RETURNING id) SELECT id FROM x",
+                "data-modifying WITH (INSERT)"),
+        REFUSED("WITH x AS (UPDATE t SET a = 1 RETURNING *) SELECT count(*) FROM x",
+                "data-modifying WITH (UPDATE)"),
+        REFUSED("WITH m AS (MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE) "
+                "SELECT 1",
+                "data-modifying WITH (MERGE)"),
+        REFUSED("WITH a AS (SELECT 1), b AS (DELETE FROM t RETURNING *) SELECT * FROM a", "DELETE"),
+        REFUSED("SELECT * FROM (WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d) s",
+                "DELETE"),
+        REFUSED("WITH RECURSIVE x AS (UPDATE t SET a = 1 RETURNING *) SELECT 1 UNION "
+                "SELECT 2",
+                "UPDATE"),
+    };
+    (void)state;
+    expect_all(cases, COUNT(cases));
+}
+
+static void test_denied_functions_refused(void **state)
+{
+    static const guard_case cases[] = {
+        REFUSED("SELECT nextval('s')", "nextval"),
+        REFUSED("SELECT * FROM t WHERE id = nextval('s')", "nextval"),
+        REFUSED("SELECT setval('s', 42)", "setval"),
+        REFUSED("SELECT pg_catalog.nextval('s')", "nextval"),
+        REFUSED("SELECT NEXTVAL('s'), \"SetVal\"('s', 1)", "nextval"),
+        REFUSED("SELECT \"SetVal\"('s', 1)", "SetVal"),
+        REFUSED("SELECT pg_advisory_lock(1)", "pg_advisory_lock"),
+        REFUSED("SELECT pg_advisory_xact_lock_shared(1, 2)", "pg_advisory_xact_lock_shared"),
+        REFUSED("SELECT pg_advisory_unlock_all()", "pg_advisory_unlock_all"),
+        REFUSED("SELECT pg_try_advisory_xact_lock(7)", "pg_try_advisory_xact_lock"),
+        REFUSED("SELECT * FROM dblink('dbname=x', 'SELECT 1') AS r(a int)", "dblink"),
+        REFUSED("SELECT dblink_exec('dbname=x', 'DELETE FROM t')", "dblink_exec"),
+        REFUSED("SELECT ext.dblink_connect('c', 'dbname=x')", "dblink_connect"),
+        REFUSED("SELECT pg_notify('channel', 'payload')", "pg_notify"),
+        REFUSED("SELECT * FROM t WHERE a = (SELECT pg_sleep(1))", "pg_sleep"),
+        REFUSED("SELECT pg_sleep_for('1 second'), pg_sleep_until(now())", "pg_sleep_for"),
+        REFUSED("SELECT set_config('search_path', 'x', false)", "set_config"),
+        REFUSED("SELECT lo_import('/etc/passwd')", "lo_import"),
+        REFUSED("SELECT lo_export(42, '/tmp/x')", "lo_export"),
+        REFUSED("SELECT lowrite(0, 'x')", "lowrite"),
+        REFUSED("SELECT txid_current()", "txid_current"),
+        REFUSED("SELECT pg_current_xact_id()", "pg_current_xact_id"),
+        REFUSED("SELECT query_to_xml('DELETE FROM t RETURNING *', true, false, '')",
+                "query_to_xml"),
+        REFUSED("SELECT table_to_xmlschema('t', true, false, '')", "table_to_xmlschema"),
+        REFUSED("SELECT ts_stat('SELECT v FROM t')", "ts_stat"),
+        REFUSED("SELECT ts_rewrite('a'::tsquery, 'SELECT t, s FROM aliases')", "ts_rewrite"),
+        REFUSED("SELECT pg_terminate_backend(123)", "pg_terminate_backend"),
+        REFUSED("SELECT pg_cancel_backend(pid) FROM pg_stat_activity", "pg_cancel_backend"),
+        REFUSED("SELECT pg_reload_conf()", "pg_reload_conf"),
+        REFUSED("SELECT pg_rotate_logfile()", "pg_rotate_logfile"),
+        REFUSED("SELECT pg_read_file('postgresql.conf')", "pg_read_file"),
+        REFUSED("SELECT pg_read_binary_file('x')", "pg_read_binary_file"),
+        REFUSED("SELECT * FROM pg_ls_dir('.')", "pg_ls_dir"),
+        REFUSED("SELECT * FROM pg_ls_waldir()", "pg_ls_waldir"),
+        REFUSED("SELECT pg_stat_file('x')", "pg_stat_file"),
+        REFUSED("SELECT pg_create_restore_point('x')", "pg_create_restore_point"),
+        REFUSED("SELECT pg_create_logical_replication_slot('s', 'pgoutput')", "replication"),
+        REFUSED("SELECT pg_drop_replication_slot('s')", "pg_drop_replication_slot"),
+        REFUSED("SELECT * FROM pg_logical_slot_get_changes('s', NULL, NULL)", "pg_logical"),
+        REFUSED("SELECT pg_logical_emit_message(true, 'p', 'm')", "pg_logical_emit_message"),
+        REFUSED("SELECT pg_replication_origin_create('o')", "pg_replication_origin_create"),
+        REFUSED("SELECT pg_switch_wal()", "pg_switch_wal"),
+        REFUSED("SELECT pg_backup_start('label')", "pg_backup_start"),
+        REFUSED("SELECT pg_start_backup('label')", "pg_start_backup"),
+        REFUSED("SELECT pg_promote()", "pg_promote"),
+        REFUSED("SELECT pg_export_snapshot()", "pg_export_snapshot"),
+        REFUSED("SELECT pg_import_system_collations('pg_catalog')", "pg_import"),
+        REFUSED("SELECT pg_stat_reset()", "pg_stat_reset"),
+        REFUSED("SELECT pg_stat_statements_reset()", "pg_stat_statements_reset"),
+        REFUSED("SELECT pg_log_backend_memory_contexts(1)", "pg_log_backend_memory_contexts"),
+        REFUSED("SELECT brin_summarize_new_values('i')", "brin_summarize_new_values"),
+        REFUSED("SELECT gin_clean_pending_list('i')", "gin_clean_pending_list"),
+        REFUSED("SELECT pg_background_launch('DELETE FROM t')", "pg_background_launch"),
+        REFUSED("SELECT net.http_post('https://example.com', '{}')", "http_post"),
+    };
+    (void)state;
+    expect_all(cases, COUNT(cases));
+}
+
+/* A denied call is found wherever a SELECT may hold an expression. */
+static void test_denied_call_found_anywhere(void **state)
+{
+    static const char *const places[] = {
+        "SELECT %s",
+        "SELECT a FROM t WHERE b = %s",
+        "SELECT * FROM %s AS f",
+        "SELECT * FROM ROWS FROM (generate_series(1, 2), %s) AS f",
+        "SELECT * FROM t, LATERAL (SELECT %s) l",
+        "SELECT a FROM t ORDER BY %s",
+        "SELECT a FROM t GROUP BY a HAVING count(*) > %s",
+        "SELECT a FROM t LIMIT %s",
+        "WITH c AS (SELECT %s AS x) SELECT x FROM c",
+        "WITH c AS (WITH d AS (SELECT %s) SELECT * FROM d) SELECT * FROM c",
+        "SELECT 1 UNION ALL SELECT %s",
+        "SELECT 1 INTERSECT (SELECT 2 EXCEPT SELECT %s)",
+        "VALUES (1), (%s)",
+        "SELECT CASE WHEN a THEN 1 ELSE %s END FROM t",
+        "SELECT coalesce(a, %s) FROM t",
+        "SELECT sum(a) OVER (PARTITION BY %s) FROM t",
+        "SELECT count(*) FILTER (WHERE a = %s) FROM t",
+        "SELECT * FROM t JOIN u ON u.id = %s",
+        "SELECT * FROM t WHERE a IN (SELECT b FROM u WHERE c = (SELECT %s))",
+        "SELECT ARRAY[1, %s]",
+        "SELECT (%s)::text",
+        "SELECT * FROM t WHERE EXISTS (SELECT 1 WHERE %s IS NOT NULL)",
+    };
+    static const char *const calls[][2] = {
+        {"nextval('s')", "nextval"},
+        {"pg_catalog.setval('s', 1)", "setval"},
+        {"pg_try_advisory_lock(a)", "pg_try_advisory_lock"},
+        {"public.dblink('x', 'y')", "dblink"},
+        {"pg_sleep(0.1)", "pg_sleep"},
+    };
+    char sql[512];
+
+    (void)state;
+    for (size_t p = 0; p < COUNT(places); p++) {
+        for (size_t c = 0; c < COUNT(calls); c++) {
+            snprintf(sql, sizeof sql, places[p], calls[c][0]);
+            expect(sql, EXPLAIN_GUARD_REFUSED, calls[c][1]);
+        }
+    }
+}
+
+static void test_select_into_refused(void **state)
+{
+    static const guard_case cases[] = {
+        REFUSED("SELECT * INTO new_table FROM t", "SELECT INTO"),
+        REFUSED("SELECT 1 INTO TEMP x UNION SELECT 2", "SELECT INTO"),
+    };
+    (void)state;
+    expect_all(cases, COUNT(cases));
+}
+
+/* ---- DML: plain EXPLAIN only, unless it acts outside the transaction ---- */
+
+static void test_dml(void **state)
+{
+    static const guard_case cases[] = {
+        DML("INSERT INTO t (a, b) VALUES ($1, $2)", "DML: INSERT"),
+        DML("INSERT INTO t SELECT * FROM u RETURNING id", "DML: INSERT"),
+        DML("INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET a = excluded.a", "INSERT"),
+        DML("UPDATE t SET a = a + 1 WHERE id = $1", "DML: UPDATE"),
+        DML("UPDATE t SET a = u.a FROM u WHERE u.id = t.id RETURNING t.*", "DML: UPDATE"),
+        DML("DELETE FROM t WHERE id = 1", "DML: DELETE"),
+        DML("DELETE FROM t USING u WHERE u.id = t.id RETURNING *", "DML: DELETE"),
+        DML("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET a = s.a "
+            "WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.a)",
+            "DML: MERGE"),
+        DML("WITH old AS (SELECT id FROM t WHERE a < 0) DELETE FROM t WHERE id IN "
+            "(SELECT id FROM old)",
+            "DML: DELETE"),
+        /* a writable WITH in DML is still DML: the whole statement is explained without
+         * ANALYZE, or rolled back */
+        DML("WITH d AS (DELETE FROM t RETURNING *) INSERT INTO archive SELECT * FROM d",
+            "DML: INSERT"),
+        /* row locks end with the transaction */
+        DML("DELETE FROM jobs WHERE id = (SELECT id FROM jobs LIMIT 1 FOR UPDATE SKIP LOCKED) "
+            "RETURNING *",
+            "DML: DELETE"),
+        DML("UPDATE t SET a = currval('s')", "DML: UPDATE"),
+        /* a rollback would not undo these, were DML ever run under ANALYZE */
+        REFUSED("INSERT INTO t VALUES (nextval('s'), 'x')", "DML, but calls nextval()"),
+        REFUSED("DELETE FROM jobs WHERE pg_try_advisory_lock(id) RETURNING *",
+                "pg_try_advisory_lock"),
+        REFUSED("UPDATE t SET a = (SELECT x FROM dblink('c', 'SELECT 1') AS r(x int))", "dblink"),
+    };
+    (void)state;
+    expect_all(cases, COUNT(cases));
+}
+
+/* ---- everything else ---- */
+
+static void test_statement_count(void **state)
+{
+    static const guard_case cases[] = {
+        REFUSED("SELECT 1; SELECT 2", "2 statements"),
+        REFUSED("SELECT 1; DELETE FROM t", "2 statements"),
+        REFUSED("SELECT 1;;;SELECT 2;SELECT 3", "3 statements"),
+        REFUSED("", "no statement"),
+        REFUSED("   \n\t ", "no statement"),
+        REFUSED("-- nothing but a comment", "no statement"),
+        REFUSED("/* nothing */ ;", "no statement"),
+    };
+    (void)state;
+    expect_all(cases, COUNT(cases));
+}
+
+static void test_utility_statements_refused(void **state)
+{
+    static const guard_case cases[] = {
+        REFUSED("SET search_path = app, public", "SET"),
+        REFUSED("SET LOCAL statement_timeout = 0", "SET"),
+        REFUSED("SHOW work_mem", "SHOW"),
+        REFUSED("BEGIN", "transaction control"),
+        REFUSED("COMMIT", "transaction control"),
+        REFUSED("ROLLBACK TO SAVEPOINT s", "transaction control"),
+        REFUSED("COPY t TO STDOUT", "COPY"),
+        REFUSED("COPY (SELECT * FROM t) TO '/tmp/x'", "COPY"),
+        REFUSED("CALL p()", "CALL"),
+        REFUSED("DO $$BEGIN DELETE FROM t; END$$", "DO"),
+        REFUSED("EXPLAIN SELECT 1", "EXPLAIN"),
+        REFUSED("EXPLAIN ANALYZE DELETE FROM t", "EXPLAIN"),
+        REFUSED("PREPARE q AS SELECT 1", "PREPARE"),
+        REFUSED("EXECUTE q(1)", "EXECUTE"),
+        REFUSED("DEALLOCATE ALL", "DEALLOCATE"),
+        REFUSED("VACUUM t", "VACUUM"),
+        REFUSED("ANALYZE t", "ANALYZE"),
+        REFUSED("CREATE TABLE x AS SELECT * FROM t", "CREATE TABLE AS"),
+        REFUSED("CREATE MATERIALIZED VIEW v AS SELECT 1", "CREATE TABLE AS"),
+        REFUSED("LISTEN ch", "LISTEN"),
+        REFUSED("NOTIFY ch, 'x'", "NOTIFY"),
+        REFUSED("LOCK TABLE t IN ACCESS EXCLUSIVE MODE", "LOCK"),
+        REFUSED("DECLARE c CURSOR FOR SELECT 1", "DECLARE CURSOR"),
+        REFUSED("FETCH 10 FROM c", "FETCH"),
+        REFUSED("TRUNCATE t", "TRUNCATE"),
+        REFUSED("CREATE TABLE x (a int)", "CREATE TABLE"),
+        REFUSED("DROP TABLE t", "DROP"),
+        REFUSED("ALTER TABLE t ADD COLUMN b int", "ALTER TABLE"),
+        REFUSED("CREATE INDEX ON t (a)", "CREATE INDEX"),
+        REFUSED("REFRESH MATERIALIZED VIEW v", "REFRESH"),
+        REFUSED("DISCARD ALL", "DISCARD"),
+        REFUSED("CHECKPOINT", "CHECKPOINT"),
+        REFUSED("GRANT SELECT ON t TO bob", "GrantStmt"),
+        REFUSED("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT nextval(''s'')::int'",
+                "not a query"),
+    };
+    (void)state;
+    expect_all(cases, COUNT(cases));
+}
+
+static void test_text_that_does_not_parse(void **state)
+{
+    static const guard_case cases[] = {
+        REFUSED(NULL, "no statement text"),
+        REFUSED("SELEC 1", "does not parse: syntax error"),
+        REFUSED("SELECT * FROM t WHERE a = ", "does not parse"),
+        REFUSED("SELECT * FROM orders WHERE status = 'pend", "does not parse"),
+        REFUSED("SELECT $$never closed", "does not parse"),
+        REFUSED("SELECT /* never closed", "does not parse"),
+        REFUSED("SELECT (1", "does not parse"),
+        REFUSED("SELECT 1)", "does not parse"),
+        REFUSED("SELECT \xff\xfe FROM t", NULL),
+        REFUSED("SELECT E'\\xff'", NULL),
+    };
+    (void)state;
+    expect_all(cases, COUNT(cases));
+}
+
+/* ---- size and nesting: refused or allowed, never a crash ---- */
+
+static void test_large_statements(void **state)
+{
+    const size_t size = 200 * 1024;
+
+    (void)state;
+    expect_owned(repeated("SELECT * FROM t WHERE id IN (", "12345, ", size, "0)"),
+                 EXPLAIN_GUARD_SELECT, NULL);
+    expect_owned(repeated("SELECT * FROM t WHERE id IN (", "$1, ", size, "$2)"),
+                 EXPLAIN_GUARD_SELECT, NULL);
+    expect_owned(repeated("INSERT INTO t (a, b) VALUES ", "(1, 'x'), ", size, "(2, 'y')"),
+                 EXPLAIN_GUARD_DML, "INSERT");
+    expect_owned(repeated("SELECT * FROM t WHERE ", "(a = 1 AND b = 'x') OR ", size, "false"),
+                 EXPLAIN_GUARD_SELECT, NULL);
+    expect_owned(repeated("UPDATE t SET a = CASE id ", "WHEN 1 THEN 'x' ", size, "END"),
+                 EXPLAIN_GUARD_DML, "UPDATE");
+    expect_owned(repeated("SELECT CASE ", "WHEN a = 1 THEN b + 1 ", size, "END FROM t"),
+                 EXPLAIN_GUARD_SELECT, NULL);
+    expect_owned(repeated("SELECT '", ")))(((,,, '' AND + - ", size, "'"), EXPLAIN_GUARD_SELECT,
+                 NULL);
+    expect_owned(repeated("SELECT ", "a, ", size, "nextval('s') FROM t"), EXPLAIN_GUARD_REFUSED,
+                 "nextval");
+    /* left-deep chains: libpg_query would overflow its stack writing them out */
+    expect_owned(repeated("SELECT 1", " + 1", size, ""), EXPLAIN_GUARD_REFUSED, "deeply");
+    expect_owned(repeated("SELECT 'a'", " || 'a'", size, ""), EXPLAIN_GUARD_REFUSED, "deeply");
+    expect_owned(repeated("SELECT 1", " UNION SELECT 1", size, ""), EXPLAIN_GUARD_REFUSED,
+                 "deeply");
+    expect_owned(repeated("SELECT * FROM t0", " JOIN t ON true", size, ""), EXPLAIN_GUARD_REFUSED,
+                 "deeply");
+    expect_owned(repeated("SELECT 1", "::int", size, ""), EXPLAIN_GUARD_REFUSED, "deeply");
+    expect_owned(repeated("SELECT ", "NOT ", size, "true"), EXPLAIN_GUARD_REFUSED, "deeply");
+    expect_owned(repeated("SELECT ", "- ", size, "1"), EXPLAIN_GUARD_REFUSED, "deeply");
+}
+
+static void test_deep_nesting(void **state)
+{
+    (void)state;
+    expect_owned(nested("(", "SELECT 1", ")", 10000), EXPLAIN_GUARD_REFUSED, "deeply");
+    expect_owned(nested("SELECT (", "1", ")", 10000), EXPLAIN_GUARD_REFUSED, "deeply");
+    expect_owned(nested("SELECT (", "1", ")", 1000), EXPLAIN_GUARD_REFUSED, "deeply");
+    expect_owned(nested("SELECT * FROM (SELECT * FROM (", "SELECT 1", ") a) b", 5000),
+                 EXPLAIN_GUARD_REFUSED, "deeply");
+    expect_owned(nested("SELECT CASE WHEN a THEN ", "1", " END", 10000), EXPLAIN_GUARD_REFUSED,
+                 "deeply");
+    expect_owned(nested("SELECT ARRAY[", "1", "]", 10000), EXPLAIN_GUARD_REFUSED, "deeply");
+    expect_owned(nested("SELECT f(", "1", ")", 10000), EXPLAIN_GUARD_REFUSED, "deeply");
+    /* names that look like keywords must not hide a chain */
+    expect_owned(repeated("SELECT 1", " + t.end + t.and + t.then", 200 * 1024, ""),
+                 EXPLAIN_GUARD_REFUSED, "deeply");
+    expect_owned(nested("SELECT CASE WHEN a THEN t.end ELSE ", "1", " END", 10000),
+                 EXPLAIN_GUARD_REFUSED, "deeply");
+    /* nesting real queries have */
+    expect_owned(nested("SELECT (", "1", ")", 100), EXPLAIN_GUARD_SELECT, NULL);
+    expect_owned(
+        nested("SELECT * FROM t WHERE a IN (SELECT b FROM u WHERE c IN (", "SELECT 1", "))", 20),
+        EXPLAIN_GUARD_SELECT, NULL);
+    expect_owned(repeated("SELECT 1", " + 1", 1000, ""), EXPLAIN_GUARD_SELECT, NULL);
+    expect_owned(nested("(SELECT ", "nextval('s')", ")", 60), EXPLAIN_GUARD_REFUSED, "nextval");
+    expect_owned(nested("(SELECT ", "1 FROM t FOR UPDATE", ")", 60), EXPLAIN_GUARD_REFUSED,
+                 "FOR UPDATE");
+}
+
+/* ---- fuzzing: any bytes, never a crash ---- */
+
+static void test_fuzz_random_bytes(void **state)
+{
+    char text[513];
+
+    (void)state;
+    for (int i = 0; i < 10000; i++) {
+        size_t len = rng() % (sizeof text);
+        for (size_t j = 0; j < len; j++)
+            text[j] = (char)(1 + rng() % 255);
+        text[len] = '\0';
+        guard_sane(text);
+    }
+}
+
+/* Random sequences of SQL pieces parse far more often than random bytes, and reach the walk. */
+static void test_fuzz_sql_pieces(void **state)
+{
+    /* clang-format off */
+    static const char *const pieces[] = {
+        "SELECT ", "* ", "a ", "1 ", "$1 ", "'x' ", "FROM t ", "WHERE ", "AND ", "OR ", "NOT ",
+        "= ", "+ ", "|| ", "::int ", ", ", "(", ") ", "[", "] ", "CASE WHEN ", "THEN ", "ELSE ",
+        "END ", "UNION ", "JOIN u ON ", "true ", "WITH c AS ", "(SELECT 1) ", "nextval('s') ",
+        "FOR UPDATE ", "INSERT INTO t ", "VALUES ", "DELETE FROM t ", "RETURNING * ", "; ",
+        "t.end ", "f(", "$$x$$ ", "E'\\'' ", "-- c\n", "/* c */ ", "\"q\" ", "INTO x ", "LIMIT ",
+        "ORDER BY ", "GROUP BY ", "LATERAL ", "EXISTS ", "IN ", "IS NULL ", "BETWEEN ",
+    };
+    /* clang-format on */
+    char text[2048];
+
+    (void)state;
+    for (int i = 0; i < 10000; i++) {
+        size_t len = 0, n = 1 + rng() % 60;
+        for (size_t j = 0; j < n; j++) {
+            const char *p = pieces[rng() % COUNT(pieces)];
+            size_t pl = strlen(p);
+            if (len + pl >= sizeof text)
+                break;
+            memcpy(text + len, p, pl);
+            len += pl;
+        }
+        text[len] = '\0';
+        guard_sane(text);
+    }
+}
+
+/* Every prefix of statements the guard refuses: cut texts are what a capped capture gives. */
+static void test_every_prefix(void **state)
+{
+    static const char *const texts[] = {
+        "WITH x AS (DELETE FROM t WHERE id = $1 RETURNING *) SELECT * FROM x FOR UPDATE",
+        "SELECT a, nextval('s'), $$q$$, E'\\'' /* c */ FROM t WHERE b IN (SELECT pg_sleep(1))",
+        "SELECT CASE WHEN a THEN t.end ELSE ARRAY[1, 2][1] END || 'x' FROM t JOIN u ON true",
+    };
+    char text[256];
+
+    (void)state;
+    for (size_t t = 0; t < COUNT(texts); t++) {
+        size_t n = strlen(texts[t]);
+        for (size_t len = 0; len <= n; len++) {
+            memcpy(text, texts[t], len);
+            text[len] = '\0';
+            guard_sane(text);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plain_selects_allowed),
+        cmocka_unit_test(test_parameters_allowed),
+        cmocka_unit_test(test_harmless_functions_allowed),
+        cmocka_unit_test(test_locking_clauses_refused),
+        cmocka_unit_test(test_writable_ctes_refused),
+        cmocka_unit_test(test_denied_functions_refused),
+        cmocka_unit_test(test_denied_call_found_anywhere),
+        cmocka_unit_test(test_select_into_refused),
+        cmocka_unit_test(test_dml),
+        cmocka_unit_test(test_statement_count),
+        cmocka_unit_test(test_utility_statements_refused),
+        cmocka_unit_test(test_text_that_does_not_parse),
+        cmocka_unit_test(test_large_statements),
+        cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_fuzz_random_bytes),
+        cmocka_unit_test(test_fuzz_sql_pieces),
+        cmocka_unit_test(test_every_prefix),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
