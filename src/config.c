@@ -193,7 +193,9 @@ static bool load_file(config *cfg, const char *path, char *err, size_t errlen)
         if (!*s || *s == '#' || *s == ';')
             continue;
         if (*s == '[') {
-            in_section = strcmp(s, "[pgscope]") == 0;
+            /* "[pgscope]", in any case, and maybe a comment after it */
+            in_section = strncasecmp(s, "[pgscope]", 9) == 0 &&
+                         (!s[9] || isspace((unsigned char)s[9]) || s[9] == '#' || s[9] == ';');
             continue;
         }
         char *eq = strchr(s, '=');

@@ -70,11 +70,21 @@ struct analyzer {
     _Atomic bool stopping;
 };
 
+/* Wall clock: statements' times are wall-clock times, so idle units are measured on it. */
 static int64_t now_us(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* For intervals of the thread's own (flushes): a clock step must not stop them. */
+static int64_t monotonic_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
@@ -666,7 +676,7 @@ static void flush(analyzer *a)
             forget_closed(a, a->batches - 1);
         a->lost_seen = lost;
     }
-    a->last_flush_us = now_us();
+    a->last_flush_us = monotonic_us();
 }
 
 static size_t drain(analyzer *a)
@@ -698,7 +708,7 @@ static void *run(void *arg)
             np1_tick(a->np1, now);
             a->last_tick_us = now;
         }
-        if (now - a->last_flush_us >= (int64_t)a->settings.flush_ms * 1000)
+        if (monotonic_us() - a->last_flush_us >= (int64_t)a->settings.flush_ms * 1000)
             flush(a);
     }
     while (drain(a) > 0)
@@ -719,7 +729,8 @@ analyzer *analyze_start(queue *q, store *st, const analyze_settings *s)
     a->fp = fp_cache_new(s->fp_cache_entries);
     a->stats = stats_table_new();
     a->np1 = np1_new(&s->nplusone);
-    a->last_flush_us = a->last_tick_us = now_us();
+    a->last_flush_us = monotonic_us();
+    a->last_tick_us = now_us();
     atomic_init(&a->stopping, false);
     /* libpg_query recurses once per nesting level of a statement: a long left-deep expression
      * (1+1+1...) within max_query_text needs tens of MB of stack. Virtual until touched. */

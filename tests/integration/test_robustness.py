@@ -130,3 +130,18 @@ def test_deeply_nested_statement_does_not_crash_pgscope():
     res = h.psql(pg.host, pg.port, "SELECT 'still here'")
     assert res.rc == 0 and "still here" in res.stdout, res
     assert pg.stop() == 0, pg.log_text()
+
+
+def test_config_section_header_case_and_comment():
+    """A section header written [PGSCOPE] with a comment after it still holds the settings."""
+    cluster = h.shared_cluster()
+    port = h.free_port()
+    conf = os.path.join(h.make_temp_dir("conf-"), "pgscope.ini")
+    with open(conf, "w") as f:
+        f.write("[PGSCOPE]  # the proxy\nlisten = 127.0.0.1:%d\nupstream = %s:%d\n[other]\n"
+                "listen = 127.0.0.1:1\n" % (port, cluster.host, cluster.port))
+    pg = h.Pgscope(cluster, listen=["127.0.0.1:%d" % port], args=["--config", conf],
+                   flags=False).start()
+    res = h.psql(pg.host, pg.port, "SELECT 'configured'")
+    assert res.rc == 0 and "configured" in res.stdout, res
+    assert pg.stop() == 0
