@@ -125,4 +125,67 @@ bool explain_plan_findings(const char *json, void (*fn)(const explain_finding *f
  * malloc'd string, NULL for text that is not a plan. */
 char *explain_plan_tree(const char *json);
 
+/* ---- side connections: replaying a sampled statement on pgscope's own connection ---- */
+
+/* One statement to explain. Owned by the side once submitted. */
+typedef struct explain_job {
+    uint64_t id; /* the caller's, returned in the result */
+    uint64_t fingerprint;
+    char *database;    /* the sampled statement's database (replaces the DSN's dbname) */
+    char *search_path; /* the client's search_path to replay, or NULL */
+    char *query;       /* the statement text; $1.. for bind parameters */
+    int n_params;
+    char **params;   /* text values; NULL entries are SQL NULL */
+    bool analyze;    /* EXPLAIN ANALYZE (a SELECT the guard allowed) or plain EXPLAIN */
+    bool read_write; /* explain_dml = analyze-rollback: ANALYZE of DML, rolled back */
+} explain_job;
+
+void explain_job_free(explain_job *job);
+
+/* What came of a job. Owned by the caller (explain_result_free). */
+typedef struct explain_result {
+    uint64_t id;
+    uint64_t fingerprint;
+    bool ok;
+    char *plan_json;   /* the EXPLAIN (FORMAT JSON) output when ok */
+    explain_skip skip; /* when !ok: EXPLAIN_SKIP_NO_CONNECTION or EXPLAIN_SKIP_FAILED */
+    char error[256];   /* when !ok: why, for the log */
+    double side_ms;    /* time the side connection spent on it */
+} explain_result;
+
+void explain_result_free(explain_result *r);
+
+typedef struct explain_side_settings {
+    const char *dsn;          /* libpq conninfo or URL (user, password or .pgpass, host, port,
+                               * sslmode...); dbname is replaced by each job's database */
+    int statement_timeout_ms; /* SET LOCAL statement_timeout (default 5000) */
+    int lock_timeout_ms;      /* SET LOCAL lock_timeout (default 100) */
+    bool timing;              /* EXPLAIN's TIMING option (default true) */
+    int per_database;         /* side connections per database (default 2) */
+    int queue_size;           /* jobs waiting (default 64) */
+    int reconnect_ms;         /* first wait before reconnecting after a failure (default 1000;
+                               * doubled per failure in a row, up to 60 s) */
+} explain_side_settings;
+
+void explain_side_defaults(explain_side_settings *s);
+
+typedef struct explain_side explain_side;
+
+/* Starts the side-connection thread: its own libevent base driving libpq's asynchronous API
+ * (PQconnectStart/PQconnectPoll, PQsendQuery/PQsendQueryParams, PQconsumeInput). Every job
+ * runs as: BEGIN READ ONLY (or BEGIN for read_write), SET LOCAL statement_timeout,
+ * lock_timeout and search_path, then EXPLAIN (ANALYZE, BUFFERS, VERBOSE, SETTINGS, TIMING x,
+ * FORMAT JSON) or plain EXPLAIN (VERBOSE, SETTINGS, FORMAT JSON) with the job's parameters
+ * bound, then ROLLBACK, always. NULL if the thread cannot start. */
+explain_side *explain_side_start(const explain_side_settings *s);
+
+/* Hands over a job without waiting; false (the caller keeps it) when the queue is full. */
+bool explain_side_submit(explain_side *side, explain_job *job);
+
+/* Takes up to max results that are ready; returns how many. */
+size_t explain_side_results(explain_side *side, explain_result **out, size_t max);
+
+/* Stops the thread: running jobs are cancelled and rolled back, waiting ones dropped. */
+void explain_side_stop(explain_side *side);
+
 #endif

@@ -1,0 +1,865 @@
+/* side.c — side connections: sampled statements replayed under EXPLAIN on pgscope's own libpq
+ * connections, driven by libevent on a thread of their own, always rolled back. */
+#include "config.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+
+#include "pgscope/explain.h"
+
+#define BACKOFF_MAX_MS 60000
+#define CONNECT_TIMEOUT_DEFAULT_S 10
+/* How long past statement_timeout a silent server is waited for before the connection is
+ * dropped: statement_timeout is enforced by the server, this covers a lost server. */
+#define JOB_GRACE_MS 5000
+#define MAX_PARAMS 65535
+
+enum conn_state { CONN_EMPTY, CONN_CONNECTING, CONN_IDLE, CONN_BUSY };
+enum job_step { STEP_BEGIN, STEP_SEARCH_PATH, STEP_EXPLAIN, STEP_ROLLBACK, STEP_DONE };
+
+struct job_node {
+    explain_job *job;
+    struct job_node *next;
+};
+
+struct side_db;
+
+struct side_conn {
+    struct side_db *db;
+    PGconn *pg;
+    struct event *ev;
+    enum conn_state state;
+    int64_t deadline_us; /* connecting or running job: give up after it; 0 for none */
+    explain_job *job;
+    enum job_step step;
+    int64_t started_us;
+    bool failed; /* the job got an error: the rest is skipped up to ROLLBACK */
+    bool broken; /* the connection cannot be trusted for another job */
+    char error[256];
+    char *plan;
+};
+
+struct side_db {
+    explain_side *side;
+    char *name;              /* "" keeps the DSN's dbname */
+    struct side_conn *conns; /* per_database slots */
+    struct job_node *head, *tail;
+    int n_waiting;
+    int64_t backoff_until_us;
+    int backoff_ms;
+    struct side_db *next;
+};
+
+struct explain_side {
+    explain_side_settings set;
+    char *dsn;
+    pthread_t thread;
+    struct event_base *base; /* touched by the side thread only, once it runs */
+    struct event *wake_ev;
+    int wake_fd[2];
+    struct side_db *dbs;
+
+    pthread_mutex_t lock; /* guards the fields below, shared with the callers' threads */
+    struct job_node *in_head, *in_tail;
+    int waiting; /* submitted jobs not yet started on a connection nor answered */
+    bool stopping;
+    explain_result **results;
+    size_t n_results, cap_results;
+};
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- jobs, results, settings ---- */
+
+void explain_job_free(explain_job *job)
+{
+    if (job == NULL)
+        return;
+    for (int i = 0; job->params != NULL && i < job->n_params; i++)
+        free(job->params[i]);
+    free(job->params);
+    free(job->database);
+    free(job->search_path);
+    free(job->query);
+    free(job);
+}
+
+void explain_result_free(explain_result *r)
+{
+    if (r == NULL)
+        return;
+    free(r->plan_json);
+    free(r);
+}
+
+void explain_side_defaults(explain_side_settings *s)
+{
+    memset(s, 0, sizeof *s);
+    s->dsn = "";
+    s->statement_timeout_ms = 5000;
+    s->lock_timeout_ms = 100;
+    s->timing = true;
+    s->per_database = 2;
+    s->queue_size = 64;
+    s->reconnect_ms = 1000;
+}
+
+/* The first line of a libpq message, for a log line. */
+static void copy_line(char *dst, size_t n, const char *src)
+{
+    if (src == NULL || *src == '\0')
+        src = "unknown error";
+    size_t len = strcspn(src, "\r\n");
+    if (len >= n)
+        len = n - 1;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+/* Ends a job: its result goes to the caller's list. Takes the job and plan. */
+static void deliver(explain_side *side, explain_job *job, explain_skip skip, const char *error,
+                    char *plan, double side_ms)
+{
+    explain_result *r = calloc(1, sizeof *r);
+    if (r != NULL) {
+        r->id = job->id;
+        r->fingerprint = job->fingerprint;
+        r->ok = skip == EXPLAIN_SAMPLE;
+        r->skip = skip;
+        r->side_ms = side_ms;
+        if (r->ok)
+            r->plan_json = plan;
+        else
+            copy_line(r->error, sizeof r->error, error);
+        if (!r->ok)
+            free(plan);
+        plan = NULL;
+    }
+    free(plan);
+    explain_job_free(job);
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&side->lock);
+    if (side->n_results == side->cap_results) {
+        size_t cap = side->cap_results ? side->cap_results * 2 : 16;
+        explain_result **grown = realloc(side->results, cap * sizeof *grown);
+        if (grown != NULL) {
+            side->results = grown;
+            side->cap_results = cap;
+        }
+    }
+    if (side->n_results < side->cap_results) {
+        side->results[side->n_results++] = r;
+        r = NULL;
+    }
+    pthread_mutex_unlock(&side->lock);
+    explain_result_free(r); /* only when the list could not grow */
+}
+
+static void waiting_done(explain_side *side)
+{
+    pthread_mutex_lock(&side->lock);
+    side->waiting--;
+    pthread_mutex_unlock(&side->lock);
+}
+
+/* Answers a job that never reached a connection. */
+static void answer_waiting(explain_side *side, explain_job *job, explain_skip skip, const char *why)
+{
+    waiting_done(side);
+    deliver(side, job, skip, why, NULL, 0.0);
+}
+
+static void db_answer_all(struct side_db *db, explain_skip skip, const char *why)
+{
+    while (db->head != NULL) {
+        struct job_node *n = db->head;
+        db->head = n->next;
+        answer_waiting(db->side, n->job, skip, why);
+        free(n);
+    }
+    db->tail = NULL;
+    db->n_waiting = 0;
+}
+
+/* ---- connections ---- */
+
+static void conn_cb(evutil_socket_t fd, short what, void *arg);
+static void db_schedule(struct side_db *db);
+
+static void conn_close(struct side_conn *c)
+{
+    if (c->ev != NULL)
+        event_free(c->ev);
+    c->ev = NULL;
+    PQfinish(c->pg);
+    c->pg = NULL;
+    c->state = CONN_EMPTY;
+    c->deadline_us = 0;
+}
+
+/* Waits for the socket (what) until the connection's deadline, if any. A fresh event each
+ * time: libpq may change sockets while it tries a host's addresses. */
+static bool conn_wait(struct side_conn *c, short what)
+{
+    if (c->ev != NULL)
+        event_free(c->ev);
+    c->ev = NULL;
+    int fd = PQsocket(c->pg);
+    if (fd < 0)
+        return false;
+    c->ev = event_new(c->db->side->base, fd, what, conn_cb, c);
+    if (c->ev == NULL)
+        return false;
+    struct timeval tv;
+    if (c->deadline_us > 0) {
+        int64_t left = c->deadline_us - now_us();
+        if (left < 1000)
+            left = 1000;
+        tv.tv_sec = (time_t)(left / 1000000);
+        tv.tv_usec = (suseconds_t)(left % 1000000);
+    }
+    return event_add(c->ev, c->deadline_us > 0 ? &tv : NULL) == 0;
+}
+
+/* A failed connection attempt: the database backs off and its waiting jobs are answered,
+ * so that a server refusing us costs samples and never queues them forever. */
+static void conn_failed(struct side_conn *c, const char *why)
+{
+    struct side_db *db = c->db;
+    char msg[256];
+    copy_line(msg, sizeof msg, why);
+    conn_close(c);
+    db->backoff_until_us = now_us() + (int64_t)db->backoff_ms * 1000;
+    db->backoff_ms = db->backoff_ms >= BACKOFF_MAX_MS / 2 ? BACKOFF_MAX_MS : db->backoff_ms * 2;
+    db_answer_all(db, EXPLAIN_SKIP_NO_CONNECTION, msg);
+}
+
+/* connect_timeout from the DSN: the asynchronous API leaves enforcing it to us. 0 or absent
+ * would mean forever, which a side connection never waits. */
+static int connect_timeout_s(PGconn *pg)
+{
+    int t = 0;
+    PQconninfoOption *opts = PQconninfo(pg);
+    for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++)
+        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val != NULL)
+            t = atoi(o->val);
+    PQconninfoFree(opts);
+    if (t <= 0)
+        return CONNECT_TIMEOUT_DEFAULT_S;
+    return t < 2 ? 2 : t;
+}
+
+static void conn_open(struct side_conn *c)
+{
+    struct side_db *db = c->db;
+    const char *keys[4], *vals[4];
+    int n = 0;
+    keys[n] = "dbname"; /* expanded: the whole DSN */
+    vals[n++] = db->side->dsn;
+    if (db->name[0] != '\0') {
+        keys[n] = "dbname"; /* a later keyword wins over the DSN's */
+        vals[n++] = db->name;
+    }
+    keys[n] = "fallback_application_name";
+    vals[n++] = "pgscope-explain";
+    keys[n] = NULL;
+    vals[n] = NULL;
+    c->pg = PQconnectStartParams(keys, vals, 1);
+    if (c->pg == NULL) {
+        conn_failed(c, "out of memory");
+        return;
+    }
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        conn_failed(c, PQerrorMessage(c->pg));
+        return;
+    }
+    c->state = CONN_CONNECTING;
+    c->deadline_us = now_us() + (int64_t)connect_timeout_s(c->pg) * 1000000;
+    /* libpq: before the first PQconnectPoll, behave as if it had returned WRITING. */
+    if (!conn_wait(c, EV_WRITE))
+        conn_failed(c, "cannot wait for the connection's socket");
+}
+
+static void conn_connected(struct side_conn *c)
+{
+    c->db->backoff_ms = c->db->side->set.reconnect_ms;
+    c->deadline_us = 0;
+    if (PQsetnonblocking(c->pg, 1) != 0) {
+        conn_failed(c, PQerrorMessage(c->pg));
+        return;
+    }
+    c->state = CONN_IDLE;
+    if (!conn_wait(c, EV_READ))
+        conn_close(c);
+}
+
+static void conn_poll(struct side_conn *c, short what)
+{
+    if (what == EV_TIMEOUT) {
+        conn_failed(c, "timeout expired while connecting");
+        return;
+    }
+    switch (PQconnectPoll(c->pg)) {
+    case PGRES_POLLING_READING:
+        if (!conn_wait(c, EV_READ))
+            conn_failed(c, "cannot wait for the connection's socket");
+        break;
+    case PGRES_POLLING_WRITING:
+        if (!conn_wait(c, EV_WRITE))
+            conn_failed(c, "cannot wait for the connection's socket");
+        break;
+    case PGRES_POLLING_OK:
+        conn_connected(c);
+        break;
+    default:
+        conn_failed(c, PQerrorMessage(c->pg));
+        break;
+    }
+}
+
+/* An idle connection became readable: the server closing it, or a notice. */
+static void conn_idle_input(struct side_conn *c)
+{
+    if (!PQconsumeInput(c->pg) || PQstatus(c->pg) != CONNECTION_OK || PQisBusy(c->pg)) {
+        conn_close(c);
+        return;
+    }
+    if (!conn_wait(c, EV_READ))
+        conn_close(c);
+}
+
+/* ---- a job on a connection: BEGIN, SET LOCAL, search_path, EXPLAIN, ROLLBACK ---- */
+
+static bool job_send_explain(struct side_conn *c)
+{
+    const explain_job *job = c->job;
+    const char *prefix = "EXPLAIN (VERBOSE, SETTINGS, FORMAT JSON) ";
+    if (job->analyze)
+        prefix = c->db->side->set.timing
+                     ? "EXPLAIN (ANALYZE, BUFFERS, VERBOSE, SETTINGS, TIMING on, FORMAT JSON) "
+                     : "EXPLAIN (ANALYZE, BUFFERS, VERBOSE, SETTINGS, TIMING off, FORMAT JSON) ";
+    size_t len = strlen(prefix) + strlen(job->query) + 1;
+    char *sql = malloc(len);
+    if (sql == NULL)
+        return false;
+    snprintf(sql, len, "%s%s", prefix, job->query);
+    /* Parameters as text with their types left to the server, as the client's Bind did. */
+    int rc = PQsendQueryParams(c->pg, sql, job->n_params, NULL, (const char *const *)job->params,
+                               NULL, NULL, 0);
+    free(sql);
+    return rc == 1;
+}
+
+static bool job_send(struct side_conn *c)
+{
+    const explain_job *job = c->job;
+    const explain_side_settings *s = &c->db->side->set;
+    char sql[160];
+    switch (c->step) {
+    case STEP_BEGIN:
+        /* One round trip; SET LOCAL ends with the transaction, so nothing outlives the job. */
+        snprintf(sql, sizeof sql,
+                 "%s; SET LOCAL statement_timeout = %d; SET LOCAL lock_timeout = %d",
+                 job->read_write ? "BEGIN" : "BEGIN READ ONLY", s->statement_timeout_ms,
+                 s->lock_timeout_ms);
+        return PQsendQuery(c->pg, sql) == 1;
+    case STEP_SEARCH_PATH: {
+        /* A bound value: the client's search_path needs no quoting of ours. */
+        const char *vals[1] = {job->search_path};
+        return PQsendQueryParams(c->pg, "SELECT pg_catalog.set_config('search_path', $1, true)", 1,
+                                 NULL, vals, NULL, NULL, 0) == 1;
+    }
+    case STEP_EXPLAIN:
+        return job_send_explain(c);
+    case STEP_ROLLBACK:
+        return PQsendQuery(c->pg, "ROLLBACK") == 1;
+    default:
+        return false;
+    }
+}
+
+static enum job_step next_step(const struct side_conn *c)
+{
+    if (c->step == STEP_ROLLBACK)
+        return STEP_DONE;
+    if (c->failed)
+        return STEP_ROLLBACK;
+    if (c->step == STEP_BEGIN && c->job->search_path == NULL)
+        return STEP_EXPLAIN;
+    return c->step + 1;
+}
+
+static void job_error(struct side_conn *c, const char *msg)
+{
+    if (!c->failed)
+        copy_line(c->error, sizeof c->error, msg);
+    c->failed = true;
+}
+
+static void job_take_result(struct side_conn *c, PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        if (c->step != STEP_EXPLAIN)
+            return;
+        if (st != PGRES_TUPLES_OK || PQntuples(r) != 1 || PQnfields(r) != 1 || c->plan != NULL) {
+            job_error(c, "EXPLAIN returned something other than one plan");
+            return;
+        }
+        c->plan = strdup(PQgetvalue(r, 0, 0));
+        if (c->plan == NULL)
+            job_error(c, "out of memory");
+        return;
+    }
+    if (c->step == STEP_ROLLBACK)
+        c->broken = true; /* never reuse a connection whose transaction might be open */
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    job_error(c, msg != NULL ? msg : PQresultErrorMessage(r));
+    if (st != PGRES_FATAL_ERROR)
+        c->broken = true; /* COPY or a bad response: not a state to continue from */
+}
+
+static void job_finish(struct side_conn *c)
+{
+    explain_side *side = c->db->side;
+    bool ok = !c->failed && c->plan != NULL;
+    if (!ok && !c->failed)
+        job_error(c, "EXPLAIN returned no plan");
+    double ms = (double)(now_us() - c->started_us) / 1000.0;
+    deliver(side, c->job, ok ? EXPLAIN_SAMPLE : EXPLAIN_SKIP_FAILED, c->error, c->plan, ms);
+    c->job = NULL;
+    c->plan = NULL;
+    c->deadline_us = 0;
+    if (c->broken || PQstatus(c->pg) != CONNECTION_OK ||
+        PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+        conn_close(c);
+        return;
+    }
+    c->state = CONN_IDLE;
+    if (!conn_wait(c, EV_READ))
+        conn_close(c);
+}
+
+/* The connection failed under a job: the job fails and the connection goes. */
+static void job_break(struct side_conn *c, const char *msg)
+{
+    job_error(c, msg);
+    c->broken = true;
+    job_finish(c);
+}
+
+static void conn_wait_busy(struct side_conn *c)
+{
+    int f = PQflush(c->pg);
+    if (f < 0) {
+        job_break(c, PQerrorMessage(c->pg));
+        return;
+    }
+    if (!conn_wait(c, f == 1 ? EV_READ | EV_WRITE : EV_READ))
+        job_break(c, "cannot wait for the connection's socket");
+}
+
+/* Reads what results are complete and sends the next step when a step ends. */
+static void conn_pump(struct side_conn *c)
+{
+    for (;;) {
+        if (PQisBusy(c->pg)) {
+            conn_wait_busy(c);
+            return;
+        }
+        PGresult *r = PQgetResult(c->pg);
+        if (r != NULL) {
+            job_take_result(c, r);
+            PQclear(r);
+            continue;
+        }
+        c->step = next_step(c);
+        if (c->step == STEP_DONE) {
+            job_finish(c);
+            return;
+        }
+        if (!job_send(c)) {
+            job_break(c, PQerrorMessage(c->pg));
+            return;
+        }
+    }
+}
+
+static void conn_busy_io(struct side_conn *c, short what)
+{
+    if (what == EV_TIMEOUT) {
+        job_break(c, "no answer from the server in time");
+        return;
+    }
+    if ((what & EV_WRITE) && PQflush(c->pg) < 0) {
+        job_break(c, PQerrorMessage(c->pg));
+        return;
+    }
+    if ((what & EV_READ) && !PQconsumeInput(c->pg)) {
+        job_break(c, PQerrorMessage(c->pg));
+        return;
+    }
+    conn_pump(c);
+}
+
+static void conn_start_job(struct side_conn *c, explain_job *job)
+{
+    const explain_side_settings *s = &c->db->side->set;
+    waiting_done(c->db->side);
+    c->job = job;
+    c->step = STEP_BEGIN;
+    c->started_us = now_us();
+    c->failed = false;
+    c->broken = false;
+    c->error[0] = '\0';
+    c->plan = NULL;
+    c->state = CONN_BUSY;
+    c->deadline_us = s->statement_timeout_ms > 0
+                         ? c->started_us + ((int64_t)s->statement_timeout_ms + JOB_GRACE_MS) * 1000
+                         : 0;
+    if (!job_send(c)) {
+        job_break(c, PQerrorMessage(c->pg));
+        return;
+    }
+    conn_wait_busy(c);
+}
+
+static void conn_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct side_conn *c = arg;
+    struct side_db *db = c->db;
+    (void)fd;
+    if (c->state == CONN_CONNECTING)
+        conn_poll(c, what);
+    else if (c->state == CONN_IDLE)
+        conn_idle_input(c);
+    else if (c->state == CONN_BUSY)
+        conn_busy_io(c, what);
+    db_schedule(db);
+}
+
+/* ---- databases ---- */
+
+/* Starts waiting jobs on idle connections, and opens connections for those left over. */
+static void db_schedule(struct side_db *db)
+{
+    int per_db = db->side->set.per_database;
+    if (db->head == NULL)
+        return;
+    if (now_us() < db->backoff_until_us) {
+        db_answer_all(db, EXPLAIN_SKIP_NO_CONNECTION, "backing off after a failed connection");
+        return;
+    }
+    int connecting = 0;
+    for (int i = 0; i < per_db; i++) {
+        struct side_conn *c = &db->conns[i];
+        if (c->state == CONN_IDLE && db->head != NULL) {
+            struct job_node *n = db->head;
+            db->head = n->next;
+            if (db->head == NULL)
+                db->tail = NULL;
+            db->n_waiting--;
+            explain_job *job = n->job;
+            free(n);
+            conn_start_job(c, job);
+        }
+        if (c->state == CONN_CONNECTING)
+            connecting++;
+    }
+    for (int i = 0; i < per_db && db->head != NULL && connecting < db->n_waiting; i++) {
+        if (db->conns[i].state != CONN_EMPTY)
+            continue;
+        conn_open(&db->conns[i]);
+        connecting++;
+    }
+}
+
+static struct side_db *db_get(explain_side *side, const char *name)
+{
+    if (name == NULL)
+        name = "";
+    for (struct side_db *db = side->dbs; db != NULL; db = db->next)
+        if (strcmp(db->name, name) == 0)
+            return db;
+    struct side_db *db = calloc(1, sizeof *db);
+    if (db == NULL)
+        return NULL;
+    db->name = strdup(name);
+    db->conns = calloc((size_t)side->set.per_database, sizeof *db->conns);
+    if (db->name == NULL || db->conns == NULL) {
+        free(db->name);
+        free(db->conns);
+        free(db);
+        return NULL;
+    }
+    for (int i = 0; i < side->set.per_database; i++)
+        db->conns[i].db = db;
+    db->side = side;
+    db->backoff_ms = side->set.reconnect_ms;
+    db->next = side->dbs;
+    side->dbs = db;
+    return db;
+}
+
+static bool job_valid(const explain_job *job)
+{
+    return job->query != NULL && job->n_params >= 0 && job->n_params <= MAX_PARAMS &&
+           (job->n_params == 0 || job->params != NULL);
+}
+
+/* Files one submitted job under its database. */
+static void take_job(explain_side *side, struct job_node *n)
+{
+    n->next = NULL;
+    if (!job_valid(n->job)) {
+        answer_waiting(side, n->job, EXPLAIN_SKIP_FAILED, "malformed job");
+        free(n);
+        return;
+    }
+    struct side_db *db = db_get(side, n->job->database);
+    if (db == NULL) {
+        answer_waiting(side, n->job, EXPLAIN_SKIP_NO_CONNECTION, "out of memory");
+        free(n);
+        return;
+    }
+    if (db->tail != NULL)
+        db->tail->next = n;
+    else
+        db->head = n;
+    db->tail = n;
+    db->n_waiting++;
+}
+
+/* The pipe was written to: new jobs, or stop. A pipe rather than event_active() from other
+ * threads, so that no process-wide evthread_use_pthreads() is needed: only this thread ever
+ * touches its event base. */
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    explain_side *side = arg;
+    char buf[64];
+    (void)what;
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+    pthread_mutex_lock(&side->lock);
+    bool stopping = side->stopping;
+    struct job_node *n = stopping ? NULL : side->in_head;
+    if (!stopping)
+        side->in_head = side->in_tail = NULL;
+    pthread_mutex_unlock(&side->lock);
+    if (stopping) {
+        event_base_loopbreak(side->base);
+        return;
+    }
+    while (n != NULL) {
+        struct job_node *next = n->next;
+        take_job(side, n);
+        n = next;
+    }
+    for (struct side_db *db = side->dbs; db != NULL; db = db->next)
+        db_schedule(db);
+}
+
+static void wake(explain_side *side)
+{
+    if (write(side->wake_fd[1], "w", 1) < 0) {
+        /* A full pipe already holds a wake-up. */
+    }
+}
+
+static void *side_main(void *arg)
+{
+    explain_side *side = arg;
+    event_base_dispatch(side->base);
+    return NULL;
+}
+
+/* ---- the side ---- */
+
+/* Running queries are cancelled so that their transactions end now, not at statement_timeout;
+ * closing the connection rolls them back. */
+static void db_free(struct side_db *db)
+{
+    for (int i = 0; i < db->side->set.per_database; i++) {
+        struct side_conn *c = &db->conns[i];
+        if (c->state == CONN_BUSY) {
+            PGcancel *cancel = PQgetCancel(c->pg);
+            char err[256];
+            if (cancel != NULL) {
+                PQcancel(cancel, err, sizeof err);
+                PQfreeCancel(cancel);
+            }
+            explain_job_free(c->job);
+            free(c->plan);
+        }
+        if (c->state != CONN_EMPTY)
+            conn_close(c);
+    }
+    while (db->head != NULL) {
+        struct job_node *n = db->head;
+        db->head = n->next;
+        explain_job_free(n->job);
+        free(n);
+    }
+    free(db->conns);
+    free(db->name);
+    free(db);
+}
+
+static void side_free(explain_side *side)
+{
+    while (side->dbs != NULL) {
+        struct side_db *db = side->dbs;
+        side->dbs = db->next;
+        db_free(db);
+    }
+    while (side->in_head != NULL) {
+        struct job_node *n = side->in_head;
+        side->in_head = n->next;
+        explain_job_free(n->job);
+        free(n);
+    }
+    for (size_t i = 0; i < side->n_results; i++)
+        explain_result_free(side->results[i]);
+    free(side->results);
+    if (side->wake_ev != NULL)
+        event_free(side->wake_ev);
+    if (side->base != NULL)
+        event_base_free(side->base);
+    for (int i = 0; i < 2; i++)
+        if (side->wake_fd[i] >= 0)
+            close(side->wake_fd[i]);
+    pthread_mutex_destroy(&side->lock);
+    free(side->dsn);
+    free(side);
+}
+
+static void settings_clamp(explain_side_settings *s)
+{
+    explain_side_settings d;
+    explain_side_defaults(&d);
+    if (s->statement_timeout_ms < 0)
+        s->statement_timeout_ms = d.statement_timeout_ms;
+    if (s->lock_timeout_ms < 0)
+        s->lock_timeout_ms = d.lock_timeout_ms;
+    if (s->per_database < 1)
+        s->per_database = d.per_database;
+    if (s->queue_size < 1)
+        s->queue_size = d.queue_size;
+    if (s->reconnect_ms < 1)
+        s->reconnect_ms = d.reconnect_ms;
+    if (s->reconnect_ms > BACKOFF_MAX_MS)
+        s->reconnect_ms = BACKOFF_MAX_MS;
+}
+
+static bool pipe_nonblocking(int fd[2])
+{
+    if (pipe(fd) != 0) {
+        fd[0] = fd[1] = -1;
+        return false;
+    }
+    for (int i = 0; i < 2; i++) {
+        int fl = fcntl(fd[i], F_GETFL);
+        if (fl < 0 || fcntl(fd[i], F_SETFL, fl | O_NONBLOCK) != 0 ||
+            fcntl(fd[i], F_SETFD, FD_CLOEXEC) != 0)
+            return false;
+    }
+    return true;
+}
+
+explain_side *explain_side_start(const explain_side_settings *s)
+{
+    explain_side *side = calloc(1, sizeof *side);
+    if (side == NULL)
+        return NULL;
+    side->wake_fd[0] = side->wake_fd[1] = -1;
+    pthread_mutex_init(&side->lock, NULL);
+    if (s != NULL)
+        side->set = *s;
+    else
+        explain_side_defaults(&side->set);
+    settings_clamp(&side->set);
+    side->dsn = strdup(side->set.dsn != NULL ? side->set.dsn : "");
+    side->set.dsn = side->dsn;
+    if (side->dsn == NULL || !pipe_nonblocking(side->wake_fd))
+        goto fail;
+    side->base = event_base_new();
+    if (side->base == NULL)
+        goto fail;
+    side->wake_ev = event_new(side->base, side->wake_fd[0], EV_READ | EV_PERSIST, wake_cb, side);
+    if (side->wake_ev == NULL || event_add(side->wake_ev, NULL) != 0)
+        goto fail;
+    if (pthread_create(&side->thread, NULL, side_main, side) != 0)
+        goto fail;
+    return side;
+fail:
+    side_free(side);
+    return NULL;
+}
+
+bool explain_side_submit(explain_side *side, explain_job *job)
+{
+    if (side == NULL || job == NULL)
+        return false;
+    struct job_node *n = calloc(1, sizeof *n);
+    if (n == NULL)
+        return false;
+    n->job = job;
+    pthread_mutex_lock(&side->lock);
+    bool full = side->stopping || side->waiting >= side->set.queue_size;
+    if (!full) {
+        if (side->in_tail != NULL)
+            side->in_tail->next = n;
+        else
+            side->in_head = n;
+        side->in_tail = n;
+        side->waiting++;
+    }
+    pthread_mutex_unlock(&side->lock);
+    if (full) {
+        free(n);
+        return false;
+    }
+    wake(side);
+    return true;
+}
+
+size_t explain_side_results(explain_side *side, explain_result **out, size_t max)
+{
+    if (side == NULL || out == NULL)
+        return 0;
+    pthread_mutex_lock(&side->lock);
+    size_t n = side->n_results < max ? side->n_results : max;
+    if (n > 0) {
+        memcpy(out, side->results, n * sizeof *out);
+        memmove(side->results, side->results + n, (side->n_results - n) * sizeof *out);
+        side->n_results -= n;
+    }
+    pthread_mutex_unlock(&side->lock);
+    return n;
+}
+
+void explain_side_stop(explain_side *side)
+{
+    if (side == NULL)
+        return;
+    pthread_mutex_lock(&side->lock);
+    side->stopping = true;
+    pthread_mutex_unlock(&side->lock);
+    wake(side);
+    pthread_join(side->thread, NULL);
+    side_free(side);
+}
