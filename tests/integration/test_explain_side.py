@@ -1,5 +1,5 @@
 """EXPLAIN side connections (src/explain/side.c) against the shared cluster, through
-tests/integration/explain_side_probe: plans with actuals and bound parameters, nothing ever
+tests/probe/explain_side_probe: plans with actuals and bound parameters, nothing ever
 changed (read-only or rolled back), statement_timeout, and servers that refuse us."""
 
 import json
@@ -11,8 +11,8 @@ import harness as h
 DB_A = "explain_side_a"
 DB_B = "explain_side_b"
 ROWS = 200000
-PROBE = os.path.normpath(os.path.join(os.path.dirname(h.PGSCOPE_BIN), "..", "tests",
-                                      "integration", "explain_side_probe"))
+PROBE = os.path.normpath(os.path.join(os.path.dirname(h.PGSCOPE_BIN), "..", "tests", "probe",
+                                      "explain_side_probe"))
 
 
 def side_cluster():
