@@ -69,9 +69,9 @@ static void update_events(endpoint *ep)
 {
     bool want_read = !ep->failed && (ep->handshaking || ep->tls_write_wants_read ||
                                      (ep->reading && !ep->read_eof && !ep->connecting));
-    bool want_write = !ep->failed && (ep->connecting || ep->tls_read_wants_write ||
-                                      (!ep->handshaking && !ep->write_shut &&
-                                       evbuffer_get_length(ep->out) > 0));
+    bool want_write =
+        !ep->failed && (ep->connecting || ep->tls_read_wants_write ||
+                        (!ep->handshaking && !ep->write_shut && evbuffer_get_length(ep->out) > 0));
 
     if (ep->handshaking)
         want_write = want_write || ep->tls_read_wants_write;
