@@ -248,7 +248,24 @@ class _DirRemover:
 # ---------------------------------------------------------------- PostgreSQL cluster
 
 
-class Cluster:
+class _Server:
+    """What a cluster and a pgscope share: a log file to show, an address to connect to."""
+
+    def log_text(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()[-4000:]
+        except OSError:
+            return ""
+
+    def dsn(self, **overrides):
+        params = {"host": self.host, "port": self.port, "user": SUPERUSER, "dbname": "postgres",
+                  "connect_timeout": 5, "sslmode": "disable"}
+        params.update(overrides)
+        return " ".join("%s=%s" % (k, v) for k, v in params.items())
+
+
+class Cluster(_Server):
     """A scratch PostgreSQL 15 cluster on a free loopback port, with TLS and test users."""
 
     def __init__(self, scope="test", settings=None):
@@ -368,18 +385,6 @@ class Cluster:
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def log_text(self):
-        try:
-            with open(self.log, errors="replace") as f:
-                return f.read()[-4000:]
-        except OSError:
-            return ""
-
-    def dsn(self, **overrides):
-        params = {"host": self.host, "port": self.port, "user": SUPERUSER, "dbname": "postgres",
-                  "connect_timeout": 5, "sslmode": "disable"}
-        params.update(overrides)
-        return " ".join("%s=%s" % (k, v) for k, v in params.items())
 
     def psql(self, sql, **conn):
         """Run SQL as the superuser over the Unix socket (or conn overrides); return stdout."""
@@ -407,7 +412,7 @@ def shared_cluster():
 # ---------------------------------------------------------------- pgscope
 
 
-class Pgscope:
+class Pgscope(_Server):
     """A running pgscope proxy in front of an upstream address."""
 
     def __init__(self, upstream, listen=None, args=(), flags=True, scope="test"):
@@ -542,18 +547,6 @@ class Pgscope:
     def rss_kb(self):
         return rss_kb(self.proc.pid)
 
-    def log_text(self):
-        try:
-            with open(self.log, errors="replace") as f:
-                return f.read()[-4000:]
-        except OSError:
-            return ""
-
-    def dsn(self, **overrides):
-        params = {"host": self.host, "port": self.port, "user": SUPERUSER, "dbname": "postgres",
-                  "connect_timeout": 5, "sslmode": "disable"}
-        params.update(overrides)
-        return " ".join("%s=%s" % (k, v) for k, v in params.items())
 
     def connect(self, **overrides):
         return psycopg2.connect(self.dsn(**overrides))

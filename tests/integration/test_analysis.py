@@ -167,18 +167,24 @@ def test_percentiles_agree_with_the_client():
     h.note("pgscope/client: " + ", ".join(notes))
 
 
-def test_sigterm_mid_load_keeps_every_completed_statement():
-    """SIGTERM while pgbench runs: sessions may finish, then every statement is in the file."""
-    cluster = bench_cluster()
-    pg = h.Pgscope(cluster, args=["--shutdown-timeout", "30"]).start()
+def pgbench_in_background(pg, seconds):
+    """pgbench -S -M prepared with 2 clients through pg, in a thread; out["res"] when done."""
     out = {}
 
     def load():
-        out["res"] = h.pgbench(pg.host, pg.port, ["-S", "-n", "-c", "2", "-T", "3",
+        out["res"] = h.pgbench(pg.host, pg.port, ["-S", "-n", "-c", "2", "-T", str(seconds),
                                                   "-M", "prepared"], dbname=BENCH_DB)
 
     t = threading.Thread(target=load, daemon=True)
     t.start()
+    return t, out
+
+
+def test_sigterm_mid_load_keeps_every_completed_statement():
+    """SIGTERM while pgbench runs: sessions may finish, then every statement is in the file."""
+    cluster = bench_cluster()
+    pg = h.Pgscope(cluster, args=["--shutdown-timeout", "30"]).start()
+    t, out = pgbench_in_background(pg, 3)
     time.sleep(1)
     pg.signal(15)
     t.join(60)
@@ -191,14 +197,7 @@ def test_sigterm_cutting_sessions_keeps_completed_statements():
     """A short shutdown timeout cuts the sessions: what completed is still in the file."""
     cluster = bench_cluster()
     pg = h.Pgscope(cluster, args=["--shutdown-timeout", "1"]).start()
-    out = {}
-
-    def load():
-        out["res"] = h.pgbench(pg.host, pg.port, ["-S", "-n", "-c", "2", "-T", "10",
-                                                  "-M", "prepared"], dbname=BENCH_DB)
-
-    t = threading.Thread(target=load, daemon=True)
-    t.start()
+    t, out = pgbench_in_background(pg, 10)
     time.sleep(1)
     pg.signal(15)
     assert pg.wait(30) == 0, pg.log_text()
