@@ -60,11 +60,13 @@ typedef enum {
     EXPLAIN_SKIP_NO_CONNECTION, /* no side connection could be had */
     EXPLAIN_SKIP_FAILED,        /* the sample was tried and failed */
     EXPLAIN_SKIP_QUEUE,         /* the side connections' queue was full */
+    EXPLAIN_SKIP_INCOMPLETE,    /* its text or parameters were cut, or a parameter is binary */
+    EXPLAIN_SKIP_ERROR,         /* it failed (an error, a cancel): nothing to replay */
     EXPLAIN_SKIP_COUNT
 } explain_skip;
 
 /* "enough", "same_params", "backoff", "budget", "rate", "dml", "guard", "no_connection",
- * "failed", "queue"; "sample" for EXPLAIN_SAMPLE. */
+ * "failed", "queue", "incomplete", "error"; "sample" for EXPLAIN_SAMPLE. */
 const char *explain_skip_name(explain_skip s);
 
 typedef struct explain_sampler explain_sampler;
@@ -78,14 +80,17 @@ bool explain_sampler_observe(explain_sampler *sm, double duration_ms, double sha
                              uint64_t shape_calls);
 
 /* For a candidate: sample it, or why not (the reason is counted). guard is the guard's verdict
- * on its text; params_hash identifies its parameter values. */
+ * on its text; params_hash identifies its parameter values. EXPLAIN_SKIP_DML is the one skip
+ * that still reserves a sample: DML without dml_analyze, to be explained without ANALYZE (and
+ * settled with explain_sampler_done like a sample). */
 explain_skip explain_sampler_decide(explain_sampler *sm, uint64_t fingerprint, uint64_t params_hash,
                                     explain_guard_kind guard, int64_t now_us);
 
-/* A decided sample ended: the side-connection time it cost, and whether it produced a plan (a
- * failure counts EXPLAIN_SKIP_FAILED and starts the shape's backoff). */
-void explain_sampler_done(explain_sampler *sm, uint64_t fingerprint, double side_ms, bool ok,
-                          int64_t now_us);
+/* A decided sample ended: the side-connection time it cost, and what came of it: EXPLAIN_SAMPLE
+ * for a plan, else the reason it failed (EXPLAIN_SKIP_FAILED, EXPLAIN_SKIP_NO_CONNECTION...),
+ * which is counted and starts the shape's backoff. */
+void explain_sampler_done(explain_sampler *sm, uint64_t fingerprint, double side_ms,
+                          explain_skip outcome, int64_t now_us);
 
 /* Counts a skip decided elsewhere (no connection, queue full). */
 void explain_sampler_count(explain_sampler *sm, explain_skip reason);

@@ -12,12 +12,15 @@
  * How a candidate is decided (explain_sampler_decide), first rule that applies wins and is
  * counted:
  *
- *   guard refused → guard;  DML without dml_analyze → dml;  shape has max_per_shape samples →
- *   enough;  these parameters already sampled for the shape → same_params;  shape in backoff →
- *   backoff;  not drawn by sample_rate → rate;  over the budget → budget;  else sample.
+ *   guard refused → guard;  shape has max_per_shape samples → enough;  these parameters
+ *   already sampled for the shape → same_params;  shape in backoff → backoff;  not drawn by
+ *   sample_rate → rate;  over the budget → budget;  else sample, or for DML without
+ *   dml_analyze: dml.
  *
- * A DML skip is only recorded here: whether a plain EXPLAIN (no ANALYZE, nothing executed) is
- * then taken is the caller's choice, and costs no reservation.
+ * "dml" is a skip of ANALYZE only: the statement was chosen like any other and holds a
+ * reservation, but is to be explained without ANALYZE (nothing executed). So DML is bounded by
+ * the same per-shape limit and budget as SELECTs, and its replay, planning only, is charged at
+ * most PLAIN_EXPLAIN_MS until done() tells its real cost.
  *
  * A sample decided is reserved until explain_sampler_done: it counts toward max_per_shape, its
  * parameters hash is remembered, and an estimate of its cost (the duration of the candidate,
@@ -43,6 +46,7 @@
 #define SAMPLER_P95_FLOOR_MS 1.0    /* the p95 rule ignores statements faster than this */
 #define SAMPLER_WARMUP_MS 10000.0   /* the budget is a share of at least this much time */
 #define SAMPLER_SEED 0x9e3779b97f4a7c15ULL
+#define PLAIN_EXPLAIN_MS 10.0 /* estimate for a replay that only plans */
 #define NONE UINT32_MAX
 
 /* One sample of a shape, in the order they were decided. */
@@ -138,6 +142,8 @@ const char *explain_skip_name(explain_skip s)
         [EXPLAIN_SKIP_NO_CONNECTION] = "no_connection",
         [EXPLAIN_SKIP_FAILED] = "failed",
         [EXPLAIN_SKIP_QUEUE] = "queue",
+        [EXPLAIN_SKIP_INCOMPLETE] = "incomplete",
+        [EXPLAIN_SKIP_ERROR] = "error",
     };
 
     /* Compared as unsigned: an enum holding a value outside its list must not index out. */
@@ -407,7 +413,8 @@ static bool over_budget(const explain_sampler *sm, double estimate_ms)
 
 /* Reserves a sample: counts toward the shape's limit, remembers the parameters, charges the
  * estimate. False when the shape cannot be remembered. */
-static bool reserve(explain_sampler *sm, uint64_t fingerprint, uint64_t params_hash)
+static bool reserve(explain_sampler *sm, uint64_t fingerprint, uint64_t params_hash,
+                    double estimate_ms)
 {
     uint32_t i = find_shape(sm, fingerprint);
 
@@ -418,12 +425,12 @@ static bool reserve(explain_sampler *sm, uint64_t fingerprint, uint64_t params_h
     shape *sh = &sm->shapes[i];
     sample_slot *slot = &slots_of(sm, i)[sh->nslots++];
     slot->params_hash = params_hash;
-    slot->estimate_ms = sm->candidate_ms;
+    slot->estimate_ms = estimate_ms;
     slot->in_flight = true;
     if (sh->in_flight++ == 0)
         lru_unlink(sm, i);
     sm->in_flight++;
-    sm->in_flight_ms += sm->candidate_ms;
+    sm->in_flight_ms += estimate_ms;
     return true;
 }
 
@@ -434,19 +441,19 @@ static explain_skip decide(explain_sampler *sm, uint64_t fingerprint, uint64_t p
 
     if (guard != EXPLAIN_GUARD_SELECT && guard != EXPLAIN_GUARD_DML)
         return EXPLAIN_SKIP_GUARD; /* refused, or a verdict this code does not know */
-    if (guard == EXPLAIN_GUARD_DML && !sm->set.dml_analyze)
-        return EXPLAIN_SKIP_DML;
+    bool plain = guard == EXPLAIN_GUARD_DML && !sm->set.dml_analyze;
+    double estimate = plain ? fmin(sm->candidate_ms, PLAIN_EXPLAIN_MS) : sm->candidate_ms;
     rule = shape_rule(sm, fingerprint, params_hash, now_us);
     if (rule != EXPLAIN_SAMPLE)
         return rule;
     /* Drawn only when the rate can say no, so that rate 1 leaves the sequence untouched. */
     if (sm->set.sample_rate < 1.0 && !(draw(sm) < sm->set.sample_rate))
         return EXPLAIN_SKIP_RATE;
-    if (over_budget(sm, sm->candidate_ms))
+    if (over_budget(sm, estimate))
         return EXPLAIN_SKIP_BUDGET;
-    if (!reserve(sm, fingerprint, params_hash))
+    if (!reserve(sm, fingerprint, params_hash, estimate))
         return EXPLAIN_SKIP_QUEUE;
-    return EXPLAIN_SAMPLE;
+    return plain ? EXPLAIN_SKIP_DML : EXPLAIN_SAMPLE;
 }
 
 explain_skip explain_sampler_decide(explain_sampler *sm, uint64_t fingerprint, uint64_t params_hash,
@@ -514,11 +521,12 @@ static void back_off(explain_sampler *sm, shape *sh, int64_t now_us)
         sh->backoff_until_us = until;
 }
 
-void explain_sampler_done(explain_sampler *sm, uint64_t fingerprint, double side_ms, bool ok,
-                          int64_t now_us)
+void explain_sampler_done(explain_sampler *sm, uint64_t fingerprint, double side_ms,
+                          explain_skip outcome, int64_t now_us)
 {
     uint32_t i;
     int k;
+    bool ok = outcome == EXPLAIN_SAMPLE;
 
     if (sm == NULL)
         return;
@@ -526,7 +534,7 @@ void explain_sampler_done(explain_sampler *sm, uint64_t fingerprint, double side
     if (isfinite(side_ms) && side_ms > 0.0)
         sm->spent_ms += side_ms;
     if (!ok)
-        sm->counts[EXPLAIN_SKIP_FAILED]++;
+        sm->counts[(unsigned)outcome < EXPLAIN_SKIP_COUNT ? outcome : EXPLAIN_SKIP_FAILED]++;
     i = find_shape(sm, fingerprint);
     if (i == NONE)
         return; /* not a sample decided here: nothing reserved to settle */
