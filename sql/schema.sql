@@ -1,4 +1,4 @@
--- schema.sql — pgscope's report database, schema version 2 (STORE_SCHEMA_VERSION in store.h).
+-- schema.sql — pgscope's report database, schema version 3 (STORE_SCHEMA_VERSION in store.h).
 --
 -- This file always describes the newest schema: pgscope runs it on an empty file. A file made
 -- by an older pgscope is carried forward by the migration steps in src/store/store.c, so any
@@ -17,7 +17,7 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '2');
+INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '3');
 
 -- One row per `pgscope proxy` lifetime. The counters are rewritten with every batch, so they
 -- are current while pgscope runs; ended_at stays NULL until a clean stop.
@@ -139,6 +139,56 @@ CREATE TABLE n_plus_one (
     PRIMARY KEY (run_id, kind, parent_fingerprint, child_fingerprints)
 );
 
+-- EXPLAIN plans of sampled slow statements, replayed on pgscope's side connection. A plan is
+-- written once and never changed. Literal values in the plan's expressions and the replayed
+-- parameters are kept only with store_params; otherwise constants read '?'.
+-- pgscope report --plan ID prints one as a tree.
+CREATE TABLE plans (
+    id           INTEGER PRIMARY KEY,
+    run_id       INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    seq          INTEGER NOT NULL,        -- the plan's number within its run
+    fingerprint  TEXT NOT NULL,
+    database     TEXT NOT NULL,
+    user_name    TEXT NOT NULL,
+    query        TEXT NOT NULL,           -- normalized text of the statement
+    params       TEXT,                    -- JSON array of the values bound; NULL unless store_params
+    analyzed     INTEGER NOT NULL,        -- 1: EXPLAIN ANALYZE ran it; 0: planned only (DML)
+    trigger_ms   REAL NOT NULL,           -- duration of the execution that was sampled
+    planning_ms  REAL,                    -- from the plan; NULL when it has none
+    execution_ms REAL,                    -- from the plan; NULL without ANALYZE
+    side_ms      REAL NOT NULL,           -- time the side connection spent on it
+    plan         TEXT NOT NULL,           -- EXPLAIN (FORMAT JSON) output
+    taken_at     TEXT NOT NULL,
+    UNIQUE (run_id, seq)
+);
+CREATE INDEX plans_by_shape ON plans (run_id, fingerprint);
+
+-- What each plan says is wrong, one row per finding, with the node it is about.
+CREATE TABLE plan_findings (
+    plan_id     INTEGER NOT NULL REFERENCES plans (id) ON DELETE CASCADE,
+    n           INTEGER NOT NULL,         -- its order within the plan
+    run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    fingerprint TEXT NOT NULL,            -- the plan's statement
+    kind        TEXT NOT NULL,            -- 'seq_scan_filter', 'misestimate', 'sort_spill',
+                                          -- 'hash_batches', 'nested_loop_inner_scan',
+                                          -- 'lossy_bitmap', 'heap_fetches', 'temp_written'
+    node_path   TEXT NOT NULL,            -- 'Limit > Sort > Seq Scan on orders'
+    relation    TEXT NOT NULL DEFAULT '', -- the table involved, if any
+    detail      TEXT NOT NULL,            -- the numbers, for people
+    magnitude   REAL NOT NULL,            -- rows removed, estimate factor, KB, batches, loops...
+    PRIMARY KEY (plan_id, n)
+);
+CREATE INDEX plan_findings_by_shape ON plan_findings (run_id, fingerprint);
+
+-- Slow statements (EXPLAIN candidates) of a run by what became of them: 'sample' counts the
+-- samples decided; every other reason is a statement not sampled (see doc/report-schema.md).
+CREATE TABLE explain_skips (
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    reason TEXT NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (run_id, reason)
+);
+
 -- Views for people: SELECT * FROM slowest_statements WHERE run_id = 3 LIMIT 10;
 
 -- Every statement shape with its run's label and per-call figures.
@@ -223,3 +273,31 @@ ORDER BY n.run_id,
          CASE n.severity WHEN 'high' THEN 0 WHEN 'medium' THEN 1 WHEN 'low' THEN 2
               ELSE 3 END,
          n.saving_ms DESC;
+
+-- Plan findings, most costly statement first: weight_ms is the statement's observed calls x
+-- mean time in the run (its total_ms, all databases and users), so the finding that matters
+-- most in this traffic comes first.
+-- SELECT * FROM plan_findings_ranked WHERE run_id = 3;
+CREATE VIEW plan_findings_ranked AS
+SELECT f.run_id,
+       r.label AS run_label,
+       coalesce(w.weight_ms, 0) AS weight_ms,
+       f.kind,
+       f.relation,
+       f.detail,
+       f.magnitude,
+       f.node_path,
+       f.fingerprint,
+       p.query,
+       f.plan_id,
+       p.analyzed,
+       w.calls,
+       w.mean_ms
+FROM plan_findings f
+JOIN plans p ON p.id = f.plan_id
+JOIN runs r ON r.id = f.run_id
+LEFT JOIN (SELECT run_id, fingerprint, total(total_ms) AS weight_ms, sum(calls) AS calls,
+                  total(total_ms) / NULLIF(sum(calls), 0) AS mean_ms
+           FROM statements GROUP BY run_id, fingerprint) w
+       ON w.run_id = f.run_id AND w.fingerprint = f.fingerprint
+ORDER BY f.run_id, weight_ms DESC, f.magnitude DESC;

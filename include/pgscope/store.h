@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 /* One statement shape's statistics in this run (replaces the earlier row of the same key). */
 typedef struct store_statement_row {
@@ -63,6 +63,28 @@ typedef struct store_nplusone_row {
     int64_t first_us, last_us;
 } store_nplusone_row;
 
+/* One finding of a plan (see explain_finding). */
+typedef struct store_plan_finding {
+    char kind[32];
+    char *node_path, *relation, *detail;
+    double magnitude;
+} store_plan_finding;
+
+/* A sampled plan with its findings. Written once: a plan already in the file under the same
+ * (run, seq) is left as it is, so sending it again after a lost batch is harmless. */
+typedef struct store_plan_row {
+    uint64_t seq; /* its number within the run, from 1 */
+    char fingerprint[17];
+    char *database, *user, *query;
+    char *params; /* JSON array, or NULL when parameters are not kept */
+    char *plan;   /* EXPLAIN (FORMAT JSON) output */
+    bool analyzed;
+    double trigger_ms, planning_ms, execution_ms, side_ms; /* planning/execution < 0: none */
+    int64_t taken_us;
+    store_plan_finding *findings;
+    size_t n_findings;
+} store_plan_row;
+
 /* Run-wide counters, written with every batch. */
 typedef struct store_run_counters {
     int64_t ended_us; /* 0 while running */
@@ -70,6 +92,12 @@ typedef struct store_run_counters {
     uint64_t events_dropped; /* events the analysis queue had no room for */
     uint64_t fingerprint_fallbacks, fingerprint_parses, fingerprint_hits;
     uint64_t track_desyncs;
+    /* EXPLAIN candidates by outcome: reason names and cumulative counts, zeros left out. */
+    struct {
+        char reason[16];
+        uint64_t count;
+    } explain[16];
+    int n_explain;
 } store_run_counters;
 
 /* A batch owns its rows and their strings; store_batch_free releases everything. */
@@ -82,11 +110,14 @@ typedef struct store_batch {
     size_t n_tags;
     store_nplusone_row *nplusone;
     size_t n_nplusone;
+    store_plan_row *plans;
+    size_t n_plans;
     char *unused_ignores; /* JSON array of allow-list entries that never matched; may be NULL */
     store_run_counters run;
 } store_batch;
 
 void store_batch_free(store_batch *b);
+void store_plan_row_free(store_plan_row *r); /* what the row points to, not the row */
 
 typedef struct store store;
 

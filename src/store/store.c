@@ -85,6 +85,76 @@ static const char migrate_v2[] =
     "              ELSE 3 END,\n"
     "         n.saving_ms DESC;\n";
 
+/* Version 3: sampled EXPLAIN plans, their findings, and what became of each slow statement.
+ * Same rule as above: sql/schema.sql's text, character for character. */
+static const char migrate_v3[] =
+    "CREATE TABLE plans (\n"
+    "    id           INTEGER PRIMARY KEY,\n"
+    "    run_id       INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,\n"
+    "    seq          INTEGER NOT NULL,        -- the plan's number within its run\n"
+    "    fingerprint  TEXT NOT NULL,\n"
+    "    database     TEXT NOT NULL,\n"
+    "    user_name    TEXT NOT NULL,\n"
+    "    query        TEXT NOT NULL,           -- normalized text of the statement\n"
+    "    params       TEXT,                    -- JSON array of the values bound; NULL unless "
+    "store_params\n"
+    "    analyzed     INTEGER NOT NULL,        -- 1: EXPLAIN ANALYZE ran it; 0: planned only "
+    "(DML)\n"
+    "    trigger_ms   REAL NOT NULL,           -- duration of the execution that was sampled\n"
+    "    planning_ms  REAL,                    -- from the plan; NULL when it has none\n"
+    "    execution_ms REAL,                    -- from the plan; NULL without ANALYZE\n"
+    "    side_ms      REAL NOT NULL,           -- time the side connection spent on it\n"
+    "    plan         TEXT NOT NULL,           -- EXPLAIN (FORMAT JSON) output\n"
+    "    taken_at     TEXT NOT NULL,\n"
+    "    UNIQUE (run_id, seq)\n"
+    ");\n"
+    "CREATE INDEX plans_by_shape ON plans (run_id, fingerprint);\n"
+    "CREATE TABLE plan_findings (\n"
+    "    plan_id     INTEGER NOT NULL REFERENCES plans (id) ON DELETE CASCADE,\n"
+    "    n           INTEGER NOT NULL,         -- its order within the plan\n"
+    "    run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,\n"
+    "    fingerprint TEXT NOT NULL,            -- the plan's statement\n"
+    "    kind        TEXT NOT NULL,            -- 'seq_scan_filter', 'misestimate', 'sort_spill',\n"
+    "                                          -- 'hash_batches', 'nested_loop_inner_scan',\n"
+    "                                          -- 'lossy_bitmap', 'heap_fetches', 'temp_written'\n"
+    "    node_path   TEXT NOT NULL,            -- 'Limit > Sort > Seq Scan on orders'\n"
+    "    relation    TEXT NOT NULL DEFAULT '', -- the table involved, if any\n"
+    "    detail      TEXT NOT NULL,            -- the numbers, for people\n"
+    "    magnitude   REAL NOT NULL,            -- rows removed, estimate factor, KB, batches, "
+    "loops...\n"
+    "    PRIMARY KEY (plan_id, n)\n"
+    ");\n"
+    "CREATE INDEX plan_findings_by_shape ON plan_findings (run_id, fingerprint);\n"
+    "CREATE TABLE explain_skips (\n"
+    "    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,\n"
+    "    reason TEXT NOT NULL,\n"
+    "    count  INTEGER NOT NULL,\n"
+    "    PRIMARY KEY (run_id, reason)\n"
+    ");\n"
+    "CREATE VIEW plan_findings_ranked AS\n"
+    "SELECT f.run_id,\n"
+    "       r.label AS run_label,\n"
+    "       coalesce(w.weight_ms, 0) AS weight_ms,\n"
+    "       f.kind,\n"
+    "       f.relation,\n"
+    "       f.detail,\n"
+    "       f.magnitude,\n"
+    "       f.node_path,\n"
+    "       f.fingerprint,\n"
+    "       p.query,\n"
+    "       f.plan_id,\n"
+    "       p.analyzed,\n"
+    "       w.calls,\n"
+    "       w.mean_ms\n"
+    "FROM plan_findings f\n"
+    "JOIN plans p ON p.id = f.plan_id\n"
+    "JOIN runs r ON r.id = f.run_id\n"
+    "LEFT JOIN (SELECT run_id, fingerprint, total(total_ms) AS weight_ms, sum(calls) AS calls,\n"
+    "                  total(total_ms) / NULLIF(sum(calls), 0) AS mean_ms\n"
+    "           FROM statements GROUP BY run_id, fingerprint) w\n"
+    "       ON w.run_id = f.run_id AND w.fingerprint = f.fingerprint\n"
+    "ORDER BY f.run_id, weight_ms DESC, f.magnitude DESC;\n";
+
 /* Step i takes a file from version migrations[i].version - 1 to migrations[i].version. Version 1
  * is the base, created from sql/schema.sql. To change the schema: edit sql/schema.sql (which
  * always describes the newest version), add a step here and bump STORE_SCHEMA_VERSION. */
@@ -94,9 +164,22 @@ static const struct migration {
 } migrations[] = {
     {1, NULL},
     {2, migrate_v2},
+    {3, migrate_v3},
 };
 
-enum { Q_STATEMENT, Q_ERROR, Q_TAG, Q_CONNECTION, Q_NPLUSONE, Q_RUN, Q_ENDED, Q_COUNT };
+enum {
+    Q_STATEMENT,
+    Q_ERROR,
+    Q_TAG,
+    Q_CONNECTION,
+    Q_NPLUSONE,
+    Q_PLAN,
+    Q_PLAN_FINDING,
+    Q_SKIP,
+    Q_RUN,
+    Q_ENDED,
+    Q_COUNT
+};
 
 /* The prepared statements of the writer, one per kind of row. Upserts, because a batch carries
  * cumulative figures that replace the earlier row of the same key. */
@@ -144,6 +227,16 @@ static const char *const queries[Q_COUNT] = {
         "examples = excluded.examples, severity = excluded.severity, "
         "suggestion = excluded.suggestion, first_seen = excluded.first_seen, "
         "last_seen = excluded.last_seen",
+    /* A plan is written once; DO NOTHING leaves changes() at 0 for one already there. */
+    [Q_PLAN] = "INSERT INTO plans (run_id, seq, fingerprint, database, user_name, query, params, "
+               "analyzed, trigger_ms, planning_ms, execution_ms, side_ms, plan, taken_at) "
+               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+               "ON CONFLICT (run_id, seq) DO NOTHING",
+    [Q_PLAN_FINDING] = "INSERT INTO plan_findings (plan_id, n, run_id, fingerprint, kind, "
+                       "node_path, relation, detail, magnitude) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [Q_SKIP] = "INSERT INTO explain_skips (run_id, reason, count) VALUES (?1, ?2, ?3) "
+               "ON CONFLICT (run_id, reason) DO UPDATE SET count = excluded.count",
     /* unused_ignores only when the batch carries it: a batch without it keeps the last list. */
     [Q_RUN] = "UPDATE runs SET ended_at = coalesce(?2, ended_at), connections = ?3, "
               "statements = ?4, events_dropped = ?5, fingerprint_fallbacks = ?6, "
@@ -203,6 +296,21 @@ static void free_nplusone_row(store_nplusone_row *r)
     free(r->suggestion);
 }
 
+void store_plan_row_free(store_plan_row *r)
+{
+    free(r->database);
+    free(r->user);
+    free(r->query);
+    free(r->params);
+    free(r->plan);
+    for (size_t i = 0; i < r->n_findings; i++) {
+        free(r->findings[i].node_path);
+        free(r->findings[i].relation);
+        free(r->findings[i].detail);
+    }
+    free(r->findings);
+}
+
 void store_batch_free(store_batch *b)
 {
     if (!b)
@@ -215,6 +323,9 @@ void store_batch_free(store_batch *b)
         free(b->tags[i].tags);
     for (size_t i = 0; i < b->n_nplusone; i++)
         free_nplusone_row(&b->nplusone[i]);
+    for (size_t i = 0; i < b->n_plans; i++)
+        store_plan_row_free(&b->plans[i]);
+    free(b->plans);
     free(b->statements);
     free(b->connections);
     free(b->tags);
@@ -226,7 +337,8 @@ void store_batch_free(store_batch *b)
 /* Every row a batch would write, the run's own row included: what a failed write loses. */
 static uint64_t batch_rows(const store_batch *b)
 {
-    uint64_t n = 1 + b->n_statements + b->n_connections + b->n_tags + b->n_nplusone;
+    uint64_t n = 1 + b->n_statements + b->n_connections + b->n_tags + b->n_nplusone + b->n_plans +
+                 (uint64_t)b->run.n_explain;
 
     for (size_t i = 0; i < b->n_statements; i++)
         n += (uint64_t)(b->statements[i].n_errs > 0 ? b->statements[i].n_errs : 0);
@@ -416,6 +528,72 @@ static int write_nplusone(store *s, const store_nplusone_row *r)
     return bad ? SQLITE_NOMEM : step_done(st);
 }
 
+/* A duration that may be absent (negative) or not a number: NULL. */
+static int bind_ms_or_null(sqlite3_stmt *st, int i, double ms)
+{
+    return isfinite(ms) && ms >= 0 ? sqlite3_bind_double(st, i, ms) : sqlite3_bind_null(st, i);
+}
+
+static int write_plan_finding(store *s, int64_t plan_id, int n, const store_plan_row *p,
+                              const store_plan_finding *f)
+{
+    sqlite3_stmt *st = s->q[Q_PLAN_FINDING];
+    bool bad = false;
+
+    bad |= sqlite3_bind_int64(st, 1, plan_id) != SQLITE_OK;
+    bad |= sqlite3_bind_int(st, 2, n) != SQLITE_OK;
+    bad |= sqlite3_bind_int64(st, 3, s->run_id) != SQLITE_OK;
+    bad |= bind_fixed(st, 4, p->fingerprint, 16) != SQLITE_OK;
+    bad |= bind_fixed(st, 5, f->kind, sizeof(f->kind)) != SQLITE_OK;
+    bad |= bind_key(st, 6, f->node_path) != SQLITE_OK;
+    bad |= bind_key(st, 7, f->relation) != SQLITE_OK;
+    bad |= bind_key(st, 8, f->detail) != SQLITE_OK;
+    bad |= sqlite3_bind_double(st, 9, isfinite(f->magnitude) ? f->magnitude : 0) != SQLITE_OK;
+    return bad ? SQLITE_NOMEM : step_done(st);
+}
+
+static int write_plan(store *s, const store_plan_row *r)
+{
+    sqlite3_stmt *st = s->q[Q_PLAN];
+    bool bad = false;
+
+    bad |= sqlite3_bind_int64(st, 1, s->run_id) != SQLITE_OK;
+    bad |= bind_u64(st, 2, r->seq) != SQLITE_OK;
+    bad |= bind_fixed(st, 3, r->fingerprint, 16) != SQLITE_OK;
+    bad |= bind_key(st, 4, r->database) != SQLITE_OK;
+    bad |= bind_key(st, 5, r->user) != SQLITE_OK;
+    bad |= bind_key(st, 6, r->query) != SQLITE_OK;
+    bad |= bind_text(st, 7, r->params) != SQLITE_OK;
+    bad |= sqlite3_bind_int(st, 8, r->analyzed) != SQLITE_OK;
+    bad |= sqlite3_bind_double(st, 9, isfinite(r->trigger_ms) ? r->trigger_ms : 0) != SQLITE_OK;
+    bad |= bind_ms_or_null(st, 10, r->planning_ms) != SQLITE_OK;
+    bad |= bind_ms_or_null(st, 11, r->execution_ms) != SQLITE_OK;
+    bad |= sqlite3_bind_double(st, 12, isfinite(r->side_ms) ? r->side_ms : 0) != SQLITE_OK;
+    bad |= bind_key(st, 13, r->plan) != SQLITE_OK;
+    bad |= bind_time(st, 14, r->taken_us) != SQLITE_OK;
+    int rc = bad ? SQLITE_NOMEM : step_done(st);
+    if (rc != SQLITE_OK || sqlite3_changes(s->db) == 0)
+        return rc; /* failed, or written by an earlier batch with its findings */
+    int64_t id = sqlite3_last_insert_rowid(s->db);
+    for (size_t i = 0; rc == SQLITE_OK && i < r->n_findings; i++)
+        rc = write_plan_finding(s, id, (int)i + 1, r, &r->findings[i]);
+    return rc;
+}
+
+static int write_skips(store *s, const store_run_counters *c)
+{
+    int rc = SQLITE_OK;
+
+    for (int i = 0; rc == SQLITE_OK && i < c->n_explain; i++) {
+        sqlite3_stmt *st = s->q[Q_SKIP];
+        bool bad = sqlite3_bind_int64(st, 1, s->run_id) != SQLITE_OK;
+        bad |= bind_fixed(st, 2, c->explain[i].reason, sizeof(c->explain[i].reason)) != SQLITE_OK;
+        bad |= bind_u64(st, 3, c->explain[i].count) != SQLITE_OK;
+        rc = bad ? SQLITE_NOMEM : step_done(st);
+    }
+    return rc;
+}
+
 static int write_run(store *s, const store_batch *b)
 {
     const store_run_counters *c = &b->run;
@@ -448,6 +626,10 @@ static int write_rows(store *s, const store_batch *b)
         rc = write_tag(s, &b->tags[i]);
     for (size_t i = 0; rc == SQLITE_OK && i < b->n_nplusone; i++)
         rc = write_nplusone(s, &b->nplusone[i]);
+    for (size_t i = 0; rc == SQLITE_OK && i < b->n_plans; i++)
+        rc = write_plan(s, &b->plans[i]);
+    if (rc == SQLITE_OK)
+        rc = write_skips(s, &b->run);
     return rc == SQLITE_OK ? write_run(s, b) : rc;
 }
 

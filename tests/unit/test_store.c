@@ -849,6 +849,85 @@ static void test_findings_written(void **state)
     sqlite3_close(db);
 }
 
+/* ---- plans ---- */
+
+static store_batch *make_plan_batch(uint64_t seq, uint64_t sampled, uint64_t dml)
+{
+    store_batch *b = calloc(1, sizeof(*b));
+    store_plan_row *p;
+
+    assert_non_null(b);
+    b->plans = p = calloc(1, sizeof(*b->plans));
+    assert_non_null(p);
+    b->n_plans = 1;
+    p->seq = seq;
+    snprintf(p->fingerprint, sizeof(p->fingerprint), "00000000000000f1");
+    p->database = xstrdup("shop");
+    p->user = xstrdup("app");
+    p->query = xstrdup("SELECT * FROM orders WHERE status = $1");
+    p->plan = xstrdup("[{\"Plan\": {}}]");
+    p->analyzed = true;
+    p->trigger_ms = 120.5;
+    p->planning_ms = 0.25;
+    p->execution_ms = -1; /* none: NULL */
+    p->side_ms = 130;
+    p->taken_us = SOME_TIME_US;
+    p->findings = calloc(2, sizeof(*p->findings));
+    assert_non_null(p->findings);
+    p->n_findings = 2;
+    for (int i = 0; i < 2; i++) {
+        snprintf(p->findings[i].kind, sizeof(p->findings[i].kind), "%s",
+                 i ? "misestimate" : "seq_scan_filter");
+        p->findings[i].node_path = xstrdup("Seq Scan on orders");
+        p->findings[i].relation = i ? NULL : xstrdup("orders");
+        p->findings[i].detail = xstrdup("removed 199800 of 200000 rows");
+        p->findings[i].magnitude = 199800 - i;
+    }
+    b->run.n_explain = 2;
+    snprintf(b->run.explain[0].reason, sizeof(b->run.explain[0].reason), "sample");
+    b->run.explain[0].count = sampled;
+    snprintf(b->run.explain[1].reason, sizeof(b->run.explain[1].reason), "dml");
+    b->run.explain[1].count = dml;
+    return b;
+}
+
+/* A plan is written once with its findings: the same plan in a later batch (sent again after a
+ * lost batch) adds nothing; skip counters are replaced. */
+static void test_plans_written_once(void **state)
+{
+    scratch *t = *state;
+    char text[256];
+    store *s = open_running(t->path);
+
+    submit_eventually(s, make_plan_batch(1, 1, 0));
+    submit_eventually(s, make_plan_batch(1, 2, 5));
+    store_close(s, make_plan_batch(2, 3, 6));
+
+    sqlite3 *db = peer_open(t->path);
+    assert_int_equal(peer_int(db, "SELECT count(*) FROM plans"), 2);
+    assert_int_equal(peer_int(db, "SELECT count(*) FROM plan_findings"), 4);
+    peer_text(db,
+              "SELECT seq || ' ' || database || ' ' || analyzed || ' ' || trigger_ms || ' ' || "
+              "planning_ms || ' ' || quote(execution_ms) || ' ' || quote(params) || ' ' || "
+              "taken_at FROM plans WHERE seq = 1",
+              text, sizeof(text));
+    assert_string_equal(text, "1 shop 1 120.5 0.25 NULL NULL 2023-11-14 22:13:20.123");
+    peer_text(db,
+              "SELECT group_concat(n || ':' || kind || ':' || relation, ',') FROM plan_findings f "
+              "JOIN plans p ON p.id = f.plan_id WHERE p.seq = 2",
+              text, sizeof(text));
+    assert_string_equal(text, "1:seq_scan_filter:orders,2:misestimate:");
+    peer_text(db,
+              "SELECT group_concat(reason || '=' || count, ',') FROM (SELECT * FROM explain_skips "
+              "ORDER BY reason)",
+              text, sizeof(text));
+    assert_string_equal(text, "dml=6,sample=3");
+    /* The ranked view has every finding, with no statement to weigh it yet: weight 0. */
+    assert_int_equal(peer_int(db, "SELECT count(*) FROM plan_findings_ranked WHERE weight_ms = 0"),
+                     4);
+    sqlite3_close(db);
+}
+
 /* Findings are cumulative: a later batch replaces the row of the same key and leaves the
  * others; a batch without an allow-list report keeps the run's last one. */
 static void test_later_batch_replaces_findings(void **state)
@@ -969,7 +1048,8 @@ static char *schema_description(const char *path)
         "UNION ALL SELECT type || ' ' || name || ' ' || tbl_name || ' ' || coalesce(sql, '-') "
         "FROM sqlite_master WHERE type = 'index' "
         "UNION ALL SELECT 'sql ' || name || ' ' || sql FROM sqlite_master "
-        "WHERE name LIKE 'n\\_plus\\_one%' ESCAPE '\\' "
+        "WHERE type = 'view' OR name LIKE 'n\\_plus\\_one%' ESCAPE '\\' OR name LIKE 'plan%' "
+        "OR name = 'explain_skips' "
         "UNION ALL SELECT 'meta ' || key || ' ' || value FROM meta "
         "ORDER BY 1)";
     sqlite3 *db = peer_open(path);
@@ -998,7 +1078,7 @@ static void test_migration_from_version_1(void **state)
     store_close(s, NULL);
 
     sqlite3 *db = peer_open(t->path);
-    assert_int_equal(peer_int(db, "SELECT value FROM meta WHERE key = 'schema_version'"), 2);
+    assert_int_equal(peer_int(db, "SELECT value FROM meta WHERE key = 'schema_version'"), 3);
     /* The old run and its statement are kept; it has no allow-list report. */
     peer_text(db,
               "SELECT label || ' ' || statements || ' ' || quote(unused_ignores) FROM runs "
@@ -1025,7 +1105,8 @@ static void test_migration_from_version_1(void **state)
     assert_string_equal(migrated, fresh);
     assert_non_null(strstr(fresh, "table n_plus_one 17 last_seen"));
     assert_non_null(strstr(fresh, "table runs 14 unused_ignores TEXT 0 - 0"));
-    assert_non_null(strstr(fresh, "meta schema_version 2"));
+    assert_non_null(strstr(fresh, "meta schema_version 3"));
+    assert_non_null(strstr(fresh, "table plan_findings 8 magnitude REAL 1 - 0"));
     free(migrated);
     free(fresh);
     unlink(fresh_path);
@@ -1068,6 +1149,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_later_batch_replaces_findings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lost_findings_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batches_with_findings_freed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plans_written_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_migration_changes_nothing, setup, teardown),
     };
