@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef enum {
     TRACK_EV_CONNECT,    /* startup seen: user, database, application_name, client address */
@@ -43,6 +44,9 @@ typedef struct track_column {
     char name[64];  /* cut to 63 bytes */
 } track_column;
 
+/* The longest search_path (bytes) a CONNECT event carries; longer ones are dropped. */
+#define TRACK_SEARCH_PATH_MAX 1024
+
 /* One event; allocated by track, owned by whoever the emit callback hands it to, released with
  * track_event_free. Every string is NUL-terminated (may be empty, never NULL). The event and all
  * it points to are one allocation: never free or replace its pointers separately. */
@@ -54,6 +58,15 @@ typedef struct track_event {
 
     /* TRACK_EV_CONNECT (and application_name on every STATEMENT: it can change in a session) */
     char *user, *database, *application_name, *client_addr;
+    /* TRACK_EV_CONNECT: the search_path the StartupMessage set, so that statements can be
+     * replayed resolving names as they did. Read as PostgreSQL applies it: a `search_path`
+     * parameter (name in any case; the last one) wins over the `options` parameter, in which the
+     * last `-c search_path=V`, `-csearch_path=V` or `--search_path=V` counts (backslash escapes
+     * undone; '-' may stand for '_' in the name). "" when the packet set none, set it to the
+     * empty string, or set one longer than TRACK_SEARCH_PATH_MAX bytes: such a value is dropped,
+     * not cut (a cut path would resolve names differently), and no earlier one stands in for it.
+     * "" on every other event. */
+    char *search_path;
 
     /* TRACK_EV_STATEMENT */
     char via;            /* TRACK_VIA_* */
@@ -82,13 +95,15 @@ typedef struct track_event {
 
 void track_event_free(track_event *ev);
 
-/* The memory an event holds, as the queue to the analysis thread counts it. */
+/* The memory an event holds, as the queue to the analysis thread counts it: a flat 128 bytes
+ * stands for the short strings, the search_path (up to TRACK_SEARCH_PATH_MAX) is counted. */
 static inline size_t track_event_bytes(const track_event *ev)
 {
     size_t kept = ev->n_columns < TRACK_SAMPLE_COLS ? ev->n_columns : TRACK_SAMPLE_COLS;
+    size_t search_path = ev->search_path ? strlen(ev->search_path) : 0;
 
-    return sizeof(*ev) + ev->text_len + ev->params_len + 128 + kept * sizeof(track_column) +
-           (size_t)ev->sample_rows * kept * sizeof(uint32_t);
+    return sizeof(*ev) + ev->text_len + ev->params_len + 128 + search_path +
+           kept * sizeof(track_column) + (size_t)ev->sample_rows * kept * sizeof(uint32_t);
 }
 
 /* Walks encoded parameters: *pos starts at 0. Sets *value, *len (-1 for NULL) and *binary

@@ -381,6 +381,7 @@ struct track_conn {
     int64_t last_done;  /* when the latest statement or ReadyForQuery passed */
     uint64_t rows_seen; /* DataRows since then */
     char *user, *database, *app, *addr;
+    char *search_path; /* from the StartupMessage; NULL when it set none */
 
     uint32_t want_query, want_parse, want_bind;
     uint8_t *scratch; /* max_params bytes to encode a Bind's parameters into */
@@ -512,16 +513,17 @@ _Static_assert(sizeof(track_event) % _Alignof(track_column) == 0 &&
 static track_event *event_new(track_conn *c, track_ev_kind kind, const char *text,
                               uint32_t text_len, const param_set *ps, const sample *smp)
 {
-    const char *strs[4] = {or_empty(c->user), or_empty(c->database), or_empty(c->app),
-                           or_empty(c->addr)};
-    size_t lens[4];
+    const char *strs[5] = {or_empty(c->user), or_empty(c->database), or_empty(c->app),
+                           or_empty(c->addr),
+                           kind == TRACK_EV_CONNECT ? or_empty(c->search_path) : ""};
+    size_t lens[5];
     uint32_t plen = ps ? ps->len : 0;
     size_t ncols = smp && smp->described ? smp->width : 0;
     size_t nvals = ncols > 0 ? smp->used : 0;
     size_t total = sizeof(track_event) + ncols * sizeof(track_column) + nvals * sizeof(uint32_t) +
                    (size_t)text_len + 1 + plen;
 
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         lens[i] = strlen(strs[i]);
         total += lens[i] + 1;
     }
@@ -547,6 +549,7 @@ static track_event *event_new(track_conn *c, track_ev_kind kind, const char *tex
     ev->database = copy_out(&p, strs[1], lens[1]);
     ev->application_name = copy_out(&p, strs[2], lens[2]);
     ev->client_addr = copy_out(&p, strs[3], lens[3]);
+    ev->search_path = copy_out(&p, strs[4], lens[4]);
     if (plen > 0) {
         ev->params = (uint8_t *)p;
         memcpy(p, ps->data, plen);
@@ -2119,6 +2122,7 @@ void track_conn_free(track_conn *c)
     free(c->database);
     free(c->app);
     free(c->addr);
+    free(c->search_path);
     free(c);
 }
 
@@ -2126,6 +2130,193 @@ static void set_cstring(char **dst, const char *s)
 {
     if (s)
         set_string(dst, s, strlen(s));
+}
+
+/* ---- search_path from the StartupMessage ---- */
+
+/*
+ * A client sets search_path at connection time either as a startup parameter of its own (pgjdbc's
+ * currentSchema) or inside the `options` parameter, the command-line switches libpq's PGOPTIONS
+ * fills. PostgreSQL (process_startup_options) applies the switches first and the parameters
+ * after them, so a `search_path` parameter wins; within each, the last setting wins.
+ *
+ * The switches are read as the server reads them: pg_split_opts cuts the string into words at
+ * unescaped whitespace (a backslash escapes the next byte, and is dropped), and
+ * process_postgres_switches runs getopt over the words. Only `-c name=value` and
+ * `--name=value` set a parameter; every other switch is skipped with its argument, since reading
+ * the argument of `-d -csearch_path=x` as a word of its own would invent a setting. A string the
+ * server cannot parse (a stray word, an unknown switch, a missing argument) makes it refuse the
+ * connection, so what we read from one does not matter: we only have to stay bounded.
+ */
+
+/* pg_split_opts splits at isspace(); these are its C-locale members. */
+static bool opt_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\v' || ch == '\f' || ch == '\r';
+}
+
+/* One word of an options string with its escapes still in: [p, end). */
+typedef struct {
+    const char *p, *end;
+} opt_word;
+
+/* Cuts the next word off *s. An escaped byte never ends a word, even whitespace. */
+static bool opt_next_word(const char **s, opt_word *w)
+{
+    const char *p = *s;
+
+    while (opt_space(*p))
+        p++;
+    if (*p == '\0')
+        return false;
+    w->p = p;
+    while (*p != '\0' && !opt_space(*p))
+        p += p[0] == '\\' && p[1] != '\0' ? 2 : 1;
+    w->end = p;
+    *s = p;
+    return true;
+}
+
+/* The next byte of w as the server sees it (escape removed), or -1 at its end. A backslash that
+ * ends the whole string escapes nothing; the server drops it. */
+static int opt_char(opt_word *w)
+{
+    if (w->p < w->end && *w->p == '\\')
+        w->p++;
+    if (w->p >= w->end)
+        return -1;
+    return (unsigned char)*w->p++;
+}
+
+static bool opt_done(const opt_word *w)
+{
+    opt_word rest = *w;
+
+    return opt_char(&rest) < 0;
+}
+
+/* Switches of postgres that take an argument: the letters followed by ':' in
+ * process_postgres_switches' getopt string "B:bC:c:D:d:EeFf:h:ijk:lN:nOPp:r:S:sTt:v:W:-:". */
+static bool opt_takes_arg(int ch)
+{
+    return ch > 0 && strchr("BCcDdfhkNprStvW-", ch) != NULL;
+}
+
+/* GUC names compare ignoring ASCII case only (guc_name_compare). */
+static int guc_fold(int ch)
+{
+    return ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch;
+}
+
+static const char search_path_name[] = "search_path";
+
+/* Whether the argument of -c or -- ("name=value") sets search_path; if so w is left at the
+ * value. ParseLongOption turns every '-' of the name into '_' before the name is looked up. */
+static bool opt_sets_search_path(opt_word *w)
+{
+    for (size_t i = 0; i < sizeof(search_path_name) - 1; i++) {
+        int ch = opt_char(w);
+        if (guc_fold(ch == '-' ? '_' : ch) != search_path_name[i])
+            return false;
+    }
+    return opt_char(w) == '=';
+}
+
+/* Where the last search_path setting of an options string starts (its value's word, escapes
+ * still in); false when it has none. Linear in the string, which the packet bounds. */
+static bool options_search_path(const char *opts, opt_word *value)
+{
+    opt_word w;
+    int pending = 0; /* a switch that takes the next word, whatever it is, as its argument */
+    bool found = false;
+
+    while (opt_next_word(&opts, &w)) {
+        if (pending) {
+            if ((pending == 'c' || pending == '-') && opt_sets_search_path(&w)) {
+                *value = w;
+                found = true;
+            }
+            pending = 0;
+            continue;
+        }
+        if (opt_char(&w) != '-' || opt_done(&w))
+            continue; /* not a switch ("-" alone is not either) */
+        int ch = opt_char(&w);
+        if (ch == '-' && opt_done(&w))
+            break; /* "--": getopt stops there */
+        /* a word may bundle flags ("-Ec ..."): the first switch taking an argument ends it */
+        for (; ch >= 0; ch = opt_char(&w)) {
+            if (!opt_takes_arg(ch))
+                continue;
+            if (opt_done(&w)) {
+                pending = ch; /* "-c name=value": the argument is the next word */
+            } else if ((ch == 'c' || ch == '-') && opt_sets_search_path(&w)) {
+                *value = w; /* "-cname=value", "--name=value" */
+                found = true;
+            }
+            break;
+        }
+    }
+    return found;
+}
+
+/* Whether a startup parameter names search_path. The server takes every parameter but user,
+ * database, options, replication and _pq_.* as a setting and looks its name up with
+ * guc_name_compare, so "Search_Path" counts too (but, unlike in -c, '-' is no '_' here). */
+static bool is_search_path_param(const char *name)
+{
+    for (size_t i = 0; i < sizeof(search_path_name); i++)
+        if (guc_fold((unsigned char)name[i]) != search_path_name[i])
+            return false;
+    return true;
+}
+
+/* The search_path a StartupMessage (whole, as wire_first_parse accepted it) sets, into out, which
+ * has room for TRACK_SEARCH_PATH_MAX bytes and a NUL. Returns its length; 0 (and "") when the
+ * packet sets none, sets it empty, or sets one over TRACK_SEARCH_PATH_MAX bytes: a value is
+ * dropped rather than cut, since a cut path would resolve names differently, and an earlier
+ * setting must not stand in for it either, the server having replaced that one. */
+static size_t startup_search_path(const uint8_t *pkt, size_t len, char *out)
+{
+    const char *param = NULL, *options = NULL;
+    size_t pos = 8;
+
+    out[0] = '\0';
+    while (pos < len && pkt[pos] != '\0') {
+        const uint8_t *name_end = memchr(pkt + pos, '\0', len - pos);
+        if (!name_end || (size_t)(name_end - pkt) + 1 >= len)
+            break;
+        size_t value_pos = (size_t)(name_end - pkt) + 1;
+        const uint8_t *value_end = memchr(pkt + value_pos, '\0', len - value_pos);
+        if (!value_end)
+            break;
+        const char *name = (const char *)pkt + pos, *value = (const char *)pkt + value_pos;
+        if (strcmp(name, "options") == 0) /* the server matches this name exactly */
+            options = value;
+        else if (is_search_path_param(name))
+            param = value;
+        pos = (size_t)(value_end - pkt) + 1;
+    }
+    if (param) {
+        size_t n = strlen(param);
+        if (n > TRACK_SEARCH_PATH_MAX)
+            return 0;
+        memcpy(out, param, n + 1);
+        return n;
+    }
+    opt_word w = {NULL, NULL};
+    if (!options || !options_search_path(options, &w))
+        return 0;
+    size_t n = 0;
+    for (int ch = opt_char(&w); ch >= 0; ch = opt_char(&w)) {
+        if (n == TRACK_SEARCH_PATH_MAX) {
+            out[0] = '\0';
+            return 0;
+        }
+        out[n++] = (char)ch;
+    }
+    out[n] = '\0';
+    return n;
 }
 
 void track_startup(track_conn *c, const uint8_t *pkt, size_t len, const char *client_addr,
@@ -2139,6 +2330,10 @@ void track_startup(track_conn *c, const uint8_t *pkt, size_t len, const char *cl
         set_cstring(&c->user, user);
         set_cstring(&c->database, db && db[0] ? db : user);
         set_cstring(&c->app, wire_startup_param(pkt, first.len, "application_name"));
+        char search_path[TRACK_SEARCH_PATH_MAX + 1];
+        size_t n = startup_search_path(pkt, first.len, search_path);
+        if (n > 0)
+            set_string(&c->search_path, search_path, n);
     }
     set_cstring(&c->addr, client_addr);
     c->now = now_us;

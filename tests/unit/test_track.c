@@ -2015,6 +2015,10 @@ static void assert_event_sane(const track_event *ev, const track_limits *lim)
     assert_non_null(ev->database);
     assert_non_null(ev->application_name);
     assert_non_null(ev->client_addr);
+    assert_non_null(ev->search_path);
+    if (ev->kind != TRACK_EV_CONNECT)
+        assert_string_equal(ev->search_path, "");
+    assert_true(strlen(ev->search_path) <= TRACK_SEARCH_PATH_MAX);
     assert_int_equal(strlen(ev->text), ev->text_len);
     assert_true(ev->text_len <= lim->max_text);
     assert_true(strlen(ev->command) < sizeof(ev->command));
@@ -2276,6 +2280,241 @@ static void test_startup_and_disconnect(void **state)
     track_startup(fx->c, garbage, sizeof(garbage), "x", 1);
     assert_int_equal(fx->nev, 1);
     assert_string_equal(ev_at(fx, 0)->user, "");
+    fx_free(fx);
+}
+
+/* ---- search_path from the StartupMessage ---- */
+
+/* The search_path of the CONNECT event a StartupMessage with these parameters gives. */
+static void assert_search_path(const char *const *kv, const char *want)
+{
+    fixture *fx = fx_new();
+    bytes s = {0};
+
+    startup_packet(&s, kv);
+    track_startup(fx->c, s.b, s.n, "10.0.0.1:5555", 100);
+    b_free(&s);
+    assert_int_equal(fx->nev, 1);
+    assert_int_equal(ev_at(fx, 0)->kind, TRACK_EV_CONNECT);
+    assert_string_equal(ev_at(fx, 0)->search_path, want);
+    fx_free(fx);
+}
+
+/* One options parameter, with user alice. */
+static void assert_options_search_path(const char *options, const char *want)
+{
+    const char *kv[] = {"user", "alice", "options", options, NULL};
+
+    assert_search_path(kv, want);
+}
+
+/* A string of n bytes of c, freed by the caller. */
+static char *repeated(char c, size_t n)
+{
+    char *s = malloc(n + 1);
+
+    assert_non_null(s);
+    memset(s, c, n);
+    s[n] = '\0';
+    return s;
+}
+
+static void test_search_path_none(void **state)
+{
+    (void)state;
+    const char *plain[] = {"user", "alice", "database", "shop", NULL};
+    const char *app[] = {"user", "alice", "application_name", "search_path=x", NULL};
+
+    assert_search_path(plain, "");
+    assert_search_path(app, "");
+    assert_options_search_path("", "");
+    assert_options_search_path("  ", "");
+    assert_options_search_path("-c statement_timeout=5s", "");
+    /* names that only begin or end like it */
+    assert_options_search_path("-c search_path_x=a -c xsearch_path=b -c search_path", "");
+    const char *other[] = {"user", "alice", "search_paths", "a", "Options", "-csearch_path=b",
+                           NULL};
+    assert_search_path(other, "");
+    /* a packet that is not a StartupMessage */
+    fixture *fx = fx_new();
+    const uint8_t garbage[8] = {0, 0, 0, 8, 1, 2, 3, 4};
+    track_startup(fx->c, garbage, sizeof(garbage), "x", 1);
+    assert_int_equal(fx->nev, 1);
+    assert_string_equal(ev_at(fx, 0)->search_path, "");
+    fx_free(fx);
+}
+
+static void test_search_path_parameter(void **state)
+{
+    (void)state;
+    const char *kv[] = {"user", "alice", "search_path", "shop, public", NULL};
+    const char *quoted[] = {"user", "alice", "search_path", "\"My Schema\",\"$user\"", NULL};
+    const char *twice[] = {"search_path", "a", "user", "alice", "search_path", "b", NULL};
+    const char *upper[] = {"user", "alice", "SEARCH_Path", "c", NULL};
+    const char *dash[] = {"user", "alice", "search-path", "d", NULL}; /* '-' only in options */
+    const char *escape[] = {"user", "alice", "search_path", "a\\ b", NULL};
+
+    assert_search_path(kv, "shop, public");
+    assert_search_path(quoted, "\"My Schema\",\"$user\"");
+    assert_search_path(twice, "b"); /* the last one */
+    assert_search_path(upper, "c"); /* GUC names ignore case */
+    assert_search_path(dash, "");
+    assert_search_path(escape, "a\\ b"); /* no escapes outside options */
+}
+
+static void test_search_path_options_c(void **state)
+{
+    (void)state;
+    assert_options_search_path("-c search_path=shop", "shop");
+    assert_options_search_path("  -c   search_path=shop,public  ", "shop,public");
+    assert_options_search_path("-c\tsearch_path=shop", "shop");
+    assert_options_search_path("-c SEARCH_PATH=shop", "shop");
+    assert_options_search_path("-c search-path=shop", "shop"); /* ParseLongOption: '-' is '_' */
+    assert_options_search_path("-c search_path=a=b", "a=b");   /* split at the first '=' */
+    assert_options_search_path("-c search_path=", "");
+}
+
+static void test_search_path_options_c_joined(void **state)
+{
+    (void)state;
+    assert_options_search_path("-csearch_path=shop", "shop");
+    assert_options_search_path("-csearch-path=shop", "shop");
+    /* flags bundled in front of -c */
+    assert_options_search_path("-Ec search_path=shop", "shop");
+    assert_options_search_path("-Ecsearch_path=shop", "shop");
+}
+
+static void test_search_path_options_long_form(void **state)
+{
+    (void)state;
+    assert_options_search_path("--search_path=shop", "shop");
+    assert_options_search_path("--search-path=shop", "shop");
+    assert_options_search_path("--Search_Path=shop", "shop");
+    assert_options_search_path("-c work_mem=4MB --search_path=a -c geqo=off", "a");
+}
+
+static void test_search_path_options_escaped_space(void **state)
+{
+    (void)state;
+    assert_options_search_path("-c search_path=a,\\ b", "a, b");
+    assert_options_search_path("-c search_path=\"my\\ schema\",public", "\"my schema\",public");
+    assert_options_search_path("-c search_path=a\\\\b", "a\\b"); /* an escaped backslash */
+    assert_options_search_path("-c search\\_path=x", "x");       /* escapes in the name too */
+    assert_options_search_path("-c\\ search_path=x", "");        /* "-c search_path=x": one word */
+    assert_options_search_path("-c search_path=x\\", "x"); /* a trailing backslash is dropped */
+}
+
+static void test_search_path_options_last_wins(void **state)
+{
+    (void)state;
+    assert_options_search_path("-c search_path=a -c search_path=b", "b");
+    assert_options_search_path("-csearch_path=a --search_path=b -c search_path=c", "c");
+    assert_options_search_path("--search_path=a -c work_mem=1MB -c search_path=b -c geqo=on", "b");
+    /* the last one even when it sets the path empty */
+    assert_options_search_path("-c search_path=a -c search_path=", "");
+}
+
+static void test_search_path_options_other_settings_ignored(void **state)
+{
+    (void)state;
+    assert_options_search_path("-c statement_timeout=5s -c search_path=a -c work_mem=64MB", "a");
+    assert_options_search_path("-c application_name=search_path=b", "");
+    assert_options_search_path("--application_name=-csearch_path=b", "");
+    /* the argument of any switch that takes one is skipped whole, whatever it looks like */
+    assert_options_search_path("-d -csearch_path=x", "");
+    assert_options_search_path("-B -c search_path=x", "");
+    assert_options_search_path("-c -csearch_path=x", "");
+    assert_options_search_path("-d 5 -c search_path=a", "a");
+    assert_options_search_path("-W 0 -c search_path=a", "a");
+    /* "--" ends the switches; "-" alone is not one */
+    assert_options_search_path("-- -c search_path=x", "");
+    assert_options_search_path("- -c search_path=a", "a");
+    /* -c needs its argument */
+    assert_options_search_path("-c search_path=a -c", "a");
+}
+
+static void test_search_path_parameter_wins_over_options(void **state)
+{
+    (void)state;
+    const char *after[] = {"user",        "alice", "options", "-c search_path=opt",
+                           "search_path", "param", NULL};
+    const char *before[] = {"search_path",        "param", "user", "alice", "options",
+                            "-c search_path=opt", NULL};
+    const char *empty[] = {"user",        "alice", "options", "-c search_path=opt",
+                           "search_path", "",      NULL};
+    const char *two_options[] = {"options", "-c search_path=first", "user", "alice",
+                                 "options", "-c work_mem=1MB",      NULL};
+
+    assert_search_path(after, "param");
+    assert_search_path(before, "param"); /* applied after the options wherever it is */
+    assert_search_path(empty, "");
+    assert_search_path(two_options, ""); /* the last options parameter replaces the first */
+}
+
+static void test_search_path_too_long_dropped(void **state)
+{
+    (void)state;
+    char *most = repeated('s', TRACK_SEARCH_PATH_MAX);
+    char *over = repeated('s', TRACK_SEARCH_PATH_MAX + 1);
+    char opts[2 * TRACK_SEARCH_PATH_MAX + 64];
+
+    const char *kv_most[] = {"user", "alice", "search_path", most, NULL};
+    assert_search_path(kv_most, most);
+    const char *kv_over[] = {"user", "alice", "search_path", over, NULL};
+    assert_search_path(kv_over, "");
+    /* dropped, not replaced by the options' setting the server overrode with it */
+    const char *kv_over_opts[] = {"user",        "alice", "options", "-c search_path=a",
+                                  "search_path", over,    NULL};
+    assert_search_path(kv_over_opts, "");
+
+    snprintf(opts, sizeof(opts), "-c search_path=%s", most);
+    assert_options_search_path(opts, most);
+    snprintf(opts, sizeof(opts), "-c search_path=%s", over);
+    assert_options_search_path(opts, "");
+    /* nor by an earlier setting in the options */
+    snprintf(opts, sizeof(opts), "-c search_path=a --search_path=%s", over);
+    assert_options_search_path(opts, "");
+    /* the cap counts the value with its escapes undone */
+    char *escaped = repeated('\\', 2 * TRACK_SEARCH_PATH_MAX);
+    for (size_t i = 1; i < 2 * TRACK_SEARCH_PATH_MAX; i += 2)
+        escaped[i] = 's';
+    snprintf(opts, sizeof(opts), "-c search_path=%s", escaped);
+    assert_options_search_path(opts, most);
+    free(escaped);
+    free(most);
+    free(over);
+}
+
+static void test_search_path_only_on_connect(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new();
+    bytes s = {0};
+    char *most = repeated('p', TRACK_SEARCH_PATH_MAX);
+    const char *kv[] = {"user", "alice", "search_path", most, NULL};
+
+    startup_packet(&s, kv);
+    track_startup(fx->c, s.b, s.n, "10.0.0.1:5555", 100);
+    b_free(&s);
+    c_query(&s, "SELECT 1");
+    client(fx, 1000, &s);
+    s_complete(&s, "SELECT 1");
+    s_ready(&s, 'I');
+    server(fx, 1100, &s);
+    track_disconnect(fx->c, 10, 20, 2000);
+    assert_int_equal(fx->nev, 3);
+    const track_event *ev = ev_at(fx, 0);
+    assert_int_equal(ev->kind, TRACK_EV_CONNECT);
+    assert_string_equal(ev->search_path, most);
+    /* a long path is counted in the event's memory */
+    assert_true(track_event_bytes(ev) >= sizeof(*ev) + TRACK_SEARCH_PATH_MAX);
+    assert_int_equal(ev_at(fx, 1)->kind, TRACK_EV_STATEMENT);
+    assert_string_equal(ev_at(fx, 1)->search_path, "");
+    assert_int_equal(track_event_bytes(ev_at(fx, 1)), sizeof(*ev) + ev_at(fx, 1)->text_len + 128);
+    assert_int_equal(ev_at(fx, 2)->kind, TRACK_EV_DISCONNECT);
+    assert_string_equal(ev_at(fx, 2)->search_path, "");
+    assert_int_equal(desyncs(fx), 0);
+    free(most);
     fx_free(fx);
 }
 
@@ -3333,6 +3572,17 @@ int main(void)
         cmocka_unit_test(test_random_conversations),
         cmocka_unit_test(test_random_wellformed_conversations),
         cmocka_unit_test(test_startup_and_disconnect),
+        cmocka_unit_test(test_search_path_none),
+        cmocka_unit_test(test_search_path_parameter),
+        cmocka_unit_test(test_search_path_options_c),
+        cmocka_unit_test(test_search_path_options_c_joined),
+        cmocka_unit_test(test_search_path_options_long_form),
+        cmocka_unit_test(test_search_path_options_escaped_space),
+        cmocka_unit_test(test_search_path_options_last_wins),
+        cmocka_unit_test(test_search_path_options_other_settings_ignored),
+        cmocka_unit_test(test_search_path_parameter_wins_over_options),
+        cmocka_unit_test(test_search_path_too_long_dropped),
+        cmocka_unit_test(test_search_path_only_on_connect),
         cmocka_unit_test(test_want),
         cmocka_unit_test(test_split_at_every_offset),
         cmocka_unit_test(test_value_hash),
