@@ -11,7 +11,16 @@
 #include <string.h>
 #include <strings.h>
 
-typedef enum { OPT_STR, OPT_INT, OPT_BOOL, OPT_LIST, OPT_FILE, OPT_HELP, OPT_VERSION } opt_kind;
+typedef enum {
+    OPT_STR,
+    OPT_INT,
+    OPT_REAL,
+    OPT_BOOL,
+    OPT_LIST,
+    OPT_FILE,
+    OPT_HELP,
+    OPT_VERSION
+} opt_kind;
 
 typedef struct {
     const char *name; /* key in the file; the flag is --name with '-' for '_' */
@@ -21,12 +30,13 @@ typedef struct {
     size_t size; /* of a string field */
     const char *def;
     int min, max;
-    const char *arg, *help;
+    const char *arg, *help; /* an OPT_STR whose arg lists choices ("a|b") takes only those */
 } opt;
 
 #define STR(field) OPT_STR, offsetof(config, field), sizeof(((config *)0)->field)
 #define INT(field) OPT_INT, offsetof(config, field), 0
 #define BOOL(field) OPT_BOOL, offsetof(config, field), 0
+#define REAL(field) OPT_REAL, offsetof(config, field), 0
 
 static const opt opts[] = {
     {"listen", 'l', OPT_LIST, 0, 0, "127.0.0.1:6432", 0, 0, "ADDR",
@@ -65,6 +75,27 @@ static const opt opts[] = {
      "a pause this long ends a unit of work outside transactions"},
     {"nplusone_ignore", 0, STR(nplusone_ignore), "", 0, 0, "LIST",
      "fingerprints or table names never reported as N+1 (comma-separated)"},
+    {"explain", 0, BOOL(explain), "on", 0, 0, "on|off",
+     "replay slow statements under EXPLAIN on a side connection and store their plans"},
+    {"explain_dsn", 0, STR(explain_dsn), "", 0, 0, "CONNINFO",
+     "side connection: libpq conninfo or URL (user, password, sslmode...); host and port "
+     "default to the upstream's, the user to the statement's, the database is the statement's"},
+    {"explain_min_duration", 0, INT(explain_min_duration), "50", 0, 86400000, "MS",
+     "a statement this slow is sampled (so is one above its shape's p95 after 100 calls)"},
+    {"explain_max_per_shape", 0, INT(explain_max_per_shape), "3", 0, 64, "N",
+     "plans per statement shape, each with different parameters"},
+    {"explain_budget", 0, REAL(explain_budget), "5", 0, 100, "PERCENT",
+     "side-connection time at most this share of the statement time observed"},
+    {"explain_sample_rate", 0, REAL(explain_sample_rate), "1", 0, 1, "RATE",
+     "share of the slow statements sampled, 0 to 1"},
+    {"explain_dml", 0, STR(explain_dml), "off", 0, 0, "off|analyze-rollback",
+     "DML is planned only (off), or run under EXPLAIN ANALYZE and rolled back"},
+    {"explain_statement_timeout", 0, INT(explain_statement_timeout), "5000", 1, 3600000, "MS",
+     "statement_timeout of a replay"},
+    {"explain_lock_timeout", 0, INT(explain_lock_timeout), "100", 1, 3600000, "MS",
+     "lock_timeout of a replay"},
+    {"explain_timing", 0, BOOL(explain_timing), "on", 0, 0, "on|off",
+     "EXPLAIN ANALYZE's per-node timing (off lowers its overhead)"},
     {"help", 'h', OPT_HELP, 0, 0, NULL, 0, 0, NULL, "show this help and exit"},
     {"version", 'V', OPT_VERSION, 0, 0, NULL, 0, 0, NULL, "show the version and exit"},
 };
@@ -127,6 +158,21 @@ static bool set_list(config *cfg, const char *value, char *err, size_t errlen)
     return true;
 }
 
+/* Whether value is one of the '|'-separated words of choices. */
+static bool is_choice(const char *choices, const char *value)
+{
+    size_t n = strlen(value);
+
+    for (const char *p = choices; *p;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, value, n) == 0)
+            return true;
+        p += len + (bar != NULL);
+    }
+    return false;
+}
+
 static bool set_value(config *cfg, const opt *o, const char *value, char *err, size_t errlen)
 {
     char *base = (char *)cfg;
@@ -138,6 +184,8 @@ static bool set_value(config *cfg, const opt *o, const char *value, char *err, s
     case OPT_FILE:
         if (strlen(value) >= o->size)
             return fail(err, errlen, "%s: value too long", o->name);
+        if (o->kind == OPT_STR && o->arg && strchr(o->arg, '|') && !is_choice(o->arg, value))
+            return fail(err, errlen, "%s: \"%s\" is not one of %s", o->name, value, o->arg);
         memcpy(base + o->offset, value, strlen(value) + 1);
         return true;
     case OPT_BOOL: {
@@ -159,6 +207,16 @@ static bool set_value(config *cfg, const opt *o, const char *value, char *err, s
             return fail(err, errlen, "%s: \"%s\" is not a whole number from %d to %d", o->name,
                         value, o->min, o->max);
         *(int *)(base + o->offset) = (int)v;
+        return true;
+    }
+    case OPT_REAL: {
+        char *end;
+        errno = 0;
+        double v = strtod(value, &end);
+        if (errno || end == value || *end || !(v >= o->min && v <= o->max))
+            return fail(err, errlen, "%s: \"%s\" is not a number from %d to %d", o->name, value,
+                        o->min, o->max);
+        *(double *)(base + o->offset) = v;
         return true;
     }
     default:

@@ -116,10 +116,57 @@ static int split_ignores(const char *list)
     return n;
 }
 
+/* The upstream address as libpq's host and port: "h:5432", "[::1]:5432", "/dir:5432" or a
+ * socket path "/dir/.s.PGSQL.5432". The side connections default to them. */
+static void upstream_host_port(const char *up, char *host, size_t hn, char *port, size_t pn)
+{
+    const char *sock = strstr(up, "/.s.PGSQL.");
+    const char *colon = strrchr(up, ':');
+
+    host[0] = port[0] = '\0';
+    if (up[0] == '/' && sock) {
+        snprintf(host, hn, "%.*s", (int)(sock - up), up);
+        snprintf(port, pn, "%s", sock + strlen("/.s.PGSQL."));
+    } else if (colon && (up[0] != '[' || colon[-1] == ']')) {
+        int skip = up[0] == '[';
+        snprintf(host, hn, "%.*s", (int)(colon - up) - 2 * skip, up + skip);
+        snprintf(port, pn, "%s", colon + 1);
+    } else {
+        snprintf(host, hn, "%s", up);
+    }
+}
+
+static char upstream_host[CONFIG_STR_MAX], upstream_port[16];
+
+static void explain_settings_from_config(const config *cfg, const char *upstream,
+                                         analyze_settings *as)
+{
+    explainer_settings *x = &as->explain;
+
+    as->explain_enabled = cfg->explain;
+    explain_sampler_defaults(&x->sampler);
+    explain_side_defaults(&x->side);
+    x->sampler.min_duration_ms = cfg->explain_min_duration;
+    x->sampler.max_per_shape = cfg->explain_max_per_shape;
+    x->sampler.budget_share = cfg->explain_budget / 100.0;
+    x->sampler.sample_rate = cfg->explain_sample_rate;
+    x->sampler.dml_analyze = strcmp(cfg->explain_dml, "analyze-rollback") == 0;
+    upstream_host_port(upstream, upstream_host, sizeof(upstream_host), upstream_port,
+                       sizeof(upstream_port));
+    x->side.dsn = cfg->explain_dsn;
+    x->side.host = upstream_host;
+    x->side.port = upstream_port;
+    x->side.statement_timeout_ms = cfg->explain_statement_timeout;
+    x->side.lock_timeout_ms = cfg->explain_lock_timeout;
+    x->side.timing = cfg->explain_timing;
+    x->store_params = cfg->store_params;
+}
+
 static bool start_run(const config *cfg, const proxy_settings *s, run_state *run)
 {
     char err[512];
-    analyze_settings as = {cfg->store_params, 500, 50000, {0}};
+    analyze_settings as = {
+        .store_params = cfg->store_params, .flush_ms = 500, .fp_cache_entries = 50000};
 
     np1_settings_default(&as.nplusone);
     as.nplusone.min_repeats = cfg->nplusone_min_repeats;
@@ -127,6 +174,7 @@ static bool start_run(const config *cfg, const proxy_settings *s, run_state *run
     as.nplusone.keep_params = cfg->store_params;
     as.nplusone.ignore = ignore_list;
     as.nplusone.n_ignore = split_ignores(cfg->nplusone_ignore);
+    explain_settings_from_config(cfg, s->upstream, &as);
 
     memset(run, 0, sizeof(*run));
     run->st = store_open(cfg->db, err, sizeof(err));

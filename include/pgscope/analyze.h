@@ -4,6 +4,7 @@
 #ifndef PGSCOPE_ANALYZE_H
 #define PGSCOPE_ANALYZE_H
 
+#include "pgscope/explain.h"
 #include "pgscope/nplusone.h"
 #include "pgscope/queue.h"
 #include "pgscope/store.h"
@@ -13,10 +14,12 @@
 #include <stdint.h>
 
 typedef struct analyze_settings {
-    bool store_params;       /* keep one example text with its parameter values per shape */
-    int flush_ms;            /* snapshot interval (ms) */
-    size_t fp_cache_entries; /* statement shapes the fingerprint cache holds */
-    np1_settings nplusone;   /* N+1 detection (its ignore list must outlive the analyzer) */
+    bool store_params;          /* keep one example text with its parameter values per shape */
+    int flush_ms;               /* snapshot interval (ms) */
+    size_t fp_cache_entries;    /* statement shapes the fingerprint cache holds */
+    np1_settings nplusone;      /* N+1 detection (its ignore list must outlive the analyzer) */
+    bool explain_enabled;       /* sample EXPLAIN plans of slow statements */
+    explainer_settings explain; /* its strings must outlive the analyzer */
 } analyze_settings;
 
 typedef struct analyzer analyzer;

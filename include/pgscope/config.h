@@ -31,6 +31,16 @@ typedef struct config {
     int nplusone_min_repeats;
     int nplusone_idle_gap;
     char nplusone_ignore[CONFIG_STR_MAX * 4];
+    bool explain;
+    char explain_dsn[CONFIG_STR_MAX * 2];
+    int explain_min_duration;
+    int explain_max_per_shape;
+    double explain_budget; /* percent */
+    double explain_sample_rate;
+    char explain_dml[32];
+    int explain_statement_timeout;
+    int explain_lock_timeout;
+    bool explain_timing;
 } config;
 
 typedef enum {

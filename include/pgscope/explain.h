@@ -30,6 +30,21 @@ typedef struct explain_guard_result {
  * statements and everything else are refused. */
 explain_guard_result explain_guard(const char *text);
 
+/* ---- the client's search_path ---- */
+
+typedef enum {
+    EXPLAIN_PATH_NONE,      /* not about search_path (or not a statement the server ran) */
+    EXPLAIN_PATH_SET,       /* SET [SESSION] search_path: value holds the new path */
+    EXPLAIN_PATH_SET_LOCAL, /* SET LOCAL search_path: value holds it, until the transaction ends */
+    EXPLAIN_PATH_RESET,     /* RESET search_path, SET ... TO DEFAULT, RESET ALL, DISCARD ALL */
+    EXPLAIN_PATH_UNKNOWN,   /* changes it in a way not followed (FROM CURRENT, a long value) */
+} explain_path_change;
+
+/* What a statement that succeeded did to its connection's search_path. The value is the path
+ * as the server's list syntax, each element quoted: "\"$user\", \"public\"" (set_config reads
+ * it back as the same list); "" unless SET or SET_LOCAL. */
+explain_path_change explain_search_path_change(const char *text, char *value, size_t cap);
+
 /* ---- the sampler: which slow statements to replay ---- */
 
 typedef struct explain_sampler_settings {
@@ -125,6 +140,12 @@ typedef struct explain_plan_times {
 bool explain_plan_findings(const char *json, void (*fn)(const explain_finding *f, void *arg),
                            void *arg, explain_plan_times *times);
 
+/* The plan with the constants of its expressions (conditions, filters, keys, outputs) replaced:
+ * '...' literals by '?', bare numbers by ?; names, numbers of the plan itself and the settings
+ * are kept. For storing plans when values must not be kept. Returns a malloc'd JSON text, NULL
+ * for text that is not an EXPLAIN (FORMAT JSON) result. */
+char *explain_plan_redact(const char *json);
+
 /* The plan as an indented tree for people (`pgscope report --plan ID`): one line per node with
  * its estimated and actual rows, loops, time and buffers, its conditions under it. Returns a
  * malloc'd string, NULL for text that is not a plan. */
@@ -137,6 +158,7 @@ typedef struct explain_job {
     uint64_t id; /* the caller's, returned in the result */
     uint64_t fingerprint;
     char *database;    /* the sampled statement's database (replaces the DSN's dbname) */
+    char *user;        /* its user, or NULL: used when the DSN names none */
     char *search_path; /* the client's search_path to replay, or NULL */
     char *query;       /* the statement text; $1.. for bind parameters */
     int n_params;
@@ -163,6 +185,7 @@ void explain_result_free(explain_result *r);
 typedef struct explain_side_settings {
     const char *dsn;          /* libpq conninfo or URL (user, password or .pgpass, host, port,
                                * sslmode...); dbname is replaced by each job's database */
+    const char *host, *port;  /* used when the DSN names none (the upstream's); may be NULL */
     int statement_timeout_ms; /* SET LOCAL statement_timeout (default 5000) */
     int lock_timeout_ms;      /* SET LOCAL lock_timeout (default 100) */
     bool timing;              /* EXPLAIN's TIMING option (default true) */
@@ -192,5 +215,53 @@ size_t explain_side_results(explain_side *side, explain_result **out, size_t max
 
 /* Stops the thread: running jobs are cancelled and rolled back, waiting ones dropped. */
 void explain_side_stop(explain_side *side);
+
+/* ---- the explainer: sampling as the analysis thread drives it ---- */
+
+#include "pgscope/store.h"
+#include "pgscope/track.h"
+
+typedef struct explainer_settings {
+    explain_sampler_settings sampler;
+    explain_side_settings side;
+    bool store_params; /* keep the replayed values and the plans' constants */
+} explainer_settings;
+
+/* One completed statement, as the analysis thread knows it. */
+typedef struct explain_statement {
+    const track_event *ev; /* its event: database, user, via, parameters, error, times */
+    const char *text;      /* this statement's text (one of a multi-statement Query) */
+    size_t text_len;
+    uint64_t fingerprint;
+    const char *normalized;  /* the text stored with a plan */
+    const char *search_path; /* the client's, as set_config takes it; NULL: the server's */
+    double p95_ms;           /* of its shape so far (INFINITY when not worth computing) */
+    uint64_t calls;          /* of its shape so far */
+} explain_statement;
+
+typedef struct explainer explainer;
+
+/* Starts the side connections. NULL when they cannot start (no thread, no memory). */
+explainer *explainer_start(const explainer_settings *s);
+
+/* Every completed statement: a slow one is guarded, decided and maybe handed to a side
+ * connection. Never waits. */
+void explainer_statement(explainer *x, const explain_statement *st);
+
+/* Takes finished samples: their plans are analysed and held for the store. Never waits. */
+void explainer_poll(explainer *x, int64_t now_us);
+
+/* Adds to b the plans not yet in a batch (every plan not known written, with all) and the
+ * outcome counters; batch_no is the batch's number. */
+void explainer_fill_batch(explainer *x, store_batch *b, uint64_t batch_no, bool all);
+
+/* Batches up to upto are written: their plans are let go. */
+void explainer_written(explainer *x, uint64_t upto);
+
+/* Waits up to wait_ms for samples in flight, then stops the side connections (what still runs
+ * is cancelled and counted failed). The plans stay for the last batch. */
+void explainer_finish(explainer *x, int wait_ms);
+
+void explainer_free(explainer *x);
 
 #endif

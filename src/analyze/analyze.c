@@ -12,10 +12,12 @@
 #include "pgscope/track.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define MAP_BUCKETS 4096    /* connections and tag sets are few; chains stay short */
@@ -27,6 +29,9 @@
 
 typedef struct conn_rec {
     store_connection_row row;
+    /* The search_path in effect, for replaying its statements: SET LOCAL's until the
+     * transaction ends, else SET's, else the startup packet's; NULL: the server's default. */
+    char *path_startup, *path_session, *path_local;
     bool dirty;
     uint64_t closed_in; /* the batch that carried it after it closed; 0: none yet */
     struct conn_rec *next;
@@ -47,6 +52,7 @@ struct analyzer {
     fp_cache *fp;
     stats_table *stats;
     np1_detector *np1;
+    explainer *ex; /* NULL when EXPLAIN sampling is off or could not start */
     int64_t last_tick_us;
     /* The one table a shape reads, found once per fingerprint (a property of the shape). */
     struct {
@@ -106,6 +112,9 @@ static conn_rec **conn_slot(analyzer *a, uint64_t id)
 
 static void conn_free(conn_rec *c)
 {
+    free(c->path_startup);
+    free(c->path_session);
+    free(c->path_local);
     free(c->row.client_addr);
     free(c->row.user);
     free(c->row.database);
@@ -133,6 +142,8 @@ static void on_connect(analyzer *a, const track_event *ev)
     c->row.user = dup_or_empty(ev->user);
     c->row.database = dup_or_empty(ev->database);
     c->row.application_name = dup_or_empty(ev->application_name);
+    free(c->path_startup);
+    c->path_startup = ev->search_path[0] ? strdup(ev->search_path) : NULL;
     c->row.start_us = ev->start_us;
     c->dirty = true;
 }
@@ -147,6 +158,17 @@ static void on_disconnect(analyzer *a, const track_event *ev)
     c->row.bytes_from_client = ev->bytes_from_client;
     c->row.bytes_from_server = ev->bytes_from_server;
     c->dirty = true;
+}
+
+/* Whether text[0..len) contains word, in any case. */
+static bool strcasestr_n(const char *text, size_t len, const char *word)
+{
+    size_t n = strlen(word);
+
+    for (size_t i = 0; i + n <= len; i++)
+        if (strncasecmp(text + i, word, n) == 0)
+            return true;
+    return false;
 }
 
 /* ---- sqlcommenter tags per shape ---- */
@@ -375,6 +397,64 @@ static void detect(analyzer *a, const track_event *ev, const char *text, size_t 
         free(params.text[i]);
 }
 
+/* ---- the client's search_path, and EXPLAIN sampling ---- */
+
+static const char *search_path_of(const conn_rec *c)
+{
+    if (!c)
+        return NULL;
+    return c->path_local ? c->path_local : c->path_session ? c->path_session : c->path_startup;
+}
+
+static void set_path(char **slot, const char *value)
+{
+    free(*slot);
+    *slot = value ? strdup(value) : NULL;
+}
+
+/* Follows SET / RESET / DISCARD of search_path. Only statements that succeeded changed it; a
+ * SET rolled back with its transaction is not undone here (see doc/architecture.md). */
+static void follow_search_path(conn_rec *c, const track_event *ev, const char *text, size_t len)
+{
+    char value[1024];
+
+    if (!c)
+        return;
+    bool set = strcmp(ev->command, "SET") == 0, reset = strcmp(ev->command, "RESET") == 0;
+    if (ev->sqlstate[0] == '\0' && (set || reset || strcmp(ev->command, "DISCARD") == 0) &&
+        (!set || strcasestr_n(text, len, "search_path"))) {
+        char *stmt = strndup(text, len);
+        explain_path_change change =
+            stmt ? explain_search_path_change(stmt, value, sizeof(value)) : EXPLAIN_PATH_NONE;
+        free(stmt);
+        if (change == EXPLAIN_PATH_SET)
+            set_path(&c->path_session, value);
+        else if (change == EXPLAIN_PATH_SET_LOCAL)
+            set_path(&c->path_local, value);
+        else if (change == EXPLAIN_PATH_RESET)
+            set_path(&c->path_session, NULL);
+    }
+    if (ev->txn_status == 'I')
+        set_path(&c->path_local, NULL); /* the transaction ended: SET LOCAL with it */
+}
+
+/* The p95 is worth its bucket walk only for statements slow enough for the p95 rule. */
+static void sample(analyzer *a, const track_event *ev, const char *text, size_t len,
+                   const fp_result *fp, const stats_entry *e, const conn_rec *c, double us)
+{
+    explain_statement st = {
+        .ev = ev,
+        .text = text,
+        .text_len = len,
+        .fingerprint = fp->id,
+        .normalized = fp->normalized,
+        .search_path = search_path_of(c),
+        .p95_ms = us >= 1000 ? stats_hist_quantile(&e->hist, 0.95) / 1000.0 : INFINITY,
+        .calls = e->calls,
+    };
+    explainer_statement(a->ex, &st);
+}
+
 static void on_statement(analyzer *a, const track_event *ev)
 {
     const char *text;
@@ -400,7 +480,10 @@ static void on_statement(analyzer *a, const track_event *ev)
         keep_example(e, ev, text, len);
     if (fp_tags(text, len, tags, sizeof(tags)) > 0)
         count_tags(a, fp.id, tags, us);
+    if (a->ex && !fp.fallback)
+        sample(a, ev, text, len, &fp, e, c, us);
     detect(a, ev, text, len, &fp, tags); /* fp.normalized holds until the next cache call */
+    follow_search_path(c, ev, text, len);
 }
 
 static void handle(analyzer *a, const track_event *ev)
@@ -524,6 +607,14 @@ static void forget_closed(analyzer *a, uint64_t upto)
     }
 }
 
+/* Batch `upto` and those before it are written: what they carried for the last time can go. */
+static void forget_written(analyzer *a, uint64_t upto)
+{
+    forget_closed(a, upto);
+    if (a->ex)
+        explainer_written(a->ex, upto);
+}
+
 static void copy_tags(analyzer *a, store_batch *b, bool all)
 {
     size_t n = 0, cap = 0;
@@ -644,6 +735,8 @@ static store_batch *build_batch(analyzer *a, bool all, int64_t ended_us)
     np1_builder nb = {b, 0};
     np1_take_dirty(a->np1, all, copy_finding, &nb);
     b->unused_ignores = unused_ignores_json(a);
+    if (a->ex)
+        explainer_fill_batch(a->ex, b, a->batches + 1, all);
     fp_get_counters(a->fp, &fc);
     b->run.ended_us = ended_us;
     b->run.connections = a->connections;
@@ -673,7 +766,7 @@ static void flush(analyzer *a)
         if (lost != a->lost_seen)
             a->resend_all = true;
         else
-            forget_closed(a, a->batches - 1);
+            forget_written(a, a->batches - 1);
         a->lost_seen = lost;
     }
     a->last_flush_us = monotonic_us();
@@ -704,6 +797,8 @@ static void *run(void *arg)
         if (drain(a) == 0)
             nanosleep(&nap, NULL); /* the producer never signals: no system call on its side */
         int64_t now = now_us();
+        if (a->ex)
+            explainer_poll(a->ex, now);
         if (now - a->last_tick_us >= TICK_US) {
             np1_tick(a->np1, now);
             a->last_tick_us = now;
@@ -729,6 +824,8 @@ analyzer *analyze_start(queue *q, store *st, const analyze_settings *s)
     a->fp = fp_cache_new(s->fp_cache_entries);
     a->stats = stats_table_new();
     a->np1 = np1_new(&s->nplusone);
+    if (s->explain_enabled && !(a->ex = explainer_start(&s->explain)))
+        log_warning(NULL, "cannot start the EXPLAIN side connections: no plans will be sampled");
     a->last_flush_us = monotonic_us();
     a->last_tick_us = now_us();
     atomic_init(&a->stopping, false);
@@ -740,6 +837,7 @@ analyzer *analyze_start(queue *q, store *st, const analyze_settings *s)
     int started = a->fp && a->stats && a->np1 && pthread_create(&a->thread, &attr, run, a) == 0;
     pthread_attr_destroy(&attr);
     if (!started) {
+        explainer_free(a->ex);
         fp_cache_free(a->fp);
         stats_table_free(a->stats);
         np1_free(a->np1);
@@ -753,6 +851,9 @@ void analyze_stop(analyzer *a, int64_t ended_us)
 {
     atomic_store(&a->stopping, true);
     pthread_join(a->thread, NULL);
+    /* Samples in flight may still bring plans: wait for them about as long as one may run. */
+    if (a->ex)
+        explainer_finish(a->ex, a->settings.explain.side.statement_timeout_ms + 1000);
     /* The pending batch holds rows of connections already forgotten: it must be written. */
     const struct timespec wait = {0, 10 * 1000 * 1000};
     for (int i = 0; a->pending && i < 500; i++) {
@@ -782,6 +883,7 @@ void analyze_stop(analyzer *a, int64_t ended_us)
     fp_cache_free(a->fp);
     stats_table_free(a->stats);
     np1_free(a->np1);
+    explainer_free(a->ex);
     free(a->split_text);
     free(a->spans);
     free(a);

@@ -50,6 +50,7 @@ struct side_conn {
 struct side_db {
     explain_side *side;
     char *name;              /* "" keeps the DSN's dbname */
+    char *user;              /* "" leaves the user to the DSN (or libpq's default) */
     struct side_conn *conns; /* per_database slots */
     struct job_node *head, *tail;
     int n_waiting;
@@ -60,7 +61,7 @@ struct side_db {
 
 struct explain_side {
     explain_side_settings set;
-    char *dsn;
+    char *dsn, *host, *port; /* owned copies of the settings' strings */
     pthread_t thread;
     struct event_base *base; /* touched by the side thread only, once it runs */
     struct event *wake_ev;
@@ -92,6 +93,7 @@ void explain_job_free(explain_job *job)
         free(job->params[i]);
     free(job->params);
     free(job->database);
+    free(job->user);
     free(job->search_path);
     free(job->query);
     free(job);
@@ -266,8 +268,17 @@ static int connect_timeout_s(PGconn *pg)
 static void conn_open(struct side_conn *c)
 {
     struct side_db *db = c->db;
-    const char *keys[4], *vals[4];
+    const char *keys[7], *vals[7];
     int n = 0;
+    /* First: what the DSN names wins over the upstream's address and the statement's user. */
+    const char *defaults[][2] = {
+        {"host", db->side->host}, {"port", db->side->port}, {"user", db->user}};
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
+        if (defaults[i][1][0] != '\0') {
+            keys[n] = defaults[i][0];
+            vals[n++] = defaults[i][1];
+        }
+    }
     keys[n] = "dbname"; /* expanded: the whole DSN */
     vals[n++] = db->side->dsn;
     if (db->name[0] != '\0') {
@@ -588,20 +599,25 @@ static void db_schedule(struct side_db *db)
     }
 }
 
-static struct side_db *db_get(explain_side *side, const char *name)
+/* The pool of one database and user. */
+static struct side_db *db_get(explain_side *side, const char *name, const char *user)
 {
     if (name == NULL)
         name = "";
+    if (user == NULL)
+        user = "";
     for (struct side_db *db = side->dbs; db != NULL; db = db->next)
-        if (strcmp(db->name, name) == 0)
+        if (strcmp(db->name, name) == 0 && strcmp(db->user, user) == 0)
             return db;
     struct side_db *db = calloc(1, sizeof *db);
     if (db == NULL)
         return NULL;
     db->name = strdup(name);
+    db->user = strdup(user);
     db->conns = calloc((size_t)side->set.per_database, sizeof *db->conns);
-    if (db->name == NULL || db->conns == NULL) {
+    if (db->name == NULL || db->user == NULL || db->conns == NULL) {
         free(db->name);
+        free(db->user);
         free(db->conns);
         free(db);
         return NULL;
@@ -630,7 +646,7 @@ static void take_job(explain_side *side, struct job_node *n)
         free(n);
         return;
     }
-    struct side_db *db = db_get(side, n->job->database);
+    struct side_db *db = db_get(side, n->job->database, n->job->user);
     if (db == NULL) {
         answer_waiting(side, n->job, EXPLAIN_SKIP_NO_CONNECTION, "out of memory");
         free(n);
@@ -716,6 +732,7 @@ static void db_free(struct side_db *db)
     }
     free(db->conns);
     free(db->name);
+    free(db->user);
     free(db);
 }
 
@@ -744,6 +761,8 @@ static void side_free(explain_side *side)
             close(side->wake_fd[i]);
     pthread_mutex_destroy(&side->lock);
     free(side->dsn);
+    free(side->host);
+    free(side->port);
     free(side);
 }
 
@@ -793,8 +812,13 @@ explain_side *explain_side_start(const explain_side_settings *s)
         explain_side_defaults(&side->set);
     settings_clamp(&side->set);
     side->dsn = strdup(side->set.dsn != NULL ? side->set.dsn : "");
+    side->host = strdup(side->set.host != NULL ? side->set.host : "");
+    side->port = strdup(side->set.port != NULL ? side->set.port : "");
     side->set.dsn = side->dsn;
-    if (side->dsn == NULL || !pipe_nonblocking(side->wake_fd))
+    side->set.host = side->host;
+    side->set.port = side->port;
+    if (side->dsn == NULL || side->host == NULL || side->port == NULL ||
+        !pipe_nonblocking(side->wake_fd))
         goto fail;
     side->base = event_base_new();
     if (side->base == NULL)

@@ -616,6 +616,46 @@ static void test_every_prefix(void **state)
     }
 }
 
+/* ---- the client's search_path ---- */
+
+static explain_path_change path_change(const char *sql, char *value)
+{
+    return explain_search_path_change(sql, value, 256);
+}
+
+static void test_search_path_changes(void **state)
+{
+    char v[256];
+
+    (void)state;
+    assert_int_equal(path_change("SET search_path TO app, public", v), EXPLAIN_PATH_SET);
+    assert_string_equal(v, "\"app\", \"public\"");
+    assert_int_equal(path_change("set SESSION search_path = '$user', \"My Schema\"", v),
+                     EXPLAIN_PATH_SET);
+    assert_string_equal(v, "\"$user\", \"My Schema\"");
+    assert_int_equal(path_change("SET search_path = 'we\"ird'", v), EXPLAIN_PATH_SET);
+    assert_string_equal(v, "\"we\"\"ird\"");
+    assert_int_equal(path_change("SET LOCAL search_path TO app", v), EXPLAIN_PATH_SET_LOCAL);
+    assert_string_equal(v, "\"app\"");
+    assert_int_equal(path_change("RESET search_path", v), EXPLAIN_PATH_RESET);
+    assert_string_equal(v, "");
+    assert_int_equal(path_change("SET search_path TO DEFAULT", v), EXPLAIN_PATH_RESET);
+    assert_int_equal(path_change("RESET ALL", v), EXPLAIN_PATH_RESET);
+    assert_int_equal(path_change("DISCARD ALL", v), EXPLAIN_PATH_RESET);
+    assert_int_equal(path_change("SET search_path FROM CURRENT", v), EXPLAIN_PATH_UNKNOWN);
+    /* Not about search_path, or not one statement the server would run. */
+    assert_int_equal(path_change("SET work_mem = '64MB'", v), EXPLAIN_PATH_NONE);
+    assert_int_equal(path_change("DISCARD PLANS", v), EXPLAIN_PATH_NONE);
+    assert_int_equal(path_change("SELECT 'search_path'", v), EXPLAIN_PATH_NONE);
+    assert_int_equal(path_change("SET search_path TO", v), EXPLAIN_PATH_NONE);
+    assert_int_equal(path_change("SET search_path TO a; SET search_path TO b", v),
+                     EXPLAIN_PATH_NONE);
+    /* A value longer than the room for it is not followed, never cut. */
+    assert_int_equal(explain_search_path_change("SET search_path TO abcdefgh", v, 8),
+                     EXPLAIN_PATH_UNKNOWN);
+    assert_string_equal(v, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -636,6 +676,7 @@ int main(void)
         cmocka_unit_test(test_fuzz_random_bytes),
         cmocka_unit_test(test_fuzz_sql_pieces),
         cmocka_unit_test(test_every_prefix),
+        cmocka_unit_test(test_search_path_changes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

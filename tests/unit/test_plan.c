@@ -1180,12 +1180,59 @@ static void test_random_byte_damage(void **state)
         free(texts[i]);
 }
 
+/* ---- redaction ---- */
+
+/* Constants leave the plan's expressions; names, numbers of the plan itself and its findings
+ * stay: the same seq_scan_filter finding, its filter without the value. */
+static void test_redact_keeps_findings_drops_values(void **state)
+{
+    char *text = plan_text("seq_scan_filter");
+    char *clean = explain_plan_redact(text);
+    result r;
+
+    (void)state;
+    assert_non_null(clean);
+    assert_null(strstr(clean, "pending"));
+    assert_contains(clean, "(orders.status = '?'::text)");
+    assert_contains(clean, "\"Relation Name\":\"orders\"");
+    analyze_text(clean, &r);
+    assert_int_equal(r.n, 1);
+    assert_contains(r.f[0].detail, "(orders.status = '?'::text)");
+    assert_true(r.f[0].magnitude >= 190000);
+    free(clean);
+    free(text);
+}
+
+static void test_redact_expressions(void **state)
+{
+    static const char plan[] =
+        "[{\"Plan\": {\"Node Type\": \"Index Scan\", \"Index Cond\": \"(t2.id = 42)\", "
+        "\"Filter\": \"((\\\"Name\\\" = 'O''Brien'::text) AND (x > 1.5e3) AND (y = $1))\", "
+        "\"Subplan Name\": \"SubPlan 1\", \"Output\": [\"t2.c1\", \"(t2.n + 7)\"], "
+        "\"Sort Key\": [\"t2.c1\"]}}]";
+    char *clean = explain_plan_redact(plan);
+
+    (void)state;
+    assert_non_null(clean);
+    assert_contains(clean, "(t2.id = ?)");
+    assert_contains(clean, "((\\\"Name\\\" = '?'::text) AND (x > ?) AND (y = $1))");
+    assert_contains(clean, "\"SubPlan 1\"");
+    assert_contains(clean, "\"(t2.n + ?)\"");
+    assert_null(strstr(clean, "Brien"));
+    free(clean);
+    assert_null(explain_plan_redact("not json"));
+    assert_null(explain_plan_redact("{\"Plan\": {}}"));
+    assert_null(explain_plan_redact(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_plan_has_its_findings),
         cmocka_unit_test(test_times),
         cmocka_unit_test(test_seq_scan_filter),
+        cmocka_unit_test(test_redact_keeps_findings_drops_values),
+        cmocka_unit_test(test_redact_expressions),
         cmocka_unit_test(test_seq_scan_filter_parallel),
         cmocka_unit_test(test_misestimate_10x),
         cmocka_unit_test(test_misestimate_100x),

@@ -1,0 +1,489 @@
+/* explainer.c — EXPLAIN sampling as the analysis thread drives it: a slow statement goes through
+ * the guard and the sampler to a side connection; its plan comes back, is redacted, analysed,
+ * and held until the store has written it. Nothing here waits on a side connection. */
+#include "config.h"
+
+#include "pgscope/explain.h"
+#include "pgscope/hash.h"
+#include "pgscope/log.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GUARD_SLOTS 4096   /* guard verdicts remembered, by fingerprint: a property of the shape */
+#define MAX_IN_FLIGHT 256  /* samples handed to the side connections and not back yet */
+#define MAX_HELD_PLANS 512 /* plans waiting for the store; beyond, new ones are dropped */
+
+/* What a sample in flight will need when its plan comes back. */
+typedef struct flight {
+    uint64_t id, fingerprint;
+    char *database, *user, *query, *params;
+    bool analyzed;
+    double trigger_ms;
+    struct flight *next;
+} flight;
+
+/* A plan for the store; sent_in: the batch that carried it last, 0 for none yet. */
+typedef struct held_plan {
+    store_plan_row row;
+    uint64_t sent_in;
+    struct held_plan *next;
+} held_plan;
+
+struct explainer {
+    explainer_settings set;
+    explain_sampler *sampler;
+    explain_side *side;
+    struct {
+        uint64_t fingerprint;
+        explain_guard_kind kind;
+    } guards[GUARD_SLOTS];
+    flight *flights;
+    int n_flights;
+    held_plan *held;
+    size_t n_held;
+    uint64_t next_id, plans;
+    char last_error[256]; /* logged once until the reason changes */
+};
+
+/* ---- starting a sample ---- */
+
+static uint64_t hash_bytes(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 1469598103934665603ULL;
+
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return hash_mix64(h);
+}
+
+/* The guard's verdict on a shape is the same for every execution of it (literals do not change
+ * what a statement calls or locks): one parse per shape, not per slow statement. */
+static explain_guard_kind guard_shape(explainer *x, const explain_statement *st)
+{
+    size_t slot = hash_mix64(st->fingerprint) % GUARD_SLOTS;
+
+    if (x->guards[slot].fingerprint == st->fingerprint && st->fingerprint != 0)
+        return x->guards[slot].kind;
+    char *text = strndup(st->text, st->text_len);
+    explain_guard_result g = explain_guard(text);
+    free(text);
+    if (g.kind == EXPLAIN_GUARD_REFUSED)
+        log_debug(NULL, "EXPLAIN: not replaying %016llx: %s", (unsigned long long)st->fingerprint,
+                  g.reason);
+    x->guards[slot].fingerprint = st->fingerprint;
+    x->guards[slot].kind = g.kind;
+    return g.kind;
+}
+
+/* The bind parameters as text values (NULL for SQL NULL) and, when kept, as a JSON array. False
+ * when one is in binary format: its type is not known here, so it cannot be bound again. */
+static bool job_params(const track_event *ev, explain_job *job, char **json_out, bool keep)
+{
+    uint32_t pos = 0;
+    const uint8_t *v;
+    int32_t len;
+    bool binary;
+    json_t *arr = keep ? json_array() : NULL;
+
+    job->params = calloc(ev->n_params ? ev->n_params : 1, sizeof(char *));
+    if (!job->params)
+        return false;
+    while (job->n_params < ev->n_params &&
+           track_param_next(ev->params, ev->params_len, &pos, &v, &len, &binary)) {
+        if (binary) {
+            json_decref(arr);
+            return false;
+        }
+        char *value = len < 0 ? NULL : strndup((const char *)v, (size_t)len);
+        job->params[job->n_params++] = value;
+        json_array_append_new(arr, value ? json_string(value) : json_null());
+    }
+    *json_out = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    return job->n_params == ev->n_params;
+}
+
+static bool incomplete(const track_event *ev)
+{
+    return ev->text_truncated || ev->params_truncated || ev->via == TRACK_VIA_FUNCTION;
+}
+
+static explain_job *job_new(explainer *x, const explain_statement *st, bool analyze,
+                            char **params_json)
+{
+    explain_job *job = calloc(1, sizeof(*job));
+    const track_event *ev = st->ev;
+
+    if (!job)
+        return NULL;
+    job->id = ++x->next_id;
+    job->fingerprint = st->fingerprint;
+    job->database = strdup(ev->database);
+    job->user = strdup(ev->user);
+    job->search_path = st->search_path ? strdup(st->search_path) : NULL;
+    job->query = strndup(st->text, st->text_len);
+    job->analyze = analyze;
+    job->read_write =
+        analyze && x->set.sampler.dml_analyze && guard_shape(x, st) == EXPLAIN_GUARD_DML;
+    bool ok = job->database && job->user && job->query && (!st->search_path || job->search_path);
+    if (ok && ev->via == TRACK_VIA_EXTENDED && ev->n_params > 0)
+        ok = job_params(ev, job, params_json, x->set.store_params);
+    if (!ok) {
+        explain_job_free(job);
+        return NULL;
+    }
+    return job;
+}
+
+static flight *flight_new(const explain_statement *st, const explain_job *job, char *params,
+                          bool keep_values)
+{
+    flight *f = calloc(1, sizeof(*f));
+
+    if (!f) {
+        free(params);
+        return NULL;
+    }
+    f->id = job->id;
+    f->fingerprint = st->fingerprint;
+    f->database = strdup(st->ev->database);
+    f->user = strdup(st->ev->user);
+    /* With values kept, the text as replayed (literals and all); else its normalized form. */
+    f->query = keep_values ? strndup(st->text, st->text_len)
+                           : strdup(st->normalized ? st->normalized : "");
+    f->params = params;
+    f->analyzed = job->analyze;
+    f->trigger_ms = (double)(st->ev->end_us - st->ev->start_us) / 1000.0;
+    return f;
+}
+
+static void flight_free(flight *f)
+{
+    free(f->database);
+    free(f->user);
+    free(f->query);
+    free(f->params);
+    free(f);
+}
+
+/* A statement the sampler chose: built into a job and handed over, or settled as not taken. */
+static void submit(explainer *x, const explain_statement *st, bool analyze, int64_t now_us)
+{
+    char *params = NULL;
+    explain_job *job = job_new(x, st, analyze, &params);
+
+    if (!job) {
+        free(params);
+        explain_sampler_done(x->sampler, st->fingerprint, 0, EXPLAIN_SKIP_INCOMPLETE, now_us);
+        return;
+    }
+    flight *f = flight_new(st, job, params, x->set.store_params);
+    if (!f || !explain_side_submit(x->side, job)) {
+        if (f)
+            flight_free(f);
+        explain_job_free(job);
+        explain_sampler_done(x->sampler, st->fingerprint, 0, EXPLAIN_SKIP_QUEUE, now_us);
+        return;
+    }
+    f->next = x->flights;
+    x->flights = f;
+    x->n_flights++;
+}
+
+void explainer_statement(explainer *x, const explain_statement *st)
+{
+    const track_event *ev = st->ev;
+    double ms = (double)(ev->end_us - ev->start_us) / 1000.0;
+
+    if (!explain_sampler_observe(x->sampler, ms, st->p95_ms, st->calls))
+        return;
+    if (ev->sqlstate[0] != '\0') {
+        explain_sampler_count(x->sampler, EXPLAIN_SKIP_ERROR);
+        return;
+    }
+    if (incomplete(ev)) {
+        explain_sampler_count(x->sampler, EXPLAIN_SKIP_INCOMPLETE);
+        return;
+    }
+    if (x->n_flights >= MAX_IN_FLIGHT) {
+        explain_sampler_count(x->sampler, EXPLAIN_SKIP_QUEUE);
+        return;
+    }
+    explain_guard_kind guard = guard_shape(x, st);
+    /* Same parameters, same plan: simple-protocol values are in the text itself. */
+    uint64_t params_hash = ev->via == TRACK_VIA_EXTENDED ? hash_bytes(ev->params, ev->params_len)
+                                                         : hash_bytes(st->text, st->text_len);
+    explain_skip verdict =
+        explain_sampler_decide(x->sampler, st->fingerprint, params_hash, guard, ev->end_us);
+    if (verdict == EXPLAIN_SAMPLE || verdict == EXPLAIN_SKIP_DML)
+        submit(x, st, verdict == EXPLAIN_SAMPLE, ev->end_us);
+}
+
+/* ---- plans coming back ---- */
+
+static flight *take_flight(explainer *x, uint64_t id)
+{
+    for (flight **p = &x->flights; *p; p = &(*p)->next) {
+        if ((*p)->id == id) {
+            flight *f = *p;
+            *p = f->next;
+            x->n_flights--;
+            return f;
+        }
+    }
+    return NULL;
+}
+
+static void add_finding(const explain_finding *f, void *arg)
+{
+    store_plan_row *row = arg;
+    store_plan_finding *more =
+        realloc(row->findings, (row->n_findings + 1) * sizeof(*row->findings));
+
+    if (!more)
+        return;
+    row->findings = more;
+    store_plan_finding *out = &row->findings[row->n_findings++];
+    memset(out, 0, sizeof(*out));
+    snprintf(out->kind, sizeof(out->kind), "%s", f->kind);
+    out->node_path = strdup(f->path);
+    out->relation = strdup(f->relation);
+    out->detail = strdup(f->detail);
+    out->magnitude = f->magnitude;
+}
+
+/* The plan of a sample that worked, as the store will have it. Takes f's strings. */
+static held_plan *plan_of(explainer *x, flight *f, explain_result *r, int64_t now_us)
+{
+    held_plan *h = calloc(1, sizeof(*h));
+    explain_plan_times times = {-1, -1};
+
+    if (!h)
+        return NULL;
+    store_plan_row *row = &h->row;
+    row->seq = ++x->plans;
+    snprintf(row->fingerprint, sizeof(row->fingerprint), "%016llx",
+             (unsigned long long)f->fingerprint);
+    row->database = f->database;
+    row->user = f->user;
+    row->query = f->query;
+    row->params = f->params;
+    f->database = f->user = f->query = f->params = NULL;
+    row->plan = x->set.store_params ? r->plan_json : explain_plan_redact(r->plan_json);
+    if (x->set.store_params)
+        r->plan_json = NULL;
+    row->analyzed = f->analyzed;
+    row->trigger_ms = f->trigger_ms;
+    row->side_ms = r->side_ms;
+    row->taken_us = now_us;
+    if (!row->plan || !explain_plan_findings(row->plan, add_finding, row, &times)) {
+        store_plan_row_free(row);
+        free(h);
+        return NULL;
+    }
+    row->planning_ms = times.planning_ms;
+    row->execution_ms = times.execution_ms;
+    return h;
+}
+
+static void note_failure(explainer *x, const flight *f, const explain_result *r)
+{
+    char line[sizeof(x->last_error)];
+
+    snprintf(line, sizeof(line), "%s: %s", explain_skip_name(r->skip), r->error);
+    /* A side connection that is refused fails every sample the same way: say it once. */
+    if (strcmp(line, x->last_error) != 0)
+        log_warning(NULL,
+                    "EXPLAIN sample of %016llx in database \"%s\" failed (%s); traffic is "
+                    "not affected",
+                    (unsigned long long)f->fingerprint, f->database, line);
+    snprintf(x->last_error, sizeof(x->last_error), "%s", line);
+}
+
+static void settle(explainer *x, explain_result *r, int64_t now_us)
+{
+    flight *f = take_flight(x, r->id);
+
+    if (!f)
+        return;
+    explain_skip outcome =
+        r->ok ? EXPLAIN_SAMPLE
+              : (r->skip == EXPLAIN_SKIP_NO_CONNECTION ? r->skip : EXPLAIN_SKIP_FAILED);
+    explain_sampler_done(x->sampler, f->fingerprint, r->side_ms, outcome, now_us);
+    if (!r->ok) {
+        note_failure(x, f, r);
+    } else if (x->n_held >= MAX_HELD_PLANS) {
+        log_warning(NULL, "EXPLAIN: %zu plans wait for the report database: one dropped",
+                    x->n_held);
+    } else {
+        held_plan *h = plan_of(x, f, r, now_us);
+        if (h) {
+            h->next = x->held;
+            x->held = h;
+            x->n_held++;
+            x->last_error[0] = '\0';
+        }
+    }
+    flight_free(f);
+}
+
+void explainer_poll(explainer *x, int64_t now_us)
+{
+    explain_result *results[16];
+    size_t n;
+
+    while ((n = explain_side_results(x->side, results, 16)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            settle(x, results[i], now_us);
+            explain_result_free(results[i]);
+        }
+    }
+}
+
+/* ---- to the store ---- */
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static bool copy_plan(const store_plan_row *src, store_plan_row *dst)
+{
+    *dst = *src;
+    dst->database = strdup(src->database);
+    dst->user = strdup(src->user);
+    dst->query = strdup(src->query);
+    dst->params = dup_or_null(src->params);
+    dst->plan = strdup(src->plan);
+    dst->findings = calloc(src->n_findings ? src->n_findings : 1, sizeof(*dst->findings));
+    dst->n_findings = 0;
+    if (!dst->findings)
+        return false;
+    for (size_t i = 0; i < src->n_findings; i++) {
+        store_plan_finding *f = &dst->findings[dst->n_findings++];
+        *f = src->findings[i];
+        f->node_path = strdup(src->findings[i].node_path);
+        f->relation = strdup(src->findings[i].relation);
+        f->detail = strdup(src->findings[i].detail);
+    }
+    return dst->database && dst->user && dst->query && dst->plan;
+}
+
+static void fill_counters(explainer *x, store_batch *b)
+{
+    store_run_counters *c = &b->run;
+
+    c->n_explain = 0;
+    for (int r = 0;
+         r < EXPLAIN_SKIP_COUNT && c->n_explain < (int)(sizeof(c->explain) / sizeof(c->explain[0]));
+         r++) {
+        uint64_t n = explain_sampler_skips(x->sampler, (explain_skip)r);
+        if (n == 0)
+            continue;
+        snprintf(c->explain[c->n_explain].reason, sizeof(c->explain[0].reason), "%s",
+                 explain_skip_name((explain_skip)r));
+        c->explain[c->n_explain++].count = n;
+    }
+}
+
+void explainer_fill_batch(explainer *x, store_batch *b, uint64_t batch_no, bool all)
+{
+    size_t n = 0;
+
+    fill_counters(x, b);
+    for (held_plan *h = x->held; h; h = h->next)
+        n += all || h->sent_in == 0;
+    if (n == 0 || !(b->plans = calloc(n, sizeof(*b->plans))))
+        return;
+    for (held_plan *h = x->held; h; h = h->next) {
+        if (!all && h->sent_in != 0)
+            continue;
+        if (copy_plan(&h->row, &b->plans[b->n_plans]))
+            h->sent_in = batch_no;
+        b->n_plans++; /* a partial copy is freed with the batch */
+    }
+}
+
+void explainer_written(explainer *x, uint64_t upto)
+{
+    for (held_plan **p = &x->held; *p;) {
+        held_plan *h = *p;
+        if (h->sent_in != 0 && h->sent_in <= upto) {
+            *p = h->next;
+            store_plan_row_free(&h->row);
+            free(h);
+            x->n_held--;
+        } else {
+            p = &h->next;
+        }
+    }
+}
+
+/* ---- life ---- */
+
+explainer *explainer_start(const explainer_settings *s)
+{
+    explainer *x = calloc(1, sizeof(*x));
+
+    if (!x)
+        return NULL;
+    x->set = *s;
+    x->sampler = explain_sampler_new(&s->sampler);
+    x->side = x->sampler ? explain_side_start(&s->side) : NULL;
+    if (!x->side) {
+        explain_sampler_free(x->sampler);
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+static int64_t wall_clock_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void explainer_finish(explainer *x, int wait_ms)
+{
+    for (int waited = 0; x->n_flights > 0 && waited < wait_ms; waited += 10) {
+        usleep(10 * 1000);
+        explainer_poll(x, wall_clock_us());
+    }
+    if (!x->side)
+        return;
+    explain_side_stop(x->side);
+    x->side = NULL;
+    while (x->flights) {
+        flight *f = x->flights;
+        x->flights = f->next;
+        explain_sampler_done(x->sampler, f->fingerprint, 0, EXPLAIN_SKIP_FAILED, wall_clock_us());
+        flight_free(f);
+    }
+    x->n_flights = 0;
+}
+
+void explainer_free(explainer *x)
+{
+    if (!x)
+        return;
+    explainer_finish(x, 0);
+    explainer_written(x, UINT64_MAX);
+    while (x->held) { /* never sent */
+        held_plan *h = x->held;
+        x->held = h->next;
+        store_plan_row_free(&h->row);
+        free(h);
+    }
+    explain_sampler_free(x->sampler);
+    free(x);
+}
