@@ -23,7 +23,8 @@ start_stack() {
     scratch_pg_start "$PGPORT"
     scratch_spawn "$SCRATCH_DIR/pgscope.log" "$PGSCOPE" proxy \
         --listen "127.0.0.1:$SCOPEPORT" --upstream "127.0.0.1:$PGPORT" \
-        --db "$SCRATCH_DIR/pgscope.db" --shutdown-timeout 5 --run-label demo
+        --db "$SCRATCH_DIR/pgscope.db" --shutdown-timeout 5 --run-label demo \
+        --explain-min-duration 10
     SCOPE_PID=$SCRATCH_LAST_PID
     scratch_wait_ready "$SCOPEPORT" 30 "$SCOPE_PID" ||
         { tail -n 20 "$SCRATCH_DIR/pgscope.log" >&2; scratch_die "pgscope is not answering"; }
@@ -113,6 +114,14 @@ show_report() {
         "SELECT count(*) FROM n_plus_one WHERE kind = 'n_plus_one' AND confirmed = 1")
     [ "${np1:-0}" -ge 1 ] || scratch_die "the report found no confirmed N+1 in the demo app"
     note "report: the app's N+1 loop found and confirmed, with its fix"
+    local plan
+    plan=$(sqlite3 "$SCRATCH_DIR/pgscope.db" \
+        "SELECT plan_id FROM plan_findings WHERE kind = 'seq_scan_filter' AND relation = 'orders' LIMIT 1")
+    [ -n "$plan" ] || scratch_die "no plan of the slow query was sampled"
+    step "pgscope report --plan $plan: the slow query's plan, replayed on a side connection"
+    "$PGSCOPE" report --db "$SCRATCH_DIR/pgscope.db" --plan "$plan" </dev/null ||
+        scratch_die "pgscope report --plan failed"
+    note "report: the slow query's plan sampled (plan $plan), its sequential scan named"
 }
 
 print_summary() {

@@ -216,3 +216,24 @@ def test_search_path_is_replayed():
                       "AND plan LIKE '%\"Schema\":\"app\"%'").fetchone()[0]
     assert rows == 2, (db.execute("SELECT query FROM plans").fetchall(), skips(db),
                        pgs.log_text())
+
+
+def test_bad_explain_settings_are_refused():
+    for args, why in ((["--explain-dml", "always"], "is not one of off|analyze-rollback"),
+                      (["--explain-sample-rate", "1.5"], "is not a number from 0 to 1"),
+                      (["--explain-budget", "x"], "is not a number from 0 to 100")):
+        res = h.run([h.PGSCOPE_BIN, "proxy"] + args)
+        assert res.rc == 2 and why in res.stderr, (args, res)
+    res = h.run([h.PGSCOPE_BIN, "proxy", "--help"])
+    assert "--explain-dsn CONNINFO" in res.stdout and "(default 50)" in res.stdout, res
+
+
+def test_explain_off_opens_no_side_connection():
+    pg = cluster()
+    pgs = proxy(pg, "--explain", "off")
+    run_psql(pgs, SLOW)
+    side = pg.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                   "'pgscope-explain'").strip()
+    db = stopped(pgs)
+    assert side == "0" and db.execute("SELECT count(*) FROM plans").fetchone()[0] == 0
+    assert skips(db) == {}, skips(db)
