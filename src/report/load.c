@@ -1,6 +1,6 @@
-/* load.c — reads runs, the top statements and the N+1 findings from the report database; merges
- * a statement's runs (sums, combined spread, merged histograms) and a finding's runs for
- * `pgscope report --all`. */
+/* load.c — reads runs, the top statements, the N+1 findings and the EXPLAIN plans with their
+ * findings from the report database; merges a statement's runs (sums, combined spread, merged
+ * histograms) and a finding's runs for `pgscope report --all`. */
 #include "config.h"
 
 #include "report_int.h"
@@ -111,6 +111,84 @@ enum {
     F_FIRST,
     F_LAST
 };
+
+/* Plans (schema 3): what the report lists of each, without the plan text. */
+#define PLAN_COLUMNS                                                                               \
+    "id, run_id, seq, fingerprint, database, user_name, query, params, analyzed, trigger_ms, "     \
+    "planning_ms, execution_ms, side_ms, taken_at"
+
+enum {
+    P_ID,
+    P_RUN,
+    P_SEQ,
+    P_FINGERPRINT,
+    P_DATABASE,
+    P_USER,
+    P_QUERY,
+    P_PARAMS,
+    P_ANALYZED,
+    P_TRIGGER,
+    P_PLANNING,
+    P_EXECUTION,
+    P_SIDE,
+    P_TAKEN,
+    P_TEXT,     /* sql_plan only */
+    P_RUN_LABEL /* sql_plan only */
+};
+
+static const char sql_plans[] =
+    "SELECT " PLAN_COLUMNS " FROM plans WHERE ?1 IS NULL OR run_id = ?1 ORDER BY id";
+
+static const char sql_plan[] = "SELECT " PLAN_COLUMNS ", plan, "
+                               "(SELECT label FROM runs WHERE runs.id = plans.run_id) "
+                               "FROM plans WHERE id = ?1";
+
+/* Plan findings, one per (shape, kind, relation, node path): a shape sampled several times
+ * shows the same problem in each plan, and people need it once, from the plan where it was
+ * largest. The weight is plan_findings_ranked's (the shape's total_ms, all databases and users)
+ * over the runs in scope, so that with --all the shape's time in every run counts. Few rows:
+ * plans are bounded per shape, and only the shapes with findings are weighed. */
+static const char sql_plan_findings[] =
+    "WITH f AS (SELECT plan_id, fingerprint, kind, relation, node_path, detail, magnitude "
+    "  FROM plan_findings WHERE ?1 IS NULL OR run_id = ?1), "
+    "best AS (SELECT *, row_number() OVER (PARTITION BY fingerprint, kind, relation, node_path "
+    "  ORDER BY magnitude DESC, plan_id DESC) AS r FROM f), "
+    "seen AS (SELECT fingerprint, kind, relation, node_path, count(DISTINCT plan_id) AS plans "
+    "  FROM f GROUP BY fingerprint, kind, relation, node_path), "
+    "w AS (SELECT fingerprint, total(total_ms) AS weight, sum(calls) AS calls FROM statements "
+    "  WHERE (?1 IS NULL OR run_id = ?1) AND fingerprint IN (SELECT fingerprint FROM f) "
+    "  GROUP BY fingerprint) "
+    "SELECT b.plan_id, b.fingerprint, p.query, b.kind, b.relation, b.node_path, b.detail, "
+    "  b.magnitude, coalesce(w.weight, 0) AS weight, w.calls, s.plans "
+    "FROM best b JOIN seen s ON s.fingerprint = b.fingerprint AND s.kind = b.kind "
+    "  AND s.relation = b.relation AND s.node_path = b.node_path "
+    "JOIN plans p ON p.id = b.plan_id LEFT JOIN w ON w.fingerprint = b.fingerprint "
+    "WHERE b.r = 1 "
+    "ORDER BY weight DESC, b.fingerprint, b.magnitude DESC, b.kind, b.relation, b.node_path";
+
+/* The findings of one plan, in plan order, in the columns of sql_plan_findings. */
+static const char sql_findings_of_plan[] =
+    "SELECT f.plan_id, f.fingerprint, p.query, f.kind, f.relation, f.node_path, f.detail, "
+    "f.magnitude, 0, NULL, 1 FROM plan_findings f JOIN plans p ON p.id = f.plan_id "
+    "WHERE f.plan_id = ?1 ORDER BY f.n";
+
+enum {
+    PF_PLAN,
+    PF_FINGERPRINT,
+    PF_QUERY,
+    PF_KIND,
+    PF_RELATION,
+    PF_PATH,
+    PF_DETAIL,
+    PF_MAGNITUDE,
+    PF_WEIGHT,
+    PF_CALLS,
+    PF_PLANS
+};
+
+static const char sql_explain[] =
+    "SELECT reason, sum(count) AS n FROM explain_skips WHERE ?1 IS NULL OR run_id = ?1 "
+    "GROUP BY reason HAVING n > 0 ORDER BY n DESC, reason";
 
 /* ---------------------------------------------------------------- column helpers */
 
@@ -791,6 +869,200 @@ static bool collect_unused_ignores(report_data *d)
     return true;
 }
 
+/* ---------------------------------------------------------------- plans (schema 3) */
+
+/* The array items with room for one more (n used of *cap), or NULL (items unchanged) when out
+ * of memory. */
+static void *grow_array(void *items, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return items;
+    size_t c = *cap ? *cap * 2 : 16;
+    void *p = realloc(items, c * size);
+    if (p)
+        *cap = c;
+    return p;
+}
+
+/* Runs sql with ?1 bound to id (NULL for 0) and hands every row to add (false: out of
+ * memory). */
+static bool each_row(sqlite3 *db, const char *sql, int64_t id,
+                     bool (*add)(sqlite3_stmt *st, void *arg, size_t *cap), void *arg, char *err,
+                     size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    size_t cap = 0;
+    int rc;
+
+    if (!prepare(db, sql, &st, err, errlen))
+        return false;
+    bind_run(st, 1, id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (!add(st, arg, &cap)) {
+            sqlite3_finalize(st);
+            snprintf(err, errlen, "out of memory");
+            return false;
+        }
+    }
+    bool ok = step_end(db, rc, err, errlen);
+    sqlite3_finalize(st);
+    return ok;
+}
+
+static void read_plan(sqlite3_stmt *st, report_plan *p)
+{
+    p->id = sqlite3_column_int64(st, P_ID);
+    p->run_id = sqlite3_column_int64(st, P_RUN);
+    p->seq = sqlite3_column_int64(st, P_SEQ);
+    copy_fixed(p->fingerprint, sizeof(p->fingerprint), st, P_FINGERPRINT);
+    p->database = col_text(st, P_DATABASE);
+    p->user = col_text(st, P_USER);
+    p->query = col_text(st, P_QUERY);
+    p->params = col_text(st, P_PARAMS);
+    p->analyzed = sqlite3_column_int(st, P_ANALYZED) != 0;
+    p->trigger_ms = col_real(st, P_TRIGGER);
+    p->planning_ms = col_real(st, P_PLANNING);
+    p->execution_ms = col_real(st, P_EXECUTION);
+    p->side_ms = col_real(st, P_SIDE);
+    p->taken_at = col_text(st, P_TAKEN);
+}
+
+static void free_plan(report_plan *p)
+{
+    free(p->database);
+    free(p->user);
+    free(p->query);
+    free(p->params);
+    free(p->taken_at);
+}
+
+static bool add_plan(sqlite3_stmt *st, void *arg, size_t *cap)
+{
+    report_data *d = arg;
+    report_plan *v = grow_array(d->plans, d->n_plans, cap, sizeof(*v));
+
+    if (!v)
+        return false;
+    d->plans = v;
+    memset(&v[d->n_plans], 0, sizeof(v[0]));
+    read_plan(st, &v[d->n_plans++]);
+    return true;
+}
+
+static void read_plan_finding(sqlite3_stmt *st, report_plan_finding *f)
+{
+    f->plan_id = sqlite3_column_int64(st, PF_PLAN);
+    copy_fixed(f->fingerprint, sizeof(f->fingerprint), st, PF_FINGERPRINT);
+    f->query = col_text(st, PF_QUERY);
+    copy_fixed(f->kind, sizeof(f->kind), st, PF_KIND);
+    f->relation = col_text(st, PF_RELATION);
+    f->node_path = col_text(st, PF_PATH);
+    f->detail = col_text(st, PF_DETAIL);
+    f->magnitude = col_real(st, PF_MAGNITUDE);
+    f->weight_ms = sqlite3_column_double(st, PF_WEIGHT);
+    bool counted = sqlite3_column_type(st, PF_CALLS) != SQLITE_NULL;
+    f->calls = counted ? sqlite3_column_int64(st, PF_CALLS) : -1;
+    f->mean_ms = f->calls > 0 ? f->weight_ms / (double)f->calls : NAN;
+    f->plans = sqlite3_column_int64(st, PF_PLANS);
+}
+
+static void free_plan_finding(report_plan_finding *f)
+{
+    free(f->query);
+    free(f->relation);
+    free(f->node_path);
+    free(f->detail);
+}
+
+/* Where add_plan_finding appends: report_data's list or a plan's. */
+typedef struct {
+    report_plan_finding **items;
+    size_t *n;
+} finding_list;
+
+static bool add_plan_finding(sqlite3_stmt *st, void *arg, size_t *cap)
+{
+    finding_list *l = arg;
+    report_plan_finding *v = grow_array(*l->items, *l->n, cap, sizeof(*v));
+
+    if (!v)
+        return false;
+    *l->items = v;
+    memset(&v[*l->n], 0, sizeof(v[0]));
+    read_plan_finding(st, &v[(*l->n)++]);
+    return true;
+}
+
+static bool add_explain_count(sqlite3_stmt *st, void *arg, size_t *cap)
+{
+    report_data *d = arg;
+    report_explain_count *v = grow_array(d->explain, d->n_explain, cap, sizeof(*v));
+
+    if (!v)
+        return false;
+    d->explain = v;
+    copy_fixed(v[d->n_explain].reason, sizeof(v[0].reason), st, 0);
+    v[d->n_explain++].count = sqlite3_column_int64(st, 1);
+    return true;
+}
+
+/* Plans, consolidated plan findings and EXPLAIN outcomes of the run (or all runs: run_id 0). A
+ * file from before EXPLAIN sampling has none of them: a report opens files read-only and never
+ * migrates them, so their tables are not there to read. */
+static bool load_plans(sqlite3 *db, int64_t run_id, report_data *d, char *err, size_t errlen)
+{
+    finding_list findings = {&d->plan_findings, &d->n_plan_findings};
+
+    if (d->schema_version < 3)
+        return true;
+    return each_row(db, sql_plans, run_id, add_plan, d, err, errlen) &&
+           each_row(db, sql_plan_findings, run_id, add_plan_finding, &findings, err, errlen) &&
+           each_row(db, sql_explain, run_id, add_explain_count, d, err, errlen);
+}
+
+bool report_load_plan(sqlite3 *db, int schema_version, int64_t id, report_plan_detail *out,
+                      char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    finding_list findings = {&out->findings, &out->n_findings};
+
+    memset(out, 0, sizeof(*out));
+    if (schema_version < 3) {
+        snprintf(err, errlen,
+                 "there is no plan %lld: the file has schema version %d, from before "
+                 "EXPLAIN sampling",
+                 (long long)id, schema_version);
+        return false;
+    }
+    if (!prepare(db, sql_plan, &st, err, errlen))
+        return false;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        read_plan(st, &out->plan);
+        out->text = col_text(st, P_TEXT);
+        out->run_label = col_text(st, P_RUN_LABEL);
+    } else if (rc == SQLITE_DONE) {
+        snprintf(err, errlen, "there is no plan %lld", (long long)id);
+    } else {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW &&
+           each_row(db, sql_findings_of_plan, id, add_plan_finding, &findings, err, errlen);
+}
+
+void report_plan_detail_free(report_plan_detail *p)
+{
+    free_plan(&p->plan);
+    free(p->run_label);
+    free(p->text);
+    for (size_t i = 0; i < p->n_findings; i++)
+        free_plan_finding(&p->findings[i]);
+    free(p->findings);
+    memset(p, 0, sizeof(*p));
+}
+
 /* ---------------------------------------------------------------- entry points */
 
 bool report_load(sqlite3 *db, int schema_version, int64_t run_id, bool all, int limit,
@@ -798,6 +1070,7 @@ bool report_load(sqlite3 *db, int schema_version, int64_t run_id, bool all, int 
 {
     memset(out, 0, sizeof(*out));
     out->all = all;
+    out->limit = limit;
     out->schema_version = schema_version;
     if (!all && run_id <= 0)
         run_id = latest_run(db);
@@ -819,7 +1092,7 @@ bool report_load(sqlite3 *db, int schema_version, int64_t run_id, bool all, int 
     }
     return load_findings(db, run_id, out, err, errlen) &&
            load_statements(db, run_id, limit, out, err, errlen) &&
-           load_details(db, run_id, out, err, errlen);
+           load_details(db, run_id, out, err, errlen) && load_plans(db, run_id, out, err, errlen);
 }
 
 static void free_statement(report_statement *s)
@@ -856,5 +1129,12 @@ void report_data_free(report_data *d)
     for (size_t i = 0; i < d->n_stmts; i++)
         free_statement(&d->stmts[i]);
     free(d->stmts);
+    for (size_t i = 0; i < d->n_plans; i++)
+        free_plan(&d->plans[i]);
+    free(d->plans);
+    for (size_t i = 0; i < d->n_plan_findings; i++)
+        free_plan_finding(&d->plan_findings[i]);
+    free(d->plan_findings);
+    free(d->explain);
     memset(d, 0, sizeof(*d));
 }

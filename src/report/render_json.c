@@ -1,5 +1,6 @@
-/* render_json.c — the report as one JSON object for programs and CI (shape documented in
- * doc/report-schema.md; fields are only ever added). */
+/* render_json.c — the report as one JSON object for programs and CI, and one EXPLAIN plan
+ * (`pgscope report --plan ID --format json`); shapes documented in doc/report-schema.md, fields
+ * are only ever added. */
 #include "config.h"
 
 #include "report_int.h"
@@ -300,6 +301,78 @@ static json_t *nplusone_json(const report_nplusone *f)
     return obj_end(&b);
 }
 
+/* Plan parameters, a JSON array stored as text: the array, null when not stored (text that is
+ * not an array stays as the one string of an array, as examples do). */
+static json_t *params_json(const char *text)
+{
+    return text ? examples_json(text) : json_null();
+}
+
+/* The fields of a plan the report lists; the plan's text only with --plan. */
+static void put_plan_fields(builder *b, const report_plan *p)
+{
+    obj_put(b, "id", jint(p->id));
+    obj_put(b, "run_id", jint(p->run_id));
+    obj_put(b, "seq", jint(p->seq));
+    obj_put(b, "fingerprint", jstr(p->fingerprint));
+    obj_put(b, "database", jstr(p->database));
+    obj_put(b, "user", jstr(p->user));
+    obj_put(b, "query", jstr(p->query));
+    obj_put(b, "params", params_json(p->params));
+    obj_put(b, "analyzed", json_boolean(p->analyzed));
+    obj_put(b, "trigger_ms", jnum(p->trigger_ms));
+    obj_put(b, "planning_ms", jnum(p->planning_ms));
+    obj_put(b, "execution_ms", jnum(p->execution_ms));
+    obj_put(b, "side_ms", jnum(p->side_ms));
+    obj_put(b, "taken_at", jstr(p->taken_at));
+}
+
+static json_t *plan_json(const report_plan *p)
+{
+    builder b = obj_begin();
+
+    put_plan_fields(&b, p);
+    return obj_end(&b);
+}
+
+/* What a finding says, in the report's findings and in one plan's. */
+static void put_finding_fields(builder *b, const report_plan_finding *f)
+{
+    obj_put(b, "kind", jstr(f->kind));
+    obj_put(b, "relation", jstr(f->relation));
+    obj_put(b, "node_path", jstr(f->node_path));
+    obj_put(b, "detail", jstr(f->detail));
+    obj_put(b, "magnitude", jnum(f->magnitude));
+}
+
+static json_t *plan_finding_json(const report_plan_finding *f)
+{
+    builder b = obj_begin();
+
+    obj_put(&b, "plan_id", jint(f->plan_id));
+    obj_put(&b, "fingerprint", jstr(f->fingerprint));
+    obj_put(&b, "query", jstr(f->query));
+    put_finding_fields(&b, f);
+    obj_put(&b, "weight_ms", jnum(f->weight_ms));
+    obj_put(&b, "calls", f->calls >= 0 ? jint(f->calls) : json_null());
+    obj_put(&b, "mean_ms", jnum(f->mean_ms));
+    obj_put(&b, "seen_in_plans", jint(f->plans));
+    return obj_end(&b);
+}
+
+static json_t *explain_json(const report_data *d)
+{
+    json_t *o = json_object();
+
+    for (size_t i = 0; o && i < d->n_explain; i++) {
+        if (json_object_set_new(o, d->explain[i].reason, jint(d->explain[i].count)) != 0) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
 static json_t *list_json(const void *items, size_t n, size_t size, json_t *(*one)(const void *))
 {
     json_t *a = json_array();
@@ -328,7 +401,17 @@ static json_t *any_nplusone(const void *f)
     return nplusone_json(f);
 }
 
-/* Later issues add plans, findings and index_suggestions next to statements. */
+static json_t *any_plan(const void *p)
+{
+    return plan_json(p);
+}
+
+static json_t *any_plan_finding(const void *f)
+{
+    return plan_finding_json(f);
+}
+
+/* Later issues add index_suggestions next to statements. */
 static json_t *report_json(const report_data *d)
 {
     builder b = obj_begin();
@@ -342,17 +425,58 @@ static json_t *report_json(const report_data *d)
             list_json(d->findings, d->n_findings, sizeof(d->findings[0]), any_nplusone));
     obj_put(&b, "unused_ignores", strings_json(d->unused_ignores, d->n_unused_ignores));
     obj_put(&b, "statements", list_json(d->stmts, d->n_stmts, sizeof(d->stmts[0]), any_statement));
+    /* Plans without their text, to keep the report small: --plan ID has it. */
+    obj_put(&b, "plans", list_json(d->plans, d->n_plans, sizeof(d->plans[0]), any_plan));
+    obj_put(&b, "findings",
+            list_json(d->plan_findings, d->n_plan_findings, sizeof(d->plan_findings[0]),
+                      any_plan_finding));
+    obj_put(&b, "explain", explain_json(d));
     return obj_end(&b);
 }
 
-bool report_render_json(FILE *out, const report_data *d)
+/* Prints root (NULL: it could not be built) and releases it. */
+static bool dump(FILE *out, json_t *root)
 {
-    json_t *root = report_json(d);
-
     /* 15 significant digits print 0.123 as 0.123, not 0.12299999999999999. */
     bool ok = root && json_dumpf(root, out, JSON_INDENT(2) | JSON_REAL_PRECISION(15)) == 0;
     if (ok)
         fputc('\n', out);
     json_decref(root);
     return ok;
+}
+
+bool report_render_json(FILE *out, const report_data *d)
+{
+    return dump(out, report_json(d));
+}
+
+/* ---------------------------------------------------------------- one plan (--plan ID) */
+
+/* The stored EXPLAIN output as JSON; as a string when it is not JSON, so that nothing the file
+ * holds is hidden. */
+static json_t *plan_text_json(const char *text)
+{
+    json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+
+    return v ? v : jstr(text);
+}
+
+static json_t *own_finding_json(const void *item)
+{
+    builder b = obj_begin();
+
+    put_finding_fields(&b, item);
+    return obj_end(&b);
+}
+
+bool report_render_plan_json(FILE *out, const report_plan_detail *p)
+{
+    builder b = obj_begin();
+
+    put_plan_fields(&b, &p->plan);
+    obj_put(&b, "run_label", jstr(p->run_label));
+    obj_put(&b, "plan", plan_text_json(p->text));
+    obj_put(&b, "findings",
+            list_json(p->findings, p->n_findings, sizeof(p->findings[0]), own_finding_json));
+    return dump(out, obj_end(&b));
 }

@@ -1,9 +1,12 @@
 /* render_text.c — the report for people: run summary, the N+1 and duplicate queries with their
- * fixes, then the top statements by total time as a table; all of it fits a 100-column
- * terminal. */
+ * fixes, the EXPLAIN plan findings by statement time, then the top statements by total time as
+ * a table, each with its plan findings; all of it fits a 100-column terminal. Also one plan as
+ * a tree (`pgscope report --plan ID`). */
 #include "config.h"
 
 #include "report_int.h"
+
+#include "pgscope/explain.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -14,7 +17,9 @@
 /* A finding's lines: "     parent    SELECT ...", the text after a label of this width. */
 #define FINDING_INDENT 5
 #define FINDING_LABEL 10
-#define FIX_INDENT 7 /* the suggested fix, under the "fix" label */
+#define FIX_INDENT 7    /* the suggested fix, under the "fix" label */
+#define FIELD_INDENT 25 /* a summary value: "  " and a key of 22 columns, then a space */
+#define PATH_MIN 16     /* a node path cut shorter than this says too little: left out */
 
 /* The table's numeric columns; the query takes what is left of the line. */
 #define TABLE_HEADER_FMT "%3s %7s %9s %6s %6s %6s %9s %6s  %s\n"
@@ -225,6 +230,8 @@ static void sum_runs(const report_data *d, report_run *sum)
         sum->duration_s = d->runs[0].duration_s;
 }
 
+static void put_explain(FILE *out, const report_data *d);
+
 static void put_summary(FILE *out, const report_data *d)
 {
     report_run sum;
@@ -236,6 +243,7 @@ static void put_summary(FILE *out, const report_data *d)
         put_single_run(out, d);
     }
     put_counters(out, &sum);
+    put_explain(out, d);
     if (d->all) {
         size_t from = d->n_runs > RUNS_LISTED ? d->n_runs - RUNS_LISTED : 0;
         fprintf(out, "  runs%s\n", from ? " (the latest)" : "");
@@ -295,37 +303,35 @@ static void put_items(FILE *out, const char *lead, int wrap_indent, const char *
     fputc('\n', out);
 }
 
-/* One line of a suggested fix, cleaned as one_line does but keeping its indentation, wrapped
- * at word boundaries: the fix is shown whole, never cut. Continuation lines are indented two
- * more columns; a word longer than a line is split. */
-static void put_fix_line(FILE *out, const char *line, size_t len)
+/* A copy of len bytes of text from the file with control characters (a terminal escape must not
+ * reach the terminal) made spaces; NULL when out of memory. */
+static char *spaced_copy(const char *text, size_t len)
 {
     char *s = malloc(len + 1);
-    size_t lead = 0;
 
     if (!s)
-        return;
+        return NULL;
     for (size_t i = 0; i < len; i++)
-        s[i] = (unsigned char)line[i] < ' ' || line[i] == 0x7f ? ' ' : line[i];
+        s[i] = (unsigned char)text[i] < ' ' || text[i] == 0x7f ? ' ' : text[i];
     s[len] = '\0';
-    while (lead < len && s[lead] == ' ')
-        lead++;
-    if (lead == len) { /* a blank line of the fix stays blank, without trailing spaces */
-        fputc('\n', out);
-        free(s);
-        return;
-    }
-    int indent = FIX_INDENT + (int)(lead < 40 ? lead : 40);
-    size_t width = (size_t)(LINE_WIDTH - indent), col = 0;
-    fprintf(out, "%*s", indent, "");
-    for (size_t i = lead; i < len;) {
+    return s;
+}
+
+/* Words of s (no control characters, no leading space), the cursor at column first_col,
+ * wrapped at word boundaries: shown whole, never cut. Continuation lines start at column
+ * indent; a word longer than a line is split. Ends the line. */
+static void wrap_words(FILE *out, const char *s, size_t len, int first_col, int indent)
+{
+    size_t width = (size_t)(LINE_WIDTH - first_col), col = 0;
+
+    for (size_t i = 0; i < len;) {
         size_t end = i;
         while (end < len && s[end] != ' ')
             end++;
         size_t chars = utf8_chars(s + i, end - i);
         if (col > 0 && col + 1 + chars > width) {
-            width = (size_t)(LINE_WIDTH - indent - 2);
-            fprintf(out, "\n%*s", indent + 2, "");
+            width = (size_t)(LINE_WIDTH - indent);
+            fprintf(out, "\n%*s", indent, "");
             col = 0;
         } else if (col > 0) {
             fputc(' ', out);
@@ -333,8 +339,8 @@ static void put_fix_line(FILE *out, const char *line, size_t len)
         }
         while (chars > width - col) { /* longer than a whole line: split it */
             size_t bytes = utf8_prefix(s + i, end - i, width - col);
-            fprintf(out, "%.*s\n%*s", (int)bytes, s + i, indent + 2, "");
-            width = (size_t)(LINE_WIDTH - indent - 2);
+            fprintf(out, "%.*s\n%*s", (int)bytes, s + i, indent, "");
+            width = (size_t)(LINE_WIDTH - indent);
             col = 0;
             i += bytes;
             chars = utf8_chars(s + i, end - i);
@@ -345,6 +351,46 @@ static void put_fix_line(FILE *out, const char *line, size_t len)
             i++;
     }
     fputc('\n', out);
+}
+
+/* Text from the file on lines of its own (a finding's detail, a query), the cursor at column
+ * first_col: whole, wrapped as wrap_words does. */
+static void put_wrapped(FILE *out, const char *text, int first_col, int indent)
+{
+    const char *t = text ? text : "";
+    char *s = spaced_copy(t, strlen(t));
+    size_t lead = 0;
+
+    if (!s) {
+        fputc('\n', out);
+        return;
+    }
+    while (s[lead] == ' ')
+        lead++;
+    wrap_words(out, s + lead, strlen(s + lead), first_col, indent);
+    free(s);
+}
+
+/* One line of a suggested fix, cleaned as one_line does but keeping its indentation, wrapped
+ * at word boundaries: the fix is shown whole, never cut. Continuation lines are indented two
+ * more columns; a word longer than a line is split. */
+static void put_fix_line(FILE *out, const char *line, size_t len)
+{
+    char *s = spaced_copy(line, len);
+    size_t lead = 0;
+
+    if (!s)
+        return;
+    while (lead < len && s[lead] == ' ')
+        lead++;
+    if (lead == len) { /* a blank line of the fix stays blank, without trailing spaces */
+        fputc('\n', out);
+        free(s);
+        return;
+    }
+    int indent = FIX_INDENT + (int)(lead < 40 ? lead : 40);
+    fprintf(out, "%*s", indent, "");
+    wrap_words(out, s + lead, len - lead, indent, indent + 2);
     free(s);
 }
 
@@ -470,6 +516,152 @@ static void put_findings(FILE *out, const report_data *d)
     put_unused_ignores(out, d);
 }
 
+/* ---------------------------------------------------------------- plan findings */
+
+/* Cuts a node path ("Limit > Sort > Seq Scan on orders") to at most width (> 3) characters from
+ * the left, "..." marking the cut: the end of the path, the node itself, matters most. Whole
+ * nodes are dropped ("... > Seq Scan on orders") unless the last one alone is too long. */
+static void fit_left(char *s, int width)
+{
+    size_t len = strlen(s), chars = utf8_chars(s, len), skip = 0;
+
+    if (chars <= (size_t)width)
+        return;
+    for (const char *p = strstr(s, " > "); p && !skip; p = strstr(p + 1, " > "))
+        if (3 + utf8_chars(p, len - (size_t)(p - s)) <= (size_t)width)
+            skip = (size_t)(p - s);
+    if (!skip)
+        skip = utf8_prefix(s, len, chars - (size_t)(width - 3));
+    memmove(s + 3, s + skip, len - skip + 1);
+    memcpy(s, "...", 3);
+}
+
+/* "EXPLAIN samples  3 plans; not sampled: 12 budget, 2 dml (explained without ANALYZE), ...":
+ * only when EXPLAIN sampling did something (schema 3 and later). */
+static void put_explain(FILE *out, const report_data *d)
+{
+    char lead[128], items[16][64];
+    const char *list[16];
+    size_t n = 0;
+
+    for (size_t i = 0; i < d->n_explain && n < 16; i++) {
+        const report_explain_count *e = &d->explain[i];
+        if (strcmp(e->reason, "sample") == 0)
+            continue; /* samples decided: the plans are what came of them */
+        snprintf(items[n], sizeof(items[n]), "%lld %s%s", (long long)e->count, e->reason,
+                 strcmp(e->reason, "dml") == 0 ? " (explained without ANALYZE)" : "");
+        list[n] = items[n];
+        n++;
+    }
+    if (d->n_plans == 0 && n == 0)
+        return;
+    snprintf(lead, sizeof(lead), "  %-22s %zu plan%s%s", "EXPLAIN samples", d->n_plans,
+             d->n_plans == 1 ? "" : "s", n ? "; not sampled: " : "");
+    put_items(out, lead, FIELD_INDENT, list, n);
+}
+
+/* "plan 7: pgscope report --plan 7" */
+static void plan_pointer(char *buf, size_t cap, int64_t id)
+{
+    snprintf(buf, cap, "plan %lld: pgscope report --plan %lld", (long long)id, (long long)id);
+}
+
+/* "  1. seq_scan_filter on orders: statement time 1600.000 ms, 120 calls, mean 13.333 ms" */
+static void put_plan_finding_header(FILE *out, size_t rank, const report_plan_finding *f)
+{
+    char kind[40], rel[48], lead[128], items[3][64], num[32];
+    const char *const list[] = {items[0], items[1], items[2]};
+
+    one_line(f->kind, kind, sizeof(kind));
+    one_line(f->relation, rel, sizeof(rel));
+    fit(rel, 40);
+    snprintf(lead, sizeof(lead), "%3zu. %s%s%s: ", rank, kind, rel[0] ? " on " : "", rel);
+    if (f->calls < 0) {
+        put_items(out, lead, FINDING_INDENT, (const char *const[]){"no statement time recorded"},
+                  1);
+        return;
+    }
+    fmt_num(num, sizeof(num), f->weight_ms, 12, 3);
+    snprintf(items[0], sizeof(items[0]), "statement time %s ms", num);
+    snprintf(items[1], sizeof(items[1]), "%lld call%s", (long long)f->calls,
+             f->calls == 1 ? "" : "s");
+    fmt_num(num, sizeof(num), f->mean_ms, 12, 3);
+    snprintf(items[2], sizeof(items[2]), "mean %s ms", num);
+    put_items(out, lead, FINDING_INDENT, list, 3);
+}
+
+static void put_plan_finding(FILE *out, size_t rank, const report_plan_finding *f)
+{
+    char path[512], where[160];
+    int n;
+
+    put_plan_finding_header(out, rank, f);
+    put_labeled(out, "query", f->query);
+    one_line(f->node_path, path, sizeof(path));
+    fit_left(path, LINE_WIDTH - FINDING_INDENT - FINDING_LABEL);
+    fprintf(out, "%*s%-*s%s\n", FINDING_INDENT, "", FINDING_LABEL, "node", path[0] ? path : "-");
+    fprintf(out, "%*s%-*s", FINDING_INDENT, "", FINDING_LABEL, "detail");
+    put_wrapped(out, f->detail, FINDING_INDENT + FINDING_LABEL, FINDING_INDENT + FINDING_LABEL);
+    plan_pointer(where, sizeof(where), f->plan_id);
+    n = (int)strlen(where);
+    if (f->plans > 1)
+        snprintf(where + n, sizeof(where) - (size_t)n, ", seen in %lld plans", (long long)f->plans);
+    put_labeled(out, "plan", where);
+}
+
+/* Plan findings, the statement that took the most time first: a finding in a statement that
+ * runs all day matters more than a bigger one in a statement that ran once. */
+static void put_plan_findings(FILE *out, const report_data *d)
+{
+    size_t shown = d->n_plan_findings;
+
+    if (d->n_plans == 0)
+        return; /* nothing sampled: nothing to say either way */
+    if (d->n_plan_findings == 0) {
+        fprintf(out, "\nNo plan findings in the %zu plan%s sampled.\n", d->n_plans,
+                d->n_plans == 1 ? "" : "s");
+        return;
+    }
+    if (d->limit > 0 && (size_t)d->limit < shown)
+        shown = (size_t)d->limit;
+    fprintf(out, "\nPlan findings by statement time (%zu of %zu; times in ms)\n", shown,
+            d->n_plan_findings);
+    for (size_t i = 0; i < shown; i++) {
+        if (i > 0)
+            fputc('\n', out);
+        put_plan_finding(out, i + 1, &d->plan_findings[i]);
+    }
+}
+
+/* Under a statement of the table: "seq_scan_filter at Seq Scan on orders (plan 7: pgscope
+ * report --plan 7)", then the detail, whole. */
+static void put_statement_finding(FILE *out, const report_plan_finding *f)
+{
+    char kind[40], path[512], where[96];
+
+    one_line(f->kind, kind, sizeof(kind));
+    one_line(f->node_path, path, sizeof(path));
+    plan_pointer(where, sizeof(where), f->plan_id);
+    int room = LINE_WIDTH - FINDING_INDENT - (int)strlen(kind) - 4 - (int)strlen(where) - 3;
+    if (room >= PATH_MIN && path[0]) {
+        fit_left(path, room);
+        fprintf(out, "%*s%s at %s (%s)\n", FINDING_INDENT, "", kind, path, where);
+    } else {
+        fprintf(out, "%*s%s (%s)\n", FINDING_INDENT, "", kind, where);
+    }
+    fprintf(out, "%*s", FIX_INDENT, "");
+    put_wrapped(out, f->detail, FIX_INDENT, FIX_INDENT);
+}
+
+/* The plan findings of a statement's shape (all its databases and users: shapes are sampled
+ * as such), largest first. */
+static void put_statement_findings(FILE *out, const report_data *d, const report_statement *s)
+{
+    for (size_t i = 0; i < d->n_plan_findings; i++)
+        if (strcmp(d->plan_findings[i].fingerprint, s->fingerprint) == 0)
+            put_statement_finding(out, &d->plan_findings[i]);
+}
+
 /* ---------------------------------------------------------------- statements */
 
 static void put_statement(FILE *out, size_t rank, const report_statement *s)
@@ -537,6 +729,7 @@ static void put_statements(FILE *out, const report_data *d)
             "errors", "query");
     for (size_t i = 0; i < d->n_stmts; i++) {
         put_statement(out, i + 1, &d->stmts[i]);
+        put_statement_findings(out, d, &d->stmts[i]);
         fallback |= d->stmts[i].fallback;
     }
     if (fallback)
@@ -558,6 +751,107 @@ bool report_render_text(FILE *out, const report_data *d, const char *path)
     fprintf(out, "pgscope report of %s\n\n", where);
     put_summary(out, d);
     put_findings(out, d);
+    put_plan_findings(out, d);
     put_statements(out, d);
+    return true;
+}
+
+/* ---------------------------------------------------------------- one plan (--plan ID) */
+
+static void put_ms(FILE *out, const char *key, double ms, const char *unknown)
+{
+    char num[32], buf[64];
+
+    fmt_num(num, sizeof(num), ms, 12, 3);
+    snprintf(buf, sizeof(buf), "%s ms", num);
+    put_field(out, key, isfinite(ms) ? buf : unknown);
+}
+
+/* A field whose value is text from the file, whole, wrapped under the value column. */
+static void put_long_field(FILE *out, const char *key, const char *value)
+{
+    fprintf(out, "  %-22s ", key);
+    put_wrapped(out, value, FIELD_INDENT, FIELD_INDENT);
+}
+
+static void put_plan_header(FILE *out, const report_plan_detail *p)
+{
+    const report_plan *pl = &p->plan;
+    char label[256], buf[320];
+
+    one_line(p->run_label, label, sizeof(label));
+    fprintf(out, "Plan %lld of run %lld%s%s%s (number %lld in the run)\n", (long long)pl->id,
+            (long long)pl->run_id, p->run_label ? " \"" : "", label, p->run_label ? "\"" : "",
+            (long long)pl->seq);
+    put_long_field(out, "query", pl->query);
+    put_field(out, "fingerprint", pl->fingerprint);
+    one_line(pl->database, buf, sizeof(buf));
+    put_field(out, "database", buf[0] ? buf : "(unknown)");
+    one_line(pl->user, buf, sizeof(buf));
+    put_field(out, "user", buf[0] ? buf : "(unknown)");
+    snprintf(buf, sizeof(buf), "%s UTC", pl->taken_at ? pl->taken_at : "?");
+    put_field(out, "taken", buf);
+    put_ms(out, "trigger duration", pl->trigger_ms, "-"); /* the call that was sampled */
+    put_ms(out, "planning", pl->planning_ms, "-");
+    put_ms(out, "execution", pl->execution_ms, pl->analyzed ? "-" : "none: not executed");
+    put_ms(out, "side connection", pl->side_ms, "-");
+    put_field(out, "explained",
+              pl->analyzed ? "EXPLAIN ANALYZE" : "planned only (DML, not executed)");
+    if (pl->params)
+        put_long_field(out, "params", pl->params);
+    else
+        put_field(out, "params", "not stored (store_params is off)");
+}
+
+/* Multi-line text from the file (the tree) with control characters other than the line ends
+ * made spaces: a terminal escape in a plan's expression must not reach the terminal. */
+static void put_lines(FILE *out, const char *text)
+{
+    for (const unsigned char *c = (const unsigned char *)text; *c; c++)
+        fputc(*c == '\n' || (*c >= ' ' && *c != 0x7f) ? *c : ' ', out);
+    if (text[0] && text[strlen(text) - 1] != '\n')
+        fputc('\n', out);
+}
+
+static void put_plan_tree(FILE *out, const report_plan_detail *p)
+{
+    char *tree = explain_plan_tree(p->text);
+
+    fputc('\n', out);
+    if (tree) {
+        put_lines(out, tree);
+        free(tree);
+        return;
+    }
+    /* Not a plan this pgscope can read (or out of memory): the text as it is, hidden from no
+     * one. */
+    fprintf(out, "The plan could not be read as EXPLAIN (FORMAT JSON) output; as stored:\n");
+    put_lines(out, p->text ? p->text : "");
+}
+
+static void put_plan_detail_findings(FILE *out, const report_plan_detail *p)
+{
+    if (p->n_findings == 0) {
+        fprintf(out, "\nNo findings in this plan.\n");
+        return;
+    }
+    fprintf(out, "\nFindings (%zu)\n", p->n_findings);
+    for (size_t i = 0; i < p->n_findings; i++) {
+        const report_plan_finding *f = &p->findings[i];
+        char kind[40], path[512];
+        one_line(f->kind, kind, sizeof(kind));
+        one_line(f->node_path, path, sizeof(path));
+        fit_left(path, LINE_WIDTH - FINDING_INDENT - (int)strlen(kind) - 4);
+        fprintf(out, "%3zu. %s%s%s\n", i + 1, kind, path[0] ? " at " : "", path);
+        fprintf(out, "%*s", FINDING_INDENT, "");
+        put_wrapped(out, f->detail, FINDING_INDENT, FINDING_INDENT);
+    }
+}
+
+bool report_render_plan_text(FILE *out, const report_plan_detail *p)
+{
+    put_plan_header(out, p);
+    put_plan_tree(out, p);
+    put_plan_detail_findings(out, p);
     return true;
 }

@@ -1,5 +1,6 @@
 /* report.c — `pgscope report`: options, opening the report database read-only, and handing
- * what it holds to the text or JSON renderer. */
+ * what it holds (a run's report, or one EXPLAIN plan with --plan) to the text or JSON
+ * renderer. */
 #include "config.h"
 
 #include "pgscope/report.h"
@@ -21,7 +22,8 @@ typedef struct {
     int64_t run_id; /* 0: the latest run */
     bool all;
     bool json;
-    int limit; /* 0: every statement */
+    int limit;       /* 0: every statement */
+    int64_t plan_id; /* --plan: print this plan instead of a report; 0 when not given */
 } report_options;
 
 static void usage(FILE *out)
@@ -29,14 +31,18 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: pgscope report [OPTIONS]\n\n"
             "Prints what the report database holds about a run: a summary, the N+1 and\n"
-            "duplicate queries found, each with its fix, then the statements that took the\n"
-            "most time.\n\n"
+            "duplicate queries found, each with its fix, the findings of the EXPLAIN plans\n"
+            "sampled, most statement time first, then the statements that took the most\n"
+            "time.\n\n"
             "Options:\n"
             "  --db FILE              the report database (default %s)\n"
             "  --run ID               report on run ID (default: the latest run)\n"
             "  --all                  merge every run of the file\n"
             "  --format text|json     text for people (default), json for programs\n"
-            "  --limit N              statements to show (default %d; 0 shows all)\n"
+            "  --limit N              statements and plan findings to show (default %d;\n"
+            "                         0 shows all)\n"
+            "  --plan ID              print EXPLAIN plan ID (see the plan numbers in the\n"
+            "                         report) as a tree, with its findings\n"
             "  --help                 this text\n",
             DEFAULT_DB, DEFAULT_LIMIT);
 }
@@ -89,6 +95,12 @@ static int parse_option(int argc, char **argv, int *i, report_options *o)
             return 2;
         }
         o->run_id = n;
+    } else if ((v = option_value(argc, argv, i, "--plan", &missing))) {
+        if (!parse_int(v, 1, INT64_MAX, &n)) {
+            fprintf(stderr, "pgscope report: --plan: \"%s\" is not a plan id\n", v);
+            return 2;
+        }
+        o->plan_id = n;
     } else if ((v = option_value(argc, argv, i, "--format", &missing))) {
         if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0) {
             fprintf(stderr, "pgscope report: --format: \"%s\" is not one of text, json\n", v);
@@ -112,7 +124,7 @@ static int parse_option(int argc, char **argv, int *i, report_options *o)
 /* 0 go on, 1 help printed, 2 bad usage. */
 static int parse_options(int argc, char **argv, report_options *o)
 {
-    *o = (report_options){DEFAULT_DB, 0, false, false, DEFAULT_LIMIT};
+    *o = (report_options){DEFAULT_DB, 0, false, false, DEFAULT_LIMIT, 0};
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -126,6 +138,11 @@ static int parse_options(int argc, char **argv, report_options *o)
     }
     if (o->all && o->run_id > 0) {
         fprintf(stderr, "pgscope report: --run and --all cannot go together\n");
+        return 2;
+    }
+    /* A plan id names one plan of the whole file: a run to look in could only contradict it. */
+    if (o->plan_id > 0 && (o->all || o->run_id > 0)) {
+        fprintf(stderr, "pgscope report: --plan cannot go with --run or --all\n");
         return 2;
     }
     return 0;
@@ -180,10 +197,60 @@ static sqlite3 *open_report_db(const char *path, int *version, char *err, size_t
     return db;
 }
 
+/* After rendering: 0, or 1 with the reason when stdout could not take the output. */
+static int finish_output(bool rendered)
+{
+    if (fflush(stdout) != 0 || ferror(stdout) || !rendered) {
+        fprintf(stderr, "pgscope report: cannot write the report: %s\n",
+                rendered ? strerror(errno) : "out of memory");
+        return 1;
+    }
+    return 0;
+}
+
+/* `pgscope report --plan ID`: one plan, its tree and its findings. */
+static int report_show_plan(sqlite3 *db, int version, const report_options *o)
+{
+    report_plan_detail p;
+    char err[512] = "";
+
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL); /* the plan and its findings together */
+    bool ok = report_load_plan(db, version, o->plan_id, &p, err, sizeof(err));
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (!ok) {
+        fprintf(stderr, "pgscope report: %s: %s\n", o->db, err);
+        report_plan_detail_free(&p);
+        return 1;
+    }
+    ok = o->json ? report_render_plan_json(stdout, &p) : report_render_plan_text(stdout, &p);
+    report_plan_detail_free(&p);
+    return finish_output(ok);
+}
+
+/* The report of a run, or of all runs. */
+static int report_show_runs(sqlite3 *db, int version, const report_options *o)
+{
+    report_data d;
+    char err[512] = "";
+
+    /* One read transaction: the runs and statements come from the same snapshot even while
+     * pgscope writes. */
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    bool ok = report_load(db, version, o->run_id, o->all, o->limit, &d, err, sizeof(err));
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (!ok) {
+        fprintf(stderr, "pgscope report: %s: %s\n", o->db, err);
+        report_data_free(&d);
+        return 1;
+    }
+    ok = o->json ? report_render_json(stdout, &d) : report_render_text(stdout, &d, o->db);
+    report_data_free(&d);
+    return finish_output(ok);
+}
+
 int report_main(int argc, char **argv)
 {
     report_options o;
-    report_data d;
     char err[512] = "";
     int version = 0;
 
@@ -195,23 +262,7 @@ int report_main(int argc, char **argv)
         fprintf(stderr, "pgscope report: %s\n", err);
         return 1;
     }
-    /* One read transaction: the runs and statements come from the same snapshot even while
-     * pgscope writes. */
-    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-    bool ok = report_load(db, version, o.run_id, o.all, o.limit, &d, err, sizeof(err));
-    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    rc = o.plan_id > 0 ? report_show_plan(db, version, &o) : report_show_runs(db, version, &o);
     sqlite3_close(db);
-    if (!ok) {
-        fprintf(stderr, "pgscope report: %s: %s\n", o.db, err);
-        report_data_free(&d);
-        return 1;
-    }
-    ok = o.json ? report_render_json(stdout, &d) : report_render_text(stdout, &d, o.db);
-    report_data_free(&d);
-    if (fflush(stdout) != 0 || ferror(stdout) || !ok) {
-        fprintf(stderr, "pgscope report: cannot write the report: %s\n",
-                ok ? strerror(errno) : "out of memory");
-        return 1;
-    }
-    return 0;
+    return rc;
 }

@@ -69,8 +69,39 @@ typedef struct report_nplusone {
     char *first_seen, *last_seen;
 } report_nplusone;
 
+/* A sampled EXPLAIN plan, without its text (only `pgscope report --plan` reads that). */
+typedef struct report_plan {
+    int64_t id, run_id, seq;
+    char fingerprint[17];
+    char *database, *user, *query, *taken_at;
+    char *params;  /* JSON array text; NULL unless store_params was on */
+    bool analyzed; /* false: planned only (DML, not executed) */
+    double trigger_ms, planning_ms, execution_ms, side_ms;
+} report_plan;
+
+/* A plan finding, consolidated over the plans of its statement shape: one per (fingerprint,
+ * kind, relation, node path), from the plan where it was largest. */
+typedef struct report_plan_finding {
+    int64_t plan_id; /* the plan to look at: the one with the largest magnitude */
+    char fingerprint[17];
+    char kind[32];
+    char *query, *relation, *node_path, *detail;
+    double magnitude;
+    double weight_ms; /* the shape's time in scope: calls x mean, 0 without a statement row */
+    int64_t calls;    /* -1 without a statement row */
+    double mean_ms;   /* NAN without calls */
+    int64_t plans;    /* plans of the shape that show it */
+} report_plan_finding;
+
+/* What became of slow statements (EXPLAIN candidates): "sample" or a reason not to. */
+typedef struct report_explain_count {
+    char reason[16];
+    int64_t count;
+} report_explain_count;
+
 typedef struct report_data {
-    bool all; /* every run merged */
+    bool all;  /* every run merged */
+    int limit; /* --limit: statements and, in the text, plan findings shown (0: all) */
     int schema_version;
     report_run *runs; /* oldest first */
     size_t n_runs;
@@ -81,17 +112,42 @@ typedef struct report_data {
     size_t n_findings;
     char **unused_ignores; /* allow-list entries that never matched (in any run, with --all) */
     size_t n_unused_ignores;
+    /* Schema 3 and later; empty for older files. */
+    report_plan *plans; /* plans taken, oldest first */
+    size_t n_plans;
+    report_plan_finding *plan_findings; /* most weight first, then largest magnitude */
+    size_t n_plan_findings;
+    report_explain_count *explain; /* summed over the runs in scope, most first */
+    size_t n_explain;
 } report_data;
 
+/* One plan for `pgscope report --plan ID`, with its text and its findings in plan order
+ * (weight and plans are not filled in). */
+typedef struct report_plan_detail {
+    report_plan plan;
+    char *run_label; /* NULL when the run has none */
+    char *text;      /* EXPLAIN (FORMAT JSON) output, as stored */
+    report_plan_finding *findings;
+    size_t n_findings;
+} report_plan_detail;
+
 /* Reads the run (run_id > 0), the latest run (run_id 0) or all runs, the top `limit` statements
- * (0: all) and every N+1 finding, from a file of the given schema version. False with a reason
- * in err. */
+ * (0: all), every N+1 finding, and the plans, plan findings and EXPLAIN outcomes, from a file of
+ * the given schema version. False with a reason in err. */
 bool report_load(sqlite3 *db, int schema_version, int64_t run_id, bool all, int limit,
                  report_data *out, char *err, size_t errlen);
 void report_data_free(report_data *d);
 
+/* Reads plan `id` with its findings. False with a reason in err: no such plan (also in a file
+ * from before EXPLAIN sampling), or a read error. */
+bool report_load_plan(sqlite3 *db, int schema_version, int64_t id, report_plan_detail *out,
+                      char *err, size_t errlen);
+void report_plan_detail_free(report_plan_detail *p);
+
 /* Renderers: false when the output could not be produced (out of memory). */
 bool report_render_text(FILE *out, const report_data *d, const char *path);
 bool report_render_json(FILE *out, const report_data *d);
+bool report_render_plan_text(FILE *out, const report_plan_detail *p);
+bool report_render_plan_json(FILE *out, const report_plan_detail *p);
 
 #endif

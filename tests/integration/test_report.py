@@ -1,10 +1,11 @@
 """`pgscope report` end to end: traffic through pgscope, a SIGTERM, then the SQLite file read
-with Python's sqlite3 module and the report read as JSON and as text; N+1 findings in the file
-and in the report."""
+with Python's sqlite3 module and the report read as JSON and as text; N+1 findings, EXPLAIN
+plans and their findings in the file and in the report."""
 
 import json
 import math
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -29,6 +30,11 @@ JSON_NPLUSONE_FIELDS = {"kind", "parent_fingerprint", "parent_query", "child_fin
                         "child_query", "child_queries", "max_n", "total_n", "occurrences",
                         "confirmed", "linked_column", "total_ms", "saving_ms", "severity",
                         "examples", "suggestion", "first_seen", "last_seen"}
+JSON_PLAN_FIELDS = {"id", "run_id", "seq", "fingerprint", "database", "user", "query", "params",
+                    "analyzed", "trigger_ms", "planning_ms", "execution_ms", "side_ms", "taken_at"}
+JSON_PLAN_FINDING_FIELDS = {"plan_id", "fingerprint", "query", "kind", "relation", "node_path",
+                            "detail", "magnitude", "weight_ms", "calls", "mean_ms",
+                            "seen_in_plans"}
 SEVERITIES = ("high", "medium", "low")
 
 # The N+1 of the acceptance tests: 50 orders, then each order's customer by id. Customer ids
@@ -70,10 +76,23 @@ def report(db, *args, expect_rc=0):
     return res
 
 
+def store_schema_version():
+    """The schema version this pgscope writes (STORE_SCHEMA_VERSION)."""
+    with open(os.path.join(h.REPO, "include", "pgscope", "store.h")) as f:
+        return int(re.search(r"#define STORE_SCHEMA_VERSION (\d+)", f.read()).group(1))
+
+
 def report_json(db, *args):
     data = json.loads(report(db, "--format", "json", *args).stdout)
-    assert {"pgscope_version", "runs", "statements", "n_plus_one",
-            "unused_ignores"} <= set(data), data.keys()
+    assert {"pgscope_version", "runs", "statements", "n_plus_one", "unused_ignores", "plans",
+            "findings", "explain"} <= set(data), data.keys()
+    for plan in data["plans"]:
+        assert JSON_PLAN_FIELDS <= set(plan) and "plan" not in plan, plan
+    for f in data["findings"]:
+        assert JSON_PLAN_FINDING_FIELDS <= set(f), f
+    weights = [f["weight_ms"] for f in data["findings"]]
+    assert weights == sorted(weights, reverse=True), weights
+    assert all(isinstance(n, int) for n in data["explain"].values()), data["explain"]
     for run in data["runs"]:
         assert JSON_RUN_FIELDS <= set(run), run
     for st in data["statements"]:
@@ -147,8 +166,8 @@ def test_report_after_psql_statements():
     db = stopped(pg)
 
     # The file itself, as a person with sqlite3 would see it.
-    assert dict(rows(db, "SELECT key, value FROM meta")) == {"application": "pgscope",
-                                                             "schema_version": "2"}
+    assert dict(rows(db, "SELECT key, value FROM meta")) == {
+        "application": "pgscope", "schema_version": str(store_schema_version())}
     assert rows(db, "PRAGMA journal_mode") == [("wal",)]
     runs = rows(db, "SELECT id, label, ended_at IS NOT NULL, connections FROM runs")
     assert runs == [(1, "report-psql", 1, 7)], runs
@@ -523,8 +542,12 @@ def test_report_reads_a_version_1_file():
         old = os.path.join(work, "v1.db")
         shutil.copyfile(db, old)
         con = sqlite3.connect(old)
-        # What version 2 added, taken away again; the runs table without its new column.
+        # What versions 3 and 2 added, taken away again; the runs table without its new column.
         con.executescript("""
+            DROP VIEW plan_findings_ranked;
+            DROP TABLE plan_findings;
+            DROP TABLE plans;
+            DROP TABLE explain_skips;
             DROP VIEW n_plus_one_findings;
             DROP TABLE n_plus_one;
             ALTER TABLE runs RENAME TO runs_v2;
@@ -538,10 +561,291 @@ def test_report_reads_a_version_1_file():
         assert data["schema_version"] == 1, data
         assert data["n_plus_one"] == [] and data["unused_ignores"] == [], data
         assert data["runs"][0]["unused_ignores"] is None, data["runs"]
+        assert (data["plans"], data["findings"], data["explain"]) == ([], [], {}), data
         assert items_statement(data)["calls"] == 1
         text = report(old).stdout
         check_text(text)
         assert "N+1" not in text, text
         assert rows(old, "SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- EXPLAIN plans and findings
+
+PLANS_DIR = os.path.join(h.REPO, "tests", "unit", "plans")
+
+# Two statement shapes: the heavy one (most total time, small finding) and the light one (little
+# time, a finding of a far larger magnitude). Ranking by weight puts the heavy one first.
+HEAVY = ("00000000000000e1", "SELECT * FROM orders o JOIN customers c ON c.id = o.customer_id "
+         "WHERE o.id <= $1", 500, 5000.0)
+LIGHT = ("00000000000000e2", "SELECT id, amount FROM orders WHERE status = $1 "
+         "ORDER BY amount DESC LIMIT $2", 3, 300.0)
+DELETE = ("00000000000000e3", "DELETE FROM orders WHERE status = $1", 1, 60.0)
+LOOP_DETAIL = ("Seq Scan on customers c ran 200 times inside a nested loop, returning 2000 rows "
+               "each time, with no index to look rows up by; the join filter "
+               "(o.customer_id = c.id) removed 399800 rows")
+FILTER_DETAIL = "removed %d of 200000 rows (%s%%) by filter (orders.status = '?'::text)"
+EXPLAIN_COUNTS = {"sample": 3, "dml": 1, "budget": 12, "no_connection": 1}
+
+
+def plan_text(name):
+    """A plan captured from PostgreSQL 15, its literals read '?' as pgscope stores them without
+    store_params."""
+    with open(os.path.join(PLANS_DIR, name)) as f:
+        return f.read().replace("'pending'", "'?'")
+
+
+def add_statement(con, run_id, shape):
+    fingerprint, query, calls, total_ms = shape
+    con.execute("INSERT INTO statements (run_id, fingerprint, database, user_name, query, "
+                "command, calls, rows, total_ms, mean_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, fingerprint, REPORT_DB, h.SUPERUSER, query, query.split()[0], calls,
+                 calls, total_ms, total_ms / calls))
+
+
+def add_plan(con, run_id, seq, shape, name, findings=(), analyzed=True, params=None,
+             times=(0.3, 13.2)):
+    """A plan row and its findings as pgscope writes them (src/store/store.c); its id."""
+    cur = con.execute(
+        "INSERT INTO plans (run_id, seq, fingerprint, database, user_name, query, params, "
+        "analyzed, trigger_ms, planning_ms, execution_ms, side_ms, plan, taken_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '2026-11-21 18:40:10.000')",
+        (run_id, seq, shape[0], REPORT_DB, h.SUPERUSER, shape[1], params, int(analyzed),
+         shape[3] / shape[2], times[0], times[1] if analyzed else None, 4.5, plan_text(name)))
+    for n, (kind, path, relation, detail, magnitude) in enumerate(findings, 1):
+        con.execute("INSERT INTO plan_findings (plan_id, n, run_id, fingerprint, kind, node_path, "
+                    "relation, detail, magnitude) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (cur.lastrowid, n, run_id, shape[0], kind, path, relation, detail, magnitude))
+    return cur.lastrowid
+
+
+def seq_scan_finding(removed, share):
+    return ("seq_scan_filter", "Limit > Sort > Seq Scan on orders", "orders",
+            FILTER_DETAIL % (removed, share), removed)
+
+
+def plans_file():
+    """A file from a real (short) run, with plans, findings and EXPLAIN outcomes added as the
+    store writes them: {name: plan id} and the path. The light shape was sampled twice; its
+    second plan shows the larger filter."""
+    cluster = report_cluster()
+    pg = h.Pgscope(cluster, args=["--run-label", "plans"]).start()
+    assert h.psql(pg.host, pg.port, "SELECT v FROM report_items WHERE id = 3",
+                  dbname=REPORT_DB).rc == 0
+    db = stopped(pg)
+    con = sqlite3.connect(db)
+    with con:
+        for table in ("plan_findings", "plans", "explain_skips"):
+            con.execute("DELETE FROM %s" % table)  # only the rows below
+        for shape in (HEAVY, LIGHT, DELETE):
+            add_statement(con, 1, shape)
+        ids = {
+            "heavy": add_plan(con, 1, 1, HEAVY, "nested_loop_inner_scan.json", [
+                ("nested_loop_inner_scan", "Nested Loop > Seq Scan on customers c", "customers",
+                 LOOP_DETAIL, 200)]),
+            "light_small": add_plan(con, 1, 2, LIGHT, "seq_scan_filter.json",
+                                    [seq_scan_finding(150000, "75.0")]),
+            "light": add_plan(con, 1, 3, LIGHT, "seq_scan_filter.json",
+                              [seq_scan_finding(199800, "99.9")],
+                              params=json.dumps(["pending", "50"])),
+            "delete": add_plan(con, 1, 4, DELETE, "plain_delete.json", analyzed=False),
+        }
+        con.executemany("INSERT INTO explain_skips (run_id, reason, count) VALUES (1, ?, ?)",
+                        EXPLAIN_COUNTS.items())
+    con.close()
+    return db, ids
+
+
+def statement_block(text, query_start):
+    """The lines of the statements table from the statement whose query starts so, up to the next
+    statement (or the table's end)."""
+    table = text[text.index("Top statements by total time"):].splitlines()
+    row = re.compile(r" {0,2}\d+\*? ")  # a table row: the rank, right-aligned in 3 columns
+    start = [i for i, line in enumerate(table) if query_start in line and row.match(line)]
+    assert len(start) == 1, (query_start, text)
+    block = [table[start[0]]]
+    for line in table[start[0] + 1:]:
+        if not line.startswith("     ") or row.match(line):
+            break
+        block.append(line)
+    return block
+
+
+def test_report_plan_findings():
+    """Plan findings under their statements, consolidated per shape; ranked by the statement's
+    time, not by their own size; EXPLAIN outcomes in the summary; the same in the JSON."""
+    db, ids = plans_file()
+    view = rows(db, "SELECT kind, weight_ms, plan_id FROM plan_findings_ranked WHERE run_id = 1")
+    assert [v[0] for v in view] == ["nested_loop_inner_scan", "seq_scan_filter",
+                                    "seq_scan_filter"], view
+
+    text = report(db).stdout
+    check_text(text)
+    flat = " ".join(text.split())
+    assert ("EXPLAIN samples 4 plans; not sampled: 12 budget, 1 dml (explained without "
+            "ANALYZE), 1 no_connection") in flat, text
+    marks = ["Plan findings by statement time (2 of 2; times in ms)",
+             "1. nested_loop_inner_scan on customers: statement time 5000.000 ms, 500 calls, "
+             "mean 10.000 ms", "plan %d: pgscope report --plan %d" % (ids["heavy"], ids["heavy"]),
+             "2. seq_scan_filter on orders: statement time 300.000 ms, 3 calls, mean 100.000 ms",
+             "plan %d: pgscope report --plan %d, seen in 2 plans" % (ids["light"], ids["light"]),
+             "Top statements by total time"]
+    where = [flat.find(mark) for mark in marks]
+    assert -1 not in where and where == sorted(where), list(zip(marks, where))
+
+    heavy = " ".join(" ".join(statement_block(text, "SELECT * FROM orders o JOIN")).split())
+    # The node path may lose its first nodes to the width, never the node itself.
+    assert re.search(r"nested_loop_inner_scan at (Nested Loop|\.\.\.) > Seq Scan on customers c "
+                     r"\(plan %d: pgscope report --plan %d\)" % (ids["heavy"], ids["heavy"]),
+                     heavy), text
+    assert LOOP_DETAIL in heavy and "seq_scan_filter" not in heavy, heavy
+    light = statement_block(text, "SELECT id, amount FROM orders")
+    light_text = " ".join(" ".join(light).split())
+    # One line for the two plans' filter finding: the larger one, with its plan.
+    assert light_text.count("seq_scan_filter") == 1, light
+    assert FILTER_DETAIL % (199800, "99.9") in light_text, light
+    assert "(plan %d: pgscope report --plan %d)" % (ids["light"], ids["light"]) in light_text
+    assert len(statement_block(text, "DELETE FROM orders")) == 1, text
+
+    limited = report(db, "--limit", "1").stdout
+    check_text(limited)
+    assert "Plan findings by statement time (1 of 2" in limited, limited
+    assert "2. seq_scan_filter" not in limited, limited
+
+    data = report_json(db)
+    assert [p["id"] for p in data["plans"]] == sorted(ids.values()), data["plans"]
+    by_id = {p["id"]: p for p in data["plans"]}
+    assert by_id[ids["light"]]["params"] == ["pending", "50"], by_id
+    assert by_id[ids["heavy"]]["params"] is None and by_id[ids["heavy"]]["analyzed"] is True
+    dml = by_id[ids["delete"]]
+    assert dml["analyzed"] is False and dml["execution_ms"] is None, dml
+    assert (dml["seq"], dml["run_id"], dml["planning_ms"]) == (4, 1, 0.3), dml
+    assert close_to(dml["trigger_ms"], 60.0) and close_to(dml["side_ms"], 4.5), dml
+    got = [(f["kind"], f["plan_id"], f["seen_in_plans"], f["calls"]) for f in data["findings"]]
+    assert got == [("nested_loop_inner_scan", ids["heavy"], 1, 500),
+                   ("seq_scan_filter", ids["light"], 2, 3)], got
+    first, second = data["findings"]
+    assert close_to(first["weight_ms"], 5000.0) and close_to(first["mean_ms"], 10.0), first
+    assert first["magnitude"] == 200 and first["detail"] == LOOP_DETAIL, first
+    assert first["fingerprint"] == HEAVY[0] and first["query"] == HEAVY[1], first
+    assert first["relation"] == "customers", first
+    assert close_to(second["weight_ms"], 300.0) and second["magnitude"] == 199800, second
+    assert second["node_path"] == "Limit > Sort > Seq Scan on orders", second
+    assert data["explain"] == EXPLAIN_COUNTS, data["explain"]
+    h.note("%d plans, %d findings" % (len(data["plans"]), len(data["findings"])))
+
+
+def test_report_plan_findings_all_runs():
+    """--all: plans and outcomes of every run; a shape's weight is its time in all of them, so a
+    second run where the light statement dominated moves its finding first."""
+    db, ids = plans_file()
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("INSERT INTO runs (label, started_at, ended_at, pgscope_version) VALUES "
+                    "('second', '2026-11-22 09:00:00.000', '2026-11-22 09:01:00.000', 'test')")
+        add_statement(con, 2, (LIGHT[0], LIGHT[1], 1000, 20000.0))
+        again = add_plan(con, 2, 1, LIGHT, "seq_scan_filter.json", [seq_scan_finding(1000, "0.5")])
+        con.execute("INSERT INTO explain_skips (run_id, reason, count) VALUES (2, 'budget', 5), "
+                    "(2, 'sample', 1)")
+    con.close()
+
+    latest = report_json(db)
+    assert [p["id"] for p in latest["plans"]] == [again], latest["plans"]
+    assert [(f["plan_id"], f["seen_in_plans"]) for f in latest["findings"]] == [(again, 1)]
+    assert latest["explain"] == {"budget": 5, "sample": 1}, latest["explain"]
+
+    merged = report_json(db, "--all")
+    assert len(merged["plans"]) == 5, merged["plans"]
+    got = [(f["kind"], f["plan_id"], f["seen_in_plans"], f["calls"]) for f in merged["findings"]]
+    assert got == [("seq_scan_filter", ids["light"], 3, 1003),
+                   ("nested_loop_inner_scan", ids["heavy"], 1, 500)], got
+    assert close_to(merged["findings"][0]["weight_ms"], 20300.0), merged["findings"]
+    assert merged["explain"] == {"sample": 4, "budget": 17, "dml": 1, "no_connection": 1}
+    text = report(db, "--all").stdout
+    check_text(text)
+    flat = " ".join(text.split())
+    assert "5 plans; not sampled: 17 budget" in flat, text
+    assert "1. seq_scan_filter on orders: statement time 20300.000 ms" in flat, text
+
+
+def test_report_plan_by_id():
+    """--plan ID: the header, the plan as a tree, its findings; planned-only DML says so; an
+    unknown id is an error; the same as JSON with the plan parsed."""
+    db, ids = plans_file()
+    res = report(db, "--plan", str(ids["light"]))
+    text = res.stdout
+    assert res.stderr == "", res
+    assert text.startswith('Plan %d of run 1 "plans"' % ids["light"]), text
+    flat = " ".join(text.split())
+    for mark in ["query %s" % LIGHT[1], "fingerprint %s" % LIGHT[0], "database %s" % REPORT_DB,
+                 "trigger duration 100.000 ms", "planning 0.300 ms", "execution 13.200 ms",
+                 "explained EXPLAIN ANALYZE", 'params ["pending", "50"]']:
+        assert mark in flat, (mark, text)
+    tree = [text.find(mark) for mark in ("Limit  (cost=", "-> Sort", "-> Seq Scan on orders",
+                                         "Filter: (orders.status = '?'::text)",
+                                         "Rows Removed by Filter: 199800", "Findings (1)",
+                                         "1. seq_scan_filter at Limit > Sort > Seq Scan on orders")]
+    assert -1 not in tree and tree == sorted(tree), (tree, text)
+    assert FILTER_DETAIL % (199800, "99.9") in flat, text
+
+    dml = report(db, "--plan", str(ids["delete"])).stdout
+    dml_flat = " ".join(dml.split())
+    assert "explained planned only (DML, not executed)" in dml_flat, dml
+    assert "execution none: not executed" in dml_flat, dml
+    assert "params not stored (store_params is off)" in dml_flat, dml
+    assert "Delete on orders" in dml and "-> Seq Scan on orders" in dml, dml
+    assert "No findings in this plan." in dml, dml
+
+    missing = report(db, "--plan", "999", expect_rc=1)
+    assert missing.stdout == "" and "there is no plan 999" in missing.stderr, missing
+    for args in (["--plan", "x"], ["--plan", "0"], ["--plan", "1", "--all"],
+                 ["--plan", "1", "--run", "1"], ["--plan"]):
+        res = report(db, *args, expect_rc=2)
+        assert res.stdout == "" and res.stderr, (args, res)
+    assert "--plan" in report(db, "--help").stdout
+
+    data = json.loads(report(db, "--plan", str(ids["light"]), "--format", "json").stdout)
+    assert JSON_PLAN_FIELDS <= set(data) and data["run_label"] == "plans", data
+    assert (data["id"], data["seq"], data["fingerprint"]) == (ids["light"], 3, LIGHT[0]), data
+    assert data["params"] == ["pending", "50"] and data["analyzed"] is True, data
+    assert data["plan"][0]["Plan"]["Node Type"] == "Limit", data["plan"]
+    assert data["findings"] == [{"kind": "seq_scan_filter", "relation": "orders",
+                                 "node_path": "Limit > Sort > Seq Scan on orders",
+                                 "detail": FILTER_DETAIL % (199800, "99.9"),
+                                 "magnitude": 199800}], data["findings"]
+    dml = json.loads(report(db, "--plan", str(ids["delete"]), "--format", "json").stdout)
+    assert dml["analyzed"] is False and dml["findings"] == [] and dml["params"] is None, dml
+    assert dml["plan"][0]["Plan"]["Operation"] == "Delete", dml["plan"]
+
+
+def test_report_reads_a_version_2_file():
+    """A file of schema version 2 (before EXPLAIN sampling) is reported as it is, read-only:
+    no plans, findings or EXPLAIN outcomes, and --plan says why there is no plan."""
+    db, _ = plans_file()
+    work = h.make_temp_dir("pgscope-report-")
+    try:
+        old = os.path.join(work, "v2.db")
+        shutil.copyfile(db, old)
+        con = sqlite3.connect(old)
+        con.executescript("""
+            DROP VIEW plan_findings_ranked;
+            DROP TABLE plan_findings;
+            DROP TABLE plans;
+            DROP TABLE explain_skips;
+            UPDATE meta SET value = '2' WHERE key = 'schema_version';
+        """)
+        con.close()
+        data = report_json(old)
+        assert data["schema_version"] == 2, data
+        assert (data["plans"], data["findings"], data["explain"]) == ([], [], {}), data
+        assert {st["fingerprint"] for st in data["statements"]} >= {HEAVY[0], LIGHT[0]}, data
+        text = report(old).stdout
+        check_text(text)
+        assert "EXPLAIN samples" not in text and "Plan findings" not in text, text
+        assert "pgscope report --plan" not in text, text
+        res = report(old, "--plan", "1", expect_rc=1)
+        assert "there is no plan 1" in res.stderr and "schema version 2" in res.stderr, res
+        assert rows(old, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
     finally:
         shutil.rmtree(work, ignore_errors=True)
