@@ -1,0 +1,4 @@
+/* advisor.c — placeholder, being written. */
+#include "config.h"
+
+#include "pgscope/advisor.h"

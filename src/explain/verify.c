@@ -1,0 +1,4 @@
+/* verify.c — placeholder, being written. */
+#include "config.h"
+
+#include "pgscope/advisor.h"
