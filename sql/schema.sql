@@ -1,4 +1,4 @@
--- schema.sql — pgscope's report database, schema version 3 (STORE_SCHEMA_VERSION in store.h).
+-- schema.sql — pgscope's report database, schema version 4 (STORE_SCHEMA_VERSION in store.h).
 --
 -- This file always describes the newest schema: pgscope runs it on an empty file. A file made
 -- by an older pgscope is carried forward by the migration steps in src/store/store.c, so any
@@ -17,7 +17,7 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '3');
+INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '4');
 
 -- One row per `pgscope proxy` lifetime. The counters are rewritten with every batch, so they
 -- are current while pgscope runs; ended_at stays NULL until a clean stop.
@@ -187,6 +187,31 @@ CREATE TABLE explain_skips (
     reason TEXT NOT NULL,
     count  INTEGER NOT NULL,
     PRIMARY KEY (run_id, reason)
+);
+
+-- Index suggestions of a run: the latest consolidation across every sampled statement, replaced
+-- as the run goes on. Verified ones (hypopg: the plan used the hypothetical index and its cost
+-- dropped by advisor_min_reduction) come first, by benefit; then unverified ones (hypopg
+-- missing in that database), by the time of the statements they would serve.
+CREATE TABLE index_suggestions (
+    run_id           INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    rank             INTEGER NOT NULL,           -- 1 first
+    database         TEXT NOT NULL,
+    ddl              TEXT NOT NULL,              -- CREATE INDEX CONCURRENTLY ...
+    schema_name      TEXT NOT NULL DEFAULT '',   -- '' when the statements did not qualify it
+    table_name       TEXT NOT NULL,
+    columns          TEXT NOT NULL,              -- JSON array, in index order
+    predicate        TEXT NOT NULL DEFAULT '',   -- a partial index's WHERE; '' for none
+    verified         INTEGER NOT NULL,
+    cost_before      REAL,                       -- planner cost of the statements it helps;
+    cost_after       REAL,                       -- NULL when unverified
+    benefit_ms       REAL,                       -- their time x cost reduction; NULL unverified
+    size_bytes       REAL,                       -- hypopg's estimate; NULL unknown
+    statements       TEXT NOT NULL,              -- JSON array of the fingerprints it helps
+    write_statements INTEGER NOT NULL DEFAULT 0, -- INSERT/UPDATE/DELETE seen on the table
+    breaks_hot       INTEGER NOT NULL DEFAULT 0, -- 1: UPDATEs set one of its columns
+    misestimate      INTEGER NOT NULL DEFAULT 0, -- 1: a plan's row estimate was 10x off
+    PRIMARY KEY (run_id, rank)
 );
 
 -- Views for people: SELECT * FROM slowest_statements WHERE run_id = 3 LIMIT 10;

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 /* One statement shape's statistics in this run (replaces the earlier row of the same key). */
 typedef struct store_statement_row {
@@ -85,6 +85,18 @@ typedef struct store_plan_row {
     size_t n_findings;
 } store_plan_row;
 
+/* One index suggestion; the batch's list replaces the run's suggestions as a whole. */
+typedef struct store_index_row {
+    char *database, *ddl, *schema, *table;
+    char *columns; /* JSON array */
+    char *predicate;
+    bool verified;
+    double cost_before, cost_after, benefit_ms, size_bytes; /* < 0: unknown (NULL) */
+    char *statements;                                       /* JSON array of fingerprints */
+    uint64_t write_statements;
+    bool breaks_hot, misestimate;
+} store_index_row;
+
 /* Run-wide counters, written with every batch. */
 typedef struct store_run_counters {
     int64_t ended_us; /* 0 while running */
@@ -112,6 +124,9 @@ typedef struct store_batch {
     size_t n_nplusone;
     store_plan_row *plans;
     size_t n_plans;
+    store_index_row *indexes; /* the latest consolidation, when indexes_set */
+    size_t n_indexes;
+    bool indexes_set;
     char *unused_ignores; /* JSON array of allow-list entries that never matched; may be NULL */
     store_run_counters run;
 } store_batch;

@@ -155,6 +155,31 @@ static const char migrate_v3[] =
     "       ON w.run_id = f.run_id AND w.fingerprint = f.fingerprint\n"
     "ORDER BY f.run_id, weight_ms DESC, f.magnitude DESC;\n";
 
+/* Version 4: index suggestions. Same rule: sql/schema.sql's text, character for character. */
+static const char migrate_v4[] =
+    "CREATE TABLE index_suggestions (\n"
+    "    run_id           INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,\n"
+    "    rank             INTEGER NOT NULL,           -- 1 first\n"
+    "    database         TEXT NOT NULL,\n"
+    "    ddl              TEXT NOT NULL,              -- CREATE INDEX CONCURRENTLY ...\n"
+    "    schema_name      TEXT NOT NULL DEFAULT '',   -- '' when the statements did not qualify "
+    "it\n"
+    "    table_name       TEXT NOT NULL,\n"
+    "    columns          TEXT NOT NULL,              -- JSON array, in index order\n"
+    "    predicate        TEXT NOT NULL DEFAULT '',   -- a partial index's WHERE; '' for none\n"
+    "    verified         INTEGER NOT NULL,\n"
+    "    cost_before      REAL,                       -- planner cost of the statements it helps;\n"
+    "    cost_after       REAL,                       -- NULL when unverified\n"
+    "    benefit_ms       REAL,                       -- their time x cost reduction; NULL "
+    "unverified\n"
+    "    size_bytes       REAL,                       -- hypopg's estimate; NULL unknown\n"
+    "    statements       TEXT NOT NULL,              -- JSON array of the fingerprints it helps\n"
+    "    write_statements INTEGER NOT NULL DEFAULT 0, -- INSERT/UPDATE/DELETE seen on the table\n"
+    "    breaks_hot       INTEGER NOT NULL DEFAULT 0, -- 1: UPDATEs set one of its columns\n"
+    "    misestimate      INTEGER NOT NULL DEFAULT 0, -- 1: a plan's row estimate was 10x off\n"
+    "    PRIMARY KEY (run_id, rank)\n"
+    ");\n";
+
 /* Step i takes a file from version migrations[i].version - 1 to migrations[i].version. Version 1
  * is the base, created from sql/schema.sql. To change the schema: edit sql/schema.sql (which
  * always describes the newest version), add a step here and bump STORE_SCHEMA_VERSION. */
@@ -165,6 +190,7 @@ static const struct migration {
     {1, NULL},
     {2, migrate_v2},
     {3, migrate_v3},
+    {4, migrate_v4},
 };
 
 enum {
@@ -176,6 +202,8 @@ enum {
     Q_PLAN,
     Q_PLAN_FINDING,
     Q_SKIP,
+    Q_INDEX_CLEAR,
+    Q_INDEX,
     Q_RUN,
     Q_ENDED,
     Q_COUNT
@@ -237,6 +265,13 @@ static const char *const queries[Q_COUNT] = {
                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [Q_SKIP] = "INSERT INTO explain_skips (run_id, reason, count) VALUES (?1, ?2, ?3) "
                "ON CONFLICT (run_id, reason) DO UPDATE SET count = excluded.count",
+    /* Suggestions are the latest consolidation as a whole: cleared, then written again. */
+    [Q_INDEX_CLEAR] = "DELETE FROM index_suggestions WHERE run_id = ?1",
+    [Q_INDEX] = "INSERT INTO index_suggestions (run_id, rank, database, ddl, schema_name, "
+                "table_name, columns, predicate, verified, cost_before, cost_after, benefit_ms, "
+                "size_bytes, statements, write_statements, breaks_hot, misestimate) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
+                "?17)",
     /* unused_ignores only when the batch carries it: a batch without it keeps the last list. */
     [Q_RUN] = "UPDATE runs SET ended_at = coalesce(?2, ended_at), connections = ?3, "
               "statements = ?4, events_dropped = ?5, fingerprint_fallbacks = ?6, "
@@ -296,6 +331,17 @@ static void free_nplusone_row(store_nplusone_row *r)
     free(r->suggestion);
 }
 
+static void free_index_row(store_index_row *r)
+{
+    free(r->database);
+    free(r->ddl);
+    free(r->schema);
+    free(r->table);
+    free(r->columns);
+    free(r->predicate);
+    free(r->statements);
+}
+
 void store_plan_row_free(store_plan_row *r)
 {
     free(r->database);
@@ -326,6 +372,9 @@ void store_batch_free(store_batch *b)
     for (size_t i = 0; i < b->n_plans; i++)
         store_plan_row_free(&b->plans[i]);
     free(b->plans);
+    for (size_t i = 0; i < b->n_indexes; i++)
+        free_index_row(&b->indexes[i]);
+    free(b->indexes);
     free(b->statements);
     free(b->connections);
     free(b->tags);
@@ -338,7 +387,7 @@ void store_batch_free(store_batch *b)
 static uint64_t batch_rows(const store_batch *b)
 {
     uint64_t n = 1 + b->n_statements + b->n_connections + b->n_tags + b->n_nplusone + b->n_plans +
-                 (uint64_t)b->run.n_explain;
+                 b->n_indexes + (uint64_t)b->run.n_explain;
 
     for (size_t i = 0; i < b->n_statements; i++)
         n += (uint64_t)(b->statements[i].n_errs > 0 ? b->statements[i].n_errs : 0);
@@ -580,6 +629,44 @@ static int write_plan(store *s, const store_plan_row *r)
     return rc;
 }
 
+static int write_index(store *s, int rank, const store_index_row *r)
+{
+    sqlite3_stmt *st = s->q[Q_INDEX];
+    bool bad = false;
+
+    bad |= sqlite3_bind_int64(st, 1, s->run_id) != SQLITE_OK;
+    bad |= sqlite3_bind_int(st, 2, rank) != SQLITE_OK;
+    bad |= bind_key(st, 3, r->database) != SQLITE_OK;
+    bad |= bind_key(st, 4, r->ddl) != SQLITE_OK;
+    bad |= bind_key(st, 5, r->schema) != SQLITE_OK;
+    bad |= bind_key(st, 6, r->table) != SQLITE_OK;
+    bad |= bind_json(st, 7, r->columns) != SQLITE_OK;
+    bad |= bind_key(st, 8, r->predicate) != SQLITE_OK;
+    bad |= sqlite3_bind_int(st, 9, r->verified) != SQLITE_OK;
+    bad |= bind_ms_or_null(st, 10, r->cost_before) != SQLITE_OK;
+    bad |= bind_ms_or_null(st, 11, r->cost_after) != SQLITE_OK;
+    bad |= bind_ms_or_null(st, 12, r->benefit_ms) != SQLITE_OK;
+    bad |= bind_ms_or_null(st, 13, r->size_bytes) != SQLITE_OK;
+    bad |= bind_json(st, 14, r->statements) != SQLITE_OK;
+    bad |= bind_u64(st, 15, r->write_statements) != SQLITE_OK;
+    bad |= sqlite3_bind_int(st, 16, r->breaks_hot) != SQLITE_OK;
+    bad |= sqlite3_bind_int(st, 17, r->misestimate) != SQLITE_OK;
+    return bad ? SQLITE_NOMEM : step_done(st);
+}
+
+static int write_indexes(store *s, const store_batch *b)
+{
+    if (!b->indexes_set)
+        return SQLITE_OK; /* no new consolidation: the last one stands */
+    sqlite3_stmt *clear = s->q[Q_INDEX_CLEAR];
+    int rc = sqlite3_bind_int64(clear, 1, s->run_id);
+    if (rc == SQLITE_OK)
+        rc = step_done(clear);
+    for (size_t i = 0; rc == SQLITE_OK && i < b->n_indexes; i++)
+        rc = write_index(s, (int)i + 1, &b->indexes[i]);
+    return rc;
+}
+
 static int write_skips(store *s, const store_run_counters *c)
 {
     int rc = SQLITE_OK;
@@ -628,6 +715,8 @@ static int write_rows(store *s, const store_batch *b)
         rc = write_nplusone(s, &b->nplusone[i]);
     for (size_t i = 0; rc == SQLITE_OK && i < b->n_plans; i++)
         rc = write_plan(s, &b->plans[i]);
+    if (rc == SQLITE_OK)
+        rc = write_indexes(s, b);
     if (rc == SQLITE_OK)
         rc = write_skips(s, &b->run);
     return rc == SQLITE_OK ? write_run(s, b) : rc;

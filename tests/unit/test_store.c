@@ -928,6 +928,59 @@ static void test_plans_written_once(void **state)
     sqlite3_close(db);
 }
 
+/* ---- index suggestions ---- */
+
+static store_batch *make_index_batch(size_t n, bool set)
+{
+    store_batch *b = calloc(1, sizeof(*b));
+
+    assert_non_null(b);
+    b->indexes_set = set;
+    b->indexes = calloc(n ? n : 1, sizeof(*b->indexes));
+    assert_non_null(b->indexes);
+    for (size_t i = 0; i < n; i++) {
+        store_index_row *r = &b->indexes[i];
+        r->database = xstrdup("shop");
+        r->ddl = xstrdup("CREATE INDEX CONCURRENTLY ON \"orders\" (\"customer_id\")");
+        r->table = xstrdup("orders");
+        r->columns = xstrdup("[\"customer_id\"]");
+        r->statements = xstrdup("[\"00000000000000f1\"]");
+        r->verified = i == 0;
+        r->cost_before = i == 0 ? 4000 : -1;
+        r->cost_after = i == 0 ? 8.5 : -1;
+        r->benefit_ms = i == 0 ? 250 : -1;
+        r->size_bytes = -1;
+        r->write_statements = 7;
+        r->breaks_hot = true;
+    }
+    b->n_indexes = n;
+    return b;
+}
+
+/* The suggestions are the latest consolidation: a batch that carries one replaces the run's
+ * list whole; a batch without one leaves it. */
+static void test_index_suggestions_replaced(void **state)
+{
+    scratch *t = *state;
+    char text[256];
+    store *s = open_running(t->path);
+
+    submit_eventually(s, make_index_batch(3, true));
+    submit_eventually(s, make_index_batch(0, false));
+    store_close(s, make_index_batch(2, true));
+
+    sqlite3 *db = peer_open(t->path);
+    assert_int_equal(peer_int(db, "SELECT count(*) FROM index_suggestions"), 2);
+    peer_text(db,
+              "SELECT group_concat(rank || ':' || verified || ':' || quote(cost_before) || ':' || "
+              "quote(benefit_ms) || ':' || quote(size_bytes) || ':' || write_statements || ':' || "
+              "breaks_hot || ':' || predicate, ',') FROM (SELECT * FROM index_suggestions "
+              "ORDER BY rank)",
+              text, sizeof(text));
+    assert_string_equal(text, "1:1:4000.0:250.0:NULL:7:1:,2:0:NULL:NULL:NULL:7:1:");
+    sqlite3_close(db);
+}
+
 /* Findings are cumulative: a later batch replaces the row of the same key and leaves the
  * others; a batch without an allow-list report keeps the run's last one. */
 static void test_later_batch_replaces_findings(void **state)
@@ -1049,7 +1102,7 @@ static char *schema_description(const char *path)
         "FROM sqlite_master WHERE type = 'index' "
         "UNION ALL SELECT 'sql ' || name || ' ' || sql FROM sqlite_master "
         "WHERE type = 'view' OR name LIKE 'n\\_plus\\_one%' ESCAPE '\\' OR name LIKE 'plan%' "
-        "OR name = 'explain_skips' "
+        "OR name IN ('explain_skips', 'index_suggestions') "
         "UNION ALL SELECT 'meta ' || key || ' ' || value FROM meta "
         "ORDER BY 1)";
     sqlite3 *db = peer_open(path);
@@ -1078,7 +1131,7 @@ static void test_migration_from_version_1(void **state)
     store_close(s, NULL);
 
     sqlite3 *db = peer_open(t->path);
-    assert_int_equal(peer_int(db, "SELECT value FROM meta WHERE key = 'schema_version'"), 3);
+    assert_int_equal(peer_int(db, "SELECT value FROM meta WHERE key = 'schema_version'"), 4);
     /* The old run and its statement are kept; it has no allow-list report. */
     peer_text(db,
               "SELECT label || ' ' || statements || ' ' || quote(unused_ignores) FROM runs "
@@ -1105,7 +1158,8 @@ static void test_migration_from_version_1(void **state)
     assert_string_equal(migrated, fresh);
     assert_non_null(strstr(fresh, "table n_plus_one 17 last_seen"));
     assert_non_null(strstr(fresh, "table runs 14 unused_ignores TEXT 0 - 0"));
-    assert_non_null(strstr(fresh, "meta schema_version 3"));
+    assert_non_null(strstr(fresh, "meta schema_version 4"));
+    assert_non_null(strstr(fresh, "table index_suggestions 16 misestimate INTEGER 1 0 0"));
     assert_non_null(strstr(fresh, "table plan_findings 8 magnitude REAL 1 - 0"));
     free(migrated);
     free(fresh);
@@ -1150,6 +1204,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lost_findings_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batches_with_findings_freed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plans_written_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_suggestions_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_migration_changes_nothing, setup, teardown),
     };
