@@ -78,6 +78,7 @@ typedef struct track_event {
     uint32_t params_len;
     uint16_t n_params; /* parameters the Bind carried (even if not all were kept) */
     bool params_truncated;
+    bool params_cut;       /* a kept value was cut to max_param (its first bytes only) */
     char command[32];      /* command tag without counts: "SELECT", "INSERT", "COPY", ... */
     int64_t rows;          /* row count from the command tag; -1 when the tag has none */
     bool suspended;        /* Execute stopped at its row limit (PortalSuspended) */

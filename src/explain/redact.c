@@ -9,24 +9,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Plan keys whose strings are expressions: conditions, filters, keys, outputs. Other strings
- * (names, strategies, "SubPlan 1") hold no values and stay as they are. */
-static bool holds_expressions(const char *key)
+/* Plan keys whose strings are names or kinds, never values: everything else a plan node holds
+ * as text may be an expression ("Filter", "Run Condition", a foreign scan's "Remote SQL", keys
+ * a later PostgreSQL adds) and is scrubbed. Names keep their digits: "SubPlan 1", "t2". */
+static bool holds_names(const char *key)
 {
-    static const char *const exact[] = {"Output",          "Order By",
-                                        "Function Call",   "Table Function Call",
-                                        "Repeatable Seed", "Sampling Parameters"};
-    static const char *const suffixes[] = {"Cond", "Filter", "Key", "Keys"};
-    size_t n = strlen(key);
+    static const char *const names[] = {
+        "Node Type",     "Relation Name",   "Schema",
+        "Alias",         "Index Name",      "CTE Name",
+        "Function Name", "Subplan Name",    "Strategy",
+        "Partial Mode",  "Join Type",       "Parent Relationship",
+        "Sort Method",   "Sort Space Type", "Scan Direction",
+        "Operation",     "Command",         "Custom Plan Provider",
+    };
 
-    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
-        if (strcmp(key, exact[i]) == 0)
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(key, names[i]) == 0)
             return true;
-    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-        size_t m = strlen(suffixes[i]);
-        if (n >= m && strcmp(key + n - m, suffixes[i]) == 0)
-            return true;
-    }
     return false;
 }
 
@@ -64,15 +63,21 @@ static const char *skip_number(const char *p)
     return p;
 }
 
-/* '...' becomes '?' and a bare number ?; quoted identifiers ("Order") are kept. */
-static char *scrub(const char *s)
+/* '...' becomes '?' and a bare number ?; quoted identifiers ("Order") are kept, unless
+ * names_too (a server message quotes values in double quotes: value "42" is out of range). */
+static char *scrub(const char *s, bool names_too)
 {
     char *out = malloc(strlen(s) + 1), *o = out;
 
     if (!out)
         return NULL;
     for (const char *p = s; *p;) {
-        if (*p == '"') {
+        if (*p == '"' && names_too) {
+            const char *end = strchr(p + 1, '"');
+            p = end ? end + 1 : p + strlen(p);
+            memcpy(o, "\"?\"", 3);
+            o += 3;
+        } else if (*p == '"') {
             const char *end = strchr(p + 1, '"');
             size_t n = end ? (size_t)(end - p) + 1 : strlen(p);
             memcpy(o, p, n);
@@ -96,13 +101,13 @@ static char *scrub(const char *s)
 /* In place: the containers being walked keep their shape. */
 static void redact_string(json_t *v)
 {
-    char *clean = scrub(json_string_value(v));
+    char *clean = scrub(json_string_value(v), false);
 
     json_string_set(v, clean ? clean : "?");
     free(clean);
 }
 
-static void redact_value(json_t *v, bool expressions);
+static void redact_value(json_t *v);
 
 static void redact_object(json_t *obj)
 {
@@ -111,14 +116,14 @@ static void redact_object(json_t *obj)
 
     json_object_foreach(obj, key, v)
     {
-        if (json_is_string(v) && holds_expressions(key))
+        if (json_is_string(v) && !holds_names(key))
             redact_string(v);
         else
-            redact_value(v, holds_expressions(key));
+            redact_value(v);
     }
 }
 
-static void redact_value(json_t *v, bool expressions)
+static void redact_value(json_t *v)
 {
     size_t i;
     json_t *item;
@@ -128,10 +133,10 @@ static void redact_value(json_t *v, bool expressions)
     } else if (json_is_array(v)) {
         json_array_foreach(v, i, item)
         {
-            if (json_is_string(item) && expressions)
+            if (json_is_string(item))
                 redact_string(item);
             else
-                redact_value(item, expressions);
+                redact_value(item);
         }
     }
 }
@@ -147,8 +152,13 @@ char *explain_plan_redact(const char *json)
         return NULL;
     }
     /* Only the plans: "Settings" (non-default settings) and the times hold no values. */
-    json_array_foreach(doc, i, item) redact_value(json_object_get(item, "Plan"), false);
+    json_array_foreach(doc, i, item) redact_value(json_object_get(item, "Plan"));
     char *out = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15)); /* 4635.11, not ...0997 */
     json_decref(doc);
     return out;
+}
+
+char *explain_redact_text(const char *text)
+{
+    return text ? scrub(text, true) : NULL;
 }

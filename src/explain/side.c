@@ -61,7 +61,7 @@ struct side_db {
 
 struct explain_side {
     explain_side_settings set;
-    char *dsn, *host, *port; /* owned copies of the settings' strings */
+    char *dsn, *host, *port, *sslmode, *sslrootcert; /* owned copies of the settings' strings */
     pthread_t thread;
     struct event_base *base; /* touched by the side thread only, once it runs */
     struct event *wake_ev;
@@ -268,11 +268,14 @@ static int connect_timeout_s(PGconn *pg)
 static void conn_open(struct side_conn *c)
 {
     struct side_db *db = c->db;
-    const char *keys[7], *vals[7];
+    const char *keys[9], *vals[9];
     int n = 0;
     /* First: what the DSN names wins over the upstream's address and the statement's user. */
-    const char *defaults[][2] = {
-        {"host", db->side->host}, {"port", db->side->port}, {"user", db->user}};
+    const char *defaults[][2] = {{"host", db->side->host},
+                                 {"port", db->side->port},
+                                 {"sslmode", db->side->sslmode},
+                                 {"sslrootcert", db->side->sslrootcert},
+                                 {"user", db->user}};
     for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
         if (defaults[i][1][0] != '\0') {
             keys[n] = defaults[i][0];
@@ -311,6 +314,10 @@ static void conn_connected(struct side_conn *c)
     c->deadline_us = 0;
     if (PQsetnonblocking(c->pg, 1) != 0) {
         conn_failed(c, PQerrorMessage(c->pg));
+        return;
+    }
+    if (c->db->head == NULL) { /* another connection took the jobs: see job_finish */
+        conn_close(c);
         return;
     }
     c->state = CONN_IDLE;
@@ -455,8 +462,11 @@ static void job_finish(struct side_conn *c)
     c->job = NULL;
     c->plan = NULL;
     c->deadline_us = 0;
+    /* Nothing waiting for this database: the connection goes. An idle one would keep the
+     * application's own DROP DATABASE (test suites do it between runs) from working, and hold
+     * one of the server's connection slots for nothing; samples are rare enough to connect. */
     if (c->broken || PQstatus(c->pg) != CONNECTION_OK ||
-        PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+        PQtransactionStatus(c->pg) != PQTRANS_IDLE || c->db->head == NULL) {
         conn_close(c);
         return;
     }
@@ -763,6 +773,8 @@ static void side_free(explain_side *side)
     free(side->dsn);
     free(side->host);
     free(side->port);
+    free(side->sslmode);
+    free(side->sslrootcert);
     free(side);
 }
 
@@ -814,11 +826,15 @@ explain_side *explain_side_start(const explain_side_settings *s)
     side->dsn = strdup(side->set.dsn != NULL ? side->set.dsn : "");
     side->host = strdup(side->set.host != NULL ? side->set.host : "");
     side->port = strdup(side->set.port != NULL ? side->set.port : "");
+    side->sslmode = strdup(side->set.sslmode != NULL ? side->set.sslmode : "");
+    side->sslrootcert = strdup(side->set.sslrootcert != NULL ? side->set.sslrootcert : "");
     side->set.dsn = side->dsn;
     side->set.host = side->host;
     side->set.port = side->port;
-    if (side->dsn == NULL || side->host == NULL || side->port == NULL ||
-        !pipe_nonblocking(side->wake_fd))
+    side->set.sslmode = side->sslmode;
+    side->set.sslrootcert = side->sslrootcert;
+    if (side->dsn == NULL || side->host == NULL || side->port == NULL || side->sslmode == NULL ||
+        side->sslrootcert == NULL || !pipe_nonblocking(side->wake_fd))
         goto fail;
     side->base = event_base_new();
     if (side->base == NULL)

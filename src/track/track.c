@@ -155,6 +155,7 @@ typedef struct {
     uint32_t len;
     uint16_t count; /* parameters the Bind carried */
     bool truncated;
+    bool cut; /* a kept value was cut to max_param */
 } param_set;
 
 static void params_clear(param_set *p)
@@ -558,6 +559,7 @@ static track_event *event_new(track_conn *c, track_ev_kind kind, const char *tex
     if (ps) {
         ev->n_params = ps->count;
         ev->params_truncated = ps->truncated;
+        ev->params_cut = ps->cut;
     }
     ev->kind = kind;
     ev->conn_id = c->id;
@@ -1362,6 +1364,7 @@ typedef struct {
     uint32_t used; /* encoded bytes so far */
     uint32_t kept; /* values encoded */
     bool keeping;  /* still encoding: nothing was left out yet */
+    bool cut;      /* a kept value was cut to max_param */
 } bind_walk;
 
 static bool param_is_binary(const reader *r, const bind_walk *w, uint16_t i)
@@ -1394,9 +1397,10 @@ static rd_status read_bind_value(track_conn *c, reader *r, bind_walk *w, uint16_
     if (w->keeping) {
         if (keep <= r->captured - r->pos &&
             encode_param(c->scratch, c->lim.max_params, &w->used, r->p + r->pos,
-                         len < 0 ? -1 : (int32_t)keep, param_is_binary(r, w, i)))
+                         len < 0 ? -1 : (int32_t)keep, param_is_binary(r, w, i))) {
             w->kept++;
-        else
+            w->cut |= keep < body;
+        } else
             w->keeping = false; /* later values are left out too: the list stays in order */
     }
     if (st == RD_OK)
@@ -1448,6 +1452,7 @@ static rd_status read_bind_params(track_conn *c, reader *r, param_set *out, uint
     if (st == RD_BAD)
         return RD_BAD;
     out->truncated = w.kept < out->count;
+    out->cut = w.cut;
     if (w.used > 0) {
         out->data = malloc(w.used);
         if (out->data) {
