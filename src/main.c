@@ -156,10 +156,23 @@ static void explain_settings_from_config(const config *cfg, const char *upstream
     x->side.dsn = cfg->explain_dsn;
     x->side.host = upstream_host;
     x->side.port = upstream_port;
+    x->side.sslmode = cfg->upstream_sslmode;
+    x->side.sslrootcert = cfg->upstream_ca_file;
     x->side.statement_timeout_ms = cfg->explain_statement_timeout;
     x->side.lock_timeout_ms = cfg->explain_lock_timeout;
     x->side.timing = cfg->explain_timing;
     x->store_params = cfg->store_params;
+    x->advise = cfg->advisor;
+    advisor_settings_default(&x->advisor);
+    x->advisor.dsn = cfg->explain_dsn;
+    x->advisor.host = upstream_host;
+    x->advisor.port = upstream_port;
+    x->advisor.sslmode = cfg->upstream_sslmode;
+    x->advisor.sslrootcert = cfg->upstream_ca_file;
+    x->advisor.statement_timeout_ms = cfg->explain_statement_timeout;
+    x->advisor.lock_timeout_ms = cfg->explain_lock_timeout;
+    x->advisor.min_reduction = cfg->advisor_min_reduction / 100.0;
+    x->advisor.create_extension = cfg->advisor_create_extension;
 }
 
 static bool start_run(const config *cfg, const proxy_settings *s, run_state *run)

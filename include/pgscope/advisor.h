@@ -51,9 +51,9 @@ int advisor_updated_columns(const char *sql, char table[ADVISOR_NAME],
 /* ---- verification (a thread with its own libpq connections) ---- */
 
 typedef enum {
-    ADVISOR_TRIAL_USED,     /* hypopg: the plan used it and the cost dropped enough */
-    ADVISOR_TRIAL_UNUSED,   /* hypopg: the plan did not use it, or the cost did not drop enough */
-    ADVISOR_TRIAL_COVERED,  /* an existing valid index already serves it */
+    ADVISOR_TRIAL_USED,       /* hypopg: the plan used it and the cost dropped enough */
+    ADVISOR_TRIAL_UNUSED,     /* hypopg: the plan did not use it, or the cost did not drop enough */
+    ADVISOR_TRIAL_COVERED,    /* an existing valid index already serves it */
     ADVISOR_TRIAL_UNVERIFIED, /* no hypopg in that database: not tried */
 } advisor_trial_outcome;
 
@@ -61,8 +61,8 @@ typedef enum {
 typedef struct advisor_trial {
     advisor_index index;
     advisor_trial_outcome outcome;
-    double cost_after;  /* plan's total cost with the hypothetical index; -1 when not tried */
-    double size_bytes;  /* hypopg_relation_size; -1 when not tried */
+    double cost_after; /* plan's total cost with the hypothetical index; -1 when not tried */
+    double size_bytes; /* hypopg_relation_size; -1 when not tried */
 } advisor_trial;
 
 /* One sampled statement to find indexes for. Owned by the verifier once submitted. */
@@ -81,9 +81,9 @@ void advisor_job_free(advisor_job *job);
 
 typedef struct advisor_result {
     uint64_t id, fingerprint;
-    bool ok;           /* false: nothing was learnt (see error) */
-    bool hypopg;       /* hypopg was there: trials are USED, UNUSED or COVERED */
-    char error[256];   /* when !ok: why, for the log */
+    bool ok;            /* false: nothing was learnt (see error) */
+    bool hypopg;        /* hypopg was there: trials are USED, UNUSED or COVERED */
+    char error[256];    /* when !ok: why, for the log */
     double cost_before; /* plan's total cost with the existing indexes */
     bool misestimate;   /* a scan's row estimate was 10x or more off in the sampled plan: set by
                          * the caller, not the verifier */
@@ -95,10 +95,12 @@ void advisor_result_free(advisor_result *r);
 
 typedef struct advisor_settings {
     const char *dsn, *host, *port; /* as explain_side_settings */
-    int statement_timeout_ms;      /* for each statement of a verification (default 5000) */
-    double min_reduction;          /* cost must drop by this share to count (default 0.30) */
-    bool create_extension;         /* CREATE EXTENSION IF NOT EXISTS hypopg where missing */
-    int queue_size;                /* jobs waiting (default 64) */
+    const char *sslmode, *sslrootcert;
+    int statement_timeout_ms; /* for each statement of a verification (default 5000) */
+    int lock_timeout_ms;      /* likewise for lock waits (default 0: none) */
+    double min_reduction;     /* cost must drop by this share to count (default 0.30) */
+    bool create_extension;    /* CREATE EXTENSION IF NOT EXISTS hypopg where missing */
+    int queue_size;           /* jobs waiting (default 64) */
 } advisor_settings;
 
 void advisor_settings_default(advisor_settings *s);
@@ -106,7 +108,8 @@ void advisor_settings_default(advisor_settings *s);
 typedef struct advisor_verifier advisor_verifier;
 
 /* Starts the verification thread. Per job, on a connection of its database and user (kept for
- * the next job): BEGIN READ ONLY; SET LOCAL statement_timeout; the search_path; reads the
+ * the next job, closed when no job waits): statement_timeout and lock_timeout for the session;
+ * BEGIN READ ONLY; the search_path; reads the
  * table's valid indexes (pg_index, pg_attribute) and marks covered candidates; EXPLAIN the
  * statement with its parameters (cost before); per remaining candidate: hypopg_create_index,
  * EXPLAIN again (cost after, whether the plan uses it), hypopg_relation_size, hypopg_reset;
@@ -149,8 +152,8 @@ typedef struct advisor_suggestion {
     uint64_t statements[16]; /* fingerprints it helps, at most 16 listed */
     int n_statements;
     uint64_t write_statements; /* INSERT/UPDATE/DELETE executions on its table */
-    bool breaks_hot;          /* UPDATEs set one of its columns: no more HOT updates */
-    bool misestimate;         /* a plan's estimate was far off: ANALYZE first */
+    bool breaks_hot;           /* UPDATEs set one of its columns: no more HOT updates */
+    bool misestimate;          /* a plan's estimate was far off: ANALYZE first */
 } advisor_suggestion;
 
 /* Chooses suggestions from every result so far: candidates the plans used, merged when one

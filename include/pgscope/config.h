@@ -41,6 +41,9 @@ typedef struct config {
     int explain_statement_timeout;
     int explain_lock_timeout;
     bool explain_timing;
+    bool advisor;
+    bool advisor_create_extension;
+    double advisor_min_reduction; /* percent */
 } config;
 
 typedef enum {

@@ -146,6 +146,10 @@ bool explain_plan_findings(const char *json, void (*fn)(const explain_finding *f
  * for text that is not an EXPLAIN (FORMAT JSON) result. */
 char *explain_plan_redact(const char *json);
 
+/* A server's message without the values it may quote: '...' and "..." become '?' and "?",
+ * bare numbers ?. Returns a malloc'd string (NULL for NULL or out of memory). */
+char *explain_redact_text(const char *text);
+
 /* The plan as an indented tree for people (`pgscope report --plan ID`): one line per node with
  * its estimated and actual rows, loops, time and buffers, its conditions under it. Returns a
  * malloc'd string, NULL for text that is not a plan. */
@@ -183,16 +187,17 @@ typedef struct explain_result {
 void explain_result_free(explain_result *r);
 
 typedef struct explain_side_settings {
-    const char *dsn;          /* libpq conninfo or URL (user, password or .pgpass, host, port,
-                               * sslmode...); dbname is replaced by each job's database */
-    const char *host, *port;  /* used when the DSN names none (the upstream's); may be NULL */
-    int statement_timeout_ms; /* SET LOCAL statement_timeout (default 5000) */
-    int lock_timeout_ms;      /* SET LOCAL lock_timeout (default 100) */
-    bool timing;              /* EXPLAIN's TIMING option (default true) */
-    int per_database;         /* side connections per database (default 2) */
-    int queue_size;           /* jobs waiting (default 64) */
-    int reconnect_ms;         /* first wait before reconnecting after a failure (default 1000;
-                               * doubled per failure in a row, up to 60 s) */
+    const char *dsn;         /* libpq conninfo or URL (user, password or .pgpass, host, port,
+                              * sslmode...); dbname is replaced by each job's database */
+    const char *host, *port; /* used when the DSN names none (the upstream's); may be NULL */
+    const char *sslmode, *sslrootcert; /* likewise (the upstream's TLS settings); may be NULL */
+    int statement_timeout_ms;          /* SET LOCAL statement_timeout (default 5000) */
+    int lock_timeout_ms;               /* SET LOCAL lock_timeout (default 100) */
+    bool timing;                       /* EXPLAIN's TIMING option (default true) */
+    int per_database;                  /* side connections per database (default 2) */
+    int queue_size;                    /* jobs waiting (default 64) */
+    int reconnect_ms; /* first wait before reconnecting after a failure (default 1000;
+                       * doubled per failure in a row, up to 60 s) */
 } explain_side_settings;
 
 void explain_side_defaults(explain_side_settings *s);
@@ -218,6 +223,7 @@ void explain_side_stop(explain_side *side);
 
 /* ---- the explainer: sampling as the analysis thread drives it ---- */
 
+#include "pgscope/advisor.h"
 #include "pgscope/store.h"
 #include "pgscope/track.h"
 
@@ -225,6 +231,8 @@ typedef struct explainer_settings {
     explain_sampler_settings sampler;
     explain_side_settings side;
     bool store_params; /* keep the replayed values and the plans' constants */
+    bool advise;       /* index advice for the sampled statements (advisor.h) */
+    advisor_settings advisor;
 } explainer_settings;
 
 /* One completed statement, as the analysis thread knows it. */
@@ -237,6 +245,10 @@ typedef struct explain_statement {
     const char *search_path; /* the client's, as set_config takes it; NULL: the server's */
     double p95_ms;           /* of its shape so far (INFINITY when not worth computing) */
     uint64_t calls;          /* of its shape so far */
+    double shape_total_ms;   /* of its shape (this database and user) so far */
+    const char *table;       /* the one table it reads or writes; "" if not one */
+    bool fallback;           /* its fingerprint is the pre-digest's: libpg_query cannot parse it */
+    bool path_unknown;       /* its connection's search_path was changed in a way not followed */
 } explain_statement;
 
 typedef struct explainer explainer;

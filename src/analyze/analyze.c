@@ -32,6 +32,7 @@ typedef struct conn_rec {
     /* The search_path in effect, for replaying its statements: SET LOCAL's until the
      * transaction ends, else SET's, else the startup packet's; NULL: the server's default. */
     char *path_startup, *path_session, *path_local;
+    bool path_unknown; /* changed in a way not followed: its statements are not replayed */
     bool dirty;
     uint64_t closed_in; /* the batch that carried it after it closed; 0: none yet */
     struct conn_rec *next;
@@ -356,11 +357,10 @@ static void single_table(analyzer *a, const fp_result *fp, const char *text, siz
 }
 
 static void detect(analyzer *a, const track_event *ev, const char *text, size_t len,
-                   const fp_result *fp, const char *tags)
+                   const fp_result *fp, const char *tags, const char *table)
 {
     np1_column cols[TRACK_SAMPLE_COLS];
     uint16_t ncols = ev->n_columns < TRACK_SAMPLE_COLS ? ev->n_columns : TRACK_SAMPLE_COLS;
-    char table[128];
     param_list params;
 
     for (uint16_t i = 0; ev->columns && i < ncols; i++) {
@@ -369,7 +369,6 @@ static void detect(analyzer *a, const track_event *ev, const char *text, size_t 
         memcpy(cols[i].name, ev->columns[i].name, sizeof(cols[i].name));
         cols[i].name[sizeof(cols[i].name) - 1] = '\0';
     }
-    single_table(a, fp, text, len, table, sizeof(table));
     collect_params(ev, text, len, &params);
     np1_stmt st = {
         .conn_id = ev->conn_id,
@@ -412,35 +411,77 @@ static void set_path(char **slot, const char *value)
     *slot = value ? strdup(value) : NULL;
 }
 
-/* Follows SET / RESET / DISCARD of search_path. Only statements that succeeded changed it; a
- * SET rolled back with its transaction is not undone here (see doc/architecture.md). */
+/* Whether SET LOCAL's value ends with this statement. Status 'I' after a lone statement says
+ * so; the statements of one multi-statement Query all carry the status after the last one, so
+ * there the COMMIT and ROLLBACK tags tell. */
+static bool ends_transaction(const track_event *ev, bool multi)
+{
+    if (strcmp(ev->command, "COMMIT") == 0 || strcmp(ev->command, "ROLLBACK") == 0)
+        return true;
+    return !multi && ev->txn_status == 'I';
+}
+
+/* Whether a statement that succeeded may have changed search_path: spares most statements the
+ * parse. SET SCHEMA 'x' is SET search_path TO 'x'. */
+static bool may_change_path(const track_event *ev, const char *text, size_t len)
+{
+    if (ev->sqlstate[0] != '\0')
+        return false;
+    if (strcmp(ev->command, "SET") == 0)
+        return strcasestr_n(text, len, "search_path") || strcasestr_n(text, len, "schema");
+    return strcmp(ev->command, "RESET") == 0 || strncmp(ev->command, "DISCARD", 7) == 0;
+}
+
+static void apply_path_change(conn_rec *c, explain_path_change change, const char *value,
+                              bool lone_outside_transaction)
+{
+    switch (change) {
+    case EXPLAIN_PATH_SET: /* also replaces a SET LOCAL of the same transaction */
+        set_path(&c->path_session, value);
+        set_path(&c->path_local, NULL);
+        c->path_unknown = false;
+        break;
+    case EXPLAIN_PATH_SET_LOCAL: /* outside a transaction block the server ignores it */
+        if (!lone_outside_transaction)
+            set_path(&c->path_local, value);
+        break;
+    case EXPLAIN_PATH_RESET:
+        set_path(&c->path_session, NULL);
+        set_path(&c->path_local, NULL);
+        c->path_unknown = false;
+        break;
+    case EXPLAIN_PATH_UNKNOWN:
+        c->path_unknown = true;
+        break;
+    case EXPLAIN_PATH_NONE:
+        break;
+    }
+}
+
+/* Follows SET / RESET / DISCARD of search_path. Not followed (see doc/architecture.md): a SET
+ * undone by a rollback, set_config() calls, a function's SET clause. */
 static void follow_search_path(conn_rec *c, const track_event *ev, const char *text, size_t len)
 {
     char value[1024];
+    bool multi = ev->via == TRACK_VIA_SIMPLE && !single_statement(ev->text, ev->text_len);
 
     if (!c)
         return;
-    bool set = strcmp(ev->command, "SET") == 0, reset = strcmp(ev->command, "RESET") == 0;
-    if (ev->sqlstate[0] == '\0' && (set || reset || strcmp(ev->command, "DISCARD") == 0) &&
-        (!set || strcasestr_n(text, len, "search_path"))) {
+    if (may_change_path(ev, text, len)) {
         char *stmt = strndup(text, len);
         explain_path_change change =
-            stmt ? explain_search_path_change(stmt, value, sizeof(value)) : EXPLAIN_PATH_NONE;
+            stmt ? explain_search_path_change(stmt, value, sizeof(value)) : EXPLAIN_PATH_UNKNOWN;
         free(stmt);
-        if (change == EXPLAIN_PATH_SET)
-            set_path(&c->path_session, value);
-        else if (change == EXPLAIN_PATH_SET_LOCAL)
-            set_path(&c->path_local, value);
-        else if (change == EXPLAIN_PATH_RESET)
-            set_path(&c->path_session, NULL);
+        apply_path_change(c, change, value, !multi && ev->txn_status == 'I');
     }
-    if (ev->txn_status == 'I')
-        set_path(&c->path_local, NULL); /* the transaction ended: SET LOCAL with it */
+    if (ends_transaction(ev, multi))
+        set_path(&c->path_local, NULL);
 }
 
 /* The p95 is worth its bucket walk only for statements slow enough for the p95 rule. */
 static void sample(analyzer *a, const track_event *ev, const char *text, size_t len,
-                   const fp_result *fp, const stats_entry *e, const conn_rec *c, double us)
+                   const fp_result *fp, const stats_entry *e, const conn_rec *c, double us,
+                   const char *table)
 {
     explain_statement st = {
         .ev = ev,
@@ -451,6 +492,10 @@ static void sample(analyzer *a, const track_event *ev, const char *text, size_t 
         .search_path = search_path_of(c),
         .p95_ms = us >= 1000 ? stats_hist_quantile(&e->hist, 0.95) / 1000.0 : INFINITY,
         .calls = e->calls,
+        .shape_total_ms = e->total_us / 1000.0,
+        .table = table,
+        .fallback = fp->fallback,
+        .path_unknown = !c || c->path_unknown, /* no connect event: its startup path unknown */
     };
     explainer_statement(a->ex, &st);
 }
@@ -480,9 +525,11 @@ static void on_statement(analyzer *a, const track_event *ev)
         keep_example(e, ev, text, len);
     if (fp_tags(text, len, tags, sizeof(tags)) > 0)
         count_tags(a, fp.id, tags, us);
-    if (a->ex && !fp.fallback)
-        sample(a, ev, text, len, &fp, e, c, us);
-    detect(a, ev, text, len, &fp, tags); /* fp.normalized holds until the next cache call */
+    char table[128];
+    single_table(a, &fp, text, len, table, sizeof(table));
+    if (a->ex)
+        sample(a, ev, text, len, &fp, e, c, us, table);
+    detect(a, ev, text, len, &fp, tags, table); /* fp.normalized holds until the next cache call */
     follow_search_path(c, ev, text, len);
 }
 

@@ -3,6 +3,7 @@
  * and held until the store has written it. Nothing here waits on a side connection. */
 #include "config.h"
 
+#include "explain_int.h"
 #include "pgscope/explain.h"
 #include "pgscope/hash.h"
 #include "pgscope/log.h"
@@ -25,6 +26,11 @@ typedef struct flight {
     char *database, *user, *query, *params;
     bool analyzed;
     double trigger_ms;
+    /* For index advice: the statement as replayed (in memory only, never stored). */
+    char *raw, *search_path;
+    char **values;
+    int n_values;
+    double weight_ms;
     struct flight *next;
 } flight;
 
@@ -39,6 +45,7 @@ struct explainer {
     explainer_settings set;
     explain_sampler *sampler;
     explain_side *side;
+    adviser *adviser; /* NULL without index advice */
     struct {
         uint64_t fingerprint;
         explain_guard_kind kind;
@@ -90,29 +97,50 @@ static bool job_params(const track_event *ev, explain_job *job, char **json_out,
     const uint8_t *v;
     int32_t len;
     bool binary;
-    json_t *arr = keep ? json_array() : NULL;
+    json_t *arr;
 
     job->params = calloc(ev->n_params ? ev->n_params : 1, sizeof(char *));
     if (!job->params)
         return false;
+    arr = keep ? json_array() : NULL;
     while (job->n_params < ev->n_params &&
            track_param_next(ev->params, ev->params_len, &pos, &v, &len, &binary)) {
-        if (binary) {
+        char *value = len < 0 ? NULL : strndup((const char *)v, (size_t)len);
+        job->params[job->n_params++] = value;
+        json_t *item = value ? json_string(value) : json_null();
+        if (binary || (len >= 0 && !value) || (arr && !item)) { /* json_string: not UTF-8 */
+            json_decref(item);
             json_decref(arr);
             return false;
         }
-        char *value = len < 0 ? NULL : strndup((const char *)v, (size_t)len);
-        job->params[job->n_params++] = value;
-        json_array_append_new(arr, value ? json_string(value) : json_null());
+        json_array_append_new(arr, item);
     }
     *json_out = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
     json_decref(arr);
     return job->n_params == ev->n_params;
 }
 
-static bool incomplete(const track_event *ev)
+static bool has_binary_param(const track_event *ev)
 {
-    return ev->text_truncated || ev->params_truncated || ev->via == TRACK_VIA_FUNCTION;
+    uint32_t pos = 0;
+    const uint8_t *v;
+    int32_t len;
+    bool binary;
+
+    while (track_param_next(ev->params, ev->params_len, &pos, &v, &len, &binary))
+        if (binary)
+            return true;
+    return false;
+}
+
+/* What cannot be replayed as the client ran it: a cut text or value, a binary value (its type
+ * is not known here), a function call by OID, a search_path not followed. */
+static bool incomplete(const explain_statement *st)
+{
+    const track_event *ev = st->ev;
+
+    return ev->text_truncated || ev->params_truncated || ev->params_cut ||
+           ev->via == TRACK_VIA_FUNCTION || st->path_unknown || has_binary_param(ev);
 }
 
 static explain_job *job_new(explainer *x, const explain_statement *st, bool analyze,
@@ -161,11 +189,22 @@ static flight *flight_new(const explain_statement *st, const explain_job *job, c
     f->params = params;
     f->analyzed = job->analyze;
     f->trigger_ms = (double)(st->ev->end_us - st->ev->start_us) / 1000.0;
+    f->weight_ms = st->shape_total_ms;
+    f->raw = strdup(job->query);
+    f->search_path = job->search_path ? strdup(job->search_path) : NULL;
+    f->values = calloc(job->n_params > 0 ? (size_t)job->n_params : 1, sizeof(char *));
+    for (int i = 0; f->values && i < job->n_params; i++)
+        f->values[f->n_values++] = job->params[i] ? strdup(job->params[i]) : NULL;
     return f;
 }
 
 static void flight_free(flight *f)
 {
+    for (int i = 0; i < f->n_values; i++)
+        free(f->values[i]);
+    free(f->values);
+    free(f->raw);
+    free(f->search_path);
     free(f->database);
     free(f->user);
     free(f->query);
@@ -202,14 +241,20 @@ void explainer_statement(explainer *x, const explain_statement *st)
     const track_event *ev = st->ev;
     double ms = (double)(ev->end_us - ev->start_us) / 1000.0;
 
+    if (x->adviser)
+        adviser_statement(x->adviser, st);
     if (!explain_sampler_observe(x->sampler, ms, st->p95_ms, st->calls))
         return;
     if (ev->sqlstate[0] != '\0') {
         explain_sampler_count(x->sampler, EXPLAIN_SKIP_ERROR);
         return;
     }
-    if (incomplete(ev)) {
+    if (incomplete(st)) {
         explain_sampler_count(x->sampler, EXPLAIN_SKIP_INCOMPLETE);
+        return;
+    }
+    if (st->fallback) { /* libpg_query cannot parse it: neither can the guard */
+        explain_sampler_count(x->sampler, EXPLAIN_SKIP_GUARD);
         return;
     }
     if (x->n_flights >= MAX_IN_FLIGHT) {
@@ -296,8 +341,16 @@ static held_plan *plan_of(explainer *x, flight *f, explain_result *r, int64_t no
 static void note_failure(explainer *x, const flight *f, const explain_result *r)
 {
     char line[sizeof(x->last_error)];
+    /* A statement's error may quote the values it ran with (value "42" is out of range):
+     * kept out of the log unless values may be kept. A refused connection names none. */
+    bool scrub = !x->set.store_params && r->skip != EXPLAIN_SKIP_NO_CONNECTION;
+    char *clean = scrub ? explain_redact_text(r->error) : NULL;
 
-    snprintf(line, sizeof(line), "%s: %s", explain_skip_name(r->skip), r->error);
+    snprintf(line, sizeof(line), "%s: %s", explain_skip_name(r->skip),
+             clean   ? clean
+             : scrub ? "(message withheld: it may quote values)"
+                     : r->error);
+    free(clean);
     /* A side connection that is refused fails every sample the same way: say it once. */
     if (strcmp(line, x->last_error) != 0)
         log_warning(NULL,
@@ -305,6 +358,33 @@ static void note_failure(explainer *x, const flight *f, const explain_result *r)
                     "not affected",
                     (unsigned long long)f->fingerprint, f->database, line);
     snprintf(x->last_error, sizeof(x->last_error), "%s", line);
+}
+
+static bool has_kind(const store_plan_row *row, const char *kind)
+{
+    for (size_t i = 0; i < row->n_findings; i++)
+        if (strcmp(row->findings[i].kind, kind) == 0)
+            return true;
+    return false;
+}
+
+/* A plan landed: its statement's candidate indexes go to the verifier. */
+static void advise(explainer *x, const flight *f, const store_plan_row *row)
+{
+    if (!x->adviser || !f->raw || !f->values)
+        return;
+    advice_request req = {
+        .fingerprint = f->fingerprint,
+        .database = row->database,
+        .user = row->user,
+        .search_path = f->search_path,
+        .query = f->raw,
+        .n_params = f->n_values,
+        .params = f->values,
+        .misestimate = has_kind(row, "misestimate"),
+        .weight_ms = f->weight_ms,
+    };
+    adviser_sampled(x->adviser, &req);
 }
 
 static void settle(explainer *x, explain_result *r, int64_t now_us)
@@ -324,6 +404,8 @@ static void settle(explainer *x, explain_result *r, int64_t now_us)
                     x->n_held);
     } else {
         held_plan *h = plan_of(x, f, r, now_us);
+        if (h)
+            advise(x, f, &h->row);
         if (h) {
             h->next = x->held;
             x->held = h;
@@ -345,6 +427,8 @@ void explainer_poll(explainer *x, int64_t now_us)
             explain_result_free(results[i]);
         }
     }
+    if (x->adviser)
+        adviser_poll(x->adviser);
 }
 
 /* ---- to the store ---- */
@@ -398,6 +482,8 @@ void explainer_fill_batch(explainer *x, store_batch *b, uint64_t batch_no, bool 
     size_t n = 0;
 
     fill_counters(x, b);
+    if (x->adviser)
+        adviser_fill_batch(x->adviser, b, all);
     for (held_plan *h = x->held; h; h = h->next)
         n += all || h->sent_in == 0;
     if (n == 0 || !(b->plans = calloc(n, sizeof(*b->plans))))
@@ -437,6 +523,8 @@ explainer *explainer_start(const explainer_settings *s)
     x->set = *s;
     x->sampler = explain_sampler_new(&s->sampler);
     x->side = x->sampler ? explain_side_start(&s->side) : NULL;
+    if (x->side && s->advise && !(x->adviser = adviser_start(&s->advisor)))
+        log_warning(NULL, "cannot start the index advisor: no index suggestions");
     if (!x->side) {
         explain_sampler_free(x->sampler);
         free(x);
@@ -470,6 +558,8 @@ void explainer_finish(explainer *x, int wait_ms)
         flight_free(f);
     }
     x->n_flights = 0;
+    if (x->adviser)
+        adviser_finish(x->adviser, wait_ms);
 }
 
 void explainer_free(explainer *x)
@@ -484,6 +574,7 @@ void explainer_free(explainer *x)
         store_plan_row_free(&h->row);
         free(h);
     }
+    adviser_free(x->adviser);
     explain_sampler_free(x->sampler);
     free(x);
 }

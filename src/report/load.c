@@ -1,6 +1,6 @@
-/* load.c — reads runs, the top statements, the N+1 findings and the EXPLAIN plans with their
- * findings from the report database; merges a statement's runs (sums, combined spread, merged
- * histograms) and a finding's runs for `pgscope report --all`. */
+/* load.c — reads runs, the top statements, the N+1 findings, the EXPLAIN plans with their
+ * findings and the index suggestions from the report database; merges a statement's runs (sums,
+ * combined spread, merged histograms) and a finding's runs for `pgscope report --all`. */
 #include "config.h"
 
 #include "report_int.h"
@@ -189,6 +189,44 @@ enum {
 static const char sql_explain[] =
     "SELECT reason, sum(count) AS n FROM explain_skips WHERE ?1 IS NULL OR run_id = ?1 "
     "GROUP BY reason HAVING n > 0 ORDER BY n DESC, reason";
+
+/* Index suggestions (schema 4). A run's rows are its latest consolidation, replaced whole as
+ * the run goes on: they are read from one run, never merged (with --all, the latest run that
+ * has any). */
+static const char sql_index_run[] = "SELECT max(run_id) FROM index_suggestions";
+
+static const char sql_indexes[] =
+    "SELECT run_id, rank, database, ddl, schema_name, table_name, columns, predicate, verified, "
+    "cost_before, cost_after, benefit_ms, size_bytes, statements, write_statements, breaks_hot, "
+    "misestimate FROM index_suggestions WHERE run_id = ?1 ORDER BY rank";
+
+enum {
+    I_RUN,
+    I_RANK,
+    I_DATABASE,
+    I_DDL,
+    I_SCHEMA,
+    I_TABLE,
+    I_COLUMNS,
+    I_PREDICATE,
+    I_VERIFIED,
+    I_COST_BEFORE,
+    I_COST_AFTER,
+    I_BENEFIT,
+    I_SIZE,
+    I_STATEMENTS,
+    I_WRITES,
+    I_BREAKS_HOT,
+    I_MISESTIMATE
+};
+
+/* A statement a suggestion helps, in the suggestion's run: its rows of the suggestion's database
+ * (all users), or of every database when it has none there. The text is the busiest row's (the
+ * bare column goes with max()). */
+static const char sql_index_statement[] =
+    "SELECT max(total_ms), query, sum(calls), total(total_ms) FROM statements "
+    "WHERE run_id = ?1 AND fingerprint = ?2 AND (database = ?3 OR NOT EXISTS "
+    "(SELECT 1 FROM statements WHERE run_id = ?1 AND fingerprint = ?2 AND database = ?3))";
 
 /* ---------------------------------------------------------------- column helpers */
 
@@ -1020,6 +1058,150 @@ static bool load_plans(sqlite3 *db, int64_t run_id, report_data *d, char *err, s
            each_row(db, sql_explain, run_id, add_explain_count, d, err, errlen);
 }
 
+/* ---------------------------------------------------------------- index suggestions (schema 4) */
+
+static bool read_index(sqlite3_stmt *st, report_index *x)
+{
+    const char *columns = (const char *)sqlite3_column_text(st, I_COLUMNS);
+    const char *statements = (const char *)sqlite3_column_text(st, I_STATEMENTS);
+
+    x->run_id = sqlite3_column_int64(st, I_RUN);
+    x->rank = sqlite3_column_int64(st, I_RANK);
+    x->database = col_text(st, I_DATABASE);
+    x->ddl = col_text(st, I_DDL);
+    x->schema = col_text(st, I_SCHEMA);
+    x->table = col_text(st, I_TABLE);
+    x->predicate = col_text(st, I_PREDICATE);
+    x->verified = sqlite3_column_int(st, I_VERIFIED) != 0;
+    x->cost_before = col_real(st, I_COST_BEFORE);
+    x->cost_after = col_real(st, I_COST_AFTER);
+    x->benefit_ms = col_real(st, I_BENEFIT);
+    x->size_bytes = col_real(st, I_SIZE);
+    x->write_statements = sqlite3_column_int64(st, I_WRITES);
+    x->breaks_hot = sqlite3_column_int(st, I_BREAKS_HOT) != 0;
+    x->misestimate = sqlite3_column_int(st, I_MISESTIMATE) != 0;
+    return json_strings(columns ? columns : "[]", false, &x->columns, &x->n_columns) &&
+           json_strings(statements ? statements : "[]", false, &x->fingerprints,
+                        &x->n_fingerprints);
+}
+
+static void free_index(report_index *x)
+{
+    free(x->database);
+    free(x->ddl);
+    free(x->schema);
+    free(x->table);
+    free(x->predicate);
+    free_strings(x->columns, x->n_columns);
+    free_strings(x->fingerprints, x->n_fingerprints);
+    for (size_t i = 0; i < x->n_statements; i++)
+        free(x->statements[i].query);
+    free(x->statements);
+}
+
+static bool add_index(sqlite3_stmt *st, void *arg, size_t *cap)
+{
+    report_data *d = arg;
+    report_index *v = grow_array(d->indexes, d->n_indexes, cap, sizeof(*v));
+
+    if (!v)
+        return false;
+    d->indexes = v;
+    memset(&v[d->n_indexes], 0, sizeof(v[0]));
+    bool ok = read_index(st, &v[d->n_indexes]);
+    d->n_indexes++; /* freed with the others even when incomplete */
+    return ok;
+}
+
+/* The statements with a row first, the most time first; then the others, as stored. */
+static int index_statement_order(const void *pa, const void *pb)
+{
+    const report_index_statement *a = pa, *b = pb;
+    bool ka = a->calls >= 0, kb = b->calls >= 0;
+
+    if (ka != kb)
+        return ka ? -1 : 1;
+    if (ka && a->total_ms != b->total_ms)
+        return a->total_ms > b->total_ms ? -1 : 1;
+    return a->order < b->order ? -1 : a->order > b->order;
+}
+
+static bool lookup_index_statement(sqlite3_stmt *st, const report_index *x,
+                                   report_index_statement *s)
+{
+    sqlite3_bind_int64(st, 1, x->run_id);
+    sqlite3_bind_text(st, 2, s->fingerprint, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, x->database ? x->database : "", -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 2) != SQLITE_NULL) {
+        s->query = col_text(st, 1);
+        s->calls = sqlite3_column_int64(st, 2);
+        s->total_ms = sqlite3_column_double(st, 3);
+        s->mean_ms = s->calls > 0 ? s->total_ms / (double)s->calls : NAN;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE;
+}
+
+/* Each suggestion's statements with their text, calls and time in its run. */
+static bool lookup_index_statements(sqlite3 *db, report_data *d, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    bool ok = d->n_indexes == 0 || prepare(db, sql_index_statement, &st, err, errlen);
+
+    for (size_t i = 0; ok && i < d->n_indexes; i++) {
+        report_index *x = &d->indexes[i];
+        if (x->n_fingerprints == 0)
+            continue;
+        x->statements = calloc(x->n_fingerprints, sizeof(*x->statements));
+        if (!x->statements) {
+            snprintf(err, errlen, "out of memory");
+            ok = false;
+            break;
+        }
+        for (size_t k = 0; ok && k < x->n_fingerprints; k++) {
+            report_index_statement *s = &x->statements[x->n_statements++];
+            *s = (report_index_statement){x->fingerprints[k], NULL, -1, NAN, NAN, k};
+            ok = lookup_index_statement(st, x, s);
+            if (!ok)
+                snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+        }
+        qsort(x->statements, x->n_statements, sizeof(x->statements[0]), index_statement_order);
+    }
+    sqlite3_finalize(st);
+    return ok;
+}
+
+/* The run whose suggestions are shown: the run itself, or with --all (run_id 0) the latest run
+ * that has any; 0 when there is none. */
+static int64_t index_run(sqlite3 *db, int64_t run_id)
+{
+    sqlite3_stmt *st = NULL;
+
+    if (run_id > 0)
+        return run_id;
+    if (sqlite3_prepare_v2(db, sql_index_run, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        run_id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return run_id;
+}
+
+/* Index suggestions of the run (or, with all runs, of the latest run with any) with their
+ * statements. A file from before the index advisor has none. */
+static bool load_indexes(sqlite3 *db, int64_t run_id, report_data *d, char *err, size_t errlen)
+{
+    if (d->schema_version < 4)
+        return true;
+    int64_t from = index_run(db, run_id);
+    if (from <= 0)
+        return true;
+    if (!each_row(db, sql_indexes, from, add_index, d, err, errlen))
+        return false;
+    d->indexes_run = d->n_indexes > 0 ? from : 0;
+    return lookup_index_statements(db, d, err, errlen);
+}
+
 bool report_load_plan(sqlite3 *db, int schema_version, int64_t id, report_plan_detail *out,
                       char *err, size_t errlen)
 {
@@ -1092,7 +1274,8 @@ bool report_load(sqlite3 *db, int schema_version, int64_t run_id, bool all, int 
     }
     return load_findings(db, run_id, out, err, errlen) &&
            load_statements(db, run_id, limit, out, err, errlen) &&
-           load_details(db, run_id, out, err, errlen) && load_plans(db, run_id, out, err, errlen);
+           load_details(db, run_id, out, err, errlen) && load_plans(db, run_id, out, err, errlen) &&
+           load_indexes(db, run_id, out, err, errlen);
 }
 
 static void free_statement(report_statement *s)
@@ -1136,5 +1319,8 @@ void report_data_free(report_data *d)
         free_plan_finding(&d->plan_findings[i]);
     free(d->plan_findings);
     free(d->explain);
+    for (size_t i = 0; i < d->n_indexes; i++)
+        free_index(&d->indexes[i]);
+    free(d->indexes);
     memset(d, 0, sizeof(*d));
 }

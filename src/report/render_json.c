@@ -360,6 +360,31 @@ static json_t *plan_finding_json(const report_plan_finding *f)
     return obj_end(&b);
 }
 
+/* An index suggestion as index_suggestions stores it; NULL numbers (unverified) are null. */
+static json_t *index_json(const report_index *x)
+{
+    builder b = obj_begin();
+
+    obj_put(&b, "rank", jint(x->rank));
+    obj_put(&b, "run_id", jint(x->run_id));
+    obj_put(&b, "database", jstr(x->database));
+    obj_put(&b, "ddl", jstr(x->ddl));
+    obj_put(&b, "schema", jstr(x->schema));
+    obj_put(&b, "table", jstr(x->table));
+    obj_put(&b, "columns", strings_json(x->columns, x->n_columns));
+    obj_put(&b, "predicate", jstr(x->predicate));
+    obj_put(&b, "verified", json_boolean(x->verified));
+    obj_put(&b, "cost_before", jnum(x->cost_before));
+    obj_put(&b, "cost_after", jnum(x->cost_after));
+    obj_put(&b, "benefit_ms", jnum(x->benefit_ms));
+    obj_put(&b, "size_bytes", jnum(x->size_bytes));
+    obj_put(&b, "statements", strings_json(x->fingerprints, x->n_fingerprints));
+    obj_put(&b, "write_statements", jint(x->write_statements));
+    obj_put(&b, "breaks_hot", json_boolean(x->breaks_hot));
+    obj_put(&b, "misestimate", json_boolean(x->misestimate));
+    return obj_end(&b);
+}
+
 static json_t *explain_json(const report_data *d)
 {
     json_t *o = json_object();
@@ -411,7 +436,11 @@ static json_t *any_plan_finding(const void *f)
     return plan_finding_json(f);
 }
 
-/* Later issues add index_suggestions next to statements. */
+static json_t *any_index(const void *x)
+{
+    return index_json(x);
+}
+
 static json_t *report_json(const report_data *d)
 {
     builder b = obj_begin();
@@ -425,6 +454,10 @@ static json_t *report_json(const report_data *d)
             list_json(d->findings, d->n_findings, sizeof(d->findings[0]), any_nplusone));
     obj_put(&b, "unused_ignores", strings_json(d->unused_ignores, d->n_unused_ignores));
     obj_put(&b, "statements", list_json(d->stmts, d->n_stmts, sizeof(d->stmts[0]), any_statement));
+    /* Every suggestion, not limited by --limit: a run's latest consolidation (with --all, of the
+     * latest run that has any). */
+    obj_put(&b, "index_suggestions",
+            list_json(d->indexes, d->n_indexes, sizeof(d->indexes[0]), any_index));
     /* Plans without their text, to keep the report small: --plan ID has it. */
     obj_put(&b, "plans", list_json(d->plans, d->n_plans, sizeof(d->plans[0]), any_plan));
     obj_put(&b, "findings",

@@ -1,7 +1,7 @@
 /* render_text.c — the report for people: run summary, the N+1 and duplicate queries with their
- * fixes, the EXPLAIN plan findings by statement time, then the top statements by total time as
- * a table, each with its plan findings; all of it fits a 100-column terminal. Also one plan as
- * a tree (`pgscope report --plan ID`). */
+ * fixes, the index suggestions with their DDL, the EXPLAIN plan findings by statement time, then
+ * the top statements by total time as a table, each with its plan findings; all of it fits a
+ * 100-column terminal. Also one plan as a tree (`pgscope report --plan ID`). */
 #include "config.h"
 
 #include "report_int.h"
@@ -20,6 +20,7 @@
 #define FIX_INDENT 7    /* the suggested fix, under the "fix" label */
 #define FIELD_INDENT 25 /* a summary value: "  " and a key of 22 columns, then a space */
 #define PATH_MIN 16     /* a node path cut shorter than this says too little: left out */
+#define HELPED_LISTED 5 /* statements listed under an index suggestion */
 
 /* The table's numeric columns; the query takes what is left of the line. */
 #define TABLE_HEADER_FMT "%3s %7s %9s %6s %6s %6s %9s %6s  %s\n"
@@ -232,6 +233,23 @@ static void sum_runs(const report_data *d, report_run *sum)
 
 static void put_explain(FILE *out, const report_data *d);
 
+/* "index suggestions      3 (1 verified)": only when the advisor suggested any. */
+static void put_index_count(FILE *out, const report_data *d)
+{
+    char buf[96];
+    size_t verified = 0;
+    int n;
+
+    if (d->n_indexes == 0)
+        return;
+    for (size_t i = 0; i < d->n_indexes; i++)
+        verified += d->indexes[i].verified;
+    n = snprintf(buf, sizeof(buf), "%zu (%zu verified)", d->n_indexes, verified);
+    if (d->all)
+        snprintf(buf + n, sizeof(buf) - (size_t)n, ", of run %lld", (long long)d->indexes_run);
+    put_field(out, "index suggestions", buf);
+}
+
 static void put_summary(FILE *out, const report_data *d)
 {
     report_run sum;
@@ -244,6 +262,7 @@ static void put_summary(FILE *out, const report_data *d)
     }
     put_counters(out, &sum);
     put_explain(out, d);
+    put_index_count(out, d);
     if (d->all) {
         size_t from = d->n_runs > RUNS_LISTED ? d->n_runs - RUNS_LISTED : 0;
         fprintf(out, "  runs%s\n", from ? " (the latest)" : "");
@@ -317,9 +336,17 @@ static char *spaced_copy(const char *text, size_t len)
     return s;
 }
 
-/* Words of s (no control characters, no leading space), the cursor at column first_col,
- * wrapped at word boundaries: shown whole, never cut. Continuation lines start at column
- * indent; a word longer than a line is split. Ends the line. */
+/* Bytes of s; a unit separator (0x1f, a space that must not break a line: see put_sql) is
+ * printed as the space it stands for. */
+static void put_span(FILE *out, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        fputc(s[i] == 0x1f ? ' ' : s[i], out);
+}
+
+/* Words of s (no control characters but 0x1f, no leading space), the cursor at column
+ * first_col, wrapped at word boundaries: shown whole, never cut. Continuation lines start at
+ * column indent; a word longer than a line is split. Ends the line. */
 static void wrap_words(FILE *out, const char *s, size_t len, int first_col, int indent)
 {
     size_t width = (size_t)(LINE_WIDTH - first_col), col = 0;
@@ -339,13 +366,14 @@ static void wrap_words(FILE *out, const char *s, size_t len, int first_col, int 
         }
         while (chars > width - col) { /* longer than a whole line: split it */
             size_t bytes = utf8_prefix(s + i, end - i, width - col);
-            fprintf(out, "%.*s\n%*s", (int)bytes, s + i, indent, "");
+            put_span(out, s + i, bytes);
+            fprintf(out, "\n%*s", indent, "");
             width = (size_t)(LINE_WIDTH - indent);
             col = 0;
             i += bytes;
             chars = utf8_chars(s + i, end - i);
         }
-        fprintf(out, "%.*s", (int)(end - i), s + i);
+        put_span(out, s + i, end - i);
         col += chars;
         for (i = end; i < len && s[i] == ' ';)
             i++;
@@ -514,6 +542,243 @@ static void put_findings(FILE *out, const report_data *d)
         put_finding(out, i + 1, &d->findings[i]);
     }
     put_unused_ignores(out, d);
+}
+
+/* ---------------------------------------------------------------- index suggestions */
+
+/* "2.1 MB": bytes counted as pg_size_pretty does (1 kB = 1024 bytes). */
+static void fmt_size(char *buf, size_t cap, double bytes)
+{
+    static const char *const units[] = {"bytes", "kB", "MB", "GB", "TB"};
+    int u = 0;
+
+    while (bytes >= 1024.0 && u < 4) {
+        bytes /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%.0f bytes", bytes);
+    else
+        snprintf(buf, cap, "%.1f %s", bytes, units[u]);
+}
+
+/* A name as SQL reads it: as it is when it needs no quotes (lower-case letters, digits and _,
+ * not starting with a digit), else in double quotes, its own quotes doubled. Cut to cap. */
+static void sql_name(char *buf, size_t cap, const char *name)
+{
+    const char *p = name ? name : "";
+    bool plain = *p && !(*p >= '0' && *p <= '9');
+    size_t n = 0;
+
+    for (const char *c = p; plain && *c; c++)
+        plain = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_';
+    if (plain) {
+        snprintf(buf, cap, "%s", p);
+        return;
+    }
+    for (const char *c = p; n + 4 < cap && *c; c++) {
+        if (n == 0)
+            buf[n++] = '"';
+        if (*c == '"')
+            buf[n++] = '"';
+        buf[n++] = *c;
+    }
+    if (n == 0)
+        buf[n++] = '"';
+    buf[n++] = '"';
+    buf[n] = '\0';
+}
+
+/* SQL from the file (an index's DDL) on lines of its own, the cursor at column first_col,
+ * wrapped between words but never inside a quoted name or literal, so that the lines can be
+ * copied into psql as they are. */
+static void put_sql(FILE *out, const char *sql, int first_col, int indent)
+{
+    const char *t = sql ? sql : "";
+    char *s = spaced_copy(t, strlen(t)); /* no 0x1f left: it marks the spaces to keep */
+    char quote = 0;
+    size_t lead = 0;
+
+    if (!s) {
+        fputc('\n', out);
+        return;
+    }
+    for (char *c = s; *c; c++) {
+        if (quote && *c == ' ')
+            *c = 0x1f;
+        else if (*c == quote)
+            quote = 0;
+        else if (!quote && (*c == '\'' || *c == '"'))
+            quote = *c;
+    }
+    while (s[lead] == ' ')
+        lead++;
+    wrap_words(out, s + lead, strlen(s + lead), first_col, indent);
+    free(s);
+}
+
+/* "  1. verified by hypopg: cost 3774.00 -> 16.31 (-99.6%), saves ~1180.000 ms over the run,
+ * size 2.1 MB"; an unverified one says so on a line of its own, its statements' time (what
+ * ranks it) under it. */
+static void put_index_header(FILE *out, const report_index *x)
+{
+    char lead[160], db[64], items[4][96], a[32], b[32];
+    const char *list[4];
+    size_t n = 0;
+    double time_ms = 0;
+    bool timed = false;
+
+    if (isfinite(x->cost_before) && isfinite(x->cost_after)) {
+        fmt_num(a, sizeof(a), x->cost_before, 12, 2);
+        fmt_num(b, sizeof(b), x->cost_after, 12, 2);
+        int k = snprintf(items[n], sizeof(items[n]), "cost %s -> %s", a, b);
+        if (x->cost_before > 0)
+            snprintf(items[n] + k, sizeof(items[n]) - (size_t)k, " (%+.1f%%)",
+                     (x->cost_after - x->cost_before) / x->cost_before * 100.0);
+        n++;
+    }
+    if (isfinite(x->benefit_ms)) {
+        fmt_num(a, sizeof(a), x->benefit_ms, 12, 3);
+        snprintf(items[n++], sizeof(items[0]), "saves ~%s ms over the run", a);
+    }
+    if (isfinite(x->size_bytes)) {
+        fmt_size(a, sizeof(a), x->size_bytes);
+        snprintf(items[n++], sizeof(items[0]), "size %s", a);
+    }
+    for (size_t i = 0; !x->verified && i < x->n_statements; i++) {
+        if (x->statements[i].calls >= 0) {
+            time_ms += x->statements[i].total_ms;
+            timed = true;
+        }
+    }
+    if (timed) { /* what ranks an unverified one */
+        fmt_num(a, sizeof(a), time_ms, 12, 3);
+        snprintf(items[n++], sizeof(items[0]), "its statements took %s ms in the run", a);
+    }
+    for (size_t i = 0; i < n; i++)
+        list[i] = items[i];
+    if (x->verified) {
+        snprintf(lead, sizeof(lead), "%3lld. verified by hypopg%s", (long long)x->rank,
+                 n ? ": " : "");
+        put_items(out, lead, FINDING_INDENT, list, n);
+        return;
+    }
+    one_line(x->database, db, sizeof(db));
+    fit(db, 24);
+    fprintf(out, "%3lld. UNVERIFIED (hypopg not installed in database %s: cost not checked)\n",
+            (long long)x->rank, db[0] ? db : "(unknown)");
+    if (n > 0)
+        put_items(out, "     ", FINDING_INDENT, list, n);
+}
+
+/* "     helps     SELECT id FROM orders WHERE status = $1 (120 calls, mean 13.333 ms)": the
+ * statement's text cut to leave room for its figures. */
+static void put_helped(FILE *out, const char *label, const report_index_statement *s)
+{
+    char text[1024], tail[96] = "", num[32];
+
+    if (s->calls >= 0) {
+        fmt_num(num, sizeof(num), s->mean_ms, 12, 3);
+        snprintf(tail, sizeof(tail), " (%lld call%s, mean %s ms)", (long long)s->calls,
+                 s->calls == 1 ? "" : "s", num);
+        one_line(s->query, text, sizeof(text));
+        if (!text[0])
+            snprintf(text, sizeof(text), "(no text recorded)");
+    } else {
+        char fp[64];
+        one_line(s->fingerprint, fp, sizeof(fp));
+        fit(fp, 24);
+        snprintf(text, sizeof(text), "statement %s (not among the run's statements)", fp);
+    }
+    fit(text, LINE_WIDTH - FINDING_INDENT - FINDING_LABEL - (int)strlen(tail));
+    fprintf(out, "%*s%-*s%s%s\n", FINDING_INDENT, "", FINDING_LABEL, label, text, tail);
+}
+
+/* The table an ANALYZE would name: schema.table, or the table alone. */
+static void index_table(char *buf, size_t cap, const report_index *x)
+{
+    char schema[160], table[160];
+
+    one_line(x->schema, schema, sizeof(schema));
+    one_line(x->table, table, sizeof(table));
+    if (schema[0]) {
+        char q[330];
+        sql_name(q, sizeof(q), schema);
+        size_t n = strlen(q);
+        if (n + 1 < sizeof(q)) {
+            q[n] = '.';
+            sql_name(q + n + 1, sizeof(q) - n - 1, table);
+        }
+        snprintf(buf, cap, "%s", q);
+    } else {
+        sql_name(buf, cap, table);
+    }
+}
+
+static void put_index(FILE *out, const report_index *x)
+{
+    char text[512], table[340];
+    size_t listed = x->n_statements < HELPED_LISTED ? x->n_statements : HELPED_LISTED;
+    int n;
+
+    put_index_header(out, x);
+    fprintf(out, "%*s%-*s", FINDING_INDENT, "", FINDING_LABEL, "index");
+    put_sql(out, x->ddl, FINDING_INDENT + FINDING_LABEL, FINDING_INDENT + FINDING_LABEL);
+    for (size_t i = 0; i < listed; i++)
+        put_helped(out, i ? "" : "helps", &x->statements[i]);
+    if (x->n_statements > listed) {
+        snprintf(text, sizeof(text), "and %zu more statements (the JSON report lists them all)",
+                 x->n_statements - listed);
+        put_labeled(out, "", text);
+    } else if (x->n_statements == 0) {
+        put_labeled(out, "helps", "(no statements recorded)");
+    }
+    if (x->write_statements > 0)
+        n = snprintf(text, sizeof(text), "%lld write%s to the table during the run",
+                     (long long)x->write_statements, x->write_statements == 1 ? "" : "s");
+    else
+        n = snprintf(text, sizeof(text), "no writes to the table during the run");
+    if (x->breaks_hot)
+        snprintf(text + n, sizeof(text) - (size_t)n,
+                 "; UPDATEs set an indexed column: HOT updates lost");
+    fprintf(out, "%*s%-*s", FINDING_INDENT, "", FINDING_LABEL, "writes");
+    put_wrapped(out, text, FINDING_INDENT + FINDING_LABEL, FINDING_INDENT + FINDING_LABEL);
+    if (x->misestimate) {
+        index_table(table, sizeof(table), x);
+        snprintf(text, sizeof(text),
+                 "a plan's row estimate was 10x off: run ANALYZE %s (or CREATE STATISTICS) "
+                 "before trusting this",
+                 table);
+        fprintf(out, "%*s%-*s", FINDING_INDENT, "", FINDING_LABEL, "caution");
+        put_wrapped(out, text, FINDING_INDENT + FINDING_LABEL, FINDING_INDENT + FINDING_LABEL);
+    }
+}
+
+/* Index suggestions in the advisor's order (at most --limit): verified ones first, by the time
+ * they would save, then unverified ones by their statements' time. Nothing without any: the
+ * advisor may be off. */
+static void put_indexes(FILE *out, const report_data *d)
+{
+    size_t shown = d->n_indexes;
+
+    if (d->n_indexes == 0)
+        return;
+    if (d->limit > 0 && (size_t)d->limit < shown)
+        shown = (size_t)d->limit;
+    fprintf(out,
+            "\nIndex suggestions (%zu of %zu; verified first, by estimated time saved; times "
+            "in ms)\n",
+            shown, d->n_indexes);
+    if (d->all)
+        fprintf(out,
+                "  from run %lld, the latest run with any: suggestions are not merged across "
+                "runs\n",
+                (long long)d->indexes_run);
+    for (size_t i = 0; i < shown; i++) {
+        if (i > 0)
+            fputc('\n', out);
+        put_index(out, &d->indexes[i]);
+    }
 }
 
 /* ---------------------------------------------------------------- plan findings */
@@ -751,6 +1016,7 @@ bool report_render_text(FILE *out, const report_data *d, const char *path)
     fprintf(out, "pgscope report of %s\n\n", where);
     put_summary(out, d);
     put_findings(out, d);
+    put_indexes(out, d);
     put_plan_findings(out, d);
     put_statements(out, d);
     return true;

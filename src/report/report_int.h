@@ -99,9 +99,36 @@ typedef struct report_explain_count {
     int64_t count;
 } report_explain_count;
 
+/* A statement an index suggestion would help, looked up in the suggestions' run. */
+typedef struct report_index_statement {
+    const char *fingerprint; /* one of the suggestion's fingerprints */
+    char *query;             /* normalized text; NULL when the run has no statement row for it */
+    int64_t calls;           /* -1 without a statement row */
+    double total_ms;         /* calls x mean in its database (all users); NAN without a row */
+    double mean_ms;          /* NAN without calls */
+    size_t order;            /* its place in the stored list */
+} report_index_statement;
+
+/* An index suggestion (schema 4): one row of the run's latest consolidation. */
+typedef struct report_index {
+    int64_t run_id, rank;
+    char *database, *ddl, *schema, *table, *predicate; /* schema, predicate: "" for none */
+    char **columns;                                    /* in index order */
+    size_t n_columns;
+    bool verified;
+    double cost_before, cost_after, benefit_ms, size_bytes; /* NAN when NULL */
+    char **fingerprints;                                    /* the statements it helps, as stored */
+    size_t n_fingerprints;
+    report_index_statement *statements; /* the same, most time first, for people */
+    size_t n_statements;
+    int64_t write_statements;
+    bool breaks_hot, misestimate;
+} report_index;
+
 typedef struct report_data {
     bool all;  /* every run merged */
-    int limit; /* --limit: statements and, in the text, plan findings shown (0: all) */
+    int limit; /* --limit: statements and, in the text, plan findings and index suggestions
+                * shown (0: all) */
     int schema_version;
     report_run *runs; /* oldest first */
     size_t n_runs;
@@ -119,6 +146,11 @@ typedef struct report_data {
     size_t n_plan_findings;
     report_explain_count *explain; /* summed over the runs in scope, most first */
     size_t n_explain;
+    /* Schema 4 and later; empty for older files. A run's suggestions are one consolidation,
+     * replaced as it goes: with --all, those of the latest run that has any, never merged. */
+    report_index *indexes; /* rank 1 first */
+    size_t n_indexes;
+    int64_t indexes_run; /* the run they come from; 0 when none */
 } report_data;
 
 /* One plan for `pgscope report --plan ID`, with its text and its findings in plan order
@@ -132,8 +164,8 @@ typedef struct report_plan_detail {
 } report_plan_detail;
 
 /* Reads the run (run_id > 0), the latest run (run_id 0) or all runs, the top `limit` statements
- * (0: all), every N+1 finding, and the plans, plan findings and EXPLAIN outcomes, from a file of
- * the given schema version. False with a reason in err. */
+ * (0: all), every N+1 finding, the plans, plan findings and EXPLAIN outcomes, and the index
+ * suggestions, from a file of the given schema version. False with a reason in err. */
 bool report_load(sqlite3 *db, int schema_version, int64_t run_id, bool all, int limit,
                  report_data *out, char *err, size_t errlen);
 void report_data_free(report_data *d);

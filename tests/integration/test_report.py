@@ -1,6 +1,6 @@
 """`pgscope report` end to end: traffic through pgscope, a SIGTERM, then the SQLite file read
 with Python's sqlite3 module and the report read as JSON and as text; N+1 findings, EXPLAIN
-plans and their findings in the file and in the report."""
+plans and their findings, and index suggestions in the file and in the report."""
 
 import json
 import math
@@ -35,6 +35,9 @@ JSON_PLAN_FIELDS = {"id", "run_id", "seq", "fingerprint", "database", "user", "q
 JSON_PLAN_FINDING_FIELDS = {"plan_id", "fingerprint", "query", "kind", "relation", "node_path",
                             "detail", "magnitude", "weight_ms", "calls", "mean_ms",
                             "seen_in_plans"}
+JSON_INDEX_FIELDS = {"rank", "run_id", "database", "ddl", "schema", "table", "columns",
+                     "predicate", "verified", "cost_before", "cost_after", "benefit_ms",
+                     "size_bytes", "statements", "write_statements", "breaks_hot", "misestimate"}
 SEVERITIES = ("high", "medium", "low")
 
 # The N+1 of the acceptance tests: 50 orders, then each order's customer by id. Customer ids
@@ -85,7 +88,13 @@ def store_schema_version():
 def report_json(db, *args):
     data = json.loads(report(db, "--format", "json", *args).stdout)
     assert {"pgscope_version", "runs", "statements", "n_plus_one", "unused_ignores", "plans",
-            "findings", "explain"} <= set(data), data.keys()
+            "findings", "explain", "index_suggestions"} <= set(data), data.keys()
+    for x in data["index_suggestions"]:
+        assert JSON_INDEX_FIELDS <= set(x), x
+        assert isinstance(x["columns"], list) and isinstance(x["statements"], list), x
+    ranks = [x["rank"] for x in data["index_suggestions"]]
+    assert ranks == sorted(ranks), ranks
+    assert len({x["run_id"] for x in data["index_suggestions"]}) <= 1, data["index_suggestions"]
     for plan in data["plans"]:
         assert JSON_PLAN_FIELDS <= set(plan) and "plan" not in plan, plan
     for f in data["findings"]:
@@ -542,8 +551,10 @@ def test_report_reads_a_version_1_file():
         old = os.path.join(work, "v1.db")
         shutil.copyfile(db, old)
         con = sqlite3.connect(old)
-        # What versions 3 and 2 added, taken away again; the runs table without its new column.
+        # What versions 4, 3 and 2 added, taken away again; the runs table without its new
+        # column.
         con.executescript("""
+            DROP TABLE index_suggestions;
             DROP VIEW plan_findings_ranked;
             DROP TABLE plan_findings;
             DROP TABLE plans;
@@ -562,6 +573,7 @@ def test_report_reads_a_version_1_file():
         assert data["n_plus_one"] == [] and data["unused_ignores"] == [], data
         assert data["runs"][0]["unused_ignores"] is None, data["runs"]
         assert (data["plans"], data["findings"], data["explain"]) == ([], [], {}), data
+        assert data["index_suggestions"] == [], data
         assert items_statement(data)["calls"] == 1
         text = report(old).stdout
         check_text(text)
@@ -829,6 +841,7 @@ def test_report_reads_a_version_2_file():
         shutil.copyfile(db, old)
         con = sqlite3.connect(old)
         con.executescript("""
+            DROP TABLE index_suggestions;
             DROP VIEW plan_findings_ranked;
             DROP TABLE plan_findings;
             DROP TABLE plans;
@@ -839,6 +852,7 @@ def test_report_reads_a_version_2_file():
         data = report_json(old)
         assert data["schema_version"] == 2, data
         assert (data["plans"], data["findings"], data["explain"]) == ([], [], {}), data
+        assert data["index_suggestions"] == [], data
         assert {st["fingerprint"] for st in data["statements"]} >= {HEAVY[0], LIGHT[0]}, data
         text = report(old).stdout
         check_text(text)
@@ -847,5 +861,230 @@ def test_report_reads_a_version_2_file():
         res = report(old, "--plan", "1", expect_rc=1)
         assert "there is no plan 1" in res.stderr and "schema version 2" in res.stderr, res
         assert rows(old, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- index suggestions
+
+# The advisor's consolidation of run 1 as src/store/store.c writes it (rank 1 first): two
+# verified suggestions by benefit, then one unverified (no hypopg), with NULL figures. The second
+# has quoted names and a literal with spaces, and a DDL long enough to wrap.
+ORDERS_DDL = 'CREATE INDEX CONCURRENTLY ON "public"."orders" ("status", "amount")'
+# Its quoted "created at the shop" straddles the wrapping column: it must move down whole.
+LATE_DDL = ('CREATE INDEX CONCURRENTLY ON "public"."orders" ("customer_id", "placed on", '
+            '"created at the shop") WHERE status = \'shipped late\'')
+CUSTOMERS_DDL = 'CREATE INDEX CONCURRENTLY ON "Customers" ("email")'
+UNKNOWN_FP = "00000000000000ff"  # a statement with no row in the run
+INDEXES = [
+    dict(rank=1, database=REPORT_DB, ddl=ORDERS_DDL, schema="public", table="orders",
+         columns=["status", "amount"], predicate="", verified=True, cost_before=3774.0,
+         cost_after=16.31, benefit_ms=298.7, size_bytes=2138112.0, statements=[LIGHT[0]],
+         write_statements=12, breaks_hot=True, misestimate=False),
+    dict(rank=2, database=REPORT_DB, ddl=LATE_DDL, schema="public", table="orders",
+         columns=["customer_id", "placed on", "created at the shop"],
+         predicate="status = 'shipped late'",
+         verified=True, cost_before=2400.5, cost_after=1200.25, benefit_ms=150.0,
+         size_bytes=40960.0, statements=[UNKNOWN_FP, DELETE[0], HEAVY[0]], write_statements=1,
+         breaks_hot=False, misestimate=True),
+    dict(rank=3, database=REPORT_DB, ddl=CUSTOMERS_DDL, schema="", table="Customers",
+         columns=["email"], predicate="", verified=False, cost_before=None, cost_after=None,
+         benefit_ms=None, size_bytes=None, statements=[HEAVY[0]], write_statements=0,
+         breaks_hot=False, misestimate=True),
+]
+
+
+def add_indexes(con, run_id, indexes):
+    con.execute("DELETE FROM index_suggestions WHERE run_id = ?", (run_id,))  # replaced whole
+    for x in indexes:
+        con.execute(
+            "INSERT INTO index_suggestions (run_id, rank, database, ddl, schema_name, table_name, "
+            "columns, predicate, verified, cost_before, cost_after, benefit_ms, size_bytes, "
+            "statements, write_statements, breaks_hot, misestimate) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, x["rank"], x["database"], x["ddl"], x["schema"], x["table"],
+             json.dumps(x["columns"]), x["predicate"], int(x["verified"]), x["cost_before"],
+             x["cost_after"], x["benefit_ms"], x["size_bytes"], json.dumps(x["statements"]),
+             x["write_statements"], int(x["breaks_hot"]), int(x["misestimate"])))
+
+
+def indexes_file():
+    """plans_file() with the index suggestions above in run 1."""
+    db, ids = plans_file()
+    con = sqlite3.connect(db)
+    with con:
+        add_indexes(con, 1, INDEXES)
+    con.close()
+    return db, ids
+
+
+def index_blocks(text):
+    """The index suggestions section of a text report: {rank: its lines flattened}."""
+    start = text.index("\nIndex suggestions (")
+    end = text.index("\nPlan findings by statement time", start)
+    blocks, rank = {}, None
+    for line in text[start:end].splitlines()[2:]:
+        head = re.match(r" {0,2}(\d+)\. ", line)
+        if head:
+            rank = int(head.group(1))
+            blocks[rank] = []
+        if rank is not None and line.strip():
+            blocks[rank].append(line)
+    return {rank: " ".join(" ".join(lines).split()) for rank, lines in blocks.items()}
+
+
+def test_report_index_suggestions():
+    """The text section: each suggestion's DDL whole, verified or clearly UNVERIFIED, cost, time
+    saved and size, the statements it helps with their text, calls and mean, its write overhead
+    and HOT warning, the ANALYZE advice after a misestimate; between the N+1 findings and the
+    plan findings; counted in the summary; --limit."""
+    db, _ = indexes_file()
+    text = report(db).stdout
+    check_text(text)
+    flat = " ".join(text.split())
+    assert "index suggestions 3 (2 verified)" in flat, text
+    marks = ["No N+1 or duplicate queries found.",
+             "Index suggestions (3 of 3; verified first, by estimated time saved; times in ms)",
+             "Plan findings by statement time", "Top statements by total time"]
+    where = [flat.find(mark) for mark in marks]
+    assert -1 not in where and where == sorted(where), list(zip(marks, where))
+
+    blocks = index_blocks(text)
+    assert sorted(blocks) == [1, 2, 3], blocks
+    first = blocks[1]
+    assert first.startswith("1. verified by hypopg: cost 3774.00 -> 16.31 (-99.6%), saves "
+                            "~298.700 ms over the run, size 2.0 MB index " + ORDERS_DDL), first
+    assert "helps SELECT id, amount FROM orders WHERE status = $1" in first, first
+    assert "(3 calls, mean 100.000 ms)" in first, first
+    assert ("writes 12 writes to the table during the run; UPDATEs set an indexed column: HOT "
+            "updates lost") in first, first
+    assert "UNVERIFIED" not in first and "ANALYZE" not in first, first
+
+    second = blocks[2]
+    assert second.startswith("2. verified by hypopg: cost 2400.50 -> 1200.25 (-50.0%), saves "
+                             "~150.000 ms over the run, size 40.0 kB index " + LATE_DDL), second
+    # The statements it helps, the busiest first; one the run has no row of, last.
+    helped = [second.find(m) for m in ("helps SELECT * FROM orders o JOIN customers c",
+                                       "(500 calls, mean 10.000 ms)",
+                                       "DELETE FROM orders WHERE status = $1 (1 call, mean "
+                                       "60.000 ms)",
+                                       "statement %s (not among the run's statements)"
+                                       % UNKNOWN_FP)]
+    assert -1 not in helped and helped == sorted(helped), (helped, second)
+    assert "writes 1 write to the table during the run" in second and "HOT" not in second
+    assert ("caution a plan's row estimate was 10x off: run ANALYZE public.orders (or CREATE "
+            "STATISTICS) before trusting this") in second, second
+    # The DDL is wrapped between words, never inside a quoted name or literal.
+    lines = text[text.index("\n  2. verified"):text.index("\n  3. UNVERIFIED")].splitlines()
+    assert any(line.endswith('"placed on",') for line in lines), lines
+    assert any('"created at the shop")' in line for line in lines), lines
+    assert any("'shipped late'" in line for line in lines), lines
+
+    third = blocks[3]
+    assert third.startswith("3. UNVERIFIED (hypopg not installed in database %s: cost not "
+                            "checked) its statements took 5000.000 ms in the run index %s"
+                            % (REPORT_DB, CUSTOMERS_DDL)), third
+    assert " -> " not in third and "saves" not in third and "size" not in third, third
+    assert "helps SELECT * FROM orders o JOIN" in third and "(500 calls" in third, third
+    assert "writes no writes to the table during the run" in third, third
+    assert 'run ANALYZE "Customers" (or CREATE STATISTICS)' in third, third
+
+    limited = report(db, "--limit", "1").stdout
+    check_text(limited)
+    assert "Index suggestions (1 of 3;" in limited, limited
+    assert sorted(index_blocks(limited)) == [1], limited
+    assert "index suggestions      3 (2 verified)" in limited, limited
+    assert sorted(index_blocks(report(db, "--limit", "0").stdout)) == [1, 2, 3]
+
+
+def test_report_index_suggestions_json():
+    """index_suggestions in the JSON: every field as stored, nulls for an unverified one's
+    figures, columns and statements as arrays, rank order; not cut by --limit."""
+    db, _ = indexes_file()
+    data = report_json(db)
+    got = data["index_suggestions"]
+    assert [x["rank"] for x in got] == [1, 2, 3], got
+    for x, want in zip(got, INDEXES):
+        assert x["run_id"] == 1, x
+        assert {k: x[k] for k in want} == want, (x, want)
+    unverified = got[2]
+    assert unverified["verified"] is False, unverified
+    assert [unverified[k] for k in ("cost_before", "cost_after", "benefit_ms", "size_bytes")] == \
+        [None] * 4, unverified
+    assert got[0]["statements"] == [LIGHT[0]] and got[0]["columns"] == ["status", "amount"], got
+    assert len(report_json(db, "--limit", "1")["index_suggestions"]) == 3
+    # The file itself, as a person with sqlite3 would read it.
+    assert rows(db, "SELECT rank, verified FROM index_suggestions WHERE run_id = 1 "
+                    "ORDER BY rank") == [(1, 1), (2, 1), (3, 0)]
+
+
+def test_report_index_suggestions_of_runs():
+    """A run's suggestions are its own consolidation: the latest run without any shows none;
+    --run picks a run's; --all shows the latest run that has any, unmerged, and says so."""
+    db, _ = indexes_file()
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("INSERT INTO runs (label, started_at, ended_at, pgscope_version) VALUES "
+                    "('second', '2026-11-22 09:00:00.000', '2026-11-22 09:01:00.000', 'test')")
+        add_statement(con, 2, (LIGHT[0], LIGHT[1], 1000, 20000.0))
+    con.close()
+
+    latest = report_json(db)
+    assert latest["index_suggestions"] == [], latest["index_suggestions"]
+    text = report(db).stdout
+    assert "Index suggestions" not in text and "index suggestions" not in text, text
+    assert [x["rank"] for x in report_json(db, "--run", "1")["index_suggestions"]] == [1, 2, 3]
+
+    merged = report_json(db, "--all")
+    assert [(x["run_id"], x["rank"]) for x in merged["index_suggestions"]] == [
+        (1, 1), (1, 2), (1, 3)], merged["index_suggestions"]
+    text = report(db, "--all").stdout
+    check_text(text)
+    flat = " ".join(text.split())
+    assert "index suggestions 3 (2 verified), of run 1" in flat, text
+    assert ("Index suggestions (3 of 3; verified first, by estimated time saved; times in ms) "
+            "from run 1, the latest run with any: suggestions are not merged across runs") in flat
+    # Its statements' figures are those of run 1, where the suggestions were made.
+    assert "(3 calls, mean 100.000 ms)" in index_blocks(text)[1], text
+
+    # Once run 2 has a consolidation of its own, --all shows it alone.
+    con = sqlite3.connect(db)
+    with con:
+        add_indexes(con, 2, [dict(INDEXES[0], benefit_ms=9000.0)])
+    con.close()
+    merged = report_json(db, "--all")
+    assert [(x["run_id"], x["rank"], x["benefit_ms"]) for x in merged["index_suggestions"]] == [
+        (2, 1, 9000.0)], merged["index_suggestions"]
+    text = report(db, "--all").stdout
+    check_text(text)
+    assert "index suggestions      1 (1 verified), of run 2" in text, text
+    assert "(1000 calls, mean 20.000 ms)" in index_blocks(text)[1], text
+
+
+def test_report_reads_a_version_3_file():
+    """A file of schema version 3 (before the index advisor) is reported as it is, read-only:
+    its plans and findings, no index suggestions."""
+    db, ids = indexes_file()
+    work = h.make_temp_dir("pgscope-report-")
+    try:
+        old = os.path.join(work, "v3.db")
+        shutil.copyfile(db, old)
+        con = sqlite3.connect(old)
+        con.executescript("""
+            DROP TABLE index_suggestions;
+            UPDATE meta SET value = '3' WHERE key = 'schema_version';
+        """)
+        con.close()
+        data = report_json(old)
+        assert data["schema_version"] == 3, data
+        assert data["index_suggestions"] == [], data
+        assert len(data["plans"]) == len(ids) and data["findings"], data
+        for args in ([], ["--all"]):
+            text = report(old, *args).stdout
+            check_text(text)
+            assert "Index suggestions" not in text and "index suggestions" not in text, text
+            assert "Plan findings by statement time" in text, text
+        assert report_json(old, "--all")["index_suggestions"] == []
+        assert rows(old, "SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,40 @@
+/* explain_int.h — inside the explain module: index advice as the explainer drives it. */
+#ifndef PGSCOPE_EXPLAIN_INT_H
+#define PGSCOPE_EXPLAIN_INT_H
+
+#include "pgscope/advisor.h"
+#include "pgscope/explain.h"
+#include "pgscope/store.h"
+
+typedef struct adviser adviser;
+
+/* Starts the verifier thread; NULL when it cannot start. */
+adviser *adviser_start(const advisor_settings *s);
+
+/* Every completed statement: the time of shapes with advice, the writes to each table. */
+void adviser_statement(adviser *ad, const explain_statement *st);
+
+/* A statement whose plan was sampled: its candidate indexes go to the verifier. The strings
+ * are copied. */
+typedef struct advice_request {
+    uint64_t fingerprint;
+    const char *database, *user, *search_path, *query;
+    int n_params;
+    char *const *params;
+    bool misestimate; /* its plan had a row estimate 10x off */
+    double weight_ms; /* its shape's total time (this database and user) when it ran */
+} advice_request;
+void adviser_sampled(adviser *ad, const advice_request *req);
+
+/* Takes the verifier's answers. Never waits. */
+void adviser_poll(adviser *ad);
+
+/* Puts the current suggestions in b when there is something new (always with force). */
+void adviser_fill_batch(adviser *ad, store_batch *b, bool force);
+
+/* Waits up to wait_ms for verifications in flight, then stops the verifier. */
+void adviser_finish(adviser *ad, int wait_ms);
+
+void adviser_free(adviser *ad);
+
+#endif
