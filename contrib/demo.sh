@@ -24,7 +24,7 @@ start_stack() {
     scratch_spawn "$SCRATCH_DIR/pgscope.log" "$PGSCOPE" proxy \
         --listen "127.0.0.1:$SCOPEPORT" --upstream "127.0.0.1:$PGPORT" \
         --db "$SCRATCH_DIR/pgscope.db" --shutdown-timeout 5 --run-label demo \
-        --explain-min-duration 10
+        --explain-min-duration 10 --advisor-create-extension on
     SCOPE_PID=$SCRATCH_LAST_PID
     scratch_wait_ready "$SCOPEPORT" 30 "$SCOPE_PID" ||
         { tail -n 20 "$SCRATCH_DIR/pgscope.log" >&2; scratch_die "pgscope is not answering"; }
@@ -122,6 +122,11 @@ show_report() {
     "$PGSCOPE" report --db "$SCRATCH_DIR/pgscope.db" --plan "$plan" </dev/null ||
         scratch_die "pgscope report --plan failed"
     note "report: the slow query's plan sampled (plan $plan), its sequential scan named"
+    local ddl
+    ddl=$(sqlite3 "$SCRATCH_DIR/pgscope.db" \
+        "SELECT ddl FROM index_suggestions WHERE verified = 1 AND table_name = 'orders' ORDER BY rank LIMIT 1")
+    [ -n "$ddl" ] || scratch_die "no verified index suggestion for the slow query"
+    note "report: index suggested and verified with hypopg: $ddl"
 }
 
 print_summary() {
