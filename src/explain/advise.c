@@ -268,6 +268,34 @@ void adviser_sampled(adviser *ad, const advice_request *req)
                true);
 }
 
+static bool has_predicate(const advisor_result *r, const char *predicate)
+{
+    for (int i = 0; i < r->n_trials; i++)
+        if (strcmp(r->trials[i].index.predicate, predicate) == 0)
+            return true;
+    return false;
+}
+
+/* A partial index is worth suggesting for a shape only when every sample of it had the same
+ * constant (status = 'pending' written in the statement, not a literal that varies from call to
+ * call): a trial whose predicate another sample of the shape lacks no longer counts. */
+static void drop_varying_predicates(adviser *ad, advisor_result *r, const char *database)
+{
+    for (size_t k = 0; k < ad->n_answers; k++) {
+        advisor_result *o = ad->answers[k].r;
+        if (o->fingerprint != r->fingerprint || strcmp(ad->answers[k].database, database) != 0)
+            continue;
+        for (int pass = 0; pass < 2; pass++) {
+            advisor_result *a = pass ? o : r, *b = pass ? r : o;
+            for (int i = 0; i < a->n_trials; i++)
+                if (a->trials[i].index.predicate[0] &&
+                    a->trials[i].outcome != ADVISOR_TRIAL_COVERED &&
+                    !has_predicate(b, a->trials[i].index.predicate))
+                    a->trials[i].outcome = ADVISOR_TRIAL_UNUSED;
+        }
+    }
+}
+
 static void keep_answer(adviser *ad, advisor_result *r)
 {
     pending *p = NULL;
@@ -297,6 +325,7 @@ static void keep_answer(adviser *ad, advisor_result *r)
         return;
     }
     ad->answers = more;
+    drop_varying_predicates(ad, r, database);
     ad->answers[ad->n_answers++] = (answer){r, database};
 }
 

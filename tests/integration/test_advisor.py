@@ -146,3 +146,18 @@ def test_advisor_create_extension_verifies():
     rep = report(pgs)
     s = suggestion_for(rep, ["customer_id"])
     assert s and s["verified"] is True, (rep["index_suggestions"], pgs.log_text())
+
+
+def test_a_literal_that_varies_gives_no_partial_index():
+    """Simple protocol, the status written in the text but different between calls: a partial
+    index on one of the values would serve only some calls."""
+    pg = database("advise")
+    pgs = h.Pgscope(pg, args=["--explain-min-duration", "5"]).start()
+    for status in ("pending", "held", "pending"):
+        res = h.psql(pgs.host, pgs.port, "SELECT id FROM orders WHERE status = '%s' "
+                     "ORDER BY created_at LIMIT 20" % status, dbname="advise")
+        assert res.rc == 0, res
+    assert pgs.stop() == 0
+    rep = report(pgs)
+    assert not [s for s in rep["index_suggestions"] if s["predicate"]], rep["index_suggestions"]
+    assert suggestion_for(rep, ["status", "created_at"]), rep["index_suggestions"]
