@@ -6,6 +6,19 @@
 #include "pgscope/explain.h"
 #include "pgscope/store.h"
 
+/* Who pgscope's own connections go to, and as whom. Any string may be NULL or "". */
+typedef struct explain_conn_target {
+    const char *dsn, *host, *port, *sslmode, *sslrootcert;
+    const char *user, *database;
+    const char *application_name; /* fallback_application_name */
+    const char *connect_timeout;  /* a default the DSN may override */
+} explain_conn_target;
+
+#define EXPLAIN_CONN_KEYWORDS 11 /* entries keys and vals need, the closing NULL included */
+
+/* The keywords and values for PQconnectStartParams / PQconnectdbParams with expand_dbname 1. */
+void explain_conn_keywords(const explain_conn_target *t, const char **keys, const char **vals);
+
 typedef struct adviser adviser;
 
 /* Starts the verifier thread; NULL when it cannot start. */

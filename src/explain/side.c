@@ -13,6 +13,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "explain_int.h"
 #include "pgscope/explain.h"
 
 #define BACKOFF_MAX_MS 60000
@@ -268,30 +269,16 @@ static int connect_timeout_s(PGconn *pg)
 static void conn_open(struct side_conn *c)
 {
     struct side_db *db = c->db;
-    const char *keys[9], *vals[9];
-    int n = 0;
-    /* First: what the DSN names wins over the upstream's address and the statement's user. */
-    const char *defaults[][2] = {{"host", db->side->host},
-                                 {"port", db->side->port},
-                                 {"sslmode", db->side->sslmode},
-                                 {"sslrootcert", db->side->sslrootcert},
-                                 {"user", db->user}};
-    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
-        if (defaults[i][1][0] != '\0') {
-            keys[n] = defaults[i][0];
-            vals[n++] = defaults[i][1];
-        }
-    }
-    keys[n] = "dbname"; /* expanded: the whole DSN */
-    vals[n++] = db->side->dsn;
-    if (db->name[0] != '\0') {
-        keys[n] = "dbname"; /* a later keyword wins over the DSN's */
-        vals[n++] = db->name;
-    }
-    keys[n] = "fallback_application_name";
-    vals[n++] = "pgscope-explain";
-    keys[n] = NULL;
-    vals[n] = NULL;
+    const char *keys[EXPLAIN_CONN_KEYWORDS], *vals[EXPLAIN_CONN_KEYWORDS];
+    explain_conn_target t = {.dsn = db->side->dsn,
+                             .host = db->side->host,
+                             .port = db->side->port,
+                             .sslmode = db->side->sslmode,
+                             .sslrootcert = db->side->sslrootcert,
+                             .user = db->user,
+                             .database = db->name,
+                             .application_name = "pgscope-explain"};
+    explain_conn_keywords(&t, keys, vals);
     c->pg = PQconnectStartParams(keys, vals, 1);
     if (c->pg == NULL) {
         conn_failed(c, "out of memory");

@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "explain_int.h"
 #include "pgscope/advisor.h"
 
 #define MAX_OPEN 8   /* connections kept open, one per (database, user) */
@@ -393,27 +394,17 @@ static bool peer_set_timeout(advisor_verifier *v, struct peer *p)
  * the database after it wins over the DSN's (as side.c). */
 static bool peer_connect(advisor_verifier *v, struct peer *p)
 {
-    const char *keys[10], *vals[10];
-    int n = 0;
-    const char *defaults[][2] = {{"host", v->host},       {"port", v->port},
-                                 {"sslmode", v->sslmode}, {"sslrootcert", v->sslrootcert},
-                                 {"user", p->user},       {"connect_timeout", "5"}};
-    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
-        if (defaults[i][1][0] != '\0') {
-            keys[n] = defaults[i][0];
-            vals[n++] = defaults[i][1];
-        }
-    }
-    keys[n] = "dbname";
-    vals[n++] = v->dsn;
-    if (p->database[0] != '\0') {
-        keys[n] = "dbname";
-        vals[n++] = p->database;
-    }
-    keys[n] = "fallback_application_name";
-    vals[n++] = "pgscope-advisor";
-    keys[n] = NULL;
-    vals[n] = NULL;
+    const char *keys[EXPLAIN_CONN_KEYWORDS], *vals[EXPLAIN_CONN_KEYWORDS];
+    explain_conn_target t = {.dsn = v->dsn,
+                             .host = v->host,
+                             .port = v->port,
+                             .sslmode = v->sslmode,
+                             .sslrootcert = v->sslrootcert,
+                             .user = p->user,
+                             .database = p->database,
+                             .application_name = "pgscope-advisor",
+                             .connect_timeout = "5"};
+    explain_conn_keywords(&t, keys, vals);
     peers_make_room(v, p);
     p->pg = PQconnectdbParams(keys, vals, 1);
     p->extension_tried = false;

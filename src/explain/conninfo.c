@@ -1,0 +1,40 @@
+/* conninfo.c — the keywords of pgscope's own connections to the server (the EXPLAIN side
+ * connections and the advisor's): defaults the DSN may override, the DSN, then the database. */
+#include "config.h"
+
+#include "explain_int.h"
+
+#include <stddef.h>
+
+static bool given(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+void explain_conn_keywords(const explain_conn_target *t, const char **keys, const char **vals)
+{
+    /* First: a keyword the DSN names wins over the upstream's address, its TLS settings and
+     * the statement's user (with expand_dbname, libpq lets the expanded DSN override what came
+     * before it, and what comes after it override the DSN). */
+    const char *defaults[][2] = {{"host", t->host},       {"port", t->port},
+                                 {"sslmode", t->sslmode}, {"sslrootcert", t->sslrootcert},
+                                 {"user", t->user},       {"connect_timeout", t->connect_timeout}};
+    int n = 0;
+
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
+        if (given(defaults[i][1])) {
+            keys[n] = defaults[i][0];
+            vals[n++] = defaults[i][1];
+        }
+    }
+    keys[n] = "dbname"; /* expanded: the whole DSN */
+    vals[n++] = t->dsn != NULL ? t->dsn : "";
+    if (given(t->database)) {
+        keys[n] = "dbname"; /* after the DSN: always the sampled statement's database */
+        vals[n++] = t->database;
+    }
+    keys[n] = "fallback_application_name";
+    vals[n++] = t->application_name;
+    keys[n] = NULL;
+    vals[n] = NULL;
+}
