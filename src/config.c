@@ -100,7 +100,7 @@ static const opt opts[] = {
      "suggest indexes for sampled statements, verified with hypopg where the database has it"},
     {"advisor_create_extension", 0, BOOL(advisor_create_extension), "off", 0, 0, "on|off",
      "CREATE EXTENSION hypopg in databases that lack it (changes the database)"},
-    {"advisor_min_reduction", 0, REAL(advisor_min_reduction), "30", 0, 100, "PERCENT",
+    {"advisor_min_reduction", 0, REAL(advisor_min_reduction), "30", 0, 99, "PERCENT",
      "a hypothetical index counts when the plan's cost drops by this much"},
     {"help", 'h', OPT_HELP, 0, 0, NULL, 0, 0, NULL, "show this help and exit"},
     {"version", 'V', OPT_VERSION, 0, 0, NULL, 0, 0, NULL, "show the version and exit"},

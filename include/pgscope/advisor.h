@@ -43,8 +43,9 @@ void advisor_ddl(const advisor_index *ix, bool concurrently, char *out, size_t c
  * with the same predicate. Schemas are compared only when both are known. */
 bool advisor_covered(const advisor_index *ix, const advisor_index *existing);
 
-/* For an UPDATE: the table it writes and the columns it sets. Returns the number of columns
- * (at most max), -1 when sql is not a single UPDATE. */
+/* For an INSERT, UPDATE or DELETE: the table it writes and, for an UPDATE, the columns it sets.
+ * Returns the number of columns (at most max; 0 for INSERT and DELETE), -1 when sql is not one
+ * such statement. */
 int advisor_updated_columns(const char *sql, char table[ADVISOR_NAME],
                             char (*columns)[ADVISOR_NAME], int max);
 
@@ -144,8 +145,8 @@ typedef struct advisor_table_writes {
 
 typedef struct advisor_suggestion {
     advisor_index index;
-    char ddl[512]; /* CREATE INDEX CONCURRENTLY ... */
-    bool verified; /* hypopg showed a plan using it, cheaper by min_reduction at least */
+    char ddl[1024]; /* CREATE INDEX CONCURRENTLY ...: room for the longest names and predicate */
+    bool verified;  /* hypopg showed a plan using it, cheaper by min_reduction at least */
     double cost_before, cost_after; /* summed over the statements it helps; -1 unverified */
     double benefit_ms; /* sum of weight x cost reduction over those statements; -1 unverified */
     double size_bytes; /* -1 when unknown */

@@ -20,7 +20,7 @@
 #define MAX_PENDING 256        /* verifications in flight */
 #define WEIGHT_SLOTS 8192      /* (shape, database, user) times followed, open addressing */
 #define WRITE_SLOTS 1024       /* (database, table) write counters */
-#define UPDATE_SLOTS 1024      /* UPDATE shapes whose SET columns were read */
+#define UPDATE_SLOTS 1024      /* write shapes whose table (and SET columns) were read */
 #define MAX_SUGGESTIONS 50     /* per database */
 #define CONSOLIDATE_US 5000000 /* a new consolidation at most this often, unless forced */
 
@@ -28,12 +28,16 @@
 typedef struct answer {
     advisor_result *r;
     char *database;
+    bool bound;         /* it came by the extended protocol: constants in its text are the
+                         * application's own, not values a driver inlined */
+    uint64_t text_hash; /* of the statement as it ran */
 } answer;
 
 typedef struct pending {
     uint64_t id;
     char *database;
-    bool misestimate;
+    bool misestimate, bound;
+    uint64_t text_hash;
 } pending;
 
 typedef struct weight {
@@ -59,13 +63,15 @@ struct adviser {
     size_t n_weights;
     table_writes writes[WRITE_SLOTS];
     size_t n_writes;
-    struct {
+    struct write_shape {
         uint64_t fingerprint;
         char table[ADVISOR_NAME];
         char columns[8][ADVISOR_NAME];
         int n;
     } updates[UPDATE_SLOTS];
-    int64_t consolidated; /* monotonic time of the last one */
+    int64_t consolidated;
+    bool store_params;                                  /* values may be logged */
+    char last_error[256]; /* the last failure logged */ /* monotonic time of the last one */
 };
 
 static int64_t monotonic_us(void)
@@ -129,7 +135,9 @@ static table_writes *writes_slot(adviser *ad, uint64_t db, const char *table)
                 return NULL;
             w->key = key;
             w->database = db;
-            snprintf(w->w.table, sizeof(w->w.table), "%s", table);
+            size_t n = strnlen(table, sizeof(w->w.table) - 1); /* table may be in ad itself */
+            memmove(w->w.table, table, n);
+            w->w.table[n] = '\0';
             ad->n_writes++;
             return w;
         }
@@ -146,22 +154,22 @@ static void add_updated(advisor_table_writes *w, const char *column)
         snprintf(w->updated[w->n_updated++], ADVISOR_NAME, "%s", column);
 }
 
-/* The columns an UPDATE shape sets, read once per shape. */
-static void count_update(adviser *ad, const explain_statement *st, advisor_table_writes *w)
+/* The table a write shape writes and the columns an UPDATE sets, read once per shape (the
+ * analysis thread's "single table" answer covers SELECTs only). */
+static const struct write_shape *write_shape(adviser *ad, const explain_statement *st)
 {
-    size_t slot = hash_mix64(st->fingerprint) % UPDATE_SLOTS;
+    struct write_shape *ws = &ad->updates[hash_mix64(st->fingerprint) % UPDATE_SLOTS];
 
-    if (ad->updates[slot].fingerprint != st->fingerprint) {
+    if (ws->fingerprint != st->fingerprint || ws->fingerprint == 0) {
         char *sql = strndup(st->text, st->text_len);
-        int n = sql ? advisor_updated_columns(sql, ad->updates[slot].table,
-                                              ad->updates[slot].columns, 8)
-                    : -1;
+        int n = sql ? advisor_updated_columns(sql, ws->table, ws->columns, 8) : -1;
         free(sql);
-        ad->updates[slot].fingerprint = st->fingerprint;
-        ad->updates[slot].n = n < 0 ? 0 : n;
+        ws->fingerprint = st->fingerprint;
+        ws->n = n < 0 ? 0 : n;
+        if (n < 0)
+            ws->table[0] = '\0';
     }
-    for (int i = 0; i < ad->updates[slot].n; i++)
-        add_updated(w, ad->updates[slot].columns[i]);
+    return ws;
 }
 
 static void count_write(adviser *ad, const explain_statement *st)
@@ -169,10 +177,10 @@ static void count_write(adviser *ad, const explain_statement *st)
     const char *cmd = st->ev->command;
     bool insert = strcmp(cmd, "INSERT") == 0, update = strcmp(cmd, "UPDATE") == 0;
 
-    if ((!insert && !update && strcmp(cmd, "DELETE") != 0) || !st->table || !st->table[0] ||
-        st->ev->sqlstate[0])
+    if ((!insert && !update && strcmp(cmd, "DELETE") != 0) || st->ev->sqlstate[0] || st->fallback)
         return;
-    table_writes *w = writes_slot(ad, hash_str(st->ev->database), st->table);
+    const struct write_shape *ws = write_shape(ad, st);
+    table_writes *w = ws->table[0] ? writes_slot(ad, hash_str(st->ev->database), ws->table) : NULL;
     if (!w)
         return;
     if (insert)
@@ -181,8 +189,8 @@ static void count_write(adviser *ad, const explain_statement *st)
         w->w.updates++;
     else
         w->w.deletes++;
-    if (update)
-        count_update(ad, st, &w->w);
+    for (int i = 0; i < ws->n; i++)
+        add_updated(&w->w, ws->columns[i]);
 }
 
 void adviser_statement(adviser *ad, const explain_statement *st)
@@ -263,6 +271,8 @@ void adviser_sampled(adviser *ad, const advice_request *req)
     p->id = job->id;
     p->database = database;
     p->misestimate = req->misestimate;
+    p->bound = req->extended;
+    p->text_hash = hash_str(req->query);
     ad->n_pending++;
     set_weight(ad, req->fingerprint, req->database, req->user ? req->user : "", req->weight_ms,
                true);
@@ -296,6 +306,20 @@ static void drop_varying_predicates(adviser *ad, advisor_result *r, const char *
     }
 }
 
+/* Once per cause, and without the values a server's message may quote (invalid input syntax for
+ * type integer: "...") unless values may be kept. */
+static void note_failure(adviser *ad, const advisor_result *r, const char *database)
+{
+    char *clean = ad->store_params ? NULL : explain_redact_text(r->error);
+    const char *why = ad->store_params ? r->error : clean ? clean : "(message withheld)";
+
+    if (strcmp(why, ad->last_error) != 0)
+        log_info(NULL, "index advice for %016llx in database \"%s\" not verified: %s",
+                 (unsigned long long)r->fingerprint, database, why);
+    snprintf(ad->last_error, sizeof(ad->last_error), "%s", why);
+    free(clean);
+}
+
 static void keep_answer(adviser *ad, advisor_result *r)
 {
     pending *p = NULL;
@@ -308,12 +332,13 @@ static void keep_answer(adviser *ad, advisor_result *r)
         return;
     }
     char *database = p->database;
+    bool bound = p->bound;
+    uint64_t text_hash = p->text_hash;
     r->misestimate = p->misestimate;
     memset(p, 0, sizeof(*p));
     ad->n_pending--;
     if (!r->ok) {
-        log_info(NULL, "index advice for %016llx in database \"%s\" not verified: %s",
-                 (unsigned long long)r->fingerprint, database, r->error);
+        note_failure(ad, r, database);
         advisor_result_free(r);
         free(database);
         return;
@@ -326,7 +351,7 @@ static void keep_answer(adviser *ad, advisor_result *r)
     }
     ad->answers = more;
     drop_varying_predicates(ad, r, database);
-    ad->answers[ad->n_answers++] = (answer){r, database};
+    ad->answers[ad->n_answers++] = (answer){r, database, bound, text_hash};
 }
 
 void adviser_poll(adviser *ad)
@@ -416,6 +441,64 @@ static void to_row(const advisor_suggestion *s, const char *database, store_inde
     r->misestimate = s->misestimate;
 }
 
+/* Whether a partial index's constant is the application's own, not a value that happened to be
+ * inlined: the statement bound its values as parameters, or another sample of it, with other
+ * values, has the same constant. Without that, a partial index would serve one customer (and
+ * put that customer's value in the report). */
+static bool predicate_confirmed(const adviser *ad, size_t at, const char *predicate)
+{
+    const answer *a = &ad->answers[at];
+
+    if (a->bound)
+        return true;
+    for (size_t k = 0; k < ad->n_answers; k++) {
+        const answer *o = &ad->answers[k];
+        if (k != at && o->r->fingerprint == a->r->fingerprint && o->text_hash != a->text_hash &&
+            strcmp(o->database, a->database) == 0 && has_predicate(o->r, predicate))
+            return true;
+    }
+    return false;
+}
+
+/* Partial trials not confirmed sit out this consolidation (outcomes saved in held, restored by
+ * restore_partials: a later sample may confirm them). Returns how many were set aside. */
+static size_t set_aside_partials(adviser *ad, const char *database, advisor_trial_outcome *held,
+                                 size_t cap)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < ad->n_answers; i++) {
+        advisor_result *r = ad->answers[i].r;
+        if (strcmp(ad->answers[i].database, database) != 0)
+            continue;
+        for (int t = 0; t < r->n_trials; t++) {
+            advisor_trial *tr = &r->trials[t];
+            bool partial = tr->index.predicate[0] != '\0';
+            if (n < cap)
+                held[n++] = tr->outcome;
+            if (partial &&
+                (tr->outcome == ADVISOR_TRIAL_USED || tr->outcome == ADVISOR_TRIAL_UNVERIFIED) &&
+                !predicate_confirmed(ad, i, tr->index.predicate))
+                tr->outcome = ADVISOR_TRIAL_UNUSED;
+        }
+    }
+    return n;
+}
+
+static void restore_partials(adviser *ad, const char *database, const advisor_trial_outcome *held,
+                             size_t n)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < ad->n_answers && k < n; i++) {
+        advisor_result *r = ad->answers[i].r;
+        if (strcmp(ad->answers[i].database, database) != 0)
+            continue;
+        for (int t = 0; t < r->n_trials && k < n; t++)
+            r->trials[t].outcome = held[k++];
+    }
+}
+
 /* Consolidates the answers of one database into b's rows. */
 static void consolidate_database(adviser *ad, const char *database, store_batch *b)
 {
@@ -427,13 +510,22 @@ static void consolidate_database(adviser *ad, const char *database, store_batch 
     advisor_suggestion *out = calloc(MAX_SUGGESTIONS, sizeof(*out));
     store_index_row *rows = NULL;
 
+    size_t n_trials = 0;
+    for (size_t i = 0; i < ad->n_answers; i++)
+        if (strcmp(ad->answers[i].database, database) == 0)
+            n_trials += (size_t)ad->answers[i].r->n_trials;
+    advisor_trial_outcome *held = malloc((n_trials ? n_trials : 1) * sizeof(*held));
+    size_t n_held = held ? set_aside_partials(ad, database, held, n_trials) : 0;
     for (size_t i = 0; results && i < ad->n_answers; i++)
         if (strcmp(ad->answers[i].database, database) == 0)
             results[n_results++] = ad->answers[i].r;
-    int n = results && shapes && writes && out
+    int n = results && shapes && writes && out && held
                 ? advisor_consolidate(results, n_results, shapes, n_shapes, writes, n_writes, out,
                                       MAX_SUGGESTIONS)
                 : 0;
+    if (held)
+        restore_partials(ad, database, held, n_held);
+    free(held);
     if (n > 0)
         rows = realloc(b->indexes, (b->n_indexes + (size_t)n) * sizeof(*rows));
     if (rows) {
@@ -470,12 +562,13 @@ void adviser_fill_batch(adviser *ad, store_batch *b, bool force)
 
 /* ---- life ---- */
 
-adviser *adviser_start(const advisor_settings *s)
+adviser *adviser_start(const advisor_settings *s, bool store_params)
 {
     adviser *ad = calloc(1, sizeof(*ad));
 
     if (!ad)
         return NULL;
+    ad->store_params = store_params;
     ad->verifier = advisor_verifier_start(s);
     if (!ad->verifier) {
         free(ad);

@@ -109,6 +109,23 @@ static void put_quoted(text_buf *b, const char *s, char quote)
     put_char(b, quote);
 }
 
+/* A string constant that means the same whatever standard_conforming_strings is: with a
+ * backslash in it, an E'' literal with the backslashes doubled (as PQescapeLiteral does). */
+static void put_string_literal(text_buf *b, const char *s)
+{
+    if (strchr(s, '\\') == NULL) {
+        put_quoted(b, s, '\'');
+        return;
+    }
+    put_text(b, "E'");
+    for (; *s != '\0'; s++) {
+        if (*s == '\'' || *s == '\\')
+            put_char(b, *s);
+        put_char(b, *s);
+    }
+    put_char(b, '\'');
+}
+
 /* ---- reading the parse tree ---- */
 
 /* The text of a {"String": {"sval": ...}} node, NULL for anything else. */
@@ -739,7 +756,7 @@ static bool put_literal(text_buf *b, const char *sql, json_t *c)
 
     if ((v = json_object_get(c, "sval")) != NULL) {
         s = json_string_value(json_object_get(v, "sval"));
-        put_quoted(b, s != NULL ? s : "", '\'');
+        put_string_literal(b, s != NULL ? s : "");
     } else if ((v = json_object_get(c, "ival")) != NULL) {
         if (!json_is_integer(json_object_get(v, "ival")))
             return put_integer_as_written(b, sql, c);
@@ -1004,10 +1021,14 @@ int advisor_updated_columns(const char *sql, char table[ADVISOR_NAME],
     if (sql == NULL || too_deep_to_parse(sql))
         return -1;
     tree = parse_tree(sql);
-    if (tree != NULL && only_statement(tree, &type, &body) && strcmp(type, "UpdateStmt") == 0 &&
-        copy_name(table,
-                  json_string_value(json_object_get(json_object_get(body, "relation"), "relname"))))
-        n = set_columns(body, columns, max < 0 ? 0 : max);
+    bool update = false, write = false;
+    if (tree != NULL && only_statement(tree, &type, &body)) {
+        update = strcmp(type, "UpdateStmt") == 0;
+        write = update || strcmp(type, "InsertStmt") == 0 || strcmp(type, "DeleteStmt") == 0;
+    }
+    if (write && copy_name(table, json_string_value(json_object_get(
+                                      json_object_get(body, "relation"), "relname"))))
+        n = update ? set_columns(body, columns, max < 0 ? 0 : max) : 0;
     json_decref(tree);
     return n;
 }
@@ -1019,8 +1040,19 @@ typedef struct {
     uint64_t fingerprint;
     double weight;    /* its time in the run, 0 when the shapes do not say */
     bool misestimate; /* a sampled plan of it was far off */
-    bool served;      /* a suggestion already chosen serves it */
+    /* tables on which a suggestion already chosen serves it: a join may need an index on
+     * each side, so being served is per table */
+    const char *served[8];
+    int n_served;
 } statement;
+
+static bool served_on(const statement *st, const char *table)
+{
+    for (int i = 0; i < st->n_served; i++)
+        if (strcmp(st->served[i], table) == 0)
+            return true;
+    return false;
+}
 
 /* One trial, with the statement it was tried for. */
 typedef struct {
@@ -1082,8 +1114,9 @@ static size_t statement_of(evidence *ev, const advisor_result *r, const advisor_
             break;
     }
     if (i == ev->n_statements) {
-        ev->statements[i] =
-            (statement){r->fingerprint, weight_of(r->fingerprint, shapes, n_shapes), false, false};
+        memset(&ev->statements[i], 0, sizeof(ev->statements[i]));
+        ev->statements[i].fingerprint = r->fingerprint;
+        ev->statements[i].weight = weight_of(r->fingerprint, shapes, n_shapes);
         ev->n_statements++;
     }
     ev->statements[i].misestimate |= r->misestimate;
@@ -1244,7 +1277,8 @@ static void find_served(evidence *ev, const candidate *c)
     for (size_t i = c->first; i < c->last; i++) {
         const observation *o = ev->phase[i];
         const observation **best = &ev->best[o->statement];
-        if (ev->statements[o->statement].served || !advisor_covered(&o->trial->index, &c->index))
+        if (served_on(&ev->statements[o->statement], c->index.table) ||
+            !advisor_covered(&o->trial->index, &c->index))
             continue;
         if (*best == NULL)
             ev->touched[ev->n_touched++] = o->statement;
@@ -1313,7 +1347,10 @@ static void list_statements(evidence *ev, advisor_suggestion *s)
     for (size_t i = 0; i < ev->n_touched; i++) {
         statement *st = &ev->statements[ev->touched[i]];
         int at = s->n_statements;
-        st->served = true;
+        /* the name lives in a trial's index, as long as the evidence; past 8 tables, the last
+         * one is overwritten (the statement may then be counted twice on the others) */
+        st->served[st->n_served < 8 ? st->n_served++ : 7] =
+            ev->best[ev->touched[i]]->trial->index.table;
         s->misestimate |= st->misestimate;
         while (at > 0 && weights[at - 1] < st->weight)
             at--;

@@ -14,15 +14,15 @@ typedef struct explain_conn_target {
     const char *connect_timeout;  /* a default the DSN may override */
 } explain_conn_target;
 
-#define EXPLAIN_CONN_KEYWORDS 11 /* entries keys and vals need, the closing NULL included */
+#define EXPLAIN_CONN_KEYWORDS 15 /* entries keys and vals need, the closing NULL included */
 
 /* The keywords and values for PQconnectStartParams / PQconnectdbParams with expand_dbname 1. */
 void explain_conn_keywords(const explain_conn_target *t, const char **keys, const char **vals);
 
 typedef struct adviser adviser;
 
-/* Starts the verifier thread; NULL when it cannot start. */
-adviser *adviser_start(const advisor_settings *s);
+/* Starts the verifier thread; NULL when it cannot start. store_params: values may be logged. */
+adviser *adviser_start(const advisor_settings *s, bool store_params);
 
 /* Every completed statement: the time of shapes with advice, the writes to each table. */
 void adviser_statement(adviser *ad, const explain_statement *st);
@@ -36,6 +36,8 @@ typedef struct advice_request {
     char *const *params;
     bool misestimate; /* its plan had a row estimate 10x off */
     double weight_ms; /* its shape's total time (this database and user) when it ran */
+    bool extended;    /* it came by the extended protocol: its text is the application's own,
+                       * values (if any) bound apart */
 } advice_request;
 void adviser_sampled(adviser *ad, const advice_request *req);
 

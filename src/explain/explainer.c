@@ -31,6 +31,7 @@ typedef struct flight {
     char **values;
     int n_values;
     double weight_ms;
+    bool extended;
     struct flight *next;
 } flight;
 
@@ -190,6 +191,7 @@ static flight *flight_new(const explain_statement *st, const explain_job *job, c
     f->analyzed = job->analyze;
     f->trigger_ms = (double)(st->ev->end_us - st->ev->start_us) / 1000.0;
     f->weight_ms = st->shape_total_ms;
+    f->extended = st->ev->via == TRACK_VIA_EXTENDED;
     f->raw = strdup(job->query);
     f->search_path = job->search_path ? strdup(job->search_path) : NULL;
     f->values = calloc(job->n_params > 0 ? (size_t)job->n_params : 1, sizeof(char *));
@@ -383,6 +385,7 @@ static void advise(explainer *x, const flight *f, const store_plan_row *row)
         .params = f->values,
         .misestimate = has_kind(row, "misestimate"),
         .weight_ms = f->weight_ms,
+        .extended = f->extended,
     };
     adviser_sampled(x->adviser, &req);
 }
@@ -523,7 +526,7 @@ explainer *explainer_start(const explainer_settings *s)
     x->set = *s;
     x->sampler = explain_sampler_new(&s->sampler);
     x->side = x->sampler ? explain_side_start(&s->side) : NULL;
-    if (x->side && s->advise && !(x->adviser = adviser_start(&s->advisor)))
+    if (x->side && s->advise && !(x->adviser = adviser_start(&s->advisor, s->store_params)))
         log_warning(NULL, "cannot start the index advisor: no index suggestions");
     if (!x->side) {
         explain_sampler_free(x->sampler);

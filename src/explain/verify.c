@@ -505,7 +505,10 @@ static bool resolve_table(struct run *run, const char *name, char schema[ADVISOR
     PGresult *res = exec_want(run,
                               "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
                               "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-                              "WHERE c.oid = pg_catalog.to_regclass($1)",
+                              "WHERE c.oid = pg_catalog.to_regclass($1) "
+                              /* a plain table or materialized view: CREATE INDEX CONCURRENTLY
+                               * fails on views, foreign and partitioned tables */
+                              "AND c.relkind IN ('r', 'm')",
                               1, vals, PGRES_TUPLES_OK);
     if (res == NULL)
         return false;

@@ -161,3 +161,33 @@ def test_a_literal_that_varies_gives_no_partial_index():
     rep = report(pgs)
     assert not [s for s in rep["index_suggestions"] if s["predicate"]], rep["index_suggestions"]
     assert suggestion_for(rep, ["status", "created_at"]), rep["index_suggestions"]
+
+
+def test_inlined_values_never_become_partial_indexes():
+    """A simple-protocol client (psql, psycopg2) inlines its values: sampled once, a constant
+    in the text may be a customer's e-mail; no index is suggested for it, nor stored."""
+    pg = database("advise")
+    pgs = h.Pgscope(pg, args=["--explain-min-duration", "5"]).start()
+    res = h.psql(pgs.host, pgs.port, "SELECT id FROM orders WHERE customer_id = 4242 AND "
+                 "status = 'shipped' ORDER BY created_at LIMIT 10", dbname="advise")
+    assert res.rc == 0, res
+    assert pgs.stop() == 0
+    rep = report(pgs)
+    assert rep["index_suggestions"], pgs.log_text()
+    for s in rep["index_suggestions"]:
+        assert not s["predicate"] and "4242" not in s["ddl"], s
+    with open(pgs.db, "rb") as f:
+        assert b"4242" not in f.read()
+
+
+def test_writes_to_the_table_are_counted_with_hot():
+    pg = database("advise")
+    pgs = h.Pgscope(pg, args=["--explain-min-duration", "5"]).start()
+    workload(pgs, "advise", [BY_CUSTOMER,
+                             "UPDATE orders SET customer_id = :c WHERE id = :c",
+                             "INSERT INTO orders VALUES (1000000 + :c, :c, 'new', now(), 1) "
+                             "ON CONFLICT DO NOTHING",
+                             "DELETE FROM orders WHERE id = 2000000 + :c"])
+    assert pgs.stop() == 0
+    s = suggestion_for(report(pgs), ["customer_id"])
+    assert s and s["write_statements"] == 60 and s["breaks_hot"] is True, s

@@ -424,7 +424,10 @@ static void test_updated_columns(void **state)
     assert_string_equal(cols[2], "c");
     assert_int_equal(advisor_updated_columns("UPDATE t SET a = 1, b = 2, c = 3", table, cols, 2),
                      2);
-    assert_int_equal(advisor_updated_columns("DELETE FROM t", table, cols, 4), -1);
+    assert_int_equal(advisor_updated_columns("DELETE FROM t WHERE a = 1", table, cols, 4), 0);
+    assert_string_equal(table, "t");
+    assert_int_equal(advisor_updated_columns("INSERT INTO s.u (a) VALUES (1)", table, cols, 4), 0);
+    assert_string_equal(table, "u");
     assert_int_equal(advisor_updated_columns("SELECT 1", table, cols, 4), -1);
     assert_int_equal(
         advisor_updated_columns("UPDATE t SET a = 1; UPDATE t SET b = 2", table, cols, 4), -1);
@@ -641,15 +644,20 @@ static void test_consolidate_writes_and_hot(void **state)
     add_trial(&b[1], ix_on("items", "order_id"), ADVISOR_TRIAL_USED, 10, 1);
     add_trial(&b[1], ix_on("orders", "status"), ADVISOR_TRIAL_USED, 20, 1);
     advisor_shape shapes[] = {{1, 10}, {2, 100}};
-    assert_int_equal(consolidate(b, 2, shapes, 2, w, 2, out, 4), 2);
+    /* statement 2 joins items and orders: an index on each side (served per table) */
+    assert_int_equal(consolidate(b, 2, shapes, 2, w, 2, out, 4), 3);
     /* items(order_id): 100 x 0.9 */
     assert_string_equal(out[0].index.table, "items");
     assert_int_equal(out[0].write_statements, 7);
     assert_false(out[0].breaks_hot);
-    /* the partial index: its predicate's column is updated */
-    assert_string_equal(out[1].index.predicate, "status = 'pending'");
+    /* orders(status): 100 x 0.8; UPDATEs set status */
+    assert_string_equal(out[1].index.columns[0], "status");
     assert_int_equal(out[1].write_statements, 16);
     assert_true(out[1].breaks_hot);
+    /* the partial index: its predicate's column is updated */
+    assert_string_equal(out[2].index.predicate, "status = 'pending'");
+    assert_int_equal(out[2].write_statements, 16);
+    assert_true(out[2].breaks_hot);
 }
 
 static void test_consolidate_hot_by_index_column(void **state)
@@ -706,9 +714,10 @@ static void test_consolidate_max_respected(void **state)
         snprintf(table, sizeof(table), "t%d", i);
         add_trial(&b[0], ix_on(table, "x"), ADVISOR_TRIAL_USED, 10 + i, 1);
     }
-    /* one statement: the first pick serves it, nothing is left for the others */
-    assert_int_equal(consolidate(b, 1, NULL, 0, NULL, 0, out, 4), 1);
+    /* one statement reading four tables: an index on each, the most useful first */
+    assert_int_equal(consolidate(b, 1, NULL, 0, NULL, 0, out, 4), 4);
     assert_string_equal(out[0].index.table, "t0");
+    assert_int_equal(consolidate(b, 1, NULL, 0, NULL, 0, out, 2), 2);
 
     result_box many[5];
     advisor_shape shapes[5];
