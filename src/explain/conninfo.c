@@ -16,9 +16,21 @@ void explain_conn_keywords(const explain_conn_target *t, const char **keys, cons
     /* First: a keyword the DSN names wins over the upstream's address, its TLS settings and
      * the statement's user (with expand_dbname, libpq lets the expanded DSN override what came
      * before it, and what comes after it override the DSN). */
-    const char *defaults[][2] = {{"host", t->host},       {"port", t->port},
-                                 {"sslmode", t->sslmode}, {"sslrootcert", t->sslrootcert},
-                                 {"user", t->user},       {"connect_timeout", t->connect_timeout}};
+    const char *defaults[][2] = {
+        {"host", t->host},
+        {"port", t->port},
+        {"sslmode", t->sslmode},
+        {"sslrootcert", t->sslrootcert},
+        {"user", t->user},
+        {"connect_timeout", t->connect_timeout},
+        /* A server that stops answering (a network partition) is given up within a minute,
+         * not after the system's two hours: the advisor's connections block, and a stop
+         * waits for them. */
+        {"keepalives_idle", "10"},
+        {"keepalives_interval", "5"},
+        {"keepalives_count", "3"},
+        {"tcp_user_timeout", "30000"},
+    };
     int n = 0;
 
     for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
