@@ -22,7 +22,8 @@
 #define WRITE_SLOTS 1024       /* (database, table) write counters */
 #define UPDATE_SLOTS 1024      /* write shapes whose table (and SET columns) were read */
 #define MAX_SUGGESTIONS 50     /* per database */
-#define CONSOLIDATE_US 5000000 /* a new consolidation at most this often, unless forced */
+#define CONSOLIDATE_US 5000000 /* after new answers, a consolidation at most this often */
+#define REWEIGH_US 60000000    /* without new answers (only the statements' time moved) */
 
 /* A verifier answer with the database it is about (an index belongs to one database). */
 typedef struct answer {
@@ -69,9 +70,11 @@ struct adviser {
         char columns[8][ADVISOR_NAME];
         int n;
     } updates[UPDATE_SLOTS];
-    int64_t consolidated;
-    bool store_params;                                  /* values may be logged */
-    char last_error[256]; /* the last failure logged */ /* monotonic time of the last one */
+    int64_t consolidated; /* monotonic time of the last consolidation */
+    bool changed;         /* answers arrived since the last consolidation */
+    bool full_logged;     /* MAX_ANSWERS reached, and said */
+    bool store_params;    /* values may be logged */
+    char last_error[256]; /* the last failure logged */
 };
 
 static int64_t monotonic_us(void)
@@ -259,6 +262,13 @@ void adviser_sampled(adviser *ad, const advice_request *req)
     int n = advisor_candidates(req->query, cands, MAX_CANDIDATES);
     pending *p = pending_free_slot(ad);
 
+    if (ad->n_answers >= MAX_ANSWERS && !ad->full_logged) {
+        log_warning(NULL,
+                    "index advice: %d sampled statements answered, the most kept; later "
+                    "ones get no index advice",
+                    MAX_ANSWERS);
+        ad->full_logged = true;
+    }
     if (n <= 0 || !p || ad->n_answers >= MAX_ANSWERS)
         return;
     advisor_job *job = job_new(ad, req, cands, n);
@@ -352,6 +362,7 @@ static void keep_answer(adviser *ad, advisor_result *r)
     ad->answers = more;
     drop_varying_predicates(ad, r, database);
     ad->answers[ad->n_answers++] = (answer){r, database, bound, text_hash};
+    ad->changed = true;
 }
 
 void adviser_poll(adviser *ad)
@@ -545,9 +556,11 @@ void adviser_fill_batch(adviser *ad, store_batch *b, bool force)
 {
     int64_t now = monotonic_us();
 
-    /* Every few seconds: the statements' time moves on even without new answers, and a
-     * consolidation is not free. */
-    if (ad->n_answers == 0 || (!force && now - ad->consolidated < CONSOLIDATE_US))
+    /* A consolidation is not free (tens of ms with thousands of answers, on the analysis
+     * thread): after new answers every few seconds; otherwise only the statements' time moved,
+     * and once a minute is enough for that. */
+    int64_t since = now - ad->consolidated;
+    if (ad->n_answers == 0 || (!force && since < (ad->changed ? CONSOLIDATE_US : REWEIGH_US)))
         return;
     for (size_t i = 0; i < ad->n_answers; i++) {
         bool seen = false;
@@ -558,6 +571,7 @@ void adviser_fill_batch(adviser *ad, store_batch *b, bool force)
     }
     b->indexes_set = true;
     ad->consolidated = now;
+    ad->changed = false;
 }
 
 /* ---- life ---- */
