@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "pgscope/analyze.h"
+#include "pgscope/clock.h"
 #include "pgscope/config.h"
 #include "pgscope/log.h"
 #include "pgscope/proxy.h"
@@ -80,14 +81,6 @@ static bool reload(proxy_settings *out, void *arg)
         return false;
     }
     return true;
-}
-
-static int64_t wall_clock_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* Memory the events waiting for analysis may hold in all (their texts and parameters). */
@@ -192,7 +185,7 @@ static bool start_run(const config *cfg, const proxy_settings *s, run_state *run
     memset(run, 0, sizeof(*run));
     run->st = store_open(cfg->db, err, sizeof(err));
     if (!run->st ||
-        store_begin_run(run->st, cfg->run_label, s->upstream, wall_clock_us(), err, sizeof(err)) <
+        store_begin_run(run->st, cfg->run_label, s->upstream, clock_wall_us(), err, sizeof(err)) <
             0 ||
         !store_start(run->st)) {
         log_error(NULL, "report database %s unusable (%s): forwarding without statistics", cfg->db,
@@ -220,7 +213,7 @@ static void end_run(run_state *run)
 {
     if (!run->an)
         return;
-    analyze_stop(run->an, wall_clock_us());
+    analyze_stop(run->an, clock_wall_us());
     queue_free(run->q);
 }
 

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "pgscope/analyze.h"
+#include "pgscope/clock.h"
 #include "pgscope/fingerprint.h"
 #include "pgscope/hash.h"
 #include "pgscope/log.h"
@@ -76,24 +77,6 @@ struct analyzer {
     int64_t last_flush_us;
     _Atomic bool stopping;
 };
-
-/* Wall clock: statements' times are wall-clock times, so idle units are measured on it. */
-static int64_t now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* For intervals of the thread's own (flushes): a clock step must not stop them. */
-static int64_t monotonic_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static char *dup_or_empty(const char *s)
 {
@@ -816,7 +799,7 @@ static void flush(analyzer *a)
             forget_written(a, a->batches - 1);
         a->lost_seen = lost;
     }
-    a->last_flush_us = monotonic_us();
+    a->last_flush_us = clock_monotonic_us();
 }
 
 static size_t drain(analyzer *a)
@@ -843,14 +826,14 @@ static void *run(void *arg)
     while (!atomic_load(&a->stopping)) {
         if (drain(a) == 0)
             nanosleep(&nap, NULL); /* the producer never signals: no system call on its side */
-        int64_t now = now_us();
+        int64_t now = clock_wall_us();
         if (a->ex)
             explainer_poll(a->ex, now);
         if (now - a->last_tick_us >= TICK_US) {
             np1_tick(a->np1, now);
             a->last_tick_us = now;
         }
-        if (monotonic_us() - a->last_flush_us >= (int64_t)a->settings.flush_ms * 1000)
+        if (clock_monotonic_us() - a->last_flush_us >= (int64_t)a->settings.flush_ms * 1000)
             flush(a);
     }
     while (drain(a) > 0)
@@ -873,8 +856,8 @@ analyzer *analyze_start(queue *q, store *st, const analyze_settings *s)
     a->np1 = np1_new(&s->nplusone);
     if (s->explain_enabled && !(a->ex = explainer_start(&s->explain)))
         log_warning(NULL, "cannot start the EXPLAIN side connections: no plans will be sampled");
-    a->last_flush_us = monotonic_us();
-    a->last_tick_us = now_us();
+    a->last_flush_us = clock_monotonic_us();
+    a->last_tick_us = clock_wall_us();
     atomic_init(&a->stopping, false);
     /* libpg_query recurses once per nesting level of a statement: a long left-deep expression
      * (1+1+1...) within max_query_text needs tens of MB of stack. Virtual until touched. */

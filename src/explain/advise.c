@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "explain_int.h"
+#include "pgscope/clock.h"
 #include "pgscope/hash.h"
 #include "pgscope/log.h"
 
@@ -76,14 +77,6 @@ struct adviser {
     bool store_params;    /* values may be logged */
     char last_error[256]; /* the last failure logged */
 };
-
-static int64_t monotonic_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static uint64_t hash_str(const char *s)
 {
@@ -554,7 +547,7 @@ static void consolidate_database(adviser *ad, const char *database, store_batch 
 
 void adviser_fill_batch(adviser *ad, store_batch *b, bool force)
 {
-    int64_t now = monotonic_us();
+    int64_t now = clock_monotonic_us();
 
     /* A consolidation is not free (tens of ms with thousands of answers, on the analysis
      * thread): after new answers every few seconds; otherwise only the statements' time moved,

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "explain_int.h"
+#include "pgscope/clock.h"
 #include "pgscope/explain.h"
 #include "pgscope/hash.h"
 #include "pgscope/log.h"
@@ -536,19 +537,11 @@ explainer *explainer_start(const explainer_settings *s)
     return x;
 }
 
-static int64_t wall_clock_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 void explainer_finish(explainer *x, int wait_ms)
 {
     for (int waited = 0; x->n_flights > 0 && waited < wait_ms; waited += 10) {
         usleep(10 * 1000);
-        explainer_poll(x, wall_clock_us());
+        explainer_poll(x, clock_wall_us());
     }
     if (!x->side)
         return;
@@ -557,7 +550,7 @@ void explainer_finish(explainer *x, int wait_ms)
     while (x->flights) {
         flight *f = x->flights;
         x->flights = f->next;
-        explain_sampler_done(x->sampler, f->fingerprint, 0, EXPLAIN_SKIP_FAILED, wall_clock_us());
+        explain_sampler_done(x->sampler, f->fingerprint, 0, EXPLAIN_SKIP_FAILED, clock_wall_us());
         flight_free(f);
     }
     x->n_flights = 0;

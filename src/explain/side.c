@@ -14,6 +14,7 @@
 #include <libpq-fe.h>
 
 #include "explain_int.h"
+#include "pgscope/clock.h"
 #include "pgscope/explain.h"
 
 #define BACKOFF_MAX_MS 60000
@@ -76,13 +77,6 @@ struct explain_side {
     explain_result **results;
     size_t n_results, cap_results;
 };
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---- jobs, results, settings ---- */
 
@@ -229,7 +223,7 @@ static bool conn_wait(struct side_conn *c, short what)
         return false;
     struct timeval tv;
     if (c->deadline_us > 0) {
-        int64_t left = c->deadline_us - now_us();
+        int64_t left = c->deadline_us - clock_monotonic_us();
         if (left < 1000)
             left = 1000;
         tv.tv_sec = (time_t)(left / 1000000);
@@ -246,7 +240,7 @@ static void conn_failed(struct side_conn *c, const char *why)
     char msg[256];
     copy_line(msg, sizeof msg, why);
     conn_close(c);
-    db->backoff_until_us = now_us() + (int64_t)db->backoff_ms * 1000;
+    db->backoff_until_us = clock_monotonic_us() + (int64_t)db->backoff_ms * 1000;
     db->backoff_ms = db->backoff_ms >= BACKOFF_MAX_MS / 2 ? BACKOFF_MAX_MS : db->backoff_ms * 2;
     db_answer_all(db, EXPLAIN_SKIP_NO_CONNECTION, msg);
 }
@@ -289,7 +283,7 @@ static void conn_open(struct side_conn *c)
         return;
     }
     c->state = CONN_CONNECTING;
-    c->deadline_us = now_us() + (int64_t)connect_timeout_s(c->pg) * 1000000;
+    c->deadline_us = clock_monotonic_us() + (int64_t)connect_timeout_s(c->pg) * 1000000;
     /* libpq: before the first PQconnectPoll, behave as if it had returned WRITING. */
     if (!conn_wait(c, EV_WRITE))
         conn_failed(c, "cannot wait for the connection's socket");
@@ -444,7 +438,7 @@ static void job_finish(struct side_conn *c)
     bool ok = !c->failed && c->plan != NULL;
     if (!ok && !c->failed)
         job_error(c, "EXPLAIN returned no plan");
-    double ms = (double)(now_us() - c->started_us) / 1000.0;
+    double ms = (double)(clock_monotonic_us() - c->started_us) / 1000.0;
     deliver(side, c->job, ok ? EXPLAIN_SAMPLE : EXPLAIN_SKIP_FAILED, c->error, c->plan, ms);
     c->job = NULL;
     c->plan = NULL;
@@ -530,7 +524,7 @@ static void conn_start_job(struct side_conn *c, explain_job *job)
     waiting_done(c->db->side);
     c->job = job;
     c->step = STEP_BEGIN;
-    c->started_us = now_us();
+    c->started_us = clock_monotonic_us();
     c->failed = false;
     c->broken = false;
     c->error[0] = '\0';
@@ -568,7 +562,7 @@ static void db_schedule(struct side_db *db)
     int per_db = db->side->set.per_database;
     if (db->head == NULL)
         return;
-    if (now_us() < db->backoff_until_us) {
+    if (clock_monotonic_us() < db->backoff_until_us) {
         db_answer_all(db, EXPLAIN_SKIP_NO_CONNECTION, "backing off after a failed connection");
         return;
     }

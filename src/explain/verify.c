@@ -13,6 +13,7 @@
 
 #include "explain_int.h"
 #include "pgscope/advisor.h"
+#include "pgscope/clock.h"
 
 #define MAX_OPEN 8   /* connections kept open, one per (database, user) */
 #define MAX_PEERS 64 /* (database, user) pairs remembered, open or backing off */
@@ -68,13 +69,6 @@ struct run {
     char error[256];          /* the last statement's error */
     bool stopped;             /* stop came: the job is abandoned */
 };
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* The first line of a libpq message, for a log line. */
 static void copy_line(char *dst, size_t n, const char *src)
@@ -372,7 +366,7 @@ static void peer_failed(struct peer *p, const char *why)
     p->backoff_ms = p->backoff_ms == 0                    ? BACKOFF_FIRST_MS
                     : p->backoff_ms >= BACKOFF_MAX_MS / 2 ? BACKOFF_MAX_MS
                                                           : p->backoff_ms * 2;
-    p->backoff_until_us = now_us() + (int64_t)p->backoff_ms * 1000;
+    p->backoff_until_us = clock_monotonic_us() + (int64_t)p->backoff_ms * 1000;
 }
 
 /* statement_timeout for the whole session, not SET LOCAL per transaction: it bounds as well
@@ -799,7 +793,7 @@ static bool verify_on(struct run *run)
 
 static bool peer_backing_off(const struct peer *p, advisor_result *r)
 {
-    if (p->pg != NULL || now_us() >= p->backoff_until_us)
+    if (p->pg != NULL || clock_monotonic_us() >= p->backoff_until_us)
         return false;
     char why[sizeof r->error];
     snprintf(why, sizeof why, "backing off after: %s", p->error);

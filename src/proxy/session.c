@@ -5,6 +5,7 @@
 
 #include "proxy_int.h"
 
+#include "pgscope/clock.h"
 #include "pgscope/log.h"
 
 #include <arpa/inet.h>
@@ -69,14 +70,6 @@ void proxy_tune_socket(int fd)
 /* Bytes of a server message track may capture: the first DataRows of a result are sampled. */
 #define SERVER_CAPTURE 4096
 
-static int64_t wall_clock_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* An event the analysis queue has no room for is dropped (and counted by the queue). */
 static void emit_event(track_event *ev, void *arg)
 {
@@ -126,7 +119,7 @@ static void start_tracking(proxy_session *s, const char *client_addr)
         s->track = NULL;
         return;
     }
-    track_startup(s->track, s->first, s->first_len, client_addr, wall_clock_us());
+    track_startup(s->track, s->first, s->first_len, client_addr, clock_wall_us());
 }
 
 /* After authentication: from here on every message passes by track (passwords never do). */
@@ -148,7 +141,7 @@ static void session_destroy(proxy_session *s)
               (unsigned long long)s->client.bytes_in, (unsigned long long)s->server.bytes_in);
     LIST_REMOVE(s, link);
     if (s->track) {
-        track_disconnect(s->track, s->client.bytes_in, s->server.bytes_in, wall_clock_us());
+        track_disconnect(s->track, s->client.bytes_in, s->server.bytes_in, clock_wall_us());
         track_conn_free(s->track);
         free(s->client_sink.buf);
         free(s->server_sink.buf);
@@ -269,7 +262,7 @@ static wire_error relay(proxy_session *s, endpoint *src, endpoint *dst, wire_fra
         return WIRE_OK;
     }
     if (s->track && f->sink)
-        track_set_clock(s->track, wall_clock_us());
+        track_set_clock(s->track, clock_wall_us());
     while (evbuffer_get_length(src->in) > 0) {
         struct evbuffer_iovec vec[32];
         int nv = evbuffer_peek(src->in, -1, NULL, vec, 32);

@@ -2,6 +2,7 @@
  * each batch in one transaction and counts what a failed write lost. */
 #include "config.h"
 
+#include "pgscope/clock.h"
 #include "pgscope/store.h"
 #include "pgscope/thread.h"
 
@@ -837,14 +838,6 @@ uint64_t store_lost_writes(const store *s)
     return s ? atomic_load(&s->lost) : 0;
 }
 
-static int64_t now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Without a last batch the run still gets its end time and the final count of lost rows. */
 static void mark_ended(store *s)
 {
@@ -852,7 +845,7 @@ static void mark_ended(store *s)
     bool bad = false;
 
     bad |= sqlite3_bind_int64(st, 1, s->run_id) != SQLITE_OK;
-    bad |= bind_time(st, 2, now_us()) != SQLITE_OK;
+    bad |= bind_time(st, 2, clock_wall_us()) != SQLITE_OK;
     bad |= bind_u64(st, 3, atomic_load(&s->lost)) != SQLITE_OK;
     int rc = bad ? SQLITE_NOMEM : step_done(st);
     if (rc != SQLITE_OK)
@@ -887,7 +880,7 @@ void store_close(store *s, store_batch *last)
     sqlite3_busy_timeout(s->db, STORE_FINAL_BUSY_MS);
     if (last && s->run_id > 0) {
         if (last->run.ended_us <= 0)
-            last->run.ended_us = now_us(); /* the run ends here whatever the caller knew */
+            last->run.ended_us = clock_wall_us(); /* the run ends here whatever the caller knew */
         write_batch(s, last, "final write");
     } else if (s->run_id > 0) {
         mark_ended(s);
@@ -1118,7 +1111,7 @@ int64_t store_begin_run(store *s, const char *label, const char *upstream, int64
 
     if (rc == SQLITE_OK) {
         bad |= bind_text(st, 1, label && *label ? label : NULL) != SQLITE_OK;
-        bad |= bind_time(st, 2, started_us > 0 ? started_us : now_us()) != SQLITE_OK;
+        bad |= bind_time(st, 2, started_us > 0 ? started_us : clock_wall_us()) != SQLITE_OK;
         bad |= bind_text(st, 3, PACKAGE_VERSION) != SQLITE_OK;
         bad |= bind_text(st, 4, upstream) != SQLITE_OK;
         rc = bad ? SQLITE_NOMEM : step_done(st);
