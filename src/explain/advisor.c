@@ -801,6 +801,22 @@ static void emit_partial(reader *r, const keys *k, const order *o, const key *eq
         emit(r, eq->col.at, cols, n, predicate);
 }
 
+/* A join key: on its own, and followed by its table's equality columns, then its order or range
+ * column: the inner side of a nested loop is looked up by the key and filtered or sorted by
+ * its own columns (a LATERAL top-N wants (customer_id, created_at), not one of the two). */
+static void emit_join(reader *r, const keys *k, const order *o, const key *join)
+{
+    const char *more[MAX_TABLE_COLUMNS], *cols[ADVISOR_MAX_COLUMNS];
+    int n = table_columns(join->col.at, k, o, join->col.name, more), m = 1;
+
+    cols[0] = join->col.name;
+    emit(r, join->col.at, cols, 1, NULL);
+    for (int i = 0; i < n && m < ADVISOR_MAX_COLUMNS; i++)
+        cols[m++] = more[i];
+    if (m > 1)
+        emit(r, join->col.at, cols, m, NULL);
+}
+
 /* The candidates of one query level: per table, then each join key, then partial indexes. */
 static void read_level(reader *r, const level *l, json_t *sort, bool limited)
 {
@@ -820,7 +836,7 @@ static void read_level(reader *r, const level *l, json_t *sort, bool limited)
     }
     for (int i = 0; i < k.n; i++) {
         if (k.v[i].kind == KEY_JOIN)
-            emit(r, k.v[i].col.at, &k.v[i].col.name, 1, NULL);
+            emit_join(r, &k, &o, &k.v[i]);
     }
     for (int i = 0; i < k.n; i++) {
         if (k.v[i].kind == KEY_EQUAL && k.v[i].constant != NULL)

@@ -30,6 +30,8 @@ def database(name, hypopg=True):
         CREATE TABLE items (id int PRIMARY KEY, sku int NOT NULL, qty int NOT NULL);
         INSERT INTO items SELECT g, g % 1000, g % 7 FROM generate_series(1, 200000) g;
         CREATE INDEX items_sku ON items (sku);
+        CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL);
+        INSERT INTO customers SELECT g, 'customer ' || g FROM generate_series(0, 4999) g;
         ANALYZE;
     """ + ("CREATE EXTENSION hypopg;" if hypopg else ""), dbname=name)
     return pg
@@ -191,3 +193,16 @@ def test_writes_to_the_table_are_counted_with_hot():
     assert pgs.stop() == 0
     s = suggestion_for(report(pgs), ["customer_id"])
     assert s and s["write_statements"] == 60 and s["breaks_hot"] is True, s
+
+
+def test_lateral_top_n_gets_the_join_key_and_its_order():
+    """The inner side of a nested loop is looked up by the join key and sorted by its own
+    column: one index on both serves it, neither alone does as well."""
+    pg = database("advise")
+    pgs = run(pg, "advise", ["SELECT x.id FROM customers c, LATERAL (SELECT o.id FROM orders o "
+                             "WHERE o.customer_id = c.id ORDER BY o.created_at DESC LIMIT 3) x "
+                             "WHERE c.id BETWEEN :c AND :c + 2"])
+    rep = report(pgs)
+    s = suggestion_for(rep, ["customer_id", "created_at"])
+    assert s and s["verified"], (rep["index_suggestions"], pgs.log_text())
+    assert not [x for x in rep["index_suggestions"] if x["table"] == "customers"], rep

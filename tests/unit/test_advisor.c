@@ -123,17 +123,28 @@ static void test_alias_and_qualified_resolution(void **state)
     EXPECT_NONE("SELECT * FROM (SELECT * FROM orders) o WHERE o.id = 1");
 }
 
+/* The inner side of a nested loop: the join key, then its own table's filter and order. */
+static void test_join_key_with_its_table_columns(void **state)
+{
+    (void)state;
+    EXPECT("SELECT c.id, x.* FROM customers c, LATERAL (SELECT o.id FROM orders o WHERE "
+           "o.customer_id = c.id ORDER BY o.created_at DESC LIMIT 3) x",
+           "orders(created_at)", "orders(customer_id)", "orders(customer_id,created_at)",
+           "customers(id)");
+}
+
 static void test_join_keys_on_both_sides(void **state)
 {
     (void)state;
     EXPECT("SELECT * FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.email = $1",
-           "customers(email)", "customers(id)", "orders(customer_id)");
+           "customers(email)", "customers(id)", "customers(id,email)", "orders(customer_id)");
     EXPECT("SELECT * FROM orders o, items i WHERE i.order_id = o.id AND o.status = $1",
-           "orders(status)", "items(order_id)", "orders(id)");
+           "orders(status)", "items(order_id)", "orders(id)", "orders(id,status)");
     EXPECT("SELECT * FROM orders JOIN items USING (order_id)", "orders(order_id)",
            "items(order_id)");
     /* ON terms are read like WHERE terms; the same key twice is one candidate */
-    EXPECT("SELECT * FROM a JOIN b ON a.x = b.y AND b.k = 3 AND b.y = a.x", "b(k)", "a(x)", "b(y)");
+    EXPECT("SELECT * FROM a JOIN b ON a.x = b.y AND b.k = 3 AND b.y = a.x", "b(k)", "a(x)", "b(y)",
+           "b(y,k)");
     /* a column compared with one of its own table is no join key */
     EXPECT_NONE("SELECT * FROM a WHERE a.x = a.y");
 }
@@ -202,7 +213,7 @@ static void test_sort_columns_of_two_tables_none(void **state)
 {
     (void)state;
     EXPECT("SELECT * FROM a JOIN b ON a.id = b.a_id WHERE a.k = $1 ORDER BY a.c, b.d LIMIT 3",
-           "a(k)", "a(id)", "b(a_id)");
+           "a(k)", "a(id)", "a(id,k)", "b(a_id)");
     /* nor an expression, nor directions a btree cannot give together */
     EXPECT("SELECT * FROM t WHERE k = $1 ORDER BY lower(name) LIMIT 3", "t(k)");
     EXPECT("SELECT * FROM t WHERE k = $1 ORDER BY a, b DESC LIMIT 3", "t(k)");
@@ -218,7 +229,7 @@ static void test_update_delete_where(void **state)
            "shop.orders(customer_id,total)");
     EXPECT("DELETE FROM sessions WHERE expires_at < now()", "sessions(expires_at)");
     EXPECT("DELETE FROM items i USING orders o WHERE i.order_id = o.id AND o.status = 'x'",
-           "orders(status)", "items(order_id)", "orders(id)");
+           "orders(status)", "items(order_id)", "orders(id)", "orders(id,status)");
     EXPECT_NONE("UPDATE orders SET status = 'x'");
 }
 
@@ -785,6 +796,7 @@ int main(void)
         cmocka_unit_test(test_acceptance_two_equalities),
         cmocka_unit_test(test_alias_and_qualified_resolution),
         cmocka_unit_test(test_join_keys_on_both_sides),
+        cmocka_unit_test(test_join_key_with_its_table_columns),
         cmocka_unit_test(test_or_conjunct_ignored),
         cmocka_unit_test(test_in_and_any),
         cmocka_unit_test(test_between_and_ranges),
