@@ -242,9 +242,12 @@ def test_explain_off_opens_no_side_connection():
 # ---- what a review found: each of these failed on the first version ----
 
 def schemas_of_plans(db):
-    out = []
-    for (plan,) in db.execute("SELECT plan FROM plans WHERE query LIKE '%FROM t %' ORDER BY seq"):
-        out += [s for s in ("public", "a", "b") if '"Schema":"%s"' % s in plan]
+    """label -> the schema of the t its plan scanned. Keyed by the label each statement filters
+    on (values are kept: --store-params on), as two side connections may finish out of order."""
+    out = {}
+    for (plan,) in db.execute("SELECT plan FROM plans WHERE query LIKE '%FROM t %'"):
+        label = plan.split("label = '", 1)[1].split("'", 1)[0]
+        out[label] = [s for s in ("public", "a", "b") if '"Schema": "%s"' % s in plan]
     return out
 
 
@@ -257,7 +260,7 @@ def three_schemas():
             INSERT INTO public.t SELECT g, 'x' || g FROM generate_series(1, 20000) g;
             CREATE TABLE a.t AS SELECT * FROM public.t; CREATE TABLE b.t AS SELECT * FROM public.t;
             ANALYZE;""", dbname=DB)
-    return h.Pgscope(pg, args=["--explain-min-duration", "0"]).start()
+    return h.Pgscope(pg, args=["--explain-min-duration", "0", "--store-params", "on"]).start()
 
 
 def psql_commands(pgs, *commands):
@@ -273,7 +276,8 @@ def test_search_path_discard_all_and_set_schema_are_followed():
     psql_commands(pgs, "SET search_path TO a", "DISCARD ALL",
                   "SELECT count(*) FROM t WHERE label = 'discard'")
     psql_commands(pgs, "SET SCHEMA 'b'", "SELECT count(*) FROM t WHERE label = 'setschema'")
-    assert schemas_of_plans(stopped(pgs)) == ["public", "b"]
+    found = schemas_of_plans(stopped(pgs))
+    assert found == {"discard": ["public"], "setschema": ["b"]}, found
 
 
 def test_search_path_set_local_then_set_and_in_one_query():
@@ -288,7 +292,8 @@ def test_search_path_set_local_then_set_and_in_one_query():
     run_psql(pgs, "BEGIN; SET LOCAL search_path TO a; "
                   "SELECT count(*) FROM t WHERE label = 'multi'; COMMIT")
     run_psql(pgs, "SELECT count(*) FROM t WHERE label = 'after'")
-    assert schemas_of_plans(stopped(pgs)) == ["b", "a", "public"]
+    found = schemas_of_plans(stopped(pgs))
+    assert found == {"localthenset": ["b"], "multi": ["a"], "after": ["public"]}, found
 
 
 def extended_raw(sock, sql, values, types=(), formats=()):
