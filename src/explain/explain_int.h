@@ -19,6 +19,18 @@ typedef struct explain_conn_target {
 /* The keywords and values for PQconnectStartParams / PQconnectdbParams with expand_dbname 1. */
 void explain_conn_keywords(const explain_conn_target *t, const char **keys, const char **vals);
 
+/* Results waiting for the analysis thread, oldest first; guarded by the owner's lock. */
+typedef struct explain_list {
+    void **items;
+    size_t n, cap;
+} explain_list;
+
+/* Appends item; false (the caller keeps it) when the list cannot grow. */
+bool explain_list_push(explain_list *l, void *item);
+/* The oldest item, taken out; NULL when empty. */
+void *explain_list_pop(explain_list *l);
+void explain_list_free(explain_list *l, void (*free_item)(void *));
+
 typedef struct adviser adviser;
 
 /* Starts the verifier thread; NULL when it cannot start. store_params: values may be logged. */

@@ -74,8 +74,7 @@ struct explain_side {
     struct job_node *in_head, *in_tail;
     int waiting; /* submitted jobs not yet started on a connection nor answered */
     bool stopping;
-    explain_result **results;
-    size_t n_results, cap_results;
+    explain_list results; /* explain_result *, for explain_side_results */
 };
 
 /* ---- jobs, results, settings ---- */
@@ -100,6 +99,11 @@ void explain_result_free(explain_result *r)
         return;
     free(r->plan_json);
     free(r);
+}
+
+static void free_result(void *r)
+{
+    explain_result_free(r);
 }
 
 void explain_side_defaults(explain_side_settings *s)
@@ -150,20 +154,10 @@ static void deliver(explain_side *side, explain_job *job, explain_skip skip, con
     if (r == NULL)
         return;
     pthread_mutex_lock(&side->lock);
-    if (side->n_results == side->cap_results) {
-        size_t cap = side->cap_results ? side->cap_results * 2 : 16;
-        explain_result **grown = realloc(side->results, cap * sizeof *grown);
-        if (grown != NULL) {
-            side->results = grown;
-            side->cap_results = cap;
-        }
-    }
-    if (side->n_results < side->cap_results) {
-        side->results[side->n_results++] = r;
-        r = NULL;
-    }
+    bool kept = explain_list_push(&side->results, r);
     pthread_mutex_unlock(&side->lock);
-    explain_result_free(r); /* only when the list could not grow */
+    if (!kept)
+        explain_result_free(r);
 }
 
 static void waiting_done(explain_side *side)
@@ -740,9 +734,7 @@ static void side_free(explain_side *side)
         explain_job_free(n->job);
         free(n);
     }
-    for (size_t i = 0; i < side->n_results; i++)
-        explain_result_free(side->results[i]);
-    free(side->results);
+    explain_list_free(&side->results, free_result);
     if (side->wake_ev != NULL)
         event_free(side->wake_ev);
     if (side->base != NULL)
@@ -862,13 +854,10 @@ size_t explain_side_results(explain_side *side, explain_result **out, size_t max
 {
     if (side == NULL || out == NULL)
         return 0;
+    size_t n = 0;
     pthread_mutex_lock(&side->lock);
-    size_t n = side->n_results < max ? side->n_results : max;
-    if (n > 0) {
-        memcpy(out, side->results, n * sizeof *out);
-        memmove(side->results, side->results + n, (side->n_results - n) * sizeof *out);
-        side->n_results -= n;
-    }
+    while (n < max && (out[n] = explain_list_pop(&side->results)) != NULL)
+        n++;
     pthread_mutex_unlock(&side->lock);
     return n;
 }

@@ -54,9 +54,8 @@ struct advisor_verifier {
     struct job_node *head, *tail;
     int waiting;
     bool stopping;
-    PGcancel *running; /* the statement in flight, for stop to cancel */
-    advisor_result **results;
-    size_t n_results, cap_results;
+    PGcancel *running;    /* the statement in flight, for stop to cancel */
+    explain_list results; /* advisor_result *, for advisor_verifier_results */
 };
 
 /* One job on one connection. */
@@ -119,6 +118,11 @@ void advisor_result_free(advisor_result *r)
         return;
     free(r->trials);
     free(r);
+}
+
+static void free_result(void *r)
+{
+    advisor_result_free(r);
 }
 
 void advisor_settings_default(advisor_settings *s)
@@ -207,20 +211,10 @@ static void result_fail(advisor_result *r, const char *why)
 static void deliver(advisor_verifier *v, advisor_result *r)
 {
     pthread_mutex_lock(&v->lock);
-    if (v->n_results == v->cap_results) {
-        size_t cap = v->cap_results ? v->cap_results * 2 : 16;
-        advisor_result **grown = realloc(v->results, cap * sizeof *grown);
-        if (grown != NULL) {
-            v->results = grown;
-            v->cap_results = cap;
-        }
-    }
-    if (v->n_results < v->cap_results) {
-        v->results[v->n_results++] = r;
-        r = NULL;
-    }
+    bool kept = explain_list_push(&v->results, r);
     pthread_mutex_unlock(&v->lock);
-    advisor_result_free(r); /* only when the list could not grow */
+    if (!kept)
+        advisor_result_free(r);
 }
 
 /* ---- statements ---- */
@@ -898,9 +892,7 @@ static void verifier_free(advisor_verifier *v)
         advisor_job_free(n->job);
         free(n);
     }
-    for (size_t i = 0; i < v->n_results; i++)
-        advisor_result_free(v->results[i]);
-    free(v->results);
+    explain_list_free(&v->results, free_result);
     pthread_cond_destroy(&v->wake);
     pthread_mutex_destroy(&v->lock);
     free(v->dsn);
@@ -975,13 +967,10 @@ size_t advisor_verifier_results(advisor_verifier *v, advisor_result **out, size_
 {
     if (v == NULL || out == NULL)
         return 0;
+    size_t n = 0;
     pthread_mutex_lock(&v->lock);
-    size_t n = v->n_results < max ? v->n_results : max;
-    if (n > 0) {
-        memcpy(out, v->results, n * sizeof *out);
-        memmove(v->results, v->results + n, (v->n_results - n) * sizeof *out);
-        v->n_results -= n;
-    }
+    while (n < max && (out[n] = explain_list_pop(&v->results)) != NULL)
+        n++;
     pthread_mutex_unlock(&v->lock);
     return n;
 }
