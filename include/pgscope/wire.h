@@ -17,8 +17,6 @@
 #define WIRE_CODE_CANCEL 80877102u
 #define WIRE_CODE_SSL 80877103u
 #define WIRE_CODE_GSSENC 80877104u
-#define WIRE_CANCEL_KEY_MIN 4
-#define WIRE_CANCEL_KEY_MAX 256
 
 /* Which peer wrote the bytes being framed. */
 typedef enum { WIRE_FROM_CLIENT, WIRE_FROM_SERVER } wire_side;
@@ -28,6 +26,7 @@ typedef enum {
     WIRE_ERR_SHORT_LENGTH, /* a length field below its own four bytes */
     WIRE_ERR_LONG_LENGTH,  /* a length above the limit for that message type */
     WIRE_ERR_UNKNOWN_TYPE, /* a message type the frontend protocol does not have */
+    WIRE_TERMINATED,       /* not an error: the client's Terminate ended its stream */
 } wire_error;
 
 const char *wire_error_str(wire_error err);
@@ -35,29 +34,39 @@ const char *wire_error_str(wire_error err);
 /* ---- the first packet of a connection: int32 length, int32 code, payload ---- */
 
 typedef enum {
-    WIRE_FIRST_NEED_MORE, /* not all of it has arrived yet */
-    WIRE_FIRST_SSL,       /* SSLRequest */
-    WIRE_FIRST_GSSENC,    /* GSSENCRequest */
-    WIRE_FIRST_CANCEL,    /* CancelRequest, key of 4 to 256 bytes */
-    WIRE_FIRST_STARTUP,   /* StartupMessage of protocol 3 or later */
-    WIRE_FIRST_BAD,       /* refuse: see message and sqlstate */
+    WIRE_FIRST_NEED_MORE,   /* not all of it has arrived yet */
+    WIRE_FIRST_SSL,         /* SSLRequest (of any length: PostgreSQL reads only the code) */
+    WIRE_FIRST_GSSENC,      /* GSSENCRequest (likewise) */
+    WIRE_FIRST_CANCEL,      /* CancelRequest: forwarded as it is, the server judges it */
+    WIRE_FIRST_STARTUP,     /* StartupMessage of protocol 3: forwarded as it is */
+    WIRE_FIRST_UNSUPPORTED, /* another protocol version: refused with sqlstate and message */
+    WIRE_FIRST_BAD,         /* an invalid length: PostgreSQL closes without a word; see message */
 } wire_first_kind;
+
+/* The newest minor version of protocol 3 pgscope names when it refuses another protocol, as
+ * PostgreSQL 14 to 17 do ("server supports 3.0 to 3.0"). */
+#define WIRE_PROTOCOL_LATEST_MINOR 0
 
 typedef struct {
     wire_first_kind kind;
     uint32_t len;         /* whole packet length, once known */
     uint32_t code;        /* protocol version or request code */
-    const char *sqlstate; /* WIRE_FIRST_BAD: the SQLSTATE to report */
-    char message[128];    /* WIRE_FIRST_BAD: why, for the client and the log */
+    bool params_ok;       /* STARTUP: the parameter list is well formed (else the server says so) */
+    const char *sqlstate; /* UNSUPPORTED: the SQLSTATE to report */
+    char message[128];    /* UNSUPPORTED: the server's text; BAD: why, for the log */
 } wire_first;
 
-/* Classifies the first packet from the n bytes at buf. Until the whole packet is there the kind
- * is WIRE_FIRST_NEED_MORE (len tells how many bytes it needs once the length is known). A
- * StartupMessage is also checked for a well-formed parameter list. */
+/* Classifies the first packet from the n bytes at buf as PostgreSQL does. An invalid length is
+ * known from the first four bytes; otherwise the kind is WIRE_FIRST_NEED_MORE until the whole
+ * packet is there (len then tells how many bytes it needs). */
 wire_first wire_first_parse(const uint8_t *buf, size_t n);
 
+/* Turns f into the refusal PostgreSQL sends for f->code taken as a protocol version (what it does
+ * with an SSLRequest or GSSENCRequest that comes once that negotiation is over). */
+void wire_first_unsupported(wire_first *f);
+
 /* The value of a StartupMessage parameter, pointing into pkt, or NULL. pkt must have passed
- * wire_first_parse as WIRE_FIRST_STARTUP. */
+ * wire_first_parse as WIRE_FIRST_STARTUP with params_ok. */
 const char *wire_startup_param(const uint8_t *pkt, size_t len, const char *key);
 
 /* ---- streaming framing of the regular message flow ---- */
@@ -89,6 +98,7 @@ typedef struct {
     uint32_t captured;  /* of which captured so far */
     bool deliver;       /* the sink wants this message */
     uint64_t messages;  /* messages whose header was complete and valid */
+    bool terminated;    /* a client's Terminate has passed: nothing after it is framed */
     const wire_sink *sink;
 } wire_framer;
 
@@ -96,9 +106,10 @@ void wire_framer_init(wire_framer *f, wire_side side);
 /* Sends every later message of this stream to sink (NULL: none). */
 void wire_framer_set_sink(wire_framer *f, const wire_sink *sink);
 
-/* Feeds n bytes. Returns WIRE_OK when all were framed; otherwise the error found in the header
- * that starts at byte *bad_at of this chunk (bytes before it are well framed). */
-wire_error wire_framer_feed(wire_framer *f, const uint8_t *buf, size_t n, size_t *bad_at);
+/* Feeds n bytes. Returns WIRE_OK when all were framed. Otherwise *stop_at tells how many bytes of
+ * this chunk were: WIRE_TERMINATED when the client's Terminate ends there (the bytes after it are
+ * never for the server), or the error found in the header that starts there. */
+wire_error wire_framer_feed(wire_framer *f, const uint8_t *buf, size_t n, size_t *stop_at);
 
 /* True when the stream is between two messages, where a message of our own may be inserted. */
 bool wire_framer_at_boundary(const wire_framer *f);

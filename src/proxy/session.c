@@ -43,6 +43,12 @@ struct proxy_session {
     uint32_t first_len;
     bool client_paused; /* reading the client waits for the server's queue to drain */
     bool server_paused;
+    bool client_is_unix;
+    bool ssl_done,
+        gss_done;           /* negotiations over: a second request is refused, as PostgreSQL does */
+    bool plain_after_ssl;   /* bytes came behind the SSLRequest: refused once TLS is up */
+    bool client_terminated; /* the client's Terminate passed: nothing more goes to the server */
+    bool client_raw;        /* a header pgscope could not frame: the rest passes unframed */
     bool dead;
     struct event *timer; /* connect and closing deadlines */
     struct event *reap;  /* frees the session once the current callback is over */
@@ -196,26 +202,14 @@ static void closing_deadline(evutil_socket_t fd, short what, void *arg)
     session_close(arg);
 }
 
-/* Sends a FATAL ErrorResponse to the client if the protocol allows it here, then closes the
- * session once it is written (or after a short deadline for a client that does not read). */
-static void session_abort(proxy_session *s, const char *sqlstate, const char *message)
+/* Writes a last message to the client and closes the session once it is written (or after a
+ * short deadline for a client that does not read). */
+static void session_last_words(proxy_session *s, const uint8_t *msg, size_t n)
 {
-    uint8_t buf[1024];
-
-    if (s->dead)
-        return;
-    if (!client_can_take_error(s)) {
-        session_close(s);
-        return;
-    }
-    size_t n = wire_error_response(buf, sizeof(buf), "FATAL", sqlstate, message, NULL, NULL);
-    if (n > sizeof(buf))
-        n = wire_error_response(buf, sizeof(buf), "FATAL", sqlstate, "pgscope: fatal error", NULL,
-                                NULL);
     if (s->server.ev_read)
         endpoint_silence(&s->server);
     s->state = ST_CLOSING;
-    evbuffer_add(s->client.out, buf, n);
+    evbuffer_add(s->client.out, msg, n);
     endpoint_want_read(&s->client, false);
     if (!endpoint_flush(&s->client) || evbuffer_get_length(s->client.out) == 0) {
         session_close(s);
@@ -227,6 +221,27 @@ static void session_abort(proxy_session *s, const char *sqlstate, const char *me
     event_add(s->timer, &tv);
 }
 
+/* Sends a FATAL ErrorResponse to the client if the protocol allows it here, then closes. */
+static void session_abort(proxy_session *s, const char *sqlstate, const char *message,
+                          const char *detail)
+{
+    uint8_t buf[1024];
+
+    if (s->dead)
+        return;
+    if (!client_can_take_error(s)) {
+        session_close(s);
+        return;
+    }
+    size_t n = wire_error_response(buf, sizeof(buf), "FATAL", sqlstate, message, detail, NULL);
+    if (n > sizeof(buf))
+        n = wire_error_response(buf, sizeof(buf), "FATAL", sqlstate, "pgscope: fatal error", NULL,
+                                NULL);
+    session_last_words(s, buf, n);
+}
+
+/* pgscope speaks for itself: a failure that exists because of it (the upstream cannot be reached,
+ * its own limits, its shutdown). The text starts with "pgscope:". */
 static void abortf(proxy_session *s, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -239,7 +254,23 @@ static void abortf(proxy_session *s, const char *sqlstate, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     log_info(s->tag, "%s (SQLSTATE %s)", msg, sqlstate);
-    session_abort(s, sqlstate, msg);
+    session_abort(s, sqlstate, msg, NULL);
+}
+
+/* Detail PostgreSQL gives with its refusal of bytes that came behind an encryption request. */
+#define UNENCRYPTED_DETAIL                                                                         \
+    "This could be either a client-software bug or evidence of an attempted man-in-the-middle "    \
+    "attack."
+
+/* PostgreSQL's own refusal of bytes that came behind an SSLRequest or GSSENCRequest
+ * (CVE-2021-23214), with its words. */
+static void refuse_unencrypted(proxy_session *s, const char *request)
+{
+    char msg[128];
+
+    snprintf(msg, sizeof(msg), "received unencrypted data after %s", request);
+    log_info(s->tag, "%s (SQLSTATE 08P01)", msg);
+    session_abort(s, "08P01", msg, UNENCRYPTED_DETAIL);
 }
 
 /* Both directions finished and flushed: the session is over. */
@@ -261,17 +292,19 @@ static wire_error relay(proxy_session *s, endpoint *src, endpoint *dst, wire_fra
         evbuffer_drain(src->in, evbuffer_get_length(src->in));
         return WIRE_OK;
     }
-    if (s->track && f->sink)
+    if (s->track && f && f->sink)
         track_set_clock(s->track, clock_wall_us());
+    if (!f) /* unframed: every byte as it comes */
+        evbuffer_remove_buffer(src->in, dst->out, evbuffer_get_length(src->in));
     while (evbuffer_get_length(src->in) > 0) {
         struct evbuffer_iovec vec[32];
         int nv = evbuffer_peek(src->in, -1, NULL, vec, 32);
         size_t good = 0;
         wire_error err = WIRE_OK;
         for (int i = 0; i < nv && i < 32 && err == WIRE_OK; i++) {
-            size_t bad_at = 0;
-            err = wire_framer_feed(f, vec[i].iov_base, vec[i].iov_len, &bad_at);
-            good += err == WIRE_OK ? vec[i].iov_len : bad_at;
+            size_t stop_at = 0;
+            err = wire_framer_feed(f, vec[i].iov_base, vec[i].iov_len, &stop_at);
+            good += err == WIRE_OK ? vec[i].iov_len : stop_at;
         }
         evbuffer_remove_buffer(src->in, dst->out, good);
         if (err != WIRE_OK) {
@@ -297,38 +330,54 @@ static void pass_on_eof(proxy_session *s, endpoint *from, endpoint *to)
     close_if_done(s);
 }
 
-static void client_bad_bytes(proxy_session *s, wire_error err)
+static void server_gone(proxy_session *s);
+
+/* What the framer stopped at. After a Terminate the server reads nothing more, so nothing more is
+ * sent to it. A header pgscope cannot frame is the server's to judge, as it would be without
+ * pgscope (an unknown type gets its FATAL, a bad length a silent close): it and all that follows
+ * pass on unframed. */
+static void client_stream_stopped(proxy_session *s, wire_error err)
 {
-    abortf(s, "08P01", "pgscope: %s from client (message type 0x%02x)", wire_error_str(err),
-           s->from_client.hdr[0]);
+    if (err == WIRE_TERMINATED) {
+        s->client_terminated = true;
+        evbuffer_drain(s->client.in, evbuffer_get_length(s->client.in));
+        return;
+    }
+    log_info(s->tag, "%s from the client (type 0x%02x): passed on unframed for the server to judge",
+             wire_error_str(err), s->from_client.hdr[0]);
+    s->client_raw = true;
+    relay(s, &s->client, &s->server, NULL, &s->client_paused);
 }
 
 static void relay_from_client(proxy_session *s)
 {
-    wire_error err = relay(s, &s->client, &s->server, &s->from_client, &s->client_paused);
-
-    if (err != WIRE_OK) {
-        client_bad_bytes(s, err);
-        return;
+    if (s->client_terminated) {
+        evbuffer_drain(s->client.in, evbuffer_get_length(s->client.in));
+    } else {
+        wire_error err = relay(s, &s->client, &s->server, s->client_raw ? NULL : &s->from_client,
+                               &s->client_paused);
+        if (err != WIRE_OK)
+            client_stream_stopped(s, err);
     }
     if (s->server.failed) {
-        abortf(s, "08006", "pgscope: lost the upstream connection: %s", s->server.errmsg);
+        server_gone(s);
         return;
     }
     pass_on_eof(s, &s->client, &s->server);
 }
 
-/* The server finished or failed. A client still talking gets an error in place of the silence,
- * unless the server's last message was already an error (its FATAL goodbye). */
+/* A client whose server has gone and that does not close its end is let go after this long. */
+#define GONE_TIMEOUT 30
+
+/* The server finished or failed. The client sees it as it would without pgscope: every byte the
+ * server sent, then EOF; pgscope adds nothing of its own. */
 static void server_gone(proxy_session *s)
 {
-    bool said_goodbye = s->from_server.type == 'E' && wire_framer_at_boundary(&s->from_server);
-
-    if (!said_goodbye && !s->client.read_eof && s->from_client.type != 'X') {
-        abortf(s, "08006", "pgscope: the upstream server closed the connection unexpectedly%s%s",
-               s->server.failed ? ": " : "", s->server.failed ? s->server.errmsg : "");
-        return;
-    }
+    if (!s->client_terminated)
+        log_info(s->tag, "the server closed the connection%s%s", s->server.failed ? ": " : "",
+                 s->server.failed ? s->server.errmsg : "");
+    if (s->state == ST_AUTH) /* a message the server did not finish is passed on as it is */
+        evbuffer_remove_buffer(s->server.in, s->client.out, evbuffer_get_length(s->server.in));
     s->server.read_eof = true;
     endpoint_shutdown_write(&s->server);
     evbuffer_drain(s->server.out, evbuffer_get_length(s->server.out)); /* undeliverable now */
@@ -339,6 +388,12 @@ static void server_gone(proxy_session *s)
     }
     pass_on_eof(s, &s->server, &s->client);
     close_if_done(s);
+    if (!s->dead) {
+        event_del(s->timer);
+        event_assign(s->timer, s->px->base, -1, 0, closing_deadline, s);
+        struct timeval tv = {GONE_TIMEOUT, 0};
+        event_add(s->timer, &tv);
+    }
 }
 
 static void relay_from_server(proxy_session *s)
@@ -549,12 +604,14 @@ static void server_ready(endpoint *ep, void *arg)
     endpoint_want_read(ep, true);
 }
 
-/* A client that connects and never says who it is would hold a connection slot forever. */
+/* A client that connects and never says who it is would hold a connection slot forever.
+ * PostgreSQL's authentication_timeout ends such a connection without a word; so does pgscope. */
 static void startup_deadline(evutil_socket_t fd, short what, void *arg)
 {
     proxy_session *s = arg;
 
-    abortf(s, "08P01", "pgscope: no startup packet within %d s", STARTUP_TIMEOUT);
+    log_info(s->tag, "no startup packet within %d s: closed", STARTUP_TIMEOUT);
+    session_close(s);
 }
 
 static void connect_upstream(proxy_session *s)
@@ -592,43 +649,60 @@ static bool send_byte(proxy_session *s, char c)
     return endpoint_flush(&s->client) && evbuffer_get_length(s->client.out) == 0;
 }
 
-static void refuse_first(proxy_session *s, const wire_first *f)
+/* Another protocol version: PostgreSQL's refusal, in the only form a client of protocol 2 or
+ * older can read when it speaks one. */
+static void refuse_protocol(proxy_session *s, const wire_first *f)
 {
     uint8_t buf[256];
+    char text[sizeof(f->message) + 16];
 
-    if (f->code != 0 && f->code >> 16 < 3 && f->code != WIRE_CODE_CANCEL) {
-        /* A protocol 2 client can only read a protocol 2 error. */
-        size_t n = wire_error_v2(buf, sizeof(buf), f->message);
-        log_info(s->tag, "%s", f->message);
-        s->state = ST_CLOSING;
-        evbuffer_add(s->client.out, buf, n < sizeof(buf) ? n : sizeof(buf));
-        endpoint_flush(&s->client);
-        session_close(s);
+    log_info(s->tag, "%s (SQLSTATE %s)", f->message, f->sqlstate);
+    if (f->code >> 16 >= 3) {
+        session_abort(s, f->sqlstate, f->message, NULL);
         return;
     }
-    abortf(s, f->sqlstate, "pgscope: %s", f->message);
+    snprintf(text, sizeof(text), "FATAL:  %s", f->message);
+    size_t n = wire_error_v2(buf, sizeof(buf), text);
+    session_last_words(s, buf, n < sizeof(buf) ? n : sizeof(buf));
 }
 
+/* An SSLRequest: TLS when pgscope has a certificate (never on a Unix socket, as PostgreSQL),
+ * otherwise 'N'. After 'S' a GSSENCRequest is refused as well. */
 static void client_asks_tls(proxy_session *s)
 {
-    if (!s->px->server_ctx || s->client.ssl) {
+    s->ssl_done = true;
+    if (!s->px->server_ctx || s->client_is_unix) {
         if (!send_byte(s, 'N'))
             session_close(s);
+        else if (evbuffer_get_length(s->client.in) > 0)
+            refuse_unencrypted(s, "SSL request");
         return;
     }
-    /* Bytes already behind the request were not encrypted: refuse them (CVE-2021-23214). */
-    if (evbuffer_get_length(s->client.in) > 0) {
-        abortf(s, "08P01", "pgscope: received unencrypted data after SSL request");
-        return;
-    }
+    s->gss_done = true;
     SSL *ssl = SSL_new(s->px->server_ctx);
     if (!ssl || !send_byte(s, 'S')) {
         SSL_free(ssl);
         session_close(s);
         return;
     }
+    /* Bytes already behind the request were not encrypted. PostgreSQL completes the handshake,
+     * then refuses them; so does pgscope (client_ready). */
+    if (evbuffer_get_length(s->client.in) > 0) {
+        s->plain_after_ssl = true;
+        evbuffer_drain(s->client.in, evbuffer_get_length(s->client.in));
+    }
     endpoint_want_read(&s->client, false);
     endpoint_start_tls(&s->client, ssl, true);
+}
+
+/* A GSSENCRequest: pgscope cannot encrypt with GSSAPI, so 'N' (see doc/architecture.md). */
+static void client_asks_gssenc(proxy_session *s)
+{
+    s->gss_done = true;
+    if (!send_byte(s, 'N'))
+        session_close(s);
+    else if (evbuffer_get_length(s->client.in) > 0)
+        refuse_unencrypted(s, "GSSAPI encryption request");
 }
 
 static void client_ready(endpoint *ep, void *arg)
@@ -640,6 +714,10 @@ static void client_ready(endpoint *ep, void *arg)
     if (ep->failed) {
         log_info(s->tag, "client TLS handshake failed: %s", ep->errmsg);
         session_close(s);
+        return;
+    }
+    if (s->plain_after_ssl) {
+        refuse_unencrypted(s, "SSL request");
         return;
     }
     endpoint_want_read(ep, true);
@@ -656,22 +734,33 @@ static void name_session(proxy_session *s)
              db ? db : (user ? user : "?"), s->client.ssl ? " tls" : "");
 }
 
-/* Keeps the first packet to forward it verbatim once the server is connected. */
-static void take_first(proxy_session *s, uint32_t len, bool cancel)
+/* Keeps the first packet to forward it verbatim once the server is connected. A StartupMessage
+ * whose parameter list is malformed goes too: the server's refusal is the one to give. */
+static void take_first(proxy_session *s, const wire_first *f)
 {
-    s->first = malloc(len);
+    bool cancel = f->kind == WIRE_FIRST_CANCEL;
+
+    if (!cancel && s->px->n_sessions > s->px->settings.max_connections) {
+        /* Like PostgreSQL, after the negotiation, so that the client reads the reason. */
+        abortf(s, "53300", "pgscope: sorry, too many clients already (max_connections %d)",
+               s->px->settings.max_connections);
+        return;
+    }
+    s->first = malloc(f->len);
     if (!s->first) {
         abortf(s, "53200", "pgscope: out of memory");
         return;
     }
-    s->first_len = len;
-    evbuffer_remove(s->client.in, s->first, len);
+    s->first_len = f->len;
+    evbuffer_remove(s->client.in, s->first, f->len);
     if (cancel) {
         log_debug(s->tag, "cancel request forwarded to the server");
-    } else {
+    } else if (f->params_ok) {
         name_session(s);
         log_debug(s->tag, "startup");
         start_tracking(s, s->addr);
+    } else {
+        log_info(s->tag, "malformed startup packet: forwarded for the server to refuse");
     }
     connect_upstream(s);
 }
@@ -684,26 +773,31 @@ static void startup_phase(proxy_session *s)
             break;
         size_t want = n < WIRE_STARTUP_MAX + 4 ? n : WIRE_STARTUP_MAX + 4;
         wire_first f = wire_first_parse(evbuffer_pullup(s->client.in, (ssize_t)want), want);
+        if ((f.kind == WIRE_FIRST_SSL && s->ssl_done) ||
+            (f.kind == WIRE_FIRST_GSSENC && s->gss_done))
+            wire_first_unsupported(&f); /* a second request is read as a protocol version */
         switch (f.kind) {
         case WIRE_FIRST_NEED_MORE:
             return;
         case WIRE_FIRST_SSL:
-            evbuffer_drain(s->client.in, 8);
+            evbuffer_drain(s->client.in, f.len);
             client_asks_tls(s);
             return;
         case WIRE_FIRST_GSSENC:
-            evbuffer_drain(s->client.in, 8);
-            if (!send_byte(s, 'N'))
-                session_close(s);
+            evbuffer_drain(s->client.in, f.len);
+            client_asks_gssenc(s);
             continue;
         case WIRE_FIRST_CANCEL:
-            take_first(s, f.len, true);
-            return;
         case WIRE_FIRST_STARTUP:
-            take_first(s, f.len, false);
+            take_first(s, &f);
+            return;
+        case WIRE_FIRST_UNSUPPORTED:
+            refuse_protocol(s, &f);
             return;
         case WIRE_FIRST_BAD:
-            refuse_first(s, &f);
+            /* PostgreSQL logs it and closes without a word to the client. */
+            log_info(s->tag, "%s: closed", f.message);
+            session_close(s);
             return;
         }
     }
@@ -754,7 +848,7 @@ static void on_write(endpoint *ep, void *arg)
         if (to_client)
             session_close(s);
         else
-            abortf(s, "08006", "pgscope: lost the upstream connection: %s", ep->errmsg);
+            server_gone(s);
         return;
     }
     if (s->state == ST_CLOSING) {
@@ -795,7 +889,8 @@ void session_start(proxy *px, int fd, const struct sockaddr *sa, int salen)
     }
     snprintf(s->addr, sizeof(s->addr), port ? "%s:%d" : "%s", host, port);
     snprintf(s->tag, sizeof(s->tag), "c%llu %s", (unsigned long long)s->id, s->addr);
-    if (sa->sa_family != AF_UNIX)
+    s->client_is_unix = sa->sa_family == AF_UNIX;
+    if (!s->client_is_unix)
         proxy_tune_socket(fd);
     s->timer = event_new(px->base, -1, 0, startup_deadline, s);
     s->reap = event_new(px->base, -1, 0, reap, s);
@@ -811,7 +906,9 @@ void session_start(proxy *px, int fd, const struct sockaddr *sa, int salen)
     s->client.on_ready = client_ready;
     s->state = ST_STARTUP;
     log_debug(s->tag, "connected");
-    if (px->n_sessions > px->settings.max_connections) {
+    /* Past max_connections a client is refused once it has sent its startup packet
+     * (take_first); past twice that, at once, so that descriptors stay bounded. */
+    if (px->n_sessions > 2 * px->settings.max_connections) {
         abortf(s, "53300", "pgscope: sorry, too many clients already (max_connections %d)",
                px->settings.max_connections);
         return;
@@ -827,7 +924,7 @@ void sessions_abort_all(proxy *px, const char *sqlstate, const char *message)
 
     for (s = LIST_FIRST(&px->sessions); s; s = next) {
         next = LIST_NEXT(s, link);
-        session_abort(s, sqlstate, message);
+        session_abort(s, sqlstate, message, NULL);
     }
 }
 

@@ -2329,7 +2329,7 @@ void track_startup(track_conn *c, const uint8_t *pkt, size_t len, const char *cl
 {
     wire_first first = wire_first_parse(pkt, pkt ? len : 0);
 
-    if (pkt && first.kind == WIRE_FIRST_STARTUP) {
+    if (pkt && first.kind == WIRE_FIRST_STARTUP && first.params_ok) {
         const char *user = wire_startup_param(pkt, first.len, "user");
         const char *db = wire_startup_param(pkt, first.len, "database");
         set_cstring(&c->user, user);

@@ -28,6 +28,8 @@ const char *wire_error_str(wire_error err)
         return "invalid message length (above the limit for its type)";
     case WIRE_ERR_UNKNOWN_TYPE:
         return "invalid frontend message type";
+    case WIRE_TERMINATED:
+        return "Terminate";
     }
     return "unknown error";
 }
@@ -102,10 +104,14 @@ static void begin_message(wire_framer *f, uint32_t len)
     }
 }
 
-static void end_message(wire_framer *f)
+/* A message has wholly passed. True when it was the client's Terminate: the server reads nothing
+ * after it, so neither does the framer. */
+static bool end_message(wire_framer *f)
 {
     if (f->deliver)
         f->sink->message(f->sink->arg, f->type, f->sink->buf, f->captured, f->body_len);
+    f->terminated = f->side == WIRE_FROM_CLIENT && f->type == 'X';
+    return f->terminated;
 }
 
 bool wire_framer_at_boundary(const wire_framer *f)
@@ -113,10 +119,14 @@ bool wire_framer_at_boundary(const wire_framer *f)
     return f->hdr_have == 0 && f->remaining == 0;
 }
 
-wire_error wire_framer_feed(wire_framer *f, const uint8_t *buf, size_t n, size_t *bad_at)
+wire_error wire_framer_feed(wire_framer *f, const uint8_t *buf, size_t n, size_t *stop_at)
 {
     size_t pos = 0;
 
+    if (f->terminated) {
+        *stop_at = 0;
+        return WIRE_TERMINATED;
+    }
     while (pos < n) {
         if (f->remaining > 0) {
             size_t take = n - pos < f->remaining ? n - pos : f->remaining;
@@ -127,8 +137,10 @@ wire_error wire_framer_feed(wire_framer *f, const uint8_t *buf, size_t n, size_t
             }
             f->remaining -= (uint32_t)take;
             pos += take;
-            if (f->remaining == 0)
-                end_message(f);
+            if (f->remaining == 0 && end_message(f)) {
+                *stop_at = pos;
+                return WIRE_TERMINATED;
+            }
             continue;
         }
         size_t start = pos - f->hdr_have; /* may wrap when the header began in an earlier chunk */
@@ -139,15 +151,16 @@ wire_error wire_framer_feed(wire_framer *f, const uint8_t *buf, size_t n, size_t
         uint32_t len = wire_get_u32(f->hdr + 1);
         wire_error err = wire_check_header(f->side, f->hdr[0], len);
         if (err != WIRE_OK) {
-            if (bad_at)
-                *bad_at = start > pos ? 0 : start;
+            *stop_at = start > pos ? 0 : start;
             return err;
         }
         f->hdr_have = 0;
         f->messages++;
         begin_message(f, len);
-        if (f->remaining == 0)
-            end_message(f);
+        if (f->remaining == 0 && end_message(f)) {
+            *stop_at = pos;
+            return WIRE_TERMINATED;
+        }
     }
     return WIRE_OK;
 }
@@ -174,60 +187,60 @@ static bool startup_params_valid(const uint8_t *p, size_t n)
     }
 }
 
-static wire_first first_bad(wire_first r, const char *sqlstate, const char *msg)
+static wire_first first_bad(wire_first r, const char *msg)
 {
     r.kind = WIRE_FIRST_BAD;
-    r.sqlstate = sqlstate;
     snprintf(r.message, sizeof(r.message), "%s", msg);
     return r;
 }
 
+void wire_first_unsupported(wire_first *f)
+{
+    f->kind = WIRE_FIRST_UNSUPPORTED;
+    f->sqlstate = "0A000";
+    snprintf(f->message, sizeof(f->message),
+             "unsupported frontend protocol %u.%u: server supports 3.0 to 3.%u", f->code >> 16,
+             f->code & 0xffff, WIRE_PROTOCOL_LATEST_MINOR);
+}
+
+/* Mirrors PostgreSQL's ProcessStartupPacket: the length is judged as soon as its four bytes are
+ * there, the code once the whole packet is. */
 wire_first wire_first_parse(const uint8_t *buf, size_t n)
 {
     wire_first r;
 
     memset(&r, 0, sizeof(r));
     r.kind = WIRE_FIRST_NEED_MORE;
-    if (n >= 1 && buf[0] == 0x16)
-        return first_bad(r, "08P01", "direct TLS negotiation is not supported: use an SSLRequest");
-    if (n < 8)
+    if (n < 4)
         return r;
     r.len = wire_get_u32(buf);
-    /* PostgreSQL bounds the packet without its length word: up to 10004 bytes in all. */
+    /* PostgreSQL bounds the packet without its length word: 4 to 10000 bytes. */
     if (r.len < 8 || r.len - 4 > WIRE_STARTUP_MAX)
-        return first_bad(r, "08P01", "invalid length of startup packet");
+        return first_bad(r, n >= 1 && buf[0] == 0x16
+                                ? "invalid length of startup packet (a direct TLS handshake?)"
+                                : "invalid length of startup packet");
     if (n < r.len)
         return r;
     r.code = wire_get_u32(buf + 4);
     switch (r.code) {
     case WIRE_CODE_SSL:
-        r.kind = r.len == 8 ? WIRE_FIRST_SSL : WIRE_FIRST_BAD;
-        break;
+        r.kind = WIRE_FIRST_SSL;
+        return r;
     case WIRE_CODE_GSSENC:
-        r.kind = r.len == 8 ? WIRE_FIRST_GSSENC : WIRE_FIRST_BAD;
-        break;
+        r.kind = WIRE_FIRST_GSSENC;
+        return r;
     case WIRE_CODE_CANCEL:
-        if (r.len < 12 + WIRE_CANCEL_KEY_MIN || r.len > 12 + WIRE_CANCEL_KEY_MAX)
-            return first_bad(r, "08P01", "invalid length of cancel request packet");
         r.kind = WIRE_FIRST_CANCEL;
         return r;
     default:
-        if (r.code >> 16 < 3) {
-            snprintf(r.message, sizeof(r.message),
-                     "unsupported frontend protocol %u.%u: pgscope supports 3.0 and later",
-                     r.code >> 16, r.code & 0xffff);
-            r.kind = WIRE_FIRST_BAD;
-            r.sqlstate = "0A000";
+        if (r.code >> 16 != 3) {
+            wire_first_unsupported(&r);
             return r;
         }
-        if (!startup_params_valid(buf + 8, r.len - 8))
-            return first_bad(r, "08P01", "invalid startup packet layout: expected terminator");
         r.kind = WIRE_FIRST_STARTUP;
+        r.params_ok = startup_params_valid(buf + 8, r.len - 8);
         return r;
     }
-    if (r.kind == WIRE_FIRST_BAD)
-        return first_bad(r, "08P01", "invalid length of encryption request packet");
-    return r;
 }
 
 const char *wire_startup_param(const uint8_t *pkt, size_t len, const char *key)

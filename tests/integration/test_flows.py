@@ -98,6 +98,22 @@ def test_max_connections():
             assert "too many clients" in str(exc), str(exc)
         fields = raw_startup_error(px)
         assert fields is not None and fields.get("C") == "53300", fields
+        # libpq's default sslmode=prefer sends an SSLRequest first: it is answered, as
+        # PostgreSQL answers it, so the client reads the reason and not "error during SSL
+        # exchange".
+        try:
+            px.connect(sslmode="prefer").close()
+            raise AssertionError("a third session was accepted with sslmode=prefer")
+        except psycopg2.OperationalError as exc:
+            assert "too many clients" in str(exc), str(exc)
+        # Clients that say nothing hold a slot until they do; past twice the limit pgscope
+        # refuses at once, so that its descriptors stay bounded.
+        idle = [h.raw_connect(px.host, px.port) for _ in range(2)]
+        last = h.raw_connect(px.host, px.port)
+        data, how = h.read_until_close(last)
+        assert (h.first_error(data) or {}).get("C") == "53300" and how == "eof", (data, how)
+        for sock in idle + [last]:
+            sock.close()
         # Refused clients do not use up slots; the open sessions are unaffected.
         assert h.query_one(first, "SELECT 3") == 3
         first.close()

@@ -135,7 +135,7 @@ static void client_stream(stream *s)
     s_bytes(s, "2\tbar\n", 6);
     msg_end(s);
     msg_empty(s, 'c'); /* CopyDone */
-    msg_empty(s, 'X'); /* Terminate */
+    /* no Terminate: it ends the stream (test_terminate_stops_the_client_stream) */
 }
 
 static void server_stream(stream *s)
@@ -331,6 +331,66 @@ static void test_partial_header_is_not_a_boundary(void **state)
     assert_int_equal(f.messages, 1);
 }
 
+/* ---- framing: the client's Terminate ends its stream ---- */
+
+/* Terminate then a queued query (node-postgres's end() in its connect callback): the framer stops
+ * right after the Terminate, whatever chunks the bytes come in. */
+static void test_terminate_stops_the_client_stream(void **state)
+{
+    (void)state;
+    stream s;
+
+    memset(&s, 0, sizeof(s));
+    msg_empty(&s, 'S');
+    msg_empty(&s, 'X');
+    size_t end = s.n;
+    msg_empty(&s, 'S');
+    s_bytes(&s, "\x01garbage", 8);
+    for (size_t split = 0; split <= s.n; split++) {
+        wire_framer f;
+        size_t stop = SIZE_MAX;
+        wire_framer_init(&f, WIRE_FROM_CLIENT);
+        wire_error err = wire_framer_feed(&f, s.b, split, &stop);
+        if (err == WIRE_OK) { /* the Terminate ends in the second chunk */
+            err = wire_framer_feed(&f, s.b + split, s.n - split, &stop);
+            stop += split;
+        }
+        assert_int_equal(err, WIRE_TERMINATED);
+        assert_int_equal(stop, end);
+        assert_true(f.terminated);
+        assert_int_equal(f.messages, 2);
+        assert_int_equal(wire_framer_feed(&f, s.b + end, s.n - end, &stop), WIRE_TERMINATED);
+        assert_int_equal(stop, 0);
+    }
+}
+
+/* A Terminate with a body (legal for the server, which reads it whole) ends after the body. */
+static void test_terminate_with_body_ends_after_it(void **state)
+{
+    (void)state;
+    static const uint8_t b[] = {'X', 0, 0, 0, 6, 'a', 'b', 'Q'};
+    wire_framer f;
+    size_t stop = SIZE_MAX;
+
+    wire_framer_init(&f, WIRE_FROM_CLIENT);
+    assert_int_equal(wire_framer_feed(&f, b, sizeof(b), &stop), WIRE_TERMINATED);
+    assert_int_equal(stop, 7);
+}
+
+/* 'X' from the server is not a Terminate (it is no backend message, but framed like any). */
+static void test_server_x_is_not_terminate(void **state)
+{
+    (void)state;
+    static const uint8_t b[] = {'X', 0, 0, 0, 4, 'Z', 0, 0, 0, 5, 'I'};
+    wire_framer f;
+    size_t stop = SIZE_MAX;
+
+    wire_framer_init(&f, WIRE_FROM_SERVER);
+    assert_int_equal(wire_framer_feed(&f, b, sizeof(b), &stop), WIRE_OK);
+    assert_int_equal(f.messages, 2);
+    assert_false(f.terminated);
+}
+
 /* ---- framing: bad headers ---- */
 
 /* Feeds header (type, len) alone on side and returns the framer's verdict. */
@@ -343,6 +403,11 @@ static wire_error feed_header(wire_side side, uint8_t type, uint32_t len)
     set_u32(h + 1, len);
     wire_framer_init(&f, side);
     wire_error err = wire_framer_feed(&f, h, sizeof(h), &bad_at);
+    if (err == WIRE_TERMINATED) { /* an empty Terminate: framed, and the end of the stream */
+        assert_int_equal(len, 4);
+        assert_int_equal(bad_at, WIRE_HEADER_LEN);
+        return WIRE_OK;
+    }
     if (err != WIRE_OK) {
         assert_int_equal(bad_at, 0);
         assert_int_equal(f.messages, 0);
@@ -525,16 +590,6 @@ static void test_unknown_type_after_good_message_reported_at_its_start(void **st
     assert_int_equal(f.messages, 1);
 }
 
-static void test_bad_at_may_be_null(void **state)
-{
-    (void)state;
-    wire_framer f;
-
-    wire_framer_init(&f, WIRE_FROM_CLIENT);
-    assert_int_equal(wire_framer_feed(&f, (const uint8_t *)"Z\0\0\0\x04", 5, NULL),
-                     WIRE_ERR_UNKNOWN_TYPE);
-}
-
 /* ---- framing: a large body passes without being held ---- */
 
 static void test_100mb_body_streamed_in_64k_chunks(void **state)
@@ -659,13 +714,28 @@ static void startup_old(stream *s, uint32_t version)
     assert_int_equal(s->n, 296);
 }
 
-static void assert_refused(const wire_first *r, const char *sqlstate)
+/* PostgreSQL closes without a word: no SQLSTATE, a reason for the log. */
+static void assert_closed(const wire_first *r)
 {
     assert_int_equal(r->kind, WIRE_FIRST_BAD);
-    assert_non_null(r->sqlstate);
-    assert_string_equal(r->sqlstate, sqlstate);
+    assert_null(r->sqlstate);
     assert_true(r->message[0] != '\0');
     assert_non_null(memchr(r->message, '\0', sizeof(r->message)));
+}
+
+/* PostgreSQL refuses the protocol version with exactly this text. */
+static void assert_unsupported(const wire_first *r, const char *message)
+{
+    assert_int_equal(r->kind, WIRE_FIRST_UNSUPPORTED);
+    assert_string_equal(r->sqlstate, "0A000");
+    assert_string_equal(r->message, message);
+}
+
+/* A StartupMessage forwarded for the server to refuse: pgscope reads none of its parameters. */
+static void assert_malformed_startup(const wire_first *r)
+{
+    assert_int_equal(r->kind, WIRE_FIRST_STARTUP);
+    assert_false(r->params_ok);
 }
 
 /* Every proper prefix asks for more, and the whole packet gives kind. */
@@ -674,7 +744,7 @@ static void assert_prefixes_need_more(const stream *s, wire_first_kind kind)
     for (size_t n = 0; n < s->n; n++) {
         wire_first r = wire_first_parse(s->b, n);
         assert_int_equal(r.kind, WIRE_FIRST_NEED_MORE);
-        if (n >= 8)
+        if (n >= 4)
             assert_int_equal(r.len, s->n);
     }
     wire_first r = wire_first_parse(s->b, s->n);
@@ -705,7 +775,8 @@ static void test_first_gssenc_request(void **state)
     assert_int_equal(r.code, WIRE_CODE_GSSENC);
 }
 
-static void test_first_encryption_request_with_payload_refused(void **state)
+/* PostgreSQL reads only the code of an encryption request: a longer one is still one. */
+static void test_first_encryption_request_with_payload_read_by_its_code(void **state)
 {
     (void)state;
     stream s;
@@ -714,22 +785,25 @@ static void test_first_encryption_request_with_payload_refused(void **state)
     s_u32(&s, 0);
     pkt_end(&s);
     wire_first r = wire_first_parse(s.b, s.n);
-    assert_refused(&r, "08P01");
+    assert_int_equal(r.kind, WIRE_FIRST_SSL);
+    assert_int_equal(r.len, 12);
 
     gssenc_request(&s);
     s_u32(&s, 0);
     pkt_end(&s);
     r = wire_first_parse(s.b, s.n);
-    assert_refused(&r, "08P01");
+    assert_int_equal(r.kind, WIRE_FIRST_GSSENC);
+    assert_int_equal(r.len, 12);
 }
 
-static void test_first_cancel_key_of_4_8_256_accepted(void **state)
+/* A cancel request goes to the server as it came, whatever its key length: the server judges. */
+static void test_first_cancel_of_any_key_length_forwarded(void **state)
 {
     (void)state;
-    static const size_t keys[] = {4, 8, 256};
+    static const size_t keys[] = {0, 3, 4, 8, 256, 257};
     stream s;
 
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         cancel_request(&s, keys[i]);
         wire_first r = wire_first_parse(s.b, s.n);
         assert_int_equal(r.kind, WIRE_FIRST_CANCEL);
@@ -738,17 +812,20 @@ static void test_first_cancel_key_of_4_8_256_accepted(void **state)
     }
 }
 
-static void test_first_cancel_key_of_0_3_257_refused(void **state)
+/* A second SSLRequest or GSSENCRequest is read as a protocol version, in PostgreSQL's words. */
+static void test_first_repeated_encryption_request_refused_as_protocol(void **state)
 {
     (void)state;
-    static const size_t keys[] = {0, 3, 257};
     stream s;
 
-    for (size_t i = 0; i < 3; i++) {
-        cancel_request(&s, keys[i]);
-        wire_first r = wire_first_parse(s.b, s.n);
-        assert_refused(&r, "08P01");
-    }
+    ssl_request(&s);
+    wire_first r = wire_first_parse(s.b, s.n);
+    wire_first_unsupported(&r);
+    assert_unsupported(&r, "unsupported frontend protocol 1234.5679: server supports 3.0 to 3.0");
+    gssenc_request(&s);
+    r = wire_first_parse(s.b, s.n);
+    wire_first_unsupported(&r);
+    assert_unsupported(&r, "unsupported frontend protocol 1234.5680: server supports 3.0 to 3.0");
 }
 
 static void test_first_startup_v3_with_params(void **state)
@@ -823,8 +900,7 @@ static void test_first_protocol_2_refused_with_0A000(void **state)
     stream s;
     startup_old(&s, 0x00020000);
     wire_first r = wire_first_parse(s.b, s.n);
-    assert_refused(&r, "0A000");
-    assert_non_null(strstr(r.message, "unsupported frontend protocol 2.0"));
+    assert_unsupported(&r, "unsupported frontend protocol 2.0: server supports 3.0 to 3.0");
     assert_int_equal(r.code, 0x00020000);
 }
 
@@ -834,11 +910,22 @@ static void test_first_protocol_1_refused_with_0A000(void **state)
     stream s;
     startup_old(&s, 0x00010000);
     wire_first r = wire_first_parse(s.b, s.n);
-    assert_refused(&r, "0A000");
-    assert_non_null(strstr(r.message, "unsupported frontend protocol 1.0"));
+    assert_unsupported(&r, "unsupported frontend protocol 1.0: server supports 3.0 to 3.0");
 }
 
-static void test_first_length_below_8_refused(void **state)
+static void test_first_protocol_4_and_unknown_codes_refused_with_0A000(void **state)
+{
+    (void)state;
+    stream s;
+    startup_v3(&s, 0x00040000);
+    wire_first r = wire_first_parse(s.b, s.n);
+    assert_unsupported(&r, "unsupported frontend protocol 4.0: server supports 3.0 to 3.0");
+    uint8_t b[16] = {0, 0, 0, 16, 0x04, 0xd2, 0x12, 0x34};
+    r = wire_first_parse(b, sizeof(b));
+    assert_unsupported(&r, "unsupported frontend protocol 1234.4660: server supports 3.0 to 3.0");
+}
+
+static void test_first_length_below_8_closed(void **state)
 {
     (void)state;
     uint8_t b[8];
@@ -846,12 +933,14 @@ static void test_first_length_below_8_refused(void **state)
     for (uint32_t len = 0; len < 8; len++) {
         set_u32(b, len);
         set_u32(b + 4, 0x00030000);
-        wire_first r = wire_first_parse(b, sizeof(b));
-        assert_refused(&r, "08P01");
+        wire_first r = wire_first_parse(b, 4); /* the length word alone decides */
+        assert_closed(&r);
+        r = wire_first_parse(b, sizeof(b));
+        assert_closed(&r);
     }
 }
 
-static void test_first_length_above_max_refused(void **state)
+static void test_first_length_above_max_closed(void **state)
 {
     (void)state;
     static const uint32_t lens[] = {WIRE_STARTUP_MAX + 5, 0x7fffffffu, 0xffffffffu};
@@ -860,8 +949,10 @@ static void test_first_length_above_max_refused(void **state)
     for (size_t i = 0; i < 3; i++) {
         set_u32(b, lens[i]);
         set_u32(b + 4, 0x00030000);
-        wire_first r = wire_first_parse(b, sizeof(b));
-        assert_refused(&r, "08P01");
+        wire_first r = wire_first_parse(b, 4);
+        assert_closed(&r);
+        r = wire_first_parse(b, sizeof(b));
+        assert_closed(&r);
     }
 }
 
@@ -889,7 +980,7 @@ static void test_first_startup_of_max_length_accepted(void **state)
     assert_int_equal(strlen(wire_startup_param(s.b, s.n, "options")), fill);
 }
 
-static void test_first_startup_without_terminator_refused(void **state)
+static void test_first_startup_without_terminator_forwarded(void **state)
 {
     (void)state;
     stream s;
@@ -900,10 +991,10 @@ static void test_first_startup_without_terminator_refused(void **state)
     s_str(&s, "alice");
     pkt_end(&s);
     wire_first r = wire_first_parse(s.b, s.n);
-    assert_refused(&r, "08P01");
+    assert_malformed_startup(&r);
 }
 
-static void test_first_startup_name_without_value_refused(void **state)
+static void test_first_startup_name_without_value_forwarded(void **state)
 {
     (void)state;
     stream s;
@@ -915,10 +1006,10 @@ static void test_first_startup_name_without_value_refused(void **state)
     s_str(&s, "database");
     pkt_end(&s);
     wire_first r = wire_first_parse(s.b, s.n);
-    assert_refused(&r, "08P01");
+    assert_malformed_startup(&r);
 }
 
-static void test_first_startup_unterminated_value_refused(void **state)
+static void test_first_startup_unterminated_value_forwarded(void **state)
 {
     (void)state;
     stream s;
@@ -929,10 +1020,10 @@ static void test_first_startup_unterminated_value_refused(void **state)
     s_bytes(&s, "alice", 5);
     pkt_end(&s);
     wire_first r = wire_first_parse(s.b, s.n);
-    assert_refused(&r, "08P01");
+    assert_malformed_startup(&r);
 }
 
-static void test_first_startup_bytes_after_terminator_refused(void **state)
+static void test_first_startup_bytes_after_terminator_forwarded(void **state)
 {
     (void)state;
     stream s;
@@ -945,10 +1036,10 @@ static void test_first_startup_bytes_after_terminator_refused(void **state)
     s_str(&s, "x");
     pkt_end(&s);
     wire_first r = wire_first_parse(s.b, s.n);
-    assert_refused(&r, "08P01");
+    assert_malformed_startup(&r);
 }
 
-static void test_first_startup_without_payload_refused(void **state)
+static void test_first_startup_without_payload_forwarded(void **state)
 {
     (void)state;
     stream s;
@@ -957,7 +1048,7 @@ static void test_first_startup_without_payload_refused(void **state)
     pkt_begin(&s, 0x00030000);
     pkt_end(&s);
     wire_first r = wire_first_parse(s.b, s.n);
-    assert_refused(&r, "08P01");
+    assert_malformed_startup(&r);
 }
 
 static void test_first_prefixes_of_valid_packets_need_more(void **state)
@@ -1000,16 +1091,18 @@ static void test_first_bytes_after_the_packet_ignored(void **state)
     assert_int_equal(r.len, 8);
 }
 
-static void test_first_direct_tls_refused(void **state)
+static void test_first_direct_tls_closed(void **state)
 {
     (void)state;
     static const uint8_t hello[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01,
                                     0x00, 0x01, 0xfc, 0x03, 0x03};
 
-    wire_first r = wire_first_parse(hello, 1);
-    assert_refused(&r, "08P01");
+    wire_first r = wire_first_parse(hello, 3);
+    assert_int_equal(r.kind, WIRE_FIRST_NEED_MORE);
+    r = wire_first_parse(hello, 4);
+    assert_closed(&r);
     r = wire_first_parse(hello, sizeof(hello));
-    assert_refused(&r, "08P01");
+    assert_closed(&r);
 }
 
 /* ---- authentication ---- */
@@ -1285,16 +1378,19 @@ int main(void)
         cmocka_unit_test(test_bad_header_split_over_two_chunks_reported_at_zero),
         cmocka_unit_test(test_bad_header_found_whatever_the_split),
         cmocka_unit_test(test_unknown_type_after_good_message_reported_at_its_start),
-        cmocka_unit_test(test_bad_at_may_be_null),
         cmocka_unit_test(test_100mb_body_streamed_in_64k_chunks),
         cmocka_unit_test(test_body_and_next_header_in_one_chunk),
         cmocka_unit_test(test_get_u32_is_big_endian),
         cmocka_unit_test(test_error_str_names_each_error),
+        cmocka_unit_test(test_terminate_stops_the_client_stream),
+        cmocka_unit_test(test_terminate_with_body_ends_after_it),
+        cmocka_unit_test(test_server_x_is_not_terminate),
         cmocka_unit_test(test_first_ssl_request),
         cmocka_unit_test(test_first_gssenc_request),
-        cmocka_unit_test(test_first_encryption_request_with_payload_refused),
-        cmocka_unit_test(test_first_cancel_key_of_4_8_256_accepted),
-        cmocka_unit_test(test_first_cancel_key_of_0_3_257_refused),
+        cmocka_unit_test(test_first_encryption_request_with_payload_read_by_its_code),
+        cmocka_unit_test(test_first_cancel_of_any_key_length_forwarded),
+        cmocka_unit_test(test_first_repeated_encryption_request_refused_as_protocol),
+        cmocka_unit_test(test_first_protocol_4_and_unknown_codes_refused_with_0A000),
         cmocka_unit_test(test_first_startup_v3_with_params),
         cmocka_unit_test(test_startup_param_lookup),
         cmocka_unit_test(test_startup_param_missing_key_is_null),
@@ -1302,17 +1398,17 @@ int main(void)
         cmocka_unit_test(test_first_protocol_3_2_accepted),
         cmocka_unit_test(test_first_protocol_2_refused_with_0A000),
         cmocka_unit_test(test_first_protocol_1_refused_with_0A000),
-        cmocka_unit_test(test_first_length_below_8_refused),
-        cmocka_unit_test(test_first_length_above_max_refused),
+        cmocka_unit_test(test_first_length_below_8_closed),
+        cmocka_unit_test(test_first_length_above_max_closed),
         cmocka_unit_test(test_first_startup_of_max_length_accepted),
-        cmocka_unit_test(test_first_startup_without_terminator_refused),
-        cmocka_unit_test(test_first_startup_name_without_value_refused),
-        cmocka_unit_test(test_first_startup_unterminated_value_refused),
-        cmocka_unit_test(test_first_startup_bytes_after_terminator_refused),
-        cmocka_unit_test(test_first_startup_without_payload_refused),
+        cmocka_unit_test(test_first_startup_without_terminator_forwarded),
+        cmocka_unit_test(test_first_startup_name_without_value_forwarded),
+        cmocka_unit_test(test_first_startup_unterminated_value_forwarded),
+        cmocka_unit_test(test_first_startup_bytes_after_terminator_forwarded),
+        cmocka_unit_test(test_first_startup_without_payload_forwarded),
         cmocka_unit_test(test_first_prefixes_of_valid_packets_need_more),
         cmocka_unit_test(test_first_bytes_after_the_packet_ignored),
-        cmocka_unit_test(test_first_direct_tls_refused),
+        cmocka_unit_test(test_first_direct_tls_closed),
         cmocka_unit_test(test_auth_code_of_ok_md5_and_sasl),
         cmocka_unit_test(test_auth_code_rejects_other_messages),
         cmocka_unit_test(test_sasl_plus_listed_first_is_removed),
