@@ -13,3 +13,10 @@ apt-get install -y -qq --no-install-recommends \
     >/dev/null
 # The Debian postgresql package starts a default cluster; pgscope's scripts use
 # their own scratch clusters and never touch it.
+
+# node-postgres, pinned by tests/integration/node/package-lock.json, for the tests that drive
+# real Node.js clients through pgscope. Node.js comes from Debian when the machine has none.
+if ! command -v npm >/dev/null 2>&1; then
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+(cd "$(dirname "$0")/../tests/integration/node" && npm ci --no-audit --no-fund --loglevel=error)

@@ -221,6 +221,7 @@ class Client:
         self.pending = b""
         self.seen = []
         self.ended = None
+        self.refused = False
 
     def _recv(self, timeout):
         self.sock.settimeout(timeout)
@@ -267,9 +268,11 @@ class Client:
         while not self.pending and not self.ended:
             if not self._recv(5):
                 break
-        if self.pending[:1] in (b"N", b"S", b"G"):  # else a message, an ErrorResponse
+        if self.pending[:1] in (b"N", b"S", b"G"):
             self.seen.append(("answer", self.pending[:1]))
             self.pending = self.pending[1:]
+        else:  # a refusal: the rest of the script would race with the server's close
+            self.refused = True
 
     def send(self, data):
         if self.ended:
@@ -277,7 +280,7 @@ class Client:
         try:
             self.sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
-            self.seen.append(("send failed",))
+            pass  # the end of the connection is recorded by finish()
 
     def start_tls(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -325,7 +328,7 @@ def normalize(kind, body):
 def play(address, script, cluster):
     client = Client(address, cluster)
     for step in script:
-        if client.ended:
+        if client.ended or client.refused:
             break
         what = step[0]
         if what == "send":
