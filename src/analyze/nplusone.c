@@ -1673,22 +1673,27 @@ static char *batched_query(const char *text, int k, bool *cut_limit)
     qtext q;
     sbuf b = {0};
     char any[24];
-    uint32_t i, from, end;
+    uint32_t i, first, last;
 
     *cut_limit = false;
     if (!q_lex(text, &q))
         return NULL;
     i = q_find_param(&q, k);
+    bool eq = i < q.n && q_is(&q, i - 1, "=");
+    if (i < q.n && !eq && !q_ch(&q, i + 1, ')'))
+        i = q.n; /* IN ($k, ...) or a text cut short: no one comparison to batch */
     if (i < q.n) {
-        from = q_is(&q, i - 1, "=") ? q.t[i].start : q.t[i - 2].start;
-        end = q_is(&q, i - 1, "=") ? q.t[i].end : i + 1 < q.n ? q.t[i + 1].end : q.t[i].end;
-        uint32_t lim = q_top_word(&q, i + 1, end_of_query);
-        size_t stop = lim < q.n ? q.t[lim].start : strlen(text);
+        first = eq ? i : i - 2; /* $k, or IN ( $k ) */
+        last = eq ? i : i + 1;
+        /* The search starts after the replaced tokens, at their depth, so the LIMIT found comes
+         * after them: stop >= end, whatever the text (a fallback text need not be SQL). */
+        uint32_t lim = q_top_word(&q, last + 1, end_of_query);
+        size_t end = q.t[last].end, stop = lim < q.n ? q.t[lim].start : strlen(text);
         *cut_limit = lim < q.n;
         while (stop > end && text[stop - 1] == ' ')
             stop--;
-        snprintf(any, sizeof any, "%sANY($%d)", q_is(&q, i - 1, "=") ? "" : "= ", k);
-        sb_addn(&b, text, from);
+        snprintf(any, sizeof any, "%sANY($%d)", eq ? "" : "= ", k);
+        sb_addn(&b, text, q.t[first].start);
         sb_add(&b, any);
         sb_addn(&b, text + end, stop - end);
     }
@@ -1706,8 +1711,11 @@ static bool child_column(const char *text, int k, char *out, size_t cap)
         return false;
     uint32_t i = q_find_param(&q, k);
     uint32_t c = i < q.n ? (q_is(&q, i - 1, "=") ? i - 2 : i - 3) : q.n;
-    if (i < q.n && i >= 2 && c < q.n && (q.t[c].kind == 'w' || q.t[c].kind == 'q')) {
-        snprintf(out, cap, "%.*s", (int)(q.t[c].end - q.t[c].start), text + q.t[c].start);
+    /* whole or not at all: a cut "quoted name would end the SQL inside its quotes */
+    if (i < q.n && i >= 2 && c < q.n && (q.t[c].kind == 'w' || q.t[c].kind == 'q') &&
+        q.t[c].end - q.t[c].start < cap) {
+        memcpy(out, text + q.t[c].start, q.t[c].end - q.t[c].start);
+        out[q.t[c].end - q.t[c].start] = '\0';
         ok = true;
     }
     free(q.t);
@@ -1780,21 +1788,32 @@ static bool is_sql_word(const qtext *q, uint32_t i)
     return false;
 }
 
+/* The name word or "quoted" token i stands for, without its quotes, into out; false when it is
+ * no name or does not fit whole (a cut name would match another). */
+static bool token_name(const qtext *q, uint32_t i, char *out, size_t cap)
+{
+    const qtok *t = &q->t[i];
+    bool quoted = t->kind == 'q';
+    uint32_t n = t->end - t->start;
+
+    if (t->kind != 'w' && !quoted)
+        return false;
+    n = !quoted ? n : n > 1 ? n - 2 : 0;
+    if (n >= cap)
+        return false;
+    memcpy(out, q->s + t->start + quoted, n);
+    out[n] = '\0';
+    return true;
+}
+
 /* Whether token i names the parent's table or alias as a qualifier (orders. or o.). */
 static bool is_qualifier(const qtext *q, uint32_t i, const char *table, const char *alias)
 {
     const char *last = strrchr(table, '.');
     char name[128];
-    uint32_t n = q->t[i].end - q->t[i].start;
 
-    if (!q_ch(q, i + 1, '.') || n >= sizeof name || (q->t[i].kind != 'w' && q->t[i].kind != 'q'))
+    if (!q_ch(q, i + 1, '.') || !token_name(q, i, name, sizeof name))
         return false;
-    memcpy(name, q->s + q->t[i].start, n);
-    name[n] = '\0';
-    if (q->t[i].kind == 'q') {
-        memmove(name, name + 1, n);
-        name[n > 1 ? n - 2 : 0] = '\0';
-    }
     return equal_nocase(name, last ? last + 1 : table) || (alias && equal_nocase(name, alias));
 }
 
@@ -1841,10 +1860,10 @@ static bool parent_conditions(sbuf *b, const char *text, const char *table)
     while (ok && q_ch(&q, a, '.'))
         a += 2;
     a += q_is(&q, a, "as");
+    /* the alias as is_qualifier reads names; one too long to hold whole: joined as a subquery */
     if (ok && a < q.n && a != where && a != order && !q_is(&q, a, "for") &&
         (q.t[a].kind == 'w' || q.t[a].kind == 'q'))
-        snprintf(alias, sizeof alias, "%.*s", (int)(q.t[a].end - q.t[a].start),
-                 text + q.t[a].start);
+        ok = token_name(&q, a, alias, sizeof alias);
     if (ok && where < q.n) {
         sb_add(b, " WHERE ");
         put_condition(b, &q, where + 1, order < q.n ? order : q.n, table, alias[0] ? alias : NULL);
@@ -1973,26 +1992,27 @@ static bool child_inline(const finding *f, int i, char *out, size_t cap)
 static void join_one(sbuf *b, const finding *f, int i)
 {
     const child_proof *pr = &f->proof[i];
-    char col[128], pcol[160], alias[16];
+    char col[128], alias[16];
     int k = pr->param + 1;
-    sbuf pc = {0};
+    sbuf pc = {0}; /* p.column, grown to what the quoted name needs */
 
     snprintf(alias, sizeof alias, "c%d", i + 1);
+    sb_add(&pc, "p.");
     if (pr->column >= 0)
         put_ident(&pc, pr->col_name);
     else
         sb_add(&pc, "<parent column the loop reads>");
-    snprintf(pcol, sizeof pcol, "p.%s", pc.s != NULL && !pc.failed ? pc.s : "?");
-    free(pc.s);
+    const char *pcol = !pc.failed ? pc.s : "p.?";
     if (child_inline(f, i, col, sizeof col)) {
         sb_add(b, " LEFT JOIN ");
         put_table(b, f->child_table[i]);
         sb_printf(b, " %s ON %s.%s = %s", alias, alias, col, pcol);
-        return;
+    } else {
+        char *lateral = replace_param(f->pub.child_query[i], k, pcol);
+        sb_printf(b, " LEFT JOIN LATERAL (%s) %s ON true", lateral ? lateral : "...", alias);
+        free(lateral);
     }
-    char *lateral = replace_param(f->pub.child_query[i], k, pcol);
-    sb_printf(b, " LEFT JOIN LATERAL (%s) %s ON true", lateral ? lateral : "...", alias);
-    free(lateral);
+    free(pc.s);
 }
 
 /* Whether the child's condition holds more than the comparison the loop fills in. */

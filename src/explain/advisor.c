@@ -951,6 +951,18 @@ int advisor_candidates(const char *sql, advisor_index *out, int max)
 
 /* ---- DDL, coverage, updated columns ---- */
 
+/* The longest text advisor_ddl writes, its NUL included: names of ADVISOR_NAME - 1 bytes that
+ * are all quotes (each one doubled, between two quotes), every column, the longest predicate.
+ * A suggestion's DDL is never cut. */
+#define DDL_QUOTED_NAME (2 * (ADVISOR_NAME - 1) + 2)
+#define DDL_LONGEST                                                                                \
+    (sizeof "CREATE INDEX CONCURRENTLY ON " - 1 + DDL_QUOTED_NAME + 1 + DDL_QUOTED_NAME +          \
+     sizeof " (" - 1 + ADVISOR_MAX_COLUMNS * DDL_QUOTED_NAME +                                     \
+     (ADVISOR_MAX_COLUMNS - 1) * (sizeof ", " - 1) + 1 + sizeof " WHERE " - 1 +                    \
+     ADVISOR_PREDICATE - 1 + 1)
+_Static_assert(sizeof(((advisor_suggestion *)0)->ddl) >= DDL_LONGEST,
+               "advisor_suggestion.ddl cannot hold the longest DDL");
+
 void advisor_ddl(const advisor_index *ix, bool concurrently, char *out, size_t cap)
 {
     text_buf b = {out, cap, 0, false};

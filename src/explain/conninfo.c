@@ -33,6 +33,9 @@ void explain_conn_keywords(const explain_conn_target *t, const char **keys, cons
     };
     int n = 0;
 
+    /* The most written: every default, dbname twice, fallback_application_name, the NULL. */
+    _Static_assert(sizeof defaults / sizeof defaults[0] + 4 <= EXPLAIN_CONN_KEYWORDS,
+                   "EXPLAIN_CONN_KEYWORDS too small for the keywords written");
     for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
         if (given(defaults[i][1])) {
             keys[n] = defaults[i][0];

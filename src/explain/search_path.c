@@ -11,29 +11,26 @@
 
 /* Appends one path element as a quoted identifier: the server's own list syntax, which
  * set_config() reads back to the same element whatever its case or characters ("$user",
- * "My Schema"). False when out does not have room. */
+ * "My Schema"). The element is measured first and written only when all of it fits, with the
+ * NUL: a cut element would name another schema. False when out does not have room. */
 static bool append_element(char *out, size_t cap, size_t *len, const char *name)
 {
-    size_t n = *len;
+    size_t need = (*len > 0 ? 2 : 0) + 2 + strlen(name), n = *len; /* ", " and the quotes */
 
+    for (const char *p = name; *p; p++)
+        need += *p == '"';           /* doubled */
+    if (n >= cap || need >= cap - n) /* need bytes and the NUL, from out[n] on */
+        return false;
     if (n > 0) {
-        if (n + 2 >= cap)
-            return false;
         out[n++] = ',';
         out[n++] = ' ';
     }
-    if (n + 1 >= cap)
-        return false;
     out[n++] = '"';
     for (const char *p = name; *p; p++) {
-        if (n + 3 >= cap)
-            return false;
         if (*p == '"')
             out[n++] = '"';
         out[n++] = *p;
     }
-    if (n + 2 > cap)
-        return false;
     out[n++] = '"';
     out[n] = '\0';
     *len = n;

@@ -44,11 +44,12 @@ static size_t utf8_sequence(const unsigned char *p, size_t avail)
 }
 
 /* Copies s with every byte that is not part of valid UTF-8 replaced by U+FFFD: query text is
- * in the client's encoding, and JSON must be UTF-8. */
+ * in the client's encoding, and JSON must be UTF-8. A sequence is copied as it is and a bad
+ * byte becomes 3: the copy is at most 3 times as long. */
 static char *utf8_clean(const char *s)
 {
     size_t len = strlen(s), n = 0;
-    char *out = malloc(len * 3 + 1);
+    char *out = len < (SIZE_MAX - 1) / 3 ? malloc(len * 3 + 1) : NULL;
 
     if (!out)
         return NULL;

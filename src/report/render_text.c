@@ -9,6 +9,7 @@
 #include "pgscope/explain.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,12 +99,17 @@ static void one_line(const char *in, char *out, size_t cap)
     out[n] = '\0';
 }
 
-/* Cuts UTF-8 text to at most width characters, marking the cut with "...". */
+/* Cuts UTF-8 text to at most width characters, marking the cut with "...". The mark and its NUL
+ * overwrite the string itself: the cut is made only once character width has been seen, so
+ * characters width - 3 to width, 4 bytes at least, lie from the cut on. A width below 3 would
+ * leave no room for the mark: such a field shows the mark alone. */
 static void fit(char *s, int width)
 {
     int chars = 0;
     size_t cut = 0;
 
+    if (width < 3)
+        width = 3;
     for (size_t i = 0; s[i]; i++) {
         if (((unsigned char)s[i] & 0xC0) == 0x80)
             continue; /* a continuation byte: same character */
@@ -114,6 +120,23 @@ static void fit(char *s, int width)
             return;
         }
     }
+}
+
+/* Appends to the text in buf (cap bytes), cut to fit. It writes from the end of the text, which
+ * is always inside buf, unlike an offset counted from what snprintf meant to write. */
+static void append(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void append(char *buf, size_t cap, const char *fmt, ...)
+{
+    size_t n = strnlen(buf, cap);
+    va_list ap;
+
+    if (n + 1 >= cap)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf + n, cap - n, fmt, ap);
+    va_end(ap);
 }
 
 static void put_field(FILE *out, const char *key, const char *value)
@@ -238,15 +261,14 @@ static void put_index_count(FILE *out, const report_data *d)
 {
     char buf[96];
     size_t verified = 0;
-    int n;
 
     if (d->n_indexes == 0)
         return;
     for (size_t i = 0; i < d->n_indexes; i++)
         verified += d->indexes[i].verified;
-    n = snprintf(buf, sizeof(buf), "%zu (%zu verified)", d->n_indexes, verified);
+    snprintf(buf, sizeof(buf), "%zu (%zu verified)", d->n_indexes, verified);
     if (d->all)
-        snprintf(buf + n, sizeof(buf) - (size_t)n, ", of run %lld", (long long)d->indexes_run);
+        append(buf, sizeof(buf), ", of run %lld", (long long)d->indexes_run);
     put_field(out, "index suggestions", buf);
 }
 
@@ -477,11 +499,10 @@ static void put_finding_header(FILE *out, size_t rank, const report_nplusone *f)
 static void put_examples(FILE *out, const report_nplusone *f)
 {
     char line[1024] = "", item[256];
-    size_t n = 0;
 
-    for (size_t i = 0; i < f->n_example_texts && n + 1 < sizeof(line); i++) {
+    for (size_t i = 0; i < f->n_example_texts && strlen(line) + 1 < sizeof(line); i++) {
         one_line(f->example_texts[i], item, sizeof(item));
-        n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s", i ? ", " : "", item);
+        append(line, sizeof(line), "%s%s", i ? ", " : "", item);
     }
     if (f->n_example_texts > 0)
         put_labeled(out, "examples", line);
@@ -563,7 +584,9 @@ static void fmt_size(char *buf, size_t cap, double bytes)
 }
 
 /* A name as SQL reads it: as it is when it needs no quotes (lower-case letters, digits and _,
- * not starting with a digit), else in double quotes, its own quotes doubled. Cut to cap. */
+ * not starting with a digit), else in double quotes, its own quotes doubled. Cut to cap: each
+ * turn of the quoting loop writes at most 3 bytes where 5 are left, keeping 2 for the closing
+ * quote and the NUL; below 3 bytes there is no room for even "". */
 static void sql_name(char *buf, size_t cap, const char *name)
 {
     const char *p = name ? name : "";
@@ -572,8 +595,8 @@ static void sql_name(char *buf, size_t cap, const char *name)
 
     for (const char *c = p; plain && *c; c++)
         plain = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_';
-    if (plain) {
-        snprintf(buf, cap, "%s", p);
+    if (plain || cap < 3) {
+        snprintf(buf, cap, "%s", plain ? p : "");
         return;
     }
     for (const char *c = p; n + 4 < cap && *c; c++) {
@@ -631,10 +654,10 @@ static void put_index_header(FILE *out, const report_index *x)
     if (isfinite(x->cost_before) && isfinite(x->cost_after)) {
         fmt_num(a, sizeof(a), x->cost_before, 12, 2);
         fmt_num(b, sizeof(b), x->cost_after, 12, 2);
-        int k = snprintf(items[n], sizeof(items[n]), "cost %s -> %s", a, b);
+        snprintf(items[n], sizeof(items[n]), "cost %s -> %s", a, b);
         if (x->cost_before > 0)
-            snprintf(items[n] + k, sizeof(items[n]) - (size_t)k, " (%+.1f%%)",
-                     (x->cost_after - x->cost_before) / x->cost_before * 100.0);
+            append(items[n], sizeof(items[n]), " (%+.1f%%)",
+                   (x->cost_after - x->cost_before) / x->cost_before * 100.0);
         n++;
     }
     if (isfinite(x->benefit_ms)) {
@@ -719,7 +742,6 @@ static void put_index(FILE *out, const report_index *x)
 {
     char text[512], table[340];
     size_t listed = x->n_statements < HELPED_LISTED ? x->n_statements : HELPED_LISTED;
-    int n;
 
     put_index_header(out, x);
     fprintf(out, "%*s%-*s", FINDING_INDENT, "", FINDING_LABEL, "index");
@@ -734,13 +756,12 @@ static void put_index(FILE *out, const report_index *x)
         put_labeled(out, "helps", "(no statements recorded)");
     }
     if (x->write_statements > 0)
-        n = snprintf(text, sizeof(text), "%lld write%s to the table during the run",
-                     (long long)x->write_statements, x->write_statements == 1 ? "" : "s");
+        snprintf(text, sizeof(text), "%lld write%s to the table during the run",
+                 (long long)x->write_statements, x->write_statements == 1 ? "" : "s");
     else
-        n = snprintf(text, sizeof(text), "no writes to the table during the run");
+        snprintf(text, sizeof(text), "no writes to the table during the run");
     if (x->breaks_hot)
-        snprintf(text + n, sizeof(text) - (size_t)n,
-                 "; UPDATEs set an indexed column: HOT updates lost");
+        append(text, sizeof(text), "; UPDATEs set an indexed column: HOT updates lost");
     fprintf(out, "%*s%-*s", FINDING_INDENT, "", FINDING_LABEL, "writes");
     put_wrapped(out, text, FINDING_INDENT + FINDING_LABEL, FINDING_INDENT + FINDING_LABEL);
     if (x->misestimate) {
@@ -858,7 +879,6 @@ static void put_plan_finding_header(FILE *out, size_t rank, const report_plan_fi
 static void put_plan_finding(FILE *out, size_t rank, const report_plan_finding *f)
 {
     char path[512], where[160];
-    int n;
 
     put_plan_finding_header(out, rank, f);
     put_labeled(out, "query", f->query);
@@ -868,9 +888,8 @@ static void put_plan_finding(FILE *out, size_t rank, const report_plan_finding *
     fprintf(out, "%*s%-*s", FINDING_INDENT, "", FINDING_LABEL, "detail");
     put_wrapped(out, f->detail, FINDING_INDENT + FINDING_LABEL, FINDING_INDENT + FINDING_LABEL);
     plan_pointer(where, sizeof(where), f->plan_id);
-    n = (int)strlen(where);
     if (f->plans > 1)
-        snprintf(where + n, sizeof(where) - (size_t)n, ", seen in %lld plans", (long long)f->plans);
+        append(where, sizeof(where), ", seen in %lld plans", (long long)f->plans);
     put_labeled(out, "plan", where);
 }
 
