@@ -92,6 +92,7 @@ typedef struct {
     store *st;
     queue *q;
     analyzer *an;
+    bool refused; /* the file is not a pgscope report database, or a newer one's: exit 2 */
 } run_state;
 
 /* The N+1 allow-list, split once; it lives as long as the process. */
@@ -183,7 +184,12 @@ static bool start_run(const config *cfg, const proxy_settings *s, run_state *run
     explain_settings_from_config(cfg, s->upstream, &as);
 
     memset(run, 0, sizeof(*run));
-    run->st = store_open(cfg->db, err, sizeof(err));
+    run->st = store_open(cfg->db, &run->refused, err, sizeof(err));
+    if (run->refused) {
+        /* The user named the wrong file: a configuration error, not a reason to run blind. */
+        fprintf(stderr, "pgscope: %s\n", err);
+        return false;
+    }
     if (!run->st ||
         store_begin_run(run->st, cfg->run_label, s->upstream, clock_wall_us(), err, sizeof(err)) <
             0 ||
@@ -208,11 +214,15 @@ static bool start_run(const config *cfg, const proxy_settings *s, run_state *run
     return true;
 }
 
-/* After the proxy stopped: every event is analysed and everything written before exit. */
-static void end_run(run_state *run)
+/* After the proxy stopped: every event is analysed and everything written before exit. A proxy
+ * that never served (it could not listen) leaves no run behind: it would hide, as the latest
+ * run, the one still going in the same file. */
+static void end_run(run_state *run, bool served)
 {
     if (!run->an)
         return;
+    if (!served)
+        store_discard_run(run->st);
     analyze_stop(run->an, clock_wall_us());
     queue_free(run->q);
 }
@@ -245,8 +255,10 @@ static int cmd_proxy(int argc, char **argv)
     run_state run;
     if (start_run(&cfg, &settings, &run))
         settings.events = run.q;
+    else if (run.refused)
+        return 2;
     int rc = proxy_run(&settings, reload, &args);
-    end_run(&run);
+    end_run(&run, rc == 0); /* proxy_run returns non-zero only when it could not start */
     return rc;
 }
 

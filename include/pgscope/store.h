@@ -136,9 +136,11 @@ void store_plan_row_free(store_plan_row *r); /* what the row points to, not the 
 
 typedef struct store store;
 
-/* Opens (creating with mode 0600, WAL mode, schema created or migrated) the database at path.
- * NULL with a reason in err on failure. */
-store *store_open(const char *path, char *err, size_t errlen);
+/* Opens (creating with mode 0600, WAL mode, schema created or migrated) the database at path;
+ * a missing or empty (0-byte) file is a new one. NULL with a reason in err on failure. refused
+ * (may be NULL) is set when the file is another program's (SQLite or not) or a newer pgscope's:
+ * such a file is only read, never written, so it is left byte for byte as it was. */
+store *store_open(const char *path, bool *refused, char *err, size_t errlen);
 
 /* Records a new run and returns its id (negative on failure, with err set). */
 int64_t store_begin_run(store *s, const char *label, const char *upstream, int64_t started_us,
@@ -154,7 +156,14 @@ bool store_submit(store *s, store_batch *b);
 /* Rows the database refused (locked, read-only, full disk...) since the start. */
 uint64_t store_lost_writes(const store *s);
 
-/* Writes a last batch synchronously (may be NULL), stops the thread and closes the database. */
+/* Removes the run begun by store_begin_run when the process never served (it could not listen):
+ * store_close then deletes the run's row instead of ending it, so that the run still going in
+ * the same file stays the latest one. */
+void store_discard_run(store *s);
+
+/* Writes a last batch synchronously (may be NULL), stops the thread and closes the database.
+ * The run's end and its final count of lost rows are written last; when they cannot be, the
+ * log says so with the count the file keeps and the count lost in all. */
 void store_close(store *s, store_batch *last);
 
 #endif

@@ -295,6 +295,11 @@ struct store {
     pthread_t thread;
 
     _Atomic uint64_t lost;
+    /* lost_writes as the file has it since the last commit, and as the batch being written
+     * sets it: what the log at the end can say the file holds. Used by the writer, then by
+     * store_close after the join. */
+    uint64_t lost_recorded, lost_writing;
+    bool discard; /* guarded by mu: the process never served, the run is to be removed */
 
     /* The current streak of failed writes, so that a full disk logs one line, not hundreds.
      * Used by one thread at a time: the writer, then store_close after the join. */
@@ -697,7 +702,8 @@ static int write_run(store *s, const store_batch *b)
     bad |= bind_u64(st, 7, c->fingerprint_parses) != SQLITE_OK;
     bad |= bind_u64(st, 8, c->fingerprint_hits) != SQLITE_OK;
     bad |= bind_u64(st, 9, c->track_desyncs) != SQLITE_OK;
-    bad |= bind_u64(st, 10, atomic_load(&s->lost)) != SQLITE_OK;
+    s->lost_writing = atomic_load(&s->lost);
+    bad |= bind_u64(st, 10, s->lost_writing) != SQLITE_OK;
     bad |= bind_text(st, 11, b->unused_ignores) != SQLITE_OK;
     return bad ? SQLITE_NOMEM : step_done(st);
 }
@@ -763,6 +769,7 @@ static bool write_batch(store *s, const store_batch *b, const char *what)
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     if (rc == SQLITE_OK) {
+        s->lost_recorded = s->lost_writing;
         note_success(s);
         return true;
     }
@@ -838,19 +845,86 @@ uint64_t store_lost_writes(const store *s)
     return s ? atomic_load(&s->lost) : 0;
 }
 
-/* Without a last batch the run still gets its end time and the final count of lost rows. */
-static void mark_ended(store *s)
+/* The run's end time and final count of lost rows alone: one row, which often still fits where
+ * a whole batch did not (a full disk). On failure the reason is left in why. */
+static bool mark_ended(store *s, int64_t ended_us, char *why, size_t whylen)
 {
     sqlite3_stmt *st = s->q[Q_ENDED];
+    uint64_t lost = atomic_load(&s->lost);
     bool bad = false;
 
     bad |= sqlite3_bind_int64(st, 1, s->run_id) != SQLITE_OK;
-    bad |= bind_time(st, 2, clock_wall_us()) != SQLITE_OK;
-    bad |= bind_u64(st, 3, atomic_load(&s->lost)) != SQLITE_OK;
+    bad |= bind_time(st, 2, ended_us > 0 ? ended_us : clock_wall_us()) != SQLITE_OK;
+    bad |= bind_u64(st, 3, lost) != SQLITE_OK;
     int rc = bad ? SQLITE_NOMEM : step_done(st);
-    if (rc != SQLITE_OK)
+    if (rc != SQLITE_OK) {
+        snprintf(why, whylen, "%s", sqlite3_errmsg(s->db));
+        return false;
+    }
+    s->lost_recorded = lost;
+    return true;
+}
+
+/* The end of the run goes last, so that no failure comes after the count the file keeps: the
+ * last batch carries it, or, when that batch failed (its rows now counted too), an update of
+ * the run's row alone. The log then states the count the file holds. */
+static void record_end(store *s, store_batch *last)
+{
+    char why[256] = "";
+    int64_t ended_us = clock_wall_us();
+    bool ended = false;
+
+    if (last) {
+        if (last->run.ended_us <= 0)
+            last->run.ended_us = ended_us; /* the run ends here whatever the caller knew */
+        ended_us = last->run.ended_us;
+        ended = write_batch(s, last, "final write");
+    }
+    if (!ended)
+        ended = mark_ended(s, ended_us, why, sizeof(why));
+    uint64_t lost = atomic_load(&s->lost);
+    if (!ended)
+        log_error(NULL,
+                  "report database: cannot record the end of run %" PRId64
+                  " (%s): its ended_at stays empty, and the file keeps lost_writes = %" PRIu64
+                  " from the last batch written; %" PRIu64 " rows were lost in all",
+                  s->run_id, why, s->lost_recorded, lost);
+    else if (lost > 0)
+        log_warning(NULL,
+                    "report database: end of run %" PRId64 " recorded; %" PRIu64
+                    " rows were lost in all (runs.lost_writes)",
+                    s->run_id, lost);
+}
+
+void store_discard_run(store *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->discard = true;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* A run that never served goes, with anything written under it (the foreign keys cascade), so
+ * that a failed start does not hide the run still going in the same file. */
+static void discard_run(store *s)
+{
+    sqlite3_stmt *st = NULL;
+    char why[256] = "";
+    int rc = sqlite3_prepare_v2(s->db, "DELETE FROM runs WHERE id = ?1", -1, &st, NULL);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 1, s->run_id);
+    if (rc == SQLITE_OK)
+        rc = step_done(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK)
+        return;
+    log_warning(NULL, "report database: cannot remove run %" PRId64 " of this failed start: %s",
+                s->run_id, sqlite3_errmsg(s->db));
+    if (!mark_ended(s, 0, why, sizeof(why)))
         log_warning(NULL, "report database: cannot record the end of run %" PRId64 ": %s",
-                    s->run_id, sqlite3_errmsg(s->db));
+                    s->run_id, why);
 }
 
 static void close_db(store *s)
@@ -878,13 +952,13 @@ void store_close(store *s, store_batch *last)
         pthread_join(s->thread, NULL); /* the pending batch, if any, is written first */
     }
     sqlite3_busy_timeout(s->db, STORE_FINAL_BUSY_MS);
-    if (last && s->run_id > 0) {
-        if (last->run.ended_us <= 0)
-            last->run.ended_us = clock_wall_us(); /* the run ends here whatever the caller knew */
-        write_batch(s, last, "final write");
-    } else if (s->run_id > 0) {
-        mark_ended(s);
-    }
+    pthread_mutex_lock(&s->mu);
+    bool discard = s->discard;
+    pthread_mutex_unlock(&s->mu);
+    if (s->run_id > 0 && discard)
+        discard_run(s);
+    else if (s->run_id > 0)
+        record_end(s, last);
     store_batch_free(last);
     close_db(s);
 }
@@ -910,25 +984,67 @@ static int64_t query_int(sqlite3 *db, const char *sql, const char *arg, int *rc)
     return v;
 }
 
-/* The file's schema version: 0 for an empty file, -1 (err set) for a file that is not ours. */
-static int read_version(sqlite3 *db, const char *path, char *err, size_t errlen)
+/* A file that is not ours to change: refused, and nothing is written to it. */
+static int refuse(bool *refused, char *err, size_t errlen, const char *path, const char *why)
+{
+    *refused = true;
+    snprintf(err, errlen,
+             "%s is not a pgscope report database (%s): it was left unchanged; use another file",
+             path, why);
+    return -1;
+}
+
+/* Whether another program has claimed the file: its application id or user version is set. */
+static int64_t claimed_by_other(sqlite3 *db, int *rc)
+{
+    int64_t app = query_int(db, "PRAGMA application_id", NULL, rc);
+
+    return *rc == SQLITE_OK && app == 0 ? query_int(db, "PRAGMA user_version", NULL, rc) : app;
+}
+
+/* The file's schema version, read without writing anything: 0 for an empty file (no objects, no
+ * application id or user version: a new file, or what mktemp made). -1 with err set when it
+ * cannot be used; *refused then tells a file that is not ours (another program's SQLite file,
+ * not SQLite at all, a newer pgscope's) from one that could not be read (I/O, locks). */
+static int read_version(sqlite3 *db, const char *path, bool *refused, char *err, size_t errlen)
 {
     int rc;
     int64_t has_meta = query_int(
         db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", "meta", &rc);
     int64_t objects =
         rc == SQLITE_OK ? query_int(db, "SELECT count(*) FROM sqlite_master", NULL, &rc) : -1;
-    int64_t version = rc == SQLITE_OK && has_meta > 0
+    int64_t claimed = rc == SQLITE_OK ? claimed_by_other(db, &rc) : 0;
+    /* A meta table of another shape fails to prepare (SQLITE_ERROR): someone else's. */
+    int64_t ours = rc == SQLITE_OK && has_meta > 0
+                       ? query_int(db,
+                                   "SELECT count(*) FROM meta WHERE key = 'application' AND "
+                                   "value = ?1",
+                                   "pgscope", &rc)
+                       : 0;
+    int64_t version = rc == SQLITE_OK && ours > 0
                           ? query_int(db, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1",
                                       "schema_version", &rc)
                           : 0;
 
+    *refused = false;
+    if ((rc & 0xff) == SQLITE_NOTADB)
+        return refuse(refused, err, errlen, path, "not an SQLite file");
+    if ((rc & 0xff) == SQLITE_ERROR && has_meta > 0)
+        return refuse(refused, err, errlen, path, "its meta table is another program's");
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
         return -1;
     }
-    if ((has_meta == 0 && objects > 0) || (has_meta > 0 && version < 1)) {
-        snprintf(err, errlen, "%s is not a pgscope report database (no schema version)", path);
+    if (has_meta == 0 && (objects > 0 || claimed != 0))
+        return refuse(refused, err, errlen, path, "another program's SQLite file");
+    if (has_meta > 0 && (ours == 0 || version < 1))
+        return refuse(refused, err, errlen, path, "no pgscope schema version");
+    if (version > STORE_SCHEMA_VERSION) {
+        *refused = true;
+        snprintf(err, errlen,
+                 "%s was written by a newer pgscope (schema version %d; this one knows up to "
+                 "%d): it was left unchanged; use that version or another file",
+                 path, (int)version, STORE_SCHEMA_VERSION);
         return -1;
     }
     return (int)version;
@@ -965,7 +1081,8 @@ static bool create_schema(sqlite3 *db, const char *path, char *err, size_t errle
         snprintf(err, errlen, "%s: cannot create the schema: %s", path, sqlite3_errmsg(db));
         return false;
     }
-    int version = read_version(db, path, err, errlen);
+    bool refused;
+    int version = read_version(db, path, &refused, err, errlen);
     if (version != STORE_SCHEMA_VERSION) {
         /* sql/schema.sql and STORE_SCHEMA_VERSION were changed apart: a build mistake. */
         snprintf(err, errlen, "%s: sql/schema.sql records version %d, this pgscope writes %d", path,
@@ -976,22 +1093,17 @@ static bool create_schema(sqlite3 *db, const char *path, char *err, size_t errle
 }
 
 /* Creates or migrates the schema under a write lock, so that two pgscopes starting on the same
- * new file do not both create it. */
-static bool ensure_schema(sqlite3 *db, const char *path, char *err, size_t errlen)
+ * new file do not both create it. The version is read again under the lock: the file may have
+ * changed since store_open first looked. */
+static bool ensure_schema(sqlite3 *db, const char *path, bool *refused, char *err, size_t errlen)
 {
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
         return false;
     }
-    int version = read_version(db, path, err, errlen);
+    int version = read_version(db, path, refused, err, errlen);
     bool ok = version >= 0;
-    if (ok && version > STORE_SCHEMA_VERSION) {
-        snprintf(err, errlen,
-                 "%s was written by a newer pgscope (schema version %d; this one knows up to "
-                 "%d): use that version or another file",
-                 path, version, STORE_SCHEMA_VERSION);
-        ok = false;
-    } else if (ok && version == 0) {
+    if (ok && version == 0) {
         ok = create_schema(db, path, err, errlen);
     } else if (ok && version < STORE_SCHEMA_VERSION) {
         ok = migrate(db, version, path, err, errlen);
@@ -1021,8 +1133,6 @@ static bool configure(sqlite3 *db, const char *path, char *err, size_t errlen)
 {
     char mode[16] = "";
 
-    sqlite3_extended_result_codes(db, 1);
-    sqlite3_busy_timeout(db, STORE_BUSY_MS);
     if (sqlite3_db_readonly(db, "main") == 1) {
         snprintf(err, errlen, "%s is read-only: pgscope needs to write it", path);
         return false;
@@ -1070,8 +1180,26 @@ static bool create_private(const char *path, char *err, size_t errlen)
     return true;
 }
 
-store *store_open(const char *path, char *err, size_t errlen)
+/* Reads what the file is before anything is written to it (the switch to WAL mode alone rewrites
+ * its header), so that a file that is not ours, or a newer pgscope's, is left as it was. */
+static bool check_file(sqlite3 *db, const char *path, bool *refused, char *err, size_t errlen)
 {
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, STORE_BUSY_MS);
+    if (read_version(db, path, refused, err, errlen) >= 0)
+        return true;
+    /* A file opened read-only may fail to read for that reason alone (no -shm file allowed). */
+    if (!*refused && sqlite3_db_readonly(db, "main") == 1)
+        snprintf(err, errlen, "%s is read-only: pgscope needs to write it", path);
+    return false;
+}
+
+store *store_open(const char *path, bool *refused, char *err, size_t errlen)
+{
+    bool not_ours = false;
+
+    if (refused)
+        *refused = false;
     if (!path || !*path) {
         snprintf(err, errlen, "no report database file given");
         return NULL;
@@ -1091,8 +1219,10 @@ store *store_open(const char *path, char *err, size_t errlen)
         close_db(s);
         return NULL;
     }
-    if (!configure(s->db, path, err, errlen) || !ensure_schema(s->db, path, err, errlen) ||
-        !prepare_all(s, path, err, errlen)) {
+    if (!check_file(s->db, path, &not_ours, err, errlen) || !configure(s->db, path, err, errlen) ||
+        !ensure_schema(s->db, path, &not_ours, err, errlen) || !prepare_all(s, path, err, errlen)) {
+        if (refused)
+            *refused = not_ours;
         close_db(s);
         return NULL;
     }

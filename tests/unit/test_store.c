@@ -14,6 +14,8 @@
 
 #include "pgscope/store.h"
 
+#include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/resource.h>
@@ -222,7 +224,7 @@ static uint64_t rows_of(int n_statements)
 static store *open_ok(const char *path)
 {
     char err[256] = "";
-    store *s = store_open(path, err, sizeof(err));
+    store *s = store_open(path, NULL, err, sizeof(err));
 
     if (!s)
         fail_msg("store_open: %s", err);
@@ -537,7 +539,9 @@ static void test_newer_schema_refused(void **state)
     sqlite3 *db = peer_open(t->path);
     peer_exec(db, "UPDATE meta SET value = '99' WHERE key = 'schema_version'");
     sqlite3_close(db);
-    assert_null(store_open(t->path, err, sizeof(err)));
+    bool refused = false;
+    assert_null(store_open(t->path, &refused, err, sizeof(err)));
+    assert_true(refused);
     assert_non_null(strstr(err, "newer pgscope"));
     assert_non_null(strstr(err, "99"));
 }
@@ -550,7 +554,7 @@ static void test_foreign_files_refused(void **state)
     sqlite3 *db = peer_open(t->path);
     peer_exec(db, "CREATE TABLE invoices (id INTEGER PRIMARY KEY)");
     sqlite3_close(db);
-    assert_null(store_open(t->path, err, sizeof(err)));
+    assert_null(store_open(t->path, NULL, err, sizeof(err)));
     assert_non_null(strstr(err, "not a pgscope report database"));
     assert_int_equal(file_int(t->path, "SELECT count(*) FROM sqlite_master"), 1);
 
@@ -562,19 +566,21 @@ static void test_foreign_files_refused(void **state)
         fputs("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n", f);
     fclose(f);
     err[0] = '\0';
-    assert_null(store_open(t->path, err, sizeof(err)));
+    assert_null(store_open(t->path, NULL, err, sizeof(err)));
     assert_true(err[0] != '\0');
 }
 
 static void check_read_only_refused(const char *path)
 {
     char err[256] = "";
-    store *s = store_open(path, err, sizeof(err));
+    bool refused = true;
+    store *s = store_open(path, &refused, err, sizeof(err));
 
     if (s) {
         store_close(s, NULL);
         fail_msg("a read-only file was opened for writing");
     }
+    assert_false(refused); /* ours, just not writable: not a file to refuse */
     assert_true(strstr(err, "Permission denied") || strstr(err, "read-only"));
 }
 
@@ -598,10 +604,11 @@ static void test_read_only_file_refused(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         char err[256] = "";
+        bool refused = true;
         if (setgid(nobody) != 0 || setuid(nobody) != 0)
             _exit(3);
-        store *s = store_open(t->path, err, sizeof(err));
-        if (s)
+        store *s = store_open(t->path, &refused, err, sizeof(err));
+        if (s || refused)
             _exit(1);
         _exit(strstr(err, "Permission denied") || strstr(err, "read-only") ? 0 : 2);
     }
@@ -609,6 +616,123 @@ static void test_read_only_file_refused(void **state)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* A whole file, to compare before and after. */
+typedef struct {
+    unsigned char *data;
+    size_t len;
+} file_bytes;
+
+static file_bytes read_bytes(const char *path)
+{
+    file_bytes b = {NULL, 0};
+    FILE *f = fopen(path, "rb");
+
+    assert_non_null(f);
+    b.data = malloc(1 << 20);
+    assert_non_null(b.data);
+    b.len = fread(b.data, 1, 1 << 20, f);
+    fclose(f);
+    return b;
+}
+
+/* Refused as not ours, with not one byte of the file changed and no -wal or -shm beside it. */
+static void check_refused_unchanged(const char *path, const char *expect)
+{
+    file_bytes before = read_bytes(path), after;
+    char err[256] = "", side[160];
+    bool refused = false;
+
+    assert_null(store_open(path, &refused, err, sizeof(err)));
+    if (!refused || !strstr(err, expect))
+        fail_msg("%s: refused %d: %s", path, refused, err);
+    after = read_bytes(path);
+    assert_int_equal(after.len, before.len);
+    assert_memory_equal(after.data, before.data, before.len);
+    for (int i = 0; i < 2; i++) {
+        snprintf(side, sizeof(side), "%s%s", path, i ? "-shm" : "-wal");
+        assert_int_not_equal(access(side, F_OK), 0);
+    }
+    free(before.data);
+    free(after.data);
+}
+
+/* Another program's SQLite file, made with sql in a rollback journal (as most programs leave
+ * theirs): switching it to WAL would rewrite bytes 18 and 19 of its header. */
+static void make_other_file(const char *path, const char *sql)
+{
+    unlink(path);
+    sqlite3 *db = peer_open(path);
+    peer_exec(db, sql);
+    sqlite3_close(db);
+    file_bytes b = read_bytes(path);
+    assert_true(b.len >= 100 && b.data[18] == 1 && b.data[19] == 1);
+    free(b.data);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A file that is not a pgscope report database, or is a newer pgscope's, is read and refused
+ * before anything is written to it: the refusal leaves it byte for byte as it was. */
+static void test_files_not_ours_left_unchanged(void **state)
+{
+    scratch *t = *state;
+
+    make_other_file(t->path, "CREATE TABLE invoices (id INTEGER PRIMARY KEY, amount REAL); "
+                             "INSERT INTO invoices (amount) VALUES (1.5), (2.5)");
+    check_refused_unchanged(t->path, "not a pgscope report database");
+    make_other_file(t->path, "PRAGMA application_id = 1234");
+    check_refused_unchanged(t->path, "another program's SQLite file");
+    make_other_file(t->path, "PRAGMA user_version = 3");
+    check_refused_unchanged(t->path, "another program's SQLite file");
+    /* A meta table is not enough: it must say the file is pgscope's. */
+    make_other_file(t->path, "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT); INSERT INTO "
+                             "meta VALUES ('application', 'billing'), ('schema_version', '2')");
+    check_refused_unchanged(t->path, "not a pgscope report database");
+    make_other_file(t->path, "CREATE TABLE meta (name TEXT, data BLOB)");
+    check_refused_unchanged(t->path, "not a pgscope report database");
+
+    unlink(t->path);
+    write_text(t->path, "hello\n");
+    check_refused_unchanged(t->path, "not an SQLite file");
+    write_text(t->path, "SQLite format 3 is what this text starts with, and nothing else.\n");
+    check_refused_unchanged(t->path, "not a pgscope report database");
+
+    /* A newer pgscope's file, in a rollback journal so that a switch to WAL would show. */
+    unlink(t->path);
+    store_close(open_ok(t->path), NULL);
+    sqlite3 *db = peer_open(t->path);
+    peer_exec(db, "PRAGMA journal_mode = DELETE");
+    peer_exec(db, "UPDATE meta SET value = '99' WHERE key = 'schema_version'");
+    sqlite3_close(db);
+    check_refused_unchanged(t->path, "newer pgscope");
+}
+
+/* An empty file is what mktemp makes: a new report database, not a refusal. */
+static void test_empty_file_is_new(void **state)
+{
+    scratch *t = *state;
+    int fd = open(t->path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    bool refused = true;
+    char err[256] = "";
+
+    assert_true(fd >= 0);
+    close(fd);
+    store *s = store_open(t->path, &refused, err, sizeof(err));
+    if (!s)
+        fail_msg("store_open: %s", err);
+    assert_false(refused);
+    store_close(s, NULL);
+    assert_int_equal(file_int(t->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
+                     STORE_SCHEMA_VERSION);
 }
 
 /* ---- writing ---- */
@@ -761,6 +885,118 @@ static void test_full_disk_counts_lost_writes(void **state)
     assert_int_equal(file_int(t->path, "SELECT count(*) FROM statements"), 1);
     assert_int_equal(file_int(t->path, "SELECT calls FROM statements"), 2);
     assert_true(file_int(t->path, "SELECT lost_writes FROM runs") >= (int64_t)rows_of(20));
+}
+
+/* Runs store_close with the log (stderr) going to a file; returns what was logged. */
+static char *close_logged(store *s, store_batch *last, const char *dir)
+{
+    char path[160];
+    int saved = dup(STDERR_FILENO);
+
+    snprintf(path, sizeof(path), "%s/stderr.log", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0 && saved >= 0);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+    store_close(s, last);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    file_bytes b = read_bytes(path);
+    unlink(path);
+    char *text = realloc(b.data, b.len + 1);
+    assert_non_null(text);
+    text[b.len] = '\0';
+    return text;
+}
+
+/* Limits the size of every file the process writes (SIGXFSZ ignored: the write fails instead)
+ * as a full disk would; restore with the returned limit. */
+static struct rlimit limit_file_size(rlim_t bytes)
+{
+    struct rlimit old, small;
+
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small = old;
+    small.rlim_cur = bytes;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    return old;
+}
+
+static void restore_file_size(struct rlimit old)
+{
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+}
+
+/* The last batch fails for want of space: the run's end and the final count (that batch's rows
+ * included) still go into the file on their own, and the log states the same count. */
+static void test_final_write_failed_end_still_recorded(void **state)
+{
+    scratch *t = *state;
+    store *s = open_running(t->path);
+
+    submit_eventually(s, make_batch(1, 2, 10));
+    struct rlimit old = limit_file_size(1 << 20);
+    char *log = close_logged(s, make_batch(20, 10, 100000), t->dir); /* about 2 MB */
+    restore_file_size(old);
+
+    char expect[128];
+    snprintf(expect, sizeof(expect), "end of run 1 recorded; %" PRIu64 " rows were lost in all",
+             rows_of(20));
+    if (!strstr(log, expect))
+        fail_msg("log without \"%s\":\n%s", expect, log);
+    free(log);
+    assert_int_equal(file_int(t->path, "SELECT ended_at IS NOT NULL FROM runs"), 1);
+    assert_int_equal(file_int(t->path, "SELECT lost_writes FROM runs"), (int64_t)rows_of(20));
+    assert_int_equal(file_int(t->path, "SELECT calls FROM statements"), 2);
+}
+
+/* No room at all at the end: the log says the end could not be recorded, with the count the
+ * file keeps and the count lost in all. The writer is not started, so that the WAL's size is
+ * known: the limit leaves not one more frame. */
+static void test_end_not_recordable_logged(void **state)
+{
+    scratch *t = *state;
+    char wal[160], err[256], expect[256];
+    struct stat st;
+    store *s = open_ok(t->path);
+
+    assert_true(store_begin_run(s, "unit", "127.0.0.1:5432", SOME_TIME_US, err, sizeof(err)) > 0);
+    snprintf(wal, sizeof(wal), "%s-wal", t->path);
+    assert_int_equal(stat(wal, &st), 0);
+    struct rlimit old = limit_file_size((rlim_t)st.st_size);
+    char *log = close_logged(s, make_batch(3, 10, 40), t->dir);
+    restore_file_size(old);
+
+    snprintf(expect, sizeof(expect),
+             "its ended_at stays empty, and the file keeps lost_writes = 0 from the last batch "
+             "written; %" PRIu64 " rows were lost in all",
+             rows_of(3));
+    if (!strstr(log, "cannot record the end of run 1 (") || !strstr(log, expect))
+        fail_msg("log without \"%s\":\n%s", expect, log);
+    free(log);
+    assert_int_equal(file_int(t->path, "SELECT ended_at IS NULL FROM runs"), 1);
+    assert_int_equal(file_int(t->path, "SELECT lost_writes FROM runs"), 0);
+}
+
+/* A start that never served: its run goes, with what was written under it, and the run before
+ * it stays the latest. */
+static void test_discarded_run_removed(void **state)
+{
+    scratch *t = *state;
+    store *s = open_running(t->path);
+
+    store_close(s, NULL);
+    s = open_running(t->path);
+    submit_eventually(s, make_batch(2, 1, 10));
+    store_discard_run(s);
+    store_close(s, make_batch(2, 3, 10));
+    store_discard_run(NULL);
+    assert_int_equal(file_int(t->path, "SELECT count(*) FROM runs"), 1);
+    assert_int_equal(file_int(t->path, "SELECT max(id) FROM runs"), 1);
+    assert_int_equal(file_int(t->path, "SELECT count(*) FROM statements"), 0);
+    assert_int_equal(file_int(t->path, "SELECT count(*) FROM connections"), 0);
 }
 
 /* A reader in its own transaction sees a consistent snapshot and never blocks the writer. */
@@ -1176,7 +1412,7 @@ static void test_failed_migration_changes_nothing(void **state)
     sqlite3 *db = peer_open(t->path);
     peer_exec(db, "CREATE TABLE n_plus_one (x INTEGER)"); /* someone's table in the way */
     sqlite3_close(db);
-    assert_null(store_open(t->path, err, sizeof(err)));
+    assert_null(store_open(t->path, NULL, err, sizeof(err)));
     assert_non_null(strstr(err, "migration to schema version 2 failed"));
     assert_int_equal(file_int(t->path, "SELECT value FROM meta WHERE key = 'schema_version'"), 1);
     assert_int_equal(file_int(t->path, "SELECT count(*) FROM pragma_table_info('runs') "
@@ -1193,11 +1429,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_files_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_file_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_files_not_ours_left_unchanged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_file_is_new, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_written, setup, teardown),
         cmocka_unit_test_setup_teardown(test_later_batch_replaces_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_needs_a_started_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked_database_counts_lost_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_counts_lost_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_final_write_failed_end_still_recorded, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_end_not_recordable_logged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_discarded_run_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_while_writing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_findings_written, setup, teardown),
         cmocka_unit_test_setup_teardown(test_later_batch_replaces_findings, setup, teardown),
