@@ -4,8 +4,10 @@
 #include "pgscope/fingerprint.h"
 #include "pgscope/hash.h"
 
+#include <inttypes.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -859,39 +861,226 @@ static bool append_cut(char *out, size_t *used, size_t cap, const char *src, siz
     return false;
 }
 
-/* A copy of text without comments, each run of whitespace and comments as one space, and
- * literals as ? when marks is true; at most cap bytes. NULL when out of memory. */
-static char *tidy_text(const char *text, size_t len, bool marks, size_t cap)
+/* How tidy_text writes a constant it takes out of a text. */
+enum mark_style {
+    MARK_QUESTION, /* ?: the lexer's text of a statement libpg_query could not parse */
+    MARK_PARAM     /* $n, numbered on from the text's own parameters, as normalize numbers */
+};
+
+/* Where tidy_text is in "SET name = value, ...". libpg_query's normalize leaves the values of
+ * ALTER SYSTEM / ROLE / DATABASE / FUNCTION ... SET in the text, and there a value may be a
+ * bare word (SET app.token = hunter2): a value all the same, taken out like a literal. */
+enum set_step { SET_NONE, SET_WORD, SET_NAME, SET_DOT, SET_VALUE, SET_AFTER };
+
+typedef struct tidier {
+    lexer lx;
+    char *out;
+    size_t used, cap;
+    enum mark_style style;
+    uint32_t next;        /* the number of the next $n */
+    bool statement_start; /* the next token begins a statement */
+    bool settable;        /* a SET in this statement sets a setting (SET, ALTER, CREATE) */
+    enum set_step set;
+} tidier;
+
+/* A '...' string that ends elsewhere when a backslash escapes a quote, as it does for a client
+ * that turned standard_conforming_strings off: there 'a\' b' is one string, while libpg_query
+ * (and this lexer) read 'a\' and then the word b. What follows it cannot be told from values. */
+static bool string_in_doubt(const lexer *lx, const token *t)
+{
+    token other = *t;
+
+    if (t->kind != TK_STRING || t->bad || !memchr(lx->s + t->start, '\\', t->end - t->start))
+        return false;
+    return scan_quoted(lx, t->start + 1, Q_ESCAPE, &other) != t->end;
+}
+
+static bool text_in_doubt(const char *text, size_t len)
 {
     lexer lx;
     token t;
-    size_t used = 0, last = 0;
-    bool space = false;
 
     lex_init(&lx, text, len);
-    if (lx.n < cap)
-        cap = lx.n; /* the copy is never longer than the text */
-    char *out = malloc(cap + 1);
-    if (out == NULL)
-        return NULL;
+    for (lex_next(&lx, &t); t.kind != TK_END; lex_next(&lx, &t))
+        if (string_in_doubt(&lx, &t))
+            return true;
+    return false;
+}
+
+static bool is_setting_name(const token *t)
+{
+    return (t->kind == TK_IDENT || t->kind == TK_QIDENT) && !t->bad;
+}
+
+/* An operator made only of signs (before a number), or = with signs after it (=-5 lexes as
+ * one operator here). */
+static bool is_signs(const lexer *lx, const token *t, bool equals)
+{
+    size_t i = t->start;
+
+    if (t->kind != TK_OP || (equals && lx->s[i++] != '='))
+        return false;
+    for (; i < t->end; i++)
+        if (lx->s[i] != '-' && lx->s[i] != '+')
+            return false;
+    return true;
+}
+
+/* Whether the token after the current one is a '.' or '(': then a word is a name. */
+static bool name_continues(const lexer *lx)
+{
+    lexer ahead = *lx;
+    token t;
+
+    do
+        lex_next(&ahead, &t);
+    while (t.kind == TK_COMMENT);
+    return is_punct(&ahead, &t, '.') || is_punct(&ahead, &t, '(');
+}
+
+/* Follows "SET [LOCAL|SESSION] name[.name] {=|TO} value[, value...]" (not UPDATE's SET, whose
+ * words are columns); true when t is a value written as a word rather than a literal. */
+static bool set_value_word(tidier *td, const token *t)
+{
+    const lexer *lx = &td->lx;
+
+    if (td->statement_start) {
+        td->settable = is_word(lx, t, "set") || is_word(lx, t, "alter") || is_word(lx, t, "create");
+        td->statement_start = false;
+        td->set = SET_NONE;
+    }
+    if (is_word(lx, t, "update")) /* in a rule's actions or a function body */
+        td->settable = false;
+    switch (td->set) {
+    case SET_WORD:
+        if (!is_word(lx, t, "local") && !is_word(lx, t, "session"))
+            td->set = is_setting_name(t) ? SET_NAME : SET_NONE;
+        return false;
+    case SET_NAME:
+        if (is_punct(lx, t, '.'))
+            td->set = SET_DOT;
+        else if (is_signs(lx, t, true) || is_word(lx, t, "to"))
+            td->set = SET_VALUE;
+        else
+            td->set = SET_NONE;
+        return false;
+    case SET_DOT:
+        td->set = is_setting_name(t) ? SET_NAME : SET_NONE;
+        return false;
+    case SET_VALUE:
+        if (is_signs(lx, t, false))
+            return false;
+        if (is_literal(t->kind)) {
+            td->set = SET_AFTER;
+            return false;
+        }
+        td->set = SET_NONE;
+        if (!is_setting_name(t) || is_word(lx, t, "default") || name_continues(lx))
+            return false;
+        td->set = SET_AFTER;
+        return true;
+    case SET_AFTER:
+        if (is_punct(lx, t, ',')) {
+            td->set = SET_VALUE;
+            return false;
+        }
+        break;
+    default:
+        break;
+    }
+    td->set = td->settable && is_word(lx, t, "set") ? SET_WORD : SET_NONE;
+    return false;
+}
+
+/* The mark in place of a constant, whole or not at all. */
+static bool put_mark(tidier *td)
+{
+    char mark[16] = "?";
+    int n = 1;
+
+    if (td->style == MARK_PARAM)
+        n = snprintf(mark, sizeof(mark), "$%" PRIu32,
+                     td->next < UINT32_MAX ? td->next++ : td->next);
+    if ((size_t)n > td->cap - td->used)
+        return false;
+    memcpy(td->out + td->used, mark, (size_t)n);
+    td->used += (size_t)n;
+    return true;
+}
+
+/* The number of a $n token, saturated. */
+static uint32_t param_number(const lexer *lx, const token *t)
+{
+    uint64_t v = 0;
+
+    for (size_t i = t->start + 1; i < t->end && is_digit((unsigned char)lx->s[i]); i++) {
+        v = v * 10 + (uint64_t)(lx->s[i] - '0');
+        if (v >= UINT32_MAX)
+            return UINT32_MAX;
+    }
+    return (uint32_t)v;
+}
+
+/* For $n marks: the first free parameter number, and how long the copy can grow (a mark is at
+ * most 11 bytes where its token had at least 1). */
+static size_t tidy_bound(const lexer *text, uint32_t *next)
+{
+    lexer lx = *text;
+    token t;
+    size_t marks = 0;
+    uint32_t top = 0;
+
     for (lex_next(&lx, &t); t.kind != TK_END; lex_next(&lx, &t)) {
+        if (t.kind == TK_PARAM && param_number(&lx, &t) > top)
+            top = param_number(&lx, &t);
+        marks += is_literal(t.kind) || t.kind == TK_JUNK || is_setting_name(&t);
+    }
+    *next = top < UINT32_MAX ? top + 1 : top;
+    return lx.n + 10 * marks;
+}
+
+/* A copy of text without comments, each run of whitespace and comments as one space, and every
+ * constant (literals, and the words that are values of a SET) marked in the given style; at
+ * most cap bytes. A string whose end is in doubt is marked with all that follows it. NULL when
+ * out of memory. */
+static char *tidy_text(const char *text, size_t len, enum mark_style style, size_t cap)
+{
+    tidier td;
+    token t;
+    size_t last = 0;
+    bool space = false;
+
+    memset(&td, 0, sizeof(td));
+    lex_init(&td.lx, text, len);
+    td.style = style;
+    td.next = 1;
+    td.statement_start = true;
+    size_t bound = style == MARK_PARAM ? tidy_bound(&td.lx, &td.next) : td.lx.n;
+    td.cap = bound < cap ? bound : cap;
+    td.out = malloc(td.cap + 1);
+    if (td.out == NULL)
+        return NULL;
+    for (lex_next(&td.lx, &t); t.kind != TK_END; lex_next(&td.lx, &t)) {
         if (t.start > last || t.kind == TK_COMMENT)
-            space = used > 0;
+            space = td.used > 0;
         last = t.end;
         if (t.kind == TK_COMMENT)
             continue;
-        const char *src = lx.s + t.start;
-        size_t n = t.end - t.start;
-        if (marks && (is_literal(t.kind) || t.kind == TK_JUNK)) {
-            src = "?";
-            n = 1;
-        }
-        if ((space && !append_cut(out, &used, cap, " ", 1)) || !append_cut(out, &used, cap, src, n))
+        bool word = set_value_word(&td, &t), doubt = string_in_doubt(&td.lx, &t);
+        bool mark = word || doubt || is_literal(t.kind) || t.kind == TK_JUNK;
+        if (space && !append_cut(td.out, &td.used, td.cap, " ", 1))
+            break;
+        if (mark ? !put_mark(&td)
+                 : !append_cut(td.out, &td.used, td.cap, td.lx.s + t.start, t.end - t.start))
+            break;
+        if (doubt)
             break;
         space = false;
+        td.statement_start = is_punct(&td.lx, &t, ';');
     }
-    out[used] = '\0';
-    return out;
+    td.out[td.used] = '\0';
+    char *fit = realloc(td.out, td.used + 1); /* cached for as long as the shape is */
+    return fit ? fit : td.out;
 }
 
 /* ---- splitting ---- */
@@ -1356,16 +1545,25 @@ static const char *scratch_copy(fp_cache *c, const char *text, size_t len)
     return c->scratch;
 }
 
-/* pg_query_normalize's text (constants as $n), tidied; the lexer's text if that fails. */
+/* pg_query_normalize's text (constants as $n), tidied; the lexer's text if that fails. Normalize
+ * replaces only the constants of some statements (a NOTIFY payload, a COMMENT, a CREATE TABLE's
+ * DEFAULT, EXECUTE's arguments stay): tidying marks the ones it left, numbered on. A text with
+ * a string whose end is in doubt gets the lexer's text, cut there: libpg_query may have read
+ * part of a value as words. */
 static char *normalized_text(const char *sql)
 {
+    size_t len = strlen(sql);
+
+    if (text_in_doubt(sql, len))
+        return tidy_text(sql, len, MARK_QUESTION, FP_FALLBACK_MAX);
     PgQueryNormalizeResult nr = pg_query_normalize(sql);
     char *out;
 
     if (nr.error == NULL && nr.normalized_query != NULL)
-        out = tidy_text(nr.normalized_query, strlen(nr.normalized_query), false, FP_NORMALIZED_MAX);
+        out = tidy_text(nr.normalized_query, strlen(nr.normalized_query), MARK_PARAM,
+                        FP_NORMALIZED_MAX);
     else
-        out = tidy_text(sql, strlen(sql), true, FP_FALLBACK_MAX);
+        out = tidy_text(sql, len, MARK_QUESTION, FP_FALLBACK_MAX);
     pg_query_free_normalize_result(nr);
     return out;
 }
@@ -1390,7 +1588,7 @@ static void shape_compute(fp_cache *c, const char *text, size_t len, fp_entry *e
     }
     e->id = fallback_id(text, len);
     e->fallback = true;
-    e->normalized = tidy_text(text, len, true, FP_FALLBACK_MAX);
+    e->normalized = tidy_text(text, len, MARK_QUESTION, FP_FALLBACK_MAX);
     c->counters.fallbacks++;
 }
 

@@ -891,6 +891,197 @@ static void test_cache_of_one_entry(void **state)
     fp_cache_free(NULL);
 }
 
+/* ---- no constant left in a normalized text ---- */
+
+typedef struct norm_case {
+    const char *sql, *normalized;
+} norm_case;
+
+static void normalizes_to(fp_cache *c, const char *sql, const char *want)
+{
+    fp_result r;
+
+    fp_statement(c, sql, strlen(sql), &r);
+    if (r.fallback || strcmp(r.normalized, want) != 0)
+        fail_msg("[%s]\n  normalized [%s]%s\n  wanted     [%s]", sql, r.normalized,
+                 r.fallback ? " (fallback)" : "", want);
+}
+
+/* Every kind of statement that can hold a literal: where libpg_query's normalize leaves one in
+ * place (utility statements, DDL, NOTIFY, EXECUTE...), it is marked all the same, numbered on
+ * after normalize's own. */
+static void test_normalized_every_statement_kind(void **state)
+{
+    static const norm_case cases[] = {
+        {"SELECT E'v\\n', U&'v', B'01', X'1F', $$v$$, $q$v$q$, 1e5, 12345678901, date 'v', "
+         "'{v}'::text[]",
+         "SELECT $1, $2, $3, $4, $5, $6, $7, $8, date $9, $10::text[]"},
+        {"INSERT INTO t (a) VALUES ('v') ON CONFLICT (id) DO UPDATE SET a = 'w'",
+         "INSERT INTO t (a) VALUES ($1) ON CONFLICT (id) DO UPDATE SET a = $2"},
+        {"MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED THEN INSERT (a) VALUES ('v')",
+         "MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED THEN INSERT (a) VALUES ($1)"},
+        {"COPY t TO STDOUT WITH (NULL 'v', DELIMITER '|')",
+         "COPY t TO STDOUT WITH (NULL $1, DELIMITER $2)"},
+        {"COPY t FROM '/tmp/v'", "COPY t FROM $1"},
+        {"COPY (SELECT 'v') TO STDOUT", "COPY (SELECT $1) TO STDOUT"},
+        {"PREPARE p(text) AS SELECT $1, 'v'", "PREPARE p(text) AS SELECT $1, $2"},
+        {"PREPARE q AS SELECT 'v', $1", "PREPARE q AS SELECT $2, $1"},
+        {"EXECUTE p('v', 42)", "EXECUTE p($1, $2)"},
+        {"CALL proc('v', 4.2)", "CALL proc($1, $2)"},
+        {"DO $$BEGIN PERFORM 'v'; END$$", "DO $1"},
+        {"DO LANGUAGE plpgsql 'BEGIN END'", "DO LANGUAGE plpgsql $1"},
+        {"NOTIFY chan, 'v'", "NOTIFY chan, $1"},
+        {"COMMENT ON TABLE t IS 'v'", "COMMENT ON TABLE t IS $1"},
+        {"SECURITY LABEL FOR selinux ON TABLE t IS 'v'",
+         "SECURITY LABEL FOR selinux ON TABLE t IS $1"},
+        {"CREATE TABLE t2 AS SELECT 'v' AS a", "CREATE TABLE t2 AS SELECT $1 AS a"},
+        {"CREATE MATERIALIZED VIEW m AS SELECT 'v' AS a",
+         "CREATE MATERIALIZED VIEW m AS SELECT $1 AS a"},
+        {"CREATE VIEW v AS SELECT 'v' AS a", "CREATE VIEW v AS SELECT $1 AS a"},
+        {"CREATE TABLE t (a text DEFAULT 'v' CHECK (a <> 'w'), b varchar(20))",
+         "CREATE TABLE t (a text DEFAULT $1 CHECK (a <> $2), b varchar($3))"},
+        {"CREATE TABLE p1 PARTITION OF p FOR VALUES IN ('v')",
+         "CREATE TABLE p1 PARTITION OF p FOR VALUES IN ($1)"},
+        {"CREATE FUNCTION f(a text DEFAULT 'v') RETURNS text LANGUAGE sql AS 'SELECT 1'",
+         "CREATE FUNCTION f(a text DEFAULT $2) RETURNS text LANGUAGE sql AS $1"},
+        {"CREATE FUNCTION f() RETURNS text LANGUAGE sql RETURN 'v'",
+         "CREATE FUNCTION f() RETURNS text LANGUAGE sql RETURN $1"},
+        {"ALTER FUNCTION f(text) SET x.y = 'v'", "ALTER FUNCTION f(text) SET x.y = $1"},
+        {"CREATE ROLE r PASSWORD 'v' VALID UNTIL '2030-01-01'",
+         "CREATE ROLE r PASSWORD $1 VALID UNTIL $2"},
+        {"ALTER ROLE r WITH PASSWORD 'v'", "ALTER ROLE r WITH PASSWORD $1"},
+        {"ALTER ROLE r CONNECTION LIMIT 5", "ALTER ROLE r CONNECTION LIMIT $1"},
+        {"ALTER ROLE r SET x.y = 'v'", "ALTER ROLE r SET x.y = $1"},
+        {"ALTER DATABASE d SET x.y TO 'v'", "ALTER DATABASE d SET x.y TO $1"},
+        {"ALTER SYSTEM SET x.y = 'v'", "ALTER SYSTEM SET x.y = $1"},
+        {"SET x.y = 'v'", "SET x.y = $1"},
+        {"SET LOCAL x.y TO 'v'", "SET LOCAL x.y TO $1"},
+        {"SELECT set_config('x.y', 'v', false)", "SELECT set_config($1, $2, $3)"},
+        {"DECLARE c CURSOR FOR SELECT 'v'", "DECLARE c CURSOR FOR SELECT $1"},
+        {"FETCH FORWARD 5 FROM c", "FETCH FORWARD $1 FROM c"},
+        {"MOVE ABSOLUTE 5 IN c", "MOVE ABSOLUTE $1 IN c"},
+        {"CREATE FOREIGN DATA WRAPPER w OPTIONS (o 'v')",
+         "CREATE FOREIGN DATA WRAPPER w OPTIONS (o $1)"},
+        {"CREATE SERVER s VERSION 'v' FOREIGN DATA WRAPPER w OPTIONS (host 'v')",
+         "CREATE SERVER s VERSION $1 FOREIGN DATA WRAPPER w OPTIONS (host $2)"},
+        {"CREATE USER MAPPING FOR u SERVER s OPTIONS (user 'v', password 'w')",
+         "CREATE USER MAPPING FOR u SERVER s OPTIONS (user $1, password $2)"},
+        {"ALTER USER MAPPING FOR u SERVER s OPTIONS (SET password 'v')",
+         "ALTER USER MAPPING FOR u SERVER s OPTIONS (SET password $1)"},
+        {"CREATE DOMAIN d AS text DEFAULT 'v' CHECK (VALUE <> 'w')",
+         "CREATE DOMAIN d AS text DEFAULT $1 CHECK (VALUE <> $2)"},
+        {"ALTER DOMAIN d SET DEFAULT 'v'", "ALTER DOMAIN d SET DEFAULT $1"},
+        {"ALTER TABLE t ALTER COLUMN a SET DEFAULT 'v'",
+         "ALTER TABLE t ALTER COLUMN a SET DEFAULT $1"},
+        {"CREATE INDEX i ON t (a) WHERE a <> 'v'", "CREATE INDEX i ON t (a) WHERE a <> $1"},
+        {"CREATE POLICY p ON t USING (a = 'v')", "CREATE POLICY p ON t USING (a = $1)"},
+        {"CREATE RULE r AS ON INSERT TO t WHERE NEW.a = 'v' DO INSTEAD NOTHING",
+         "CREATE RULE r AS ON INSERT TO t WHERE NEW.a = $1 DO INSTEAD NOTHING"},
+        {"CREATE TRIGGER g BEFORE INSERT ON t FOR EACH ROW WHEN (NEW.a = 'v') "
+         "EXECUTE FUNCTION f('w')",
+         "CREATE TRIGGER g BEFORE INSERT ON t FOR EACH ROW WHEN (NEW.a = $1) "
+         "EXECUTE FUNCTION f($2)"},
+        {"CREATE TYPE e AS ENUM ('v', 'w')", "CREATE TYPE e AS ENUM ($1, $2)"},
+        {"ALTER TYPE e ADD VALUE 'v'", "ALTER TYPE e ADD VALUE $1"},
+        {"ALTER TYPE e RENAME VALUE 'v' TO 'w'", "ALTER TYPE e RENAME VALUE $1 TO $2"},
+        {"CREATE SEQUENCE s START 100 MAXVALUE 1000", "CREATE SEQUENCE s START $1 MAXVALUE $2"},
+        {"ALTER SEQUENCE s RESTART WITH 7", "ALTER SEQUENCE s RESTART WITH $1"},
+        {"CREATE AGGREGATE a(int) (SFUNC = int4pl, STYPE = int, INITCOND = '0')",
+         "CREATE AGGREGATE a(int) (SFUNC = int4pl, STYPE = int, INITCOND = $1)"},
+        {"CREATE TABLESPACE s LOCATION '/v'", "CREATE TABLESPACE s LOCATION $1"},
+        {"CREATE DATABASE d CONNECTION LIMIT 5", "CREATE DATABASE d CONNECTION LIMIT $1"},
+        {"CREATE EXTENSION e VERSION 'v'", "CREATE EXTENSION e VERSION $1"},
+        {"CREATE PUBLICATION p FOR TABLE t WHERE (a <> 'v')",
+         "CREATE PUBLICATION p FOR TABLE t WHERE (a <> $1)"},
+        {"CREATE SUBSCRIPTION s CONNECTION 'password=v' PUBLICATION p",
+         "CREATE SUBSCRIPTION s CONNECTION $1 PUBLICATION p"},
+        {"CREATE STATISTICS s ON (a || 'v'), b FROM t",
+         "CREATE STATISTICS s ON (a || $1), b FROM t"},
+        {"EXPLAIN SELECT 'v'", "EXPLAIN SELECT $1"},
+        {"LOAD 'v'", "LOAD $1"},
+        {"VACUUM (PARALLEL 2) t", "VACUUM (PARALLEL $1) t"},
+        {"PREPARE TRANSACTION 'v'", "PREPARE TRANSACTION $1"},
+        {"COMMIT PREPARED 'v'", "COMMIT PREPARED $1"},
+    };
+    fp_cache *c = fp_cache_new(256);
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        normalizes_to(c, cases[i].sql, cases[i].normalized);
+    fp_cache_free(c);
+}
+
+/* The value of a SET may be a bare word; normalize leaves it in ALTER ... SET. UPDATE's SET,
+ * a DEFAULT and FROM CURRENT hold no value. */
+static void test_normalized_set_values_that_are_words(void **state)
+{
+    static const norm_case cases[] = {
+        {"ALTER ROLE r IN DATABASE d SET x.y TO hunter2, 'a', -5",
+         "ALTER ROLE r IN DATABASE d SET x.y TO $1, $2, -$3"},
+        {"ALTER SYSTEM SET x=-5", "ALTER SYSTEM SET x=-$1"},
+        {"ALTER DATABASE d SET x = hunter2", "ALTER DATABASE d SET x = $1"},
+        {"ALTER FUNCTION f() SET search_path = public, \"$user\"",
+         "ALTER FUNCTION f() SET search_path = $1, $2"},
+        {"ALTER FUNCTION f() SET x = DEFAULT", "ALTER FUNCTION f() SET x = DEFAULT"},
+        {"ALTER FUNCTION f() SET x FROM CURRENT", "ALTER FUNCTION f() SET x FROM CURRENT"},
+        {"ALTER TABLE t ALTER COLUMN c SET DEFAULT x",
+         "ALTER TABLE t ALTER COLUMN c SET DEFAULT x"},
+        {"ALTER TABLE t ADD FOREIGN KEY (a) REFERENCES u ON DELETE SET DEFAULT ON UPDATE SET NULL",
+         "ALTER TABLE t ADD FOREIGN KEY (a) REFERENCES u ON DELETE SET DEFAULT ON UPDATE SET NULL"},
+        {"CREATE RULE r AS ON INSERT TO t DO ALSO UPDATE u SET a = new.b, c = d",
+         "CREATE RULE r AS ON INSERT TO t DO ALSO UPDATE u SET a = new.b, c = d"},
+        {"UPDATE t SET a = b, c = d", "UPDATE t SET a = b, c = d"},
+    };
+    fp_cache *c = fp_cache_new(64);
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        normalizes_to(c, cases[i].sql, cases[i].normalized);
+    fp_cache_free(c);
+    lexes_as("SET x = hunter4 garbage (", "SET x = ? garbage (");
+    lexes_as("ALTER ROLE r SET x TO hunter4, y z (", "ALTER ROLE r SET x TO ?, ? z (");
+}
+
+/* With standard_conforming_strings off, a backslash escapes a quote: 'x\' AS hunter2 --' is one
+ * string there, while libpg_query reads a string, an alias and a comment. From such a string
+ * on, nothing is kept; a backslash that cannot move the string's end changes nothing. */
+static void test_normalized_string_in_doubt(void **state)
+{
+    fp_cache *c = fp_cache_new(16);
+    fp_result r;
+    const char *doubt = "SELECT 'x\\' AS hunter2 --'";
+
+    (void)state;
+    fp_statement(c, doubt, strlen(doubt), &r);
+    assert_false(r.fallback);
+    assert_string_equal(r.normalized, "SELECT ?");
+    normalizes_to(c, "SELECT 'C:\\dir\\file', 2", "SELECT $1, $2");
+    normalizes_to(c, "SELECT 'a\\\\', E'b\\'c'", "SELECT $1, $2");
+    fp_cache_free(c);
+    lexes_as("SELEC 'x\\' hunter2 'y'", "SELEC ?");
+}
+
+/* Statements whose values normalize leaves, but whose fingerprints ignore them (EXECUTE, CALL,
+ * PREPARE TRANSACTION): one parse for any values, and the cached text holds none of them. */
+static void test_normalized_text_cached_without_values(void **state)
+{
+    static const char *const texts[] = {"EXECUTE p('hunter2')", "EXECUTE p('other')",
+                                        "CALL f('sk_live_1', 3)", "CALL f('sk_live_2', 4)"};
+    fp_cache *c = fp_cache_new(16);
+    fp_counters n;
+    fp_result r;
+
+    (void)state;
+    for (size_t i = 0; i < 4; i++) {
+        fp_statement(c, texts[i], strlen(texts[i]), &r);
+        assert_string_equal(r.normalized, i < 2 ? "EXECUTE p($1)" : "CALL f($1, $2)");
+    }
+    fp_get_counters(c, &n);
+    assert_int_equal(n.parses, 2);
+    assert_int_equal(n.hits, 2);
+    fp_cache_free(c);
+}
+
 static void test_hex(void **state)
 {
     char out[17];
@@ -1327,6 +1518,10 @@ int main(void)
         cmocka_unit_test(test_cache_fallback_text_is_capped),
         cmocka_unit_test(test_cache_text_need_not_be_terminated),
         cmocka_unit_test(test_cache_of_one_entry),
+        cmocka_unit_test(test_normalized_every_statement_kind),
+        cmocka_unit_test(test_normalized_set_values_that_are_words),
+        cmocka_unit_test(test_normalized_string_in_doubt),
+        cmocka_unit_test(test_normalized_text_cached_without_values),
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_split_basic),
         cmocka_unit_test(test_split_function_bodies),

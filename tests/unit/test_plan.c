@@ -1225,6 +1225,23 @@ static void test_redact_expressions(void **state)
     assert_null(explain_plan_redact(NULL));
 }
 
+/* The replay runs with the client's search_path, which EXPLAIN's SETTINGS prints: the value of
+ * the client's SET goes; the other settings (numbers and keywords) stay. */
+static void test_redact_search_path_setting(void **state)
+{
+    static const char plan[] =
+        "[{\"Plan\": {\"Node Type\": \"Result\"}, \"Settings\": "
+        "{\"search_path\": \"tenant_4711, public\", \"work_mem\": \"64MB\"}}]";
+    char *clean = explain_plan_redact(plan);
+
+    (void)state;
+    assert_non_null(clean);
+    assert_null(strstr(clean, "tenant_4711"));
+    assert_contains(clean, "\"search_path\":\"?\"");
+    assert_contains(clean, "\"work_mem\":\"64MB\"");
+    free(clean);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1233,6 +1250,7 @@ int main(void)
         cmocka_unit_test(test_seq_scan_filter),
         cmocka_unit_test(test_redact_keeps_findings_drops_values),
         cmocka_unit_test(test_redact_expressions),
+        cmocka_unit_test(test_redact_search_path_setting),
         cmocka_unit_test(test_seq_scan_filter_parallel),
         cmocka_unit_test(test_misestimate_10x),
         cmocka_unit_test(test_misestimate_100x),
