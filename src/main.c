@@ -61,6 +61,8 @@ static bool settings_from_config(const config *cfg, proxy_settings *s, char *err
     s->connect_timeout = cfg->connect_timeout;
     s->buffer_size = cfg->buffer_size;
     s->max_connections = cfg->max_connections;
+    s->max_startup_connections = cfg->max_startup_connections;
+    s->startup_timeout = cfg->startup_timeout;
     track_limits_default(&s->limits);
     s->limits.max_text = (uint32_t)cfg->max_query_text;
     if (!proxy_settings_check(s, err, errlen))

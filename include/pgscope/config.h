@@ -24,6 +24,8 @@ typedef struct config {
     int connect_timeout;
     int buffer_size;
     int max_connections;
+    int max_startup_connections;
+    int startup_timeout;
     char run_label[128];
     bool store_params;
     int queue_size;

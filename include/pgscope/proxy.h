@@ -28,12 +28,14 @@ typedef struct proxy_settings {
     char upstream_ca_file[PROXY_ADDR_MAX];
     char tls_cert_file[PROXY_ADDR_MAX];
     char tls_key_file[PROXY_ADDR_MAX];
-    int shutdown_timeout; /* seconds */
-    int connect_timeout;  /* seconds */
-    int buffer_size;      /* bytes queued per direction before reading pauses */
-    int max_connections;
-    queue *events;       /* where statement events go; NULL: no tracking */
-    track_limits limits; /* what tracking keeps of each statement */
+    int shutdown_timeout;        /* seconds */
+    int connect_timeout;         /* seconds */
+    int buffer_size;             /* bytes queued per direction before reading pauses */
+    int max_connections;         /* sessions past their startup packet */
+    int max_startup_connections; /* sessions before it; past it the oldest is closed */
+    int startup_timeout;         /* seconds to send the startup packet */
+    queue *events;               /* where statement events go; NULL: no tracking */
+    track_limits limits;         /* what tracking keeps of each statement */
 } proxy_settings;
 
 /* Called on SIGHUP to read the settings again; false keeps the current ones. */

@@ -139,6 +139,11 @@ track_conn *track_conn_new(uint64_t conn_id, const track_limits *lim, track_emit
 /* Frees the state; statements still in flight are dropped. */
 void track_conn_free(track_conn *c);
 
+/* The connection has been quiet for a while: gives back the room kept for the next statement
+ * (request queue, result sample, parameter encoding), reserved again when needed. A no-op
+ * while a statement is in flight. */
+void track_idle(track_conn *c);
+
 /* The StartupMessage (whole packet, as wire_first_parse accepted it): emits TRACK_EV_CONNECT. */
 void track_startup(track_conn *c, const uint8_t *pkt, size_t len, const char *client_addr,
                    int64_t now_us);

@@ -74,14 +74,16 @@ const char *wire_startup_param(const uint8_t *pkt, size_t len, const char *key);
 /* Where a framer hands the messages someone wants to look at. For each message it asks `want`:
  * 0 skips the message; any other value has it delivered to `message` once it has wholly passed,
  * with up to that many of its leading body bytes (never more than cap) and its full body length.
+ * The bytes are captured into room the sink's owner gives for each message (`reserve`, at least
+ * n bytes; NULL, out of memory, skips the message), so that an idle connection need hold none.
  * Nothing else is held. */
 typedef struct wire_sink {
     uint32_t (*want)(void *arg, uint8_t type, uint32_t body_len);
     void (*message)(void *arg, uint8_t type, const uint8_t *body, uint32_t captured,
                     uint32_t body_len);
+    uint8_t *(*reserve)(void *arg, uint32_t n);
     void *arg;
-    uint8_t *buf; /* capture buffer, owned by the sink's owner */
-    uint32_t cap; /* its size: the most any message may capture */
+    uint32_t cap; /* the most any message may capture */
 } wire_sink;
 
 /* Follows message boundaries in one direction without holding any message: it keeps only the
@@ -97,6 +99,7 @@ typedef struct {
     uint32_t want;      /* body bytes the sink asked to capture of it */
     uint32_t captured;  /* of which captured so far */
     bool deliver;       /* the sink wants this message */
+    uint8_t *capture;   /* where its bytes go: room the sink reserved for it */
     uint64_t messages;  /* messages whose header was complete and valid */
     bool terminated;    /* a client's Terminate has passed: nothing after it is framed */
     const wire_sink *sink;

@@ -12,6 +12,7 @@
 
 /* Bytes read per wake-up; the session moves them on before reading again. */
 #define READ_CHUNK 65536
+#define READ_FIRST 4096
 
 static void on_readable(evutil_socket_t fd, short what, void *arg);
 static void on_writable(evutil_socket_t fd, short what, void *arg);
@@ -157,24 +158,41 @@ void endpoint_want_read(endpoint *ep, bool on)
         event_active(ep->ev_read, EV_READ, 1);
 }
 
-/* readv into reserved space: evbuffer_read would ask the kernel for the pending size first,
+/* A read that found nothing leaves the chain it reserved in an empty buffer, where it would stay
+ * as long as the connection is idle. libevent frees the chains of a buffer only when it is drained
+ * of all it holds, so an empty one is given a byte and drained of it. */
+static void release_empty_chain(struct evbuffer *in)
+{
+    static const char nothing;
+
+    if (evbuffer_get_length(in) == 0 && evbuffer_add(in, &nothing, 1) == 0)
+        evbuffer_drain(in, 1);
+}
+
+/* read into reserved space: evbuffer_read would ask the kernel for the pending size first,
  * one more system call per read on the forwarding path. Reads on while the socket fills what
- * was reserved, up to READ_CHUNK, so bulk transfers take fewer turns of the loop. */
+ * was reserved, up to READ_CHUNK, so bulk transfers take fewer turns of the loop. One chain is
+ * reserved at a time: relaying moves it whole to the other side, which frees it once written,
+ * so an idle connection keeps no reserved room (two would leave an empty one behind). */
 static void read_plain(endpoint *ep)
 {
     size_t total = 0;
 
     while (total < READ_CHUNK) {
-        struct evbuffer_iovec v[2];
-        int nv = evbuffer_reserve_space(ep->in, READ_CHUNK / 4, v, 2);
+        /* A first read of a few KiB takes a whole statement or result of most traffic; only a
+         * read that fills it goes on with larger room. Large rooms for every small read would
+         * leave the heap fragmented between the small blocks connections keep. */
+        struct evbuffer_iovec v[1];
+        int nv = evbuffer_reserve_space(ep->in, total ? READ_CHUNK / 4 : READ_FIRST, v, 1);
         if (nv < 1) {
             fail(ep, "read", ENOMEM);
             return;
         }
-        size_t room = v[0].iov_len + (nv > 1 ? v[1].iov_len : 0);
-        ssize_t n = readv(ep->fd, (struct iovec *)v, nv);
+        size_t room = v[0].iov_len;
+        ssize_t n = read(ep->fd, v[0].iov_base, room);
         if (n <= 0) {
             evbuffer_commit_space(ep->in, v, 0);
+            release_empty_chain(ep->in);
             if (n == 0)
                 ep->read_eof = true;
             else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
@@ -183,13 +201,8 @@ static void read_plain(endpoint *ep)
         }
         ep->bytes_in += (uint64_t)n;
         total += (size_t)n;
-        size_t left = (size_t)n;
-        for (int i = 0; i < nv; i++) {
-            size_t take = left < v[i].iov_len ? left : v[i].iov_len;
-            v[i].iov_len = take;
-            left -= take;
-        }
-        evbuffer_commit_space(ep->in, v, nv);
+        v[0].iov_len = (size_t)n;
+        evbuffer_commit_space(ep->in, v, 1);
         if ((size_t)n < room)
             return; /* the socket is drained: no need for a read that would say EAGAIN */
     }

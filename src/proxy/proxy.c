@@ -123,10 +123,12 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     evtimer_add(px->accept_timer, &pause);
 }
 
-/* Two descriptors per session: ask for as many as the hard limit allows. */
-static void raise_fd_limit(int max_connections)
+/* Two descriptors per session, one per connection still to send its startup packet: ask for as
+ * many as the hard limit allows. */
+static void raise_fd_limit(int max_connections, int max_startup)
 {
     struct rlimit rl;
+    long long need = (long long)max_connections * 2 + max_startup + 32;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
@@ -134,9 +136,18 @@ static void raise_fd_limit(int max_connections)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)max_connections * 2 + 32 > rl.rlim_cur)
-        log_warning(NULL, "max_connections %d needs about %d descriptors; the limit is %llu",
-                    max_connections, max_connections * 2 + 32, (unsigned long long)rl.rlim_cur);
+    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)need > rl.rlim_cur)
+        log_warning(NULL,
+                    "max_connections %d and max_startup_connections %d need about %lld "
+                    "descriptors; the limit is %llu",
+                    max_connections, max_startup, need, (unsigned long long)rl.rlim_cur);
+}
+
+static void sweep_idle(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sessions_sweep_idle(arg);
 }
 
 static struct evconnlistener *listen_unix(proxy *px, const proxy_addr *a, char *err, size_t errlen)
@@ -209,6 +220,7 @@ static void close_listeners(proxy *px)
 
 void proxy_session_ended(proxy *px)
 {
+    px->ended_since_sweep++;
     px->n_sessions--;
     if (px->stopping && px->n_sessions == 0)
         event_base_loopexit(px->base, NULL);
@@ -298,6 +310,8 @@ static void proxy_cleanup(proxy *px, struct event **sigs, int n)
         event_free(px->stop_timer);
     if (px->accept_timer)
         event_free(px->accept_timer);
+    if (px->sweep_timer)
+        event_free(px->sweep_timer);
     SSL_CTX_free(px->server_ctx);
     SSL_CTX_free(px->client_ctx);
     event_base_free(px->base);
@@ -314,13 +328,14 @@ int proxy_run(const proxy_settings *s, proxy_reload_fn reload, void *reload_arg)
     px.reload = reload;
     px.reload_arg = reload_arg;
     LIST_INIT(&px.sessions);
+    TAILQ_INIT(&px.pending);
     signal(SIGPIPE, SIG_IGN);
     px.base = event_base_new();
     if (!px.base) {
         log_error(NULL, "cannot create the event loop");
         return 1;
     }
-    raise_fd_limit(s->max_connections);
+    raise_fd_limit(s->max_connections, s->max_startup_connections);
     px.accept_timer = evtimer_new(px.base, resume_accepting, &px);
     if (!proxy_addr_parse_upstream(s->upstream, &px.upstream, err, sizeof(err)) ||
         !build_tls(s, &px.server_ctx, &px.client_ctx, err, sizeof(err)) ||
@@ -330,6 +345,10 @@ int proxy_run(const proxy_settings *s, proxy_reload_fn reload, void *reload_arg)
         return 1;
     }
     px.stop_timer = evtimer_new(px.base, stop_deadline, &px);
+    px.sweep_timer = event_new(px.base, -1, EV_PERSIST, sweep_idle, &px);
+    struct timeval sweep_every = {PROXY_IDLE_SWEEP, 0};
+    if (px.sweep_timer)
+        event_add(px.sweep_timer, &sweep_every);
     sigs[0] = evsignal_new(px.base, SIGTERM, on_stop_signal, &px);
     sigs[1] = evsignal_new(px.base, SIGINT, on_stop_signal, &px);
     sigs[2] = evsignal_new(px.base, SIGHUP, on_reload_signal, &px);

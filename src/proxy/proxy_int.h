@@ -98,10 +98,14 @@ struct proxy {
     int n_listeners;
     LIST_HEAD(, proxy_session) sessions;
     int n_sessions;
+    TAILQ_HEAD(, proxy_session) pending; /* before their startup packet, oldest first */
+    int n_pending;
+    int ended_since_sweep; /* sessions freed since the last idle sweep */
     uint64_t next_id;
     bool stopping;
     struct event *stop_timer;
     struct event *accept_timer; /* re-enables accepting after descriptors ran out */
+    struct event *sweep_timer;  /* gives back the room of idle sessions */
     proxy_reload_fn reload;
     void *reload_arg;
 };
@@ -110,6 +114,10 @@ struct proxy {
 void session_start(proxy *px, int fd, const struct sockaddr *sa, int salen);
 /* Ends every session, telling each client why when the protocol allows. */
 void sessions_abort_all(proxy *px, const char *sqlstate, const char *message);
+/* Seconds between two sweeps of idle sessions (sessions_sweep_idle). */
+#define PROXY_IDLE_SWEEP 5
+/* Gives back the room of sessions quiet since the last sweep. */
+void sessions_sweep_idle(proxy *px);
 /* Frees every session now; only for the end of the process. */
 void sessions_destroy_all(proxy *px);
 /* Sets TCP_NODELAY and SO_KEEPALIVE (no-ops on Unix sockets). */

@@ -9,6 +9,9 @@
 #include "pgscope/log.h"
 
 #include <arpa/inet.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <time.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -17,9 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* Seconds a client has to send its startup packet, like PostgreSQL's authentication_timeout. */
-#define STARTUP_TIMEOUT 60
 
 typedef enum {
     ST_STARTUP,    /* reading the client's first packets */
@@ -30,6 +30,17 @@ typedef enum {
     ST_CANCEL,     /* CancelRequest sent; waiting for the server to close */
     ST_CLOSING,    /* a last message to the client is being flushed */
 } session_state;
+
+/* Room for the bytes track reads of one direction's messages: reserved as a message needs it,
+ * given back between statements when a large one took more than CAPTURE_KEEP, so that an idle
+ * connection holds little (issue: 23 KB per idle connection when it was reserved up front). */
+typedef struct capture {
+    uint8_t *buf;
+    uint32_t size;
+} capture;
+
+/* Kept between statements: what most messages track reads fit in. */
+#define CAPTURE_KEEP 512
 
 struct proxy_session {
     proxy *px;
@@ -49,12 +60,17 @@ struct proxy_session {
     bool plain_after_ssl;   /* bytes came behind the SSLRequest: refused once TLS is up */
     bool client_terminated; /* the client's Terminate passed: nothing more goes to the server */
     bool client_raw;        /* a header pgscope could not frame: the rest passes unframed */
+    bool active;            /* bytes passed since the last idle sweep */
+    bool trimmed;           /* quiet since a sweep gave back its room */
     bool dead;
     struct event *timer; /* connect and closing deadlines */
     struct event *reap;  /* frees the session once the current callback is over */
     track_conn *track;   /* protocol state for statement events; NULL when not tracking */
     wire_sink client_sink, server_sink;
+    capture client_capture, server_capture;
     LIST_ENTRY(proxy_session) link;
+    bool pending; /* in px->pending: no startup packet yet */
+    TAILQ_ENTRY(proxy_session) pending_link;
 };
 
 static void client_read(endpoint *ep, void *arg);
@@ -95,6 +111,43 @@ static uint32_t want_from_server(void *arg, uint8_t type, uint32_t len)
     return track_want(((proxy_session *)arg)->track, WIRE_FROM_SERVER, type, len);
 }
 
+static uint8_t *capture_reserve(capture *c, uint32_t n)
+{
+    if (n <= c->size && c->buf)
+        return c->buf;
+    uint32_t size = n < CAPTURE_KEEP ? CAPTURE_KEEP : n;
+    uint8_t *b = malloc(size); /* the old bytes belong to a message already delivered */
+    if (!b)
+        return NULL;
+    free(c->buf);
+    c->buf = b;
+    c->size = size;
+    return b;
+}
+
+static void capture_free(capture *c)
+{
+    free(c->buf);
+    c->buf = NULL;
+    c->size = 0;
+}
+
+static void capture_trim(capture *c)
+{
+    if (c->size > CAPTURE_KEEP)
+        capture_free(c);
+}
+
+static uint8_t *reserve_from_client(void *arg, uint32_t n)
+{
+    return capture_reserve(&((proxy_session *)arg)->client_capture, n);
+}
+
+static uint8_t *reserve_from_server(void *arg, uint32_t n)
+{
+    return capture_reserve(&((proxy_session *)arg)->server_capture, n);
+}
+
 static void message_from_client(void *arg, uint8_t type, const uint8_t *body, uint32_t n,
                                 uint32_t len)
 {
@@ -104,7 +157,13 @@ static void message_from_client(void *arg, uint8_t type, const uint8_t *body, ui
 static void message_from_server(void *arg, uint8_t type, const uint8_t *body, uint32_t n,
                                 uint32_t len)
 {
-    track_message(((proxy_session *)arg)->track, WIRE_FROM_SERVER, type, body, n, len);
+    proxy_session *s = arg;
+
+    track_message(s->track, WIRE_FROM_SERVER, type, body, n, len);
+    if (type == 'Z') { /* ReadyForQuery: between statements */
+        capture_trim(&s->client_capture);
+        capture_trim(&s->server_capture);
+    }
 }
 
 static void start_tracking(proxy_session *s, const char *client_addr)
@@ -115,16 +174,12 @@ static void start_tracking(proxy_session *s, const char *client_addr)
     if (!st->events)
         return;
     s->track = track_conn_new(s->id, &st->limits, emit_event, s->px);
-    s->client_sink = (wire_sink){want_from_client, message_from_client, s, malloc(cap), cap};
-    s->server_sink = (wire_sink){want_from_server, message_from_server, s, malloc(SERVER_CAPTURE),
-                                 SERVER_CAPTURE};
-    if (!s->track || !s->client_sink.buf || !s->server_sink.buf) {
-        track_conn_free(s->track);
-        free(s->client_sink.buf);
-        free(s->server_sink.buf);
-        s->track = NULL;
+    s->client_sink =
+        (wire_sink){want_from_client, message_from_client, reserve_from_client, s, cap};
+    s->server_sink =
+        (wire_sink){want_from_server, message_from_server, reserve_from_server, s, SERVER_CAPTURE};
+    if (!s->track)
         return;
-    }
     track_startup(s->track, s->first, s->first_len, client_addr, clock_wall_us());
 }
 
@@ -139,18 +194,55 @@ static void attach_tracking(proxy_session *s)
 
 /* ---- ending a session ---- */
 
+/* ---- connections before their startup packet ----
+ *
+ * They have a cap and a deadline of their own (max_startup_connections, startup_timeout), apart
+ * from max_connections: a slowloris that opens thousands of connections and says nothing takes
+ * no slot of a client that authenticates. When the cap is reached the oldest silent connection
+ * is closed to make room, so a new client is always read. */
+
+static void pending_leave(proxy_session *s)
+{
+    if (!s->pending)
+        return;
+    s->pending = false;
+    TAILQ_REMOVE(&s->px->pending, s, pending_link);
+    s->px->n_pending--;
+}
+
+static void session_close(proxy_session *s);
+
+static void pending_enter(proxy_session *s)
+{
+    proxy *px = s->px;
+
+    s->pending = true;
+    TAILQ_INSERT_TAIL(&px->pending, s, pending_link);
+    px->n_pending++;
+    if (px->n_pending > px->settings.max_startup_connections) {
+        proxy_session *oldest = TAILQ_FIRST(&px->pending);
+        log_info(oldest->tag,
+                 "closed: %d connections have not sent a startup packet "
+                 "(max_startup_connections), this one the longest",
+                 px->n_pending - 1);
+        pending_leave(oldest);
+        session_close(oldest);
+    }
+}
+
 static void session_destroy(proxy_session *s)
 {
     proxy *px = s->px;
 
+    pending_leave(s);
     log_debug(s->tag, "closed: %llu bytes from client, %llu from server",
               (unsigned long long)s->client.bytes_in, (unsigned long long)s->server.bytes_in);
     LIST_REMOVE(s, link);
     if (s->track) {
         track_disconnect(s->track, s->client.bytes_in, s->server.bytes_in, clock_wall_us());
         track_conn_free(s->track);
-        free(s->client_sink.buf);
-        free(s->server_sink.buf);
+        free(s->client_capture.buf);
+        free(s->server_capture.buf);
     }
     endpoint_free(&s->client);
     endpoint_free(&s->server); /* fd -1 and NULL members when never connected */
@@ -292,6 +384,8 @@ static wire_error relay(proxy_session *s, endpoint *src, endpoint *dst, wire_fra
         evbuffer_drain(src->in, evbuffer_get_length(src->in));
         return WIRE_OK;
     }
+    s->active = true;
+    s->trimmed = false;
     if (s->track && f && f->sink)
         track_set_clock(s->track, clock_wall_us());
     if (!f) /* unframed: every byte as it comes */
@@ -610,7 +704,7 @@ static void startup_deadline(evutil_socket_t fd, short what, void *arg)
 {
     proxy_session *s = arg;
 
-    log_info(s->tag, "no startup packet within %d s: closed", STARTUP_TIMEOUT);
+    log_info(s->tag, "no startup packet within %d s: closed", s->px->settings.startup_timeout);
     session_close(s);
 }
 
@@ -739,8 +833,10 @@ static void name_session(proxy_session *s)
 static void take_first(proxy_session *s, const wire_first *f)
 {
     bool cancel = f->kind == WIRE_FIRST_CANCEL;
+    proxy *px = s->px;
 
-    if (!cancel && s->px->n_sessions > s->px->settings.max_connections) {
+    pending_leave(s);
+    if (!cancel && px->n_sessions - px->n_pending > px->settings.max_connections) {
         /* Like PostgreSQL, after the negotiation, so that the client reads the reason. */
         abortf(s, "53300", "pgscope: sorry, too many clients already (max_connections %d)",
                s->px->settings.max_connections);
@@ -907,13 +1003,9 @@ void session_start(proxy *px, int fd, const struct sockaddr *sa, int salen)
     s->state = ST_STARTUP;
     log_debug(s->tag, "connected");
     /* Past max_connections a client is refused once it has sent its startup packet
-     * (take_first); past twice that, at once, so that descriptors stay bounded. */
-    if (px->n_sessions > 2 * px->settings.max_connections) {
-        abortf(s, "53300", "pgscope: sorry, too many clients already (max_connections %d)",
-               px->settings.max_connections);
-        return;
-    }
-    struct timeval tv = {STARTUP_TIMEOUT, 0};
+     * (take_first); before that it counts against max_startup_connections. */
+    pending_enter(s);
+    struct timeval tv = {px->settings.startup_timeout, 0};
     event_add(s->timer, &tv);
     endpoint_want_read(&s->client, true);
 }
@@ -926,6 +1018,36 @@ void sessions_abort_all(proxy *px, const char *sqlstate, const char *message)
         next = LIST_NEXT(s, link);
         session_abort(s, sqlstate, message, NULL);
     }
+}
+
+/* Called every PROXY_IDLE_SWEEP seconds: a session quiet since the last call gives back what
+ * it keeps for its next statement (capture room, track's queue and sample blocks), so that a
+ * thousand idle connections cost little. Nothing on the forwarding path waits for it. */
+void sessions_sweep_idle(proxy *px)
+{
+    proxy_session *s;
+    bool gave_back = px->ended_since_sweep > 0;
+
+    LIST_FOREACH(s, &px->sessions, link)
+    {
+        if (s->active || s->trimmed || s->state != ST_RELAY) {
+            s->active = false;
+            continue;
+        }
+        s->trimmed = true;
+        capture_free(&s->client_capture);
+        capture_free(&s->server_capture);
+        if (s->track)
+            track_idle(s->track);
+        gave_back = true;
+    }
+    px->ended_since_sweep = 0;
+#ifdef __GLIBC__
+    /* glibc keeps freed pages resident until asked: give them back to the system, once per
+     * sweep that freed something (it walks the heap, so not on every free). */
+    if (gave_back)
+        malloc_trim(0);
+#endif
 }
 
 void sessions_destroy_all(proxy *px)

@@ -385,7 +385,9 @@ struct track_conn {
     char *search_path; /* from the StartupMessage; NULL when it set none */
 
     uint32_t want_query, want_parse, want_bind;
-    uint8_t *scratch; /* max_params bytes to encode a Bind's parameters into */
+    uint8_t
+        *scratch; /* where a Bind's parameters are encoded: grown as binds need, to max_params */
+    uint32_t scratch_size;
 
     req_queue q;
     event_ring held; /* completed statements waiting for the ReadyForQuery status */
@@ -1358,6 +1360,27 @@ static bool encode_param(uint8_t *buf, uint32_t budget, uint32_t *pos, const uin
     return true;
 }
 
+/* Room for need bytes of encoded parameters. The buffer grows as binds need it, up to
+ * max_params, so that a connection that binds little (or never) holds little. */
+static bool scratch_room(track_conn *c, uint64_t need)
+{
+    if (need > c->lim.max_params)
+        need = c->lim.max_params; /* encode_param then finds no room, as it should */
+    if (need <= c->scratch_size)
+        return true;
+    uint64_t size = c->scratch_size ? c->scratch_size : 256;
+    while (size < need)
+        size *= 2;
+    if (size > c->lim.max_params)
+        size = c->lim.max_params;
+    uint8_t *p = realloc(c->scratch, (size_t)size);
+    if (!p)
+        return false;
+    c->scratch = p;
+    c->scratch_size = (uint32_t)size;
+    return true;
+}
+
 typedef struct {
     uint32_t fmt_pos; /* where the format codes start in the body */
     uint16_t nfmt;
@@ -1395,8 +1418,8 @@ static rd_status read_bind_value(track_conn *c, reader *r, bind_walk *w, uint16_
         return RD_BAD;
     uint32_t keep = body < c->lim.max_param ? body : c->lim.max_param;
     if (w->keeping) {
-        if (keep <= r->captured - r->pos &&
-            encode_param(c->scratch, c->lim.max_params, &w->used, r->p + r->pos,
+        if (keep <= r->captured - r->pos && scratch_room(c, (uint64_t)w->used + 10 + keep) &&
+            encode_param(c->scratch, c->scratch_size, &w->used, r->p + r->pos,
                          len < 0 ? -1 : (int32_t)keep, param_is_binary(r, w, i))) {
             w->kept++;
             w->cut |= keep < body;
@@ -1431,7 +1454,7 @@ static rd_status read_result_formats(reader *r, uint32_t *binary)
 /* Formats, values and result formats of a Bind, after the two names. */
 static rd_status read_bind_params(track_conn *c, reader *r, param_set *out, uint32_t *result_binary)
 {
-    bind_walk w = {.keeping = c->scratch != NULL};
+    bind_walk w = {.keeping = c->lim.max_params > 0};
     uint16_t n;
     rd_status st = rd_u16(r, &w.nfmt);
 
@@ -2103,9 +2126,22 @@ track_conn *track_conn_new(uint64_t conn_id, const track_limits *lim, track_emit
     c->want_bind = want_for_bind(&c->lim);
     c->stmts.max = c->lim.max_prepared;
     c->portals.max = c->lim.max_prepared;
-    if (c->lim.max_params > 0)
-        c->scratch = malloc(c->lim.max_params); /* NULL: parameters are not kept */
     return c;
+}
+
+void track_idle(track_conn *c)
+{
+    if (c->q.count > 0)
+        return; /* a statement is in flight: its state is in use */
+    free(c->q.items);
+    c->q.items = NULL;
+    c->q.cap = 0;
+    c->q.head = 0;
+    free(c->smp.cols);
+    memset(&c->smp, 0, sizeof(c->smp));
+    free(c->scratch);
+    c->scratch = NULL;
+    c->scratch_size = 0;
 }
 
 void track_conn_free(track_conn *c)

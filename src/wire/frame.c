@@ -99,8 +99,11 @@ static void begin_message(wire_framer *f, uint32_t len)
     if (f->sink) {
         uint32_t want = f->sink->want(f->sink->arg, f->type, f->body_len);
         uint32_t most = f->body_len < f->sink->cap ? f->body_len : f->sink->cap;
-        f->deliver = want > 0;
         f->want = want < most ? want : most;
+        f->capture = want > 0 ? f->sink->reserve(f->sink->arg, f->want) : NULL;
+        f->deliver = f->capture != NULL;
+        if (!f->deliver)
+            f->want = 0;
     }
 }
 
@@ -109,7 +112,7 @@ static void begin_message(wire_framer *f, uint32_t len)
 static bool end_message(wire_framer *f)
 {
     if (f->deliver)
-        f->sink->message(f->sink->arg, f->type, f->sink->buf, f->captured, f->body_len);
+        f->sink->message(f->sink->arg, f->type, f->capture, f->captured, f->body_len);
     f->terminated = f->side == WIRE_FROM_CLIENT && f->type == 'X';
     return f->terminated;
 }
@@ -132,7 +135,7 @@ wire_error wire_framer_feed(wire_framer *f, const uint8_t *buf, size_t n, size_t
             size_t take = n - pos < f->remaining ? n - pos : f->remaining;
             if (f->captured < f->want) {
                 size_t c = f->want - f->captured < take ? f->want - f->captured : take;
-                memcpy(f->sink->buf + f->captured, buf + pos, c);
+                memcpy(f->capture + f->captured, buf + pos, c);
                 f->captured += (uint32_t)c;
             }
             f->remaining -= (uint32_t)take;

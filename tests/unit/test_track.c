@@ -411,6 +411,7 @@ typedef struct {
     wire_side side;
     uint64_t rows_wanted;    /* DataRows track asked to capture */
     uint64_t rows_delivered; /* DataRows handed to track_message */
+    uint8_t *buf;            /* capture room: the whole cap, given to every message */
 } side_ref;
 
 typedef struct {
@@ -444,6 +445,14 @@ static void sink_message(void *arg, uint8_t type, const uint8_t *body, uint32_t 
     track_message(r->c, r->side, type, body, captured, body_len);
 }
 
+static uint8_t *sink_reserve(void *arg, uint32_t n)
+{
+    side_ref *r = arg;
+
+    (void)n; /* never above the sink's cap, which buf holds */
+    return r->buf;
+}
+
 static void collect(track_event *ev, void *arg)
 {
     fixture *fx = arg;
@@ -467,7 +476,8 @@ static void sink_init(fixture *fx, wire_sink *sink, side_ref *ref, wire_side sid
     sink->want = sink_want;
     sink->message = sink_message;
     sink->arg = ref;
-    sink->buf = *buf;
+    ref->buf = *buf;
+    sink->reserve = sink_reserve;
     sink->cap = cap;
 }
 
