@@ -100,6 +100,9 @@ static const opt opts[] = {
      "lock_timeout of a replay"},
     {"explain_timing", 0, BOOL(explain_timing), "on", 0, 0, "on|off",
      "EXPLAIN ANALYZE's per-node timing (off lowers its overhead)"},
+    {"explain_allow_functions", 0, STR(explain_allow_functions), "", 0, 0, "LIST",
+     "user functions ([schema.]name or schema.*, comma-separated) you vouch have no side "
+     "effects: statements calling them may run under EXPLAIN ANALYZE"},
     {"advisor", 0, BOOL(advisor), "on", 0, 0, "on|off",
      "suggest indexes for sampled statements, verified with hypopg where the database has it"},
     {"advisor_create_extension", 0, BOOL(advisor_create_extension), "off", 0, 0, "on|off",

@@ -157,6 +157,7 @@ static void explain_settings_from_config(const config *cfg, const char *upstream
     x->side.statement_timeout_ms = cfg->explain_statement_timeout;
     x->side.lock_timeout_ms = cfg->explain_lock_timeout;
     x->side.timing = cfg->explain_timing;
+    x->side.allow_functions = cfg->explain_allow_functions;
     x->store_params = cfg->store_params;
     x->advise = cfg->advisor;
     advisor_settings_default(&x->advisor);

@@ -43,6 +43,7 @@ typedef struct config {
     int explain_statement_timeout;
     int explain_lock_timeout;
     bool explain_timing;
+    char explain_allow_functions[CONFIG_STR_MAX * 4];
     bool advisor;
     bool advisor_create_extension;
     double advisor_min_reduction; /* percent */

@@ -11,9 +11,11 @@
 /* ---- the guard: libpg_query's parse tree decides ---- */
 
 typedef enum {
-    EXPLAIN_GUARD_SELECT,  /* one read-only query: may run under EXPLAIN ANALYZE */
-    EXPLAIN_GUARD_DML,     /* INSERT, UPDATE, DELETE or MERGE: plain EXPLAIN only, by default */
-    EXPLAIN_GUARD_REFUSED, /* never replayed: see reason */
+    EXPLAIN_GUARD_SELECT,    /* one read-only query: may run under EXPLAIN ANALYZE */
+    EXPLAIN_GUARD_DML,       /* INSERT, UPDATE, DELETE or MERGE: plain EXPLAIN only, by default */
+    EXPLAIN_GUARD_REFUSED,   /* never replayed: see reason */
+    EXPLAIN_GUARD_PLAN_ONLY, /* calls a function that must not run (see reason): plain EXPLAIN
+                              * only, which plans it without calling it */
 } explain_guard_kind;
 
 typedef struct explain_guard_result {
@@ -26,8 +28,12 @@ typedef struct explain_guard_result {
  * and calls no function that acts outside the transaction or waits (nextval, setval,
  * pg_advisory_*lock*, dblink*, pg_notify, pg_sleep*, pg_terminate_backend, pg_cancel_backend,
  * set_config, lo_*, pg_read_file and similar, any function whose name the deny list holds,
- * schema-qualified or not). More than one statement, text that does not parse, utility
- * statements and everything else are refused. */
+ * schema-qualified or not). A SELECT or DML that calls such a function is PLAN_ONLY, unless the
+ * planner itself might call it (of those that run SQL of their own or take a transaction id,
+ * some are not VOLATILE): then it is refused. More than one statement, text that does not parse,
+ * utility statements and everything else are refused. This is a first filter by name only: what
+ * the statement reaches through views, operators and policies is checked on its plan
+ * (explain_calls_read below). */
 explain_guard_result explain_guard(const char *text);
 
 /* ---- the client's search_path ---- */
@@ -77,11 +83,13 @@ typedef enum {
     EXPLAIN_SKIP_QUEUE,         /* the side connections' queue was full */
     EXPLAIN_SKIP_INCOMPLETE,    /* its text or parameters were cut, or a parameter is binary */
     EXPLAIN_SKIP_ERROR,         /* it failed (an error, a cancel): nothing to replay */
+    EXPLAIN_SKIP_FUNCTION,      /* it calls a function not known to be free of side effects:
+                                 * explained without ANALYZE, like DML */
     EXPLAIN_SKIP_COUNT
 } explain_skip;
 
 /* "enough", "same_params", "backoff", "budget", "rate", "dml", "guard", "no_connection",
- * "failed", "queue", "incomplete", "error"; "sample" for EXPLAIN_SAMPLE. */
+ * "failed", "queue", "incomplete", "error", "function"; "sample" for EXPLAIN_SAMPLE. */
 const char *explain_skip_name(explain_skip s);
 
 typedef struct explain_sampler explain_sampler;
@@ -95,15 +103,16 @@ bool explain_sampler_observe(explain_sampler *sm, double duration_ms, double sha
                              uint64_t shape_calls);
 
 /* For a candidate: sample it, or why not (the reason is counted). guard is the guard's verdict
- * on its text; params_hash identifies its parameter values. EXPLAIN_SKIP_DML is the one skip
- * that still reserves a sample: DML without dml_analyze, to be explained without ANALYZE (and
- * settled with explain_sampler_done like a sample). */
+ * on its text; params_hash identifies its parameter values. EXPLAIN_SKIP_DML and
+ * EXPLAIN_SKIP_FUNCTION (a PLAN_ONLY verdict) are the skips that still reserve a sample: to be
+ * explained without ANALYZE (and settled with explain_sampler_done like a sample). */
 explain_skip explain_sampler_decide(explain_sampler *sm, uint64_t fingerprint, uint64_t params_hash,
                                     explain_guard_kind guard, int64_t now_us);
 
 /* A decided sample ended: the side-connection time it cost, and what came of it: EXPLAIN_SAMPLE
- * for a plan, else the reason it failed (EXPLAIN_SKIP_FAILED, EXPLAIN_SKIP_NO_CONNECTION...),
- * which is counted and starts the shape's backoff. */
+ * for a plan, EXPLAIN_SKIP_FUNCTION for a plain plan taken instead of EXPLAIN ANALYZE (counted,
+ * a plan all the same), else the reason it failed (EXPLAIN_SKIP_FAILED,
+ * EXPLAIN_SKIP_NO_CONNECTION...), which is counted and starts the shape's backoff. */
 void explain_sampler_done(explain_sampler *sm, uint64_t fingerprint, double side_ms,
                           explain_skip outcome, int64_t now_us);
 
@@ -155,6 +164,90 @@ char *explain_redact_text(const char *text);
  * malloc'd string, NULL for text that is not a plan. */
 char *explain_plan_tree(const char *json);
 
+/* ---- the plan check: may a statement the guard allowed run under EXPLAIN ANALYZE? ----
+ *
+ * Before EXPLAIN ANALYZE, the side connection plans the statement with plain EXPLAIN (VERBOSE,
+ * FORMAT JSON), never executing it, reads from that plan every name that may stand for a
+ * function (functions, operators, casts, the tables scanned and written, the indexes used),
+ * and looks them up with explain_calls_sql in the same transaction and search_path. The
+ * statement is executed only when every function found is allowed (explain_call_allowed);
+ * otherwise the plain plan is kept. */
+
+typedef enum {
+    EXPLAIN_CALL_FUNCTION, /* a function called or scanned, [schema.]name */
+    EXPLAIN_CALL_OPERATOR, /* an operator symbol, [schema.]op */
+    EXPLAIN_CALL_TYPE,     /* a type cast to, [schema.]name */
+    EXPLAIN_CALL_RELATION, /* a table scanned or written, schema.name */
+    EXPLAIN_CALL_INDEX,    /* an index scanned, schema.name */
+    EXPLAIN_CALL_TARGET,   /* a table written (INSERT, UPDATE, DELETE, MERGE), schema.name */
+    EXPLAIN_CALL_KINDS
+} explain_call_kind;
+
+typedef struct explain_calls explain_calls;
+
+/* Reads a plain EXPLAIN (VERBOSE, FORMAT JSON) result. NULL, with why, when it is not one, names
+ * more than can be checked, joins foreign tables remotely, or memory runs out: the statement
+ * must then not be executed. */
+explain_calls *explain_calls_read(const char *plan_json, char *why, size_t n);
+void explain_calls_free(explain_calls *c);
+
+/* Adds what the statement's own text names (functions, operators, types cast to, relations,
+ * views included), read from its parse tree: a plan does not print VALUES rows, LIMIT and
+ * OFFSET, window frame offsets or the operator of x = ANY (SELECT ...). False when the text
+ * does not parse: the statement must then not be executed. */
+bool explain_calls_add_statement(explain_calls *c, const char *text);
+
+/* Whether the plan named kind [schema.]name; schema "" or NULL: not qualified. For tests. */
+bool explain_calls_has(const explain_calls *c, explain_call_kind kind, const char *schema,
+                       const char *name);
+size_t explain_calls_count(const explain_calls *c, explain_call_kind kind);
+
+/* The catalog query: one row per function the plan may call, with the columns of
+ * explain_called in order (schema, name, src, volatility, kind, nargs, builtin, internal,
+ * trigger, via; booleans as t/f). Its parameters are text[] literals, two per kind (schemas,
+ * names), from explain_calls_params: malloc'd, freed by the caller; false when out of memory. */
+#define EXPLAIN_CALLS_PARAMS (2 * EXPLAIN_CALL_KINDS)
+extern const char explain_calls_sql[];
+bool explain_calls_params(const explain_calls *c, char *values[EXPLAIN_CALLS_PARAMS]);
+
+/* What the side connection sends, in one round trip: jit off, explain_calls_sql with the values
+ * inlined as literals by quote (libpq's PQescapeLiteral, freed by quote_free), jit back to the
+ * connection's own value. Malloc'd; NULL when a value cannot be quoted or memory runs out. */
+char *explain_calls_script(char *const values[EXPLAIN_CALLS_PARAMS],
+                           char *(*quote)(void *arg, const char *value),
+                           void (*quote_free)(void *quoted), void *arg);
+
+/* One function the catalog query found. */
+typedef struct explain_called {
+    const char *schema, *name;
+    const char *src; /* the C function a LANGUAGE internal one runs; NULL otherwise */
+    const char *via; /* how the plan reaches it: "called by name", "the function of operator
+                      * ===", "a trigger of table t"... */
+    char volatility; /* 'i', 's' or 'v' */
+    char kind;       /* 'f', 'a' (aggregate), 'w' (window), 'p' */
+    int nargs;
+    bool builtin;  /* created with the cluster (OID below 16384) */
+    bool internal; /* LANGUAGE internal */
+    bool trigger;  /* returns trigger */
+} explain_called;
+
+/* The functions the user vouches for: explain_allow_functions, "[schema.]name, ...", where
+ * "schema.*" stands for every function of a schema. Names are matched as PostgreSQL stores them
+ * (lower case unless created quoted). NULL when out of memory. */
+typedef struct explain_allow explain_allow;
+explain_allow *explain_allow_parse(const char *list);
+size_t explain_allow_count(const explain_allow *a);
+void explain_allow_free(explain_allow *a);
+
+/* May f run under EXPLAIN ANALYZE? Never when its name (or the C function it runs) is on the
+ * guard's deny list. A built-in: when IMMUTABLE or STABLE, or one of the VOLATILE ones that only
+ * read (random, clock_timestamp, timeofday, gen_random_uuid, currval, lastval, pg_stat_get_*,
+ * sizes, WAL positions...), or with read_write (DML rolled back) a built-in trigger function
+ * (FOREIGN KEY checks and cascades). Any other function: only when allow holds it (the user's
+ * aggregates are judged by their support functions). When not, why says so. */
+bool explain_call_allowed(const explain_called *f, const explain_allow *allow, bool read_write,
+                          char *why, size_t n);
+
 /* ---- side connections: replaying a sampled statement on pgscope's own connection ---- */
 
 /* One statement to explain. Owned by the side once submitted. */
@@ -167,7 +260,8 @@ typedef struct explain_job {
     char *query;       /* the statement text; $1.. for bind parameters */
     int n_params;
     char **params;   /* text values; NULL entries are SQL NULL */
-    bool analyze;    /* EXPLAIN ANALYZE (a SELECT the guard allowed) or plain EXPLAIN */
+    bool analyze;    /* EXPLAIN ANALYZE (a SELECT the guard allowed, once its plan is checked)
+                      * or plain EXPLAIN */
     bool read_write; /* explain_dml = analyze-rollback: ANALYZE of DML, rolled back */
 } explain_job;
 
@@ -179,8 +273,10 @@ typedef struct explain_result {
     uint64_t fingerprint;
     bool ok;
     char *plan_json;   /* the EXPLAIN (FORMAT JSON) output when ok */
-    explain_skip skip; /* when !ok: EXPLAIN_SKIP_NO_CONNECTION or EXPLAIN_SKIP_FAILED */
-    char error[256];   /* when !ok: why, for the log */
+    explain_skip skip; /* when ok: EXPLAIN_SAMPLE, or EXPLAIN_SKIP_FUNCTION when an ANALYZE job
+                        * got the plain plan only (its plan check refused, see error); when !ok:
+                        * EXPLAIN_SKIP_NO_CONNECTION or EXPLAIN_SKIP_FAILED */
+    char error[256];   /* when !ok, or skip is EXPLAIN_SKIP_FUNCTION: why, for the log */
     double side_ms;    /* time the side connection spent on it */
 } explain_result;
 
@@ -196,8 +292,10 @@ typedef struct explain_side_settings {
     bool timing;                       /* EXPLAIN's TIMING option (default true) */
     int per_database;                  /* side connections per database (default 2) */
     int queue_size;                    /* jobs waiting (default 64) */
-    int reconnect_ms; /* first wait before reconnecting after a failure (default 1000;
-                       * doubled per failure in a row, up to 60 s) */
+    int reconnect_ms;            /* first wait before reconnecting after a failure (default 1000;
+                                  * doubled per failure in a row, up to 60 s) */
+    const char *allow_functions; /* explain_allow_functions: user functions that may run under
+                                  * EXPLAIN ANALYZE (explain_allow_parse); may be NULL */
 } explain_side_settings;
 
 void explain_side_defaults(explain_side_settings *s);
@@ -209,7 +307,10 @@ typedef struct explain_side explain_side;
  * runs as: BEGIN READ ONLY (or BEGIN for read_write), SET LOCAL statement_timeout,
  * lock_timeout and search_path, then EXPLAIN (ANALYZE, BUFFERS, VERBOSE, SETTINGS, TIMING x,
  * FORMAT JSON) or plain EXPLAIN (VERBOSE, SETTINGS, FORMAT JSON) with the job's parameters
- * bound, then ROLLBACK, always. NULL if the thread cannot start. */
+ * bound, then ROLLBACK, always. An ANALYZE job is first planned with plain EXPLAIN and its plan
+ * checked (explain_calls_read, explain_calls_sql, explain_call_allowed): when the check
+ * refuses, or cannot be made, the plain plan is the result (EXPLAIN_SKIP_FUNCTION) and the
+ * statement is never executed. NULL if the thread cannot start. */
 explain_side *explain_side_start(const explain_side_settings *s);
 
 /* Hands over a job without waiting; false (the caller keeps it) when the queue is full. */

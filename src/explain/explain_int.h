@@ -14,6 +14,17 @@ typedef struct explain_conn_target {
     const char *connect_timeout;  /* a default the DSN may override */
 } explain_conn_target;
 
+/* The guard's deny list (guard.c): why calling a function of this name with nargs arguments
+ * must not happen in a replay, NULL when nothing is known against it. Case is ignored. */
+const char *explain_denied_function(const char *name, size_t nargs);
+
+/* The plan check's names (calls.c): one more name of a kind ("" schema: not qualified); and
+ * the mark of names that could not all be taken, which keeps the statement from ANALYZE. */
+void explain_calls_add(explain_calls *c, explain_call_kind kind, const char *schema,
+                       const char *name);
+void explain_calls_fail(explain_calls *c);
+bool explain_calls_failed(const explain_calls *c);
+
 #define EXPLAIN_CONN_KEYWORDS 15 /* entries keys and vals need, the closing NULL included */
 
 /* The keywords and values for PQconnectStartParams / PQconnectdbParams with expand_dbname 1. */

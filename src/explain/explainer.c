@@ -83,9 +83,10 @@ static explain_guard_kind guard_shape(explainer *x, const explain_statement *st)
     char *text = strndup(st->text, st->text_len);
     explain_guard_result g = explain_guard(text);
     free(text);
-    if (g.kind == EXPLAIN_GUARD_REFUSED)
-        log_debug(NULL, "EXPLAIN: not replaying %016llx: %s", (unsigned long long)st->fingerprint,
-                  g.reason);
+    if (g.kind == EXPLAIN_GUARD_REFUSED || g.kind == EXPLAIN_GUARD_PLAN_ONLY)
+        log_debug(NULL, "EXPLAIN: %s %016llx: %s",
+                  g.kind == EXPLAIN_GUARD_REFUSED ? "not replaying" : "only planning",
+                  (unsigned long long)st->fingerprint, g.reason);
     x->guards[slot].fingerprint = st->fingerprint;
     x->guards[slot].kind = g.kind;
     return g.kind;
@@ -270,7 +271,8 @@ void explainer_statement(explainer *x, const explain_statement *st)
                                                          : hash_bytes(st->text, st->text_len);
     explain_skip verdict =
         explain_sampler_decide(x->sampler, st->fingerprint, params_hash, guard, ev->end_us);
-    if (verdict == EXPLAIN_SAMPLE || verdict == EXPLAIN_SKIP_DML)
+    if (verdict == EXPLAIN_SAMPLE || verdict == EXPLAIN_SKIP_DML ||
+        verdict == EXPLAIN_SKIP_FUNCTION)
         submit(x, st, verdict == EXPLAIN_SAMPLE, ev->end_us);
 }
 
@@ -391,16 +393,28 @@ static void advise(explainer *x, const flight *f, const store_plan_row *row)
     adviser_sampled(x->adviser, &req);
 }
 
+/* An ANALYZE sample whose plan check refused: its plain plan is kept, and the reason (names of
+ * functions and tables, never values) told once per plan. */
+static void note_plain_only(flight *f, const explain_result *r)
+{
+    f->analyzed = false;
+    log_info(NULL, "EXPLAIN sample of %016llx in database \"%s\" taken without ANALYZE: %s",
+             (unsigned long long)f->fingerprint, f->database, r->error);
+}
+
 static void settle(explainer *x, explain_result *r, int64_t now_us)
 {
     flight *f = take_flight(x, r->id);
 
     if (!f)
         return;
+    bool plain_only = r->ok && r->skip == EXPLAIN_SKIP_FUNCTION;
     explain_skip outcome =
-        r->ok ? EXPLAIN_SAMPLE
+        r->ok ? (plain_only ? EXPLAIN_SKIP_FUNCTION : EXPLAIN_SAMPLE)
               : (r->skip == EXPLAIN_SKIP_NO_CONNECTION ? r->skip : EXPLAIN_SKIP_FAILED);
     explain_sampler_done(x->sampler, f->fingerprint, r->side_ms, outcome, now_us);
+    if (plain_only)
+        note_plain_only(f, r);
     if (!r->ok) {
         note_failure(x, f, r);
     } else if (x->n_held >= MAX_HELD_PLANS) {

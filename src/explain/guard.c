@@ -1,6 +1,7 @@
 /* guard.c — may a captured statement be replayed under EXPLAIN? libpg_query's parse tree says. */
 #include "config.h"
 
+#include "explain_int.h"
 #include "pgscope/explain.h"
 
 #include <stdarg.h>
@@ -269,10 +270,13 @@ static bool nested_too_deeply(const char *text)
  *
  * The side connection replays a statement inside BEGIN READ ONLY ... ROLLBACK, which stops
  * writes to tables. These built-ins act anyway, or wait, or run SQL the guard cannot see, so a
- * call to any of them is refused, whatever its schema (dblink and friends live in any schema
- * an extension was installed into). Functions the guard does not know, user-defined ones
- * included, are allowed: the read-only transaction makes their writes fail, and the sample is
- * skipped. currval and lastval only read the session's state, and are allowed. */
+ * statement calling any of them, whatever its schema (dblink and friends live in any schema an
+ * extension was installed into), is only planned, never executed. Planning does not call a
+ * VOLATILE function; those the planner itself could call (see planning_may_call) refuse the
+ * statement outright. Functions the
+ * guard does not know, user-defined ones included, and those reached through views, operators
+ * or policies, are left to the plan check (calls.c), which sees what the plan calls; this list
+ * serves it too. currval and lastval only read the session's state, and are allowed. */
 
 typedef enum { NAME_IS, NAME_STARTS, NAME_HAS } name_match;
 
@@ -384,8 +388,17 @@ static bool name_matches(const char *name, const denied_function *d)
     return true;
 }
 
+/* Functions that run SQL of their own or take a transaction id: several are STABLE or IMMUTABLE
+ * (table_to_xml, ts_rewrite, txid_current...), which the planner may call while it plans, to
+ * fold or estimate a call with constant arguments, so even a plain EXPLAIN could run them. The
+ * whole kind is refused rather than told apart by volatility. */
+static bool planning_may_call(const char *why)
+{
+    return why == WHY_SQL || why == WHY_XID;
+}
+
 /* Why calling name with nargs arguments is refused, NULL when it is not. */
-static const char *denied_because(const char *name, size_t nargs)
+const char *explain_denied_function(const char *name, size_t nargs)
 {
     for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++) {
         const denied_function *d = &denied[i];
@@ -401,9 +414,11 @@ static const char *denied_because(const char *name, size_t nargs)
  * set-operation arms, FROM functions, LATERAL, ORDER BY...) without listing where it may be. */
 
 typedef struct {
-    bool dml;     /* the statement is INSERT, UPDATE, DELETE or MERGE */
-    bool refused; /* reason says why */
+    bool dml;       /* the statement is INSERT, UPDATE, DELETE or MERGE */
+    bool refused;   /* reason says why */
+    bool plan_only; /* calls a denied function planning does not call: plan_reason says which */
     char reason[REASON_SIZE];
+    char plan_reason[REASON_SIZE];
 } walk;
 
 static void refuse(walk *w, const char *fmt, ...)
@@ -453,9 +468,14 @@ static void check_call(walk *w, json_t *call)
         refuse(w, "calls a function whose name the guard cannot read");
         return;
     }
-    why = denied_because(name, json_array_size(json_object_get(call, "args")));
-    if (why != NULL)
+    why = explain_denied_function(name, json_array_size(json_object_get(call, "args")));
+    if (why != NULL && planning_may_call(why)) {
         refuse(w, "calls %s(), which %s", name, why);
+    } else if (why != NULL && !w->plan_only) {
+        /* the walk goes on: something later may refuse the statement outright */
+        w->plan_only = true;
+        snprintf(w->plan_reason, sizeof w->plan_reason, "calls %s(), which %s", name, why);
+    }
 }
 
 static const char *lock_strength(json_t *clauses)
@@ -575,7 +595,7 @@ static explain_guard_result refuse_utility(const char *node)
 /* The verdict on one statement: node is its type ("SelectStmt"), body its fields. */
 static explain_guard_result judge_statement(const char *node, json_t *body)
 {
-    walk w = {.dml = false, .refused = false, .reason = ""};
+    walk w = {.dml = false, .refused = false, .plan_only = false, .reason = "", .plan_reason = ""};
     const char *word = dml_word(node);
 
     if (strcmp(node, "SelectStmt") != 0 && word == NULL)
@@ -583,9 +603,12 @@ static explain_guard_result judge_statement(const char *node, json_t *body)
     w.dml = word != NULL;
     visit(&w, body, 1);
     /* DML is only plain-EXPLAINed by default, but explain_dml = analyze-rollback executes it:
-     * a session advisory lock or a dblink call would then outlive the rollback. */
+     * a session advisory lock or a dblink call would then outlive the rollback, so a denied
+     * call makes DML plan-only too. */
     if (w.refused)
         return verdict(EXPLAIN_GUARD_REFUSED, "%s%s", w.dml ? "DML, but " : "", w.reason);
+    if (w.plan_only)
+        return verdict(EXPLAIN_GUARD_PLAN_ONLY, "%s%s", w.dml ? "DML, but " : "", w.plan_reason);
     if (w.dml)
         return verdict(EXPLAIN_GUARD_DML, "DML: %s", word);
     return verdict(EXPLAIN_GUARD_SELECT, "%s", "");
@@ -645,4 +668,108 @@ explain_guard_result explain_guard(const char *text)
     r = judge_tree(tree);
     json_decref(tree);
     return r;
+}
+
+/* ---- the names a statement calls, for the plan check (calls.c) ----
+ *
+ * A plan does not print everything its statement evaluates: not the rows of a VALUES list, nor
+ * LIMIT and OFFSET, window frame offsets, or the operator comparing a value with a subquery's
+ * rows (x = ANY (SELECT ...)). What the statement's own text names is read here from its parse
+ * tree, with the relations it names, views included (their stored trees are read by the
+ * catalog query). */
+
+static void add_names(explain_calls *c, explain_call_kind kind, json_t *names)
+{
+    size_t n = json_array_size(names);
+    const char *name = n > 0 ? string_node(json_array_get(names, n - 1)) : NULL;
+    const char *schema = n > 1 ? string_node(json_array_get(names, n - 2)) : NULL;
+
+    if (name != NULL)
+        explain_calls_add(c, kind, schema != NULL ? schema : "", name);
+}
+
+/* An operator expression: its operator; BETWEEN stands for the comparisons it makes. */
+static void add_operator(explain_calls *c, json_t *a_expr)
+{
+    const char *kind = json_string_value(json_object_get(a_expr, "kind"));
+
+    add_names(c, EXPLAIN_CALL_OPERATOR, json_object_get(a_expr, "name"));
+    if (kind != NULL && strstr(kind, "BETWEEN") != NULL) {
+        static const char *const comparisons[] = {"<", "<=", ">", ">="};
+        for (size_t i = 0; i < sizeof comparisons / sizeof comparisons[0]; i++)
+            explain_calls_add(c, EXPLAIN_CALL_OPERATOR, "", comparisons[i]);
+    }
+}
+
+/* x = ANY (SELECT ...), x IN (SELECT ...) (whose operator is =), ROW(...) < (SELECT ...) */
+static void add_sublink_operator(explain_calls *c, json_t *sublink)
+{
+    const char *type = json_string_value(json_object_get(sublink, "subLinkType"));
+    json_t *op = json_object_get(sublink, "operName");
+
+    if (json_array_size(op) > 0)
+        add_names(c, EXPLAIN_CALL_OPERATOR, op);
+    else if (type != NULL && strcmp(type, "ANY_SUBLINK") == 0)
+        explain_calls_add(c, EXPLAIN_CALL_OPERATOR, "", "=");
+}
+
+static void collect(explain_calls *c, json_t *node, int depth);
+
+static void collect_object(explain_calls *c, json_t *object, int depth)
+{
+    const char *rel = json_string_value(json_object_get(object, "relname"));
+    const char *schema = json_string_value(json_object_get(object, "schemaname"));
+    const char *key;
+    json_t *value;
+
+    if (json_object_get(object, "funcname") != NULL)
+        add_names(c, EXPLAIN_CALL_FUNCTION, json_object_get(object, "funcname"));
+    if (rel != NULL) /* a RangeVar: a table, a view, or a CTE's name */
+        explain_calls_add(c, EXPLAIN_CALL_RELATION, schema != NULL ? schema : "", rel);
+    json_object_foreach(object, key, value)
+    {
+        if (strcmp(key, "A_Expr") == 0)
+            add_operator(c, value);
+        else if (strcmp(key, "SubLink") == 0)
+            add_sublink_operator(c, value);
+        else if (strcmp(key, "SortBy") == 0)
+            add_names(c, EXPLAIN_CALL_OPERATOR, json_object_get(value, "useOp"));
+        else if (strcmp(key, "typeName") == 0 || strcmp(key, "TypeName") == 0)
+            add_names(c, EXPLAIN_CALL_TYPE, json_object_get(value, "names"));
+        collect(c, value, depth + 1);
+    }
+}
+
+static void collect(explain_calls *c, json_t *node, int depth)
+{
+    if (depth > GUARD_MAX_DEPTH) {
+        explain_calls_fail(c);
+        return;
+    }
+    if (json_is_object(node)) {
+        collect_object(c, node, depth);
+    } else if (json_is_array(node)) {
+        for (size_t i = 0; i < json_array_size(node); i++)
+            collect(c, json_array_get(node, i), depth + 1);
+    }
+}
+
+/* Runs on the side connections' thread: libpg_query keeps its parser state per thread. */
+bool explain_calls_add_statement(explain_calls *c, const char *text)
+{
+    PgQueryParseResult parsed;
+    json_t *tree;
+
+    if (c == NULL || text == NULL || nested_too_deeply(text))
+        return false;
+    parsed = pg_query_parse(text);
+    tree = parsed.error == NULL && parsed.parse_tree != NULL
+               ? json_loads(parsed.parse_tree, JSON_DECODE_INT_AS_REAL, NULL)
+               : NULL;
+    pg_query_free_parse_result(parsed);
+    if (tree == NULL)
+        return false;
+    collect(c, tree, 1);
+    json_decref(tree);
+    return !explain_calls_failed(c);
 }

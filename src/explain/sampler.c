@@ -14,13 +14,15 @@
  *
  *   guard refused → guard;  shape has max_per_shape samples → enough;  these parameters
  *   already sampled for the shape → same_params;  shape in backoff → backoff;  not drawn by
- *   sample_rate → rate;  over the budget → budget;  else sample, or for DML without
- *   dml_analyze: dml.
+ *   sample_rate → rate;  over the budget → budget;  else sample, or for a statement the guard
+ *   found calling a denied function: function, or for DML without dml_analyze: dml.
  *
- * "dml" is a skip of ANALYZE only: the statement was chosen like any other and holds a
- * reservation, but is to be explained without ANALYZE (nothing executed). So DML is bounded by
- * the same per-shape limit and budget as SELECTs, and its replay, planning only, is charged at
- * most PLAIN_EXPLAIN_MS until done() tells its real cost.
+ * "dml" and "function" are skips of ANALYZE only: the statement was chosen like any other and
+ * holds a reservation, but is to be explained without ANALYZE (nothing executed). So it is
+ * bounded by the same per-shape limit and budget as SELECTs, and its replay, planning only, is
+ * charged at most PLAIN_EXPLAIN_MS until done() tells its real cost. A sample whose plan check
+ * on the side connection refused ANALYZE ends with done(function): counted, and settled as a
+ * plan, not as a failure.
  *
  * A sample decided is reserved until explain_sampler_done: it counts toward max_per_shape, its
  * parameters hash is remembered, and an estimate of its cost (the duration of the candidate,
@@ -144,6 +146,7 @@ const char *explain_skip_name(explain_skip s)
         [EXPLAIN_SKIP_QUEUE] = "queue",
         [EXPLAIN_SKIP_INCOMPLETE] = "incomplete",
         [EXPLAIN_SKIP_ERROR] = "error",
+        [EXPLAIN_SKIP_FUNCTION] = "function",
     };
 
     /* Compared as unsigned: an enum holding a value outside its list must not index out. */
@@ -439,9 +442,11 @@ static explain_skip decide(explain_sampler *sm, uint64_t fingerprint, uint64_t p
 {
     explain_skip rule;
 
-    if (guard != EXPLAIN_GUARD_SELECT && guard != EXPLAIN_GUARD_DML)
+    if (guard != EXPLAIN_GUARD_SELECT && guard != EXPLAIN_GUARD_DML &&
+        guard != EXPLAIN_GUARD_PLAN_ONLY)
         return EXPLAIN_SKIP_GUARD; /* refused, or a verdict this code does not know */
-    bool plain = guard == EXPLAIN_GUARD_DML && !sm->set.dml_analyze;
+    bool plain =
+        guard == EXPLAIN_GUARD_PLAN_ONLY || (guard == EXPLAIN_GUARD_DML && !sm->set.dml_analyze);
     double estimate = plain ? fmin(sm->candidate_ms, PLAIN_EXPLAIN_MS) : sm->candidate_ms;
     rule = shape_rule(sm, fingerprint, params_hash, now_us);
     if (rule != EXPLAIN_SAMPLE)
@@ -453,7 +458,9 @@ static explain_skip decide(explain_sampler *sm, uint64_t fingerprint, uint64_t p
         return EXPLAIN_SKIP_BUDGET;
     if (!reserve(sm, fingerprint, params_hash, estimate))
         return EXPLAIN_SKIP_QUEUE;
-    return plain ? EXPLAIN_SKIP_DML : EXPLAIN_SAMPLE;
+    if (!plain)
+        return EXPLAIN_SAMPLE;
+    return guard == EXPLAIN_GUARD_PLAN_ONLY ? EXPLAIN_SKIP_FUNCTION : EXPLAIN_SKIP_DML;
 }
 
 explain_skip explain_sampler_decide(explain_sampler *sm, uint64_t fingerprint, uint64_t params_hash,
@@ -526,14 +533,15 @@ void explain_sampler_done(explain_sampler *sm, uint64_t fingerprint, double side
 {
     uint32_t i;
     int k;
-    bool ok = outcome == EXPLAIN_SAMPLE;
+    /* a plain plan instead of ANALYZE is a plan all the same: no backoff, the slot is kept */
+    bool ok = outcome == EXPLAIN_SAMPLE || outcome == EXPLAIN_SKIP_FUNCTION;
 
     if (sm == NULL)
         return;
     /* The time was spent whatever came of it. */
     if (isfinite(side_ms) && side_ms > 0.0)
         sm->spent_ms += side_ms;
-    if (!ok)
+    if (outcome != EXPLAIN_SAMPLE)
         sm->counts[(unsigned)outcome < EXPLAIN_SKIP_COUNT ? outcome : EXPLAIN_SKIP_FAILED]++;
     i = find_shape(sm, fingerprint);
     if (i == NONE)

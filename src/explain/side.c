@@ -25,7 +25,18 @@
 #define MAX_PARAMS 65535
 
 enum conn_state { CONN_EMPTY, CONN_CONNECTING, CONN_IDLE, CONN_BUSY };
-enum job_step { STEP_BEGIN, STEP_SEARCH_PATH, STEP_EXPLAIN, STEP_ROLLBACK, STEP_DONE };
+/* An ANALYZE job is planned first (STEP_PLAN), and what its plan calls looked up (STEP_CALLS):
+ * only when every function is allowed is the statement executed (STEP_EXPLAIN). Otherwise the
+ * plain plan is the result. */
+enum job_step {
+    STEP_BEGIN,
+    STEP_SEARCH_PATH,
+    STEP_PLAN,
+    STEP_CALLS,
+    STEP_EXPLAIN,
+    STEP_ROLLBACK,
+    STEP_DONE
+};
 
 struct job_node {
     explain_job *job;
@@ -47,6 +58,11 @@ struct side_conn {
     bool broken; /* the connection cannot be trusted for another job */
     char error[256];
     char *plan;
+    char *plain;                       /* an ANALYZE job's plain plan, checked first */
+    char *calls[EXPLAIN_CALLS_PARAMS]; /* the names it calls: the catalog query's values */
+    bool judged;                       /* the catalog's answer was read */
+    bool plain_only;                   /* the check refused ANALYZE: why says why */
+    char why[256];
 };
 
 struct side_db {
@@ -64,6 +80,7 @@ struct side_db {
 struct explain_side {
     explain_side_settings set;
     char *dsn, *host, *port, *sslmode, *sslrootcert; /* owned copies of the settings' strings */
+    explain_allow *allow;                            /* explain_allow_functions */
     pthread_t thread;
     struct event_base *base; /* touched by the side thread only, once it runs */
     struct event *wake_ev;
@@ -138,16 +155,16 @@ static void deliver(explain_side *side, explain_job *job, explain_skip skip, con
     if (r != NULL) {
         r->id = job->id;
         r->fingerprint = job->fingerprint;
-        r->ok = skip == EXPLAIN_SAMPLE;
+        /* EXPLAIN_SKIP_FUNCTION: a plan all the same, the plain one */
+        r->ok = plan != NULL && (skip == EXPLAIN_SAMPLE || skip == EXPLAIN_SKIP_FUNCTION);
         r->skip = skip;
         r->side_ms = side_ms;
-        if (r->ok)
-            r->plan_json = plan;
-        else
+        if (skip != EXPLAIN_SAMPLE)
             copy_line(r->error, sizeof r->error, error);
-        if (!r->ok)
-            free(plan);
-        plan = NULL;
+        if (r->ok) {
+            r->plan_json = plan;
+            plan = NULL;
+        }
     }
     free(plan);
     explain_job_free(job);
@@ -337,11 +354,95 @@ static void conn_idle_input(struct side_conn *c)
 
 /* ---- a job on a connection: BEGIN, SET LOCAL, search_path, EXPLAIN, ROLLBACK ---- */
 
-static bool job_send_explain(struct side_conn *c)
+/* What the job's memory of its plan check holds, let go. */
+static void job_clear_check(struct side_conn *c)
+{
+    free(c->plain);
+    c->plain = NULL;
+    for (int i = 0; i < EXPLAIN_CALLS_PARAMS; i++) {
+        free(c->calls[i]);
+        c->calls[i] = NULL;
+    }
+    c->judged = false;
+    c->plain_only = false;
+    c->why[0] = '\0';
+}
+
+/* No ANALYZE for this job: the plain plan will be its result. The first reason is kept. */
+static void job_plain_only(struct side_conn *c, const char *why)
+{
+    if (!c->plain_only)
+        copy_line(c->why, sizeof c->why, why);
+    c->plain_only = true;
+}
+
+/* The plain plan came: the names it and the statement's text call become the catalog query's
+ * values, or, when either cannot be read, it is all the job will get. */
+static void job_read_plain(struct side_conn *c)
+{
+    char why[256];
+    explain_calls *calls = explain_calls_read(c->plain, why, sizeof why);
+
+    if (calls == NULL) {
+        job_plain_only(c, why);
+        return;
+    }
+    if (!explain_calls_add_statement(calls, c->job->query))
+        job_plain_only(c, "the statement's text could not be read, so what it calls is not known");
+    else if (!explain_calls_params(calls, c->calls))
+        job_plain_only(c, "out of memory checking the plan");
+    explain_calls_free(calls);
+}
+
+/* The catalog's answer, one row per function the plan may call: the first one not allowed
+ * stops ANALYZE. */
+static void job_judge_calls(struct side_conn *c, PGresult *r)
+{
+    const explain_allow *allow = c->db->side->allow;
+
+    c->judged = true;
+    if (PQnfields(r) != 10) {
+        job_plain_only(c, "the catalog query answered in an unexpected form");
+        return;
+    }
+    for (int i = 0; i < PQntuples(r) && !c->plain_only; i++) {
+        explain_called f = {
+            .schema = PQgetvalue(r, i, 0),
+            .name = PQgetvalue(r, i, 1),
+            .src = PQgetisnull(r, i, 2) ? NULL : PQgetvalue(r, i, 2),
+            .volatility = PQgetvalue(r, i, 3)[0],
+            .kind = PQgetvalue(r, i, 4)[0],
+            .nargs = atoi(PQgetvalue(r, i, 5)),
+            .builtin = PQgetvalue(r, i, 6)[0] == 't',
+            .internal = PQgetvalue(r, i, 7)[0] == 't',
+            .trigger = PQgetvalue(r, i, 8)[0] == 't',
+            .via = PQgetvalue(r, i, 9),
+        };
+        char why[256];
+        if (!explain_call_allowed(&f, allow, c->job->read_write, why, sizeof why))
+            job_plain_only(c, why);
+    }
+}
+
+/* libpq's quoting of a literal, for explain_calls_script; PQfreemem frees it. */
+static char *quote_literal(void *pg, const char *value)
+{
+    return PQescapeLiteral(pg, value, strlen(value));
+}
+
+static bool job_send_calls(struct side_conn *c)
+{
+    char *sql = explain_calls_script(c->calls, quote_literal, PQfreemem, c->pg);
+    bool sent = sql != NULL && PQsendQuery(c->pg, sql) == 1;
+    free(sql);
+    return sent;
+}
+
+static bool job_send_explain(struct side_conn *c, bool analyze)
 {
     const explain_job *job = c->job;
     const char *prefix = "EXPLAIN (VERBOSE, SETTINGS, FORMAT JSON) ";
-    if (job->analyze)
+    if (analyze)
         prefix = c->db->side->set.timing
                      ? "EXPLAIN (ANALYZE, BUFFERS, VERBOSE, SETTINGS, TIMING on, FORMAT JSON) "
                      : "EXPLAIN (ANALYZE, BUFFERS, VERBOSE, SETTINGS, TIMING off, FORMAT JSON) ";
@@ -376,8 +477,12 @@ static bool job_send(struct side_conn *c)
         return PQsendQueryParams(c->pg, "SELECT pg_catalog.set_config('search_path', $1, true)", 1,
                                  NULL, vals, NULL, NULL, 0) == 1;
     }
+    case STEP_PLAN:
+        return job_send_explain(c, false);
+    case STEP_CALLS:
+        return job_send_calls(c);
     case STEP_EXPLAIN:
-        return job_send_explain(c);
+        return job_send_explain(c, job->analyze);
     case STEP_ROLLBACK:
         return PQsendQuery(c->pg, "ROLLBACK") == 1;
     default:
@@ -389,10 +494,12 @@ static enum job_step next_step(const struct side_conn *c)
 {
     if (c->step == STEP_ROLLBACK)
         return STEP_DONE;
-    if (c->failed)
+    if (c->failed || c->plain_only)
         return STEP_ROLLBACK;
-    if (c->step == STEP_BEGIN && c->job->search_path == NULL)
-        return STEP_EXPLAIN;
+    if (c->step == STEP_BEGIN && c->job->search_path != NULL)
+        return STEP_SEARCH_PATH;
+    if (c->step == STEP_BEGIN || c->step == STEP_SEARCH_PATH)
+        return c->job->analyze ? STEP_PLAN : STEP_EXPLAIN;
     return c->step + 1;
 }
 
@@ -403,19 +510,41 @@ static void job_error(struct side_conn *c, const char *msg)
     c->failed = true;
 }
 
+/* The one plan an EXPLAIN returns, into *dst. */
+static void job_take_plan(struct side_conn *c, PGresult *r, char **dst)
+{
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 || PQnfields(r) != 1 ||
+        *dst != NULL) {
+        job_error(c, "EXPLAIN returned something other than one plan");
+        return;
+    }
+    *dst = strdup(PQgetvalue(r, 0, 0));
+    if (*dst == NULL)
+        job_error(c, "out of memory");
+}
+
 static void job_take_result(struct side_conn *c, PGresult *r)
 {
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-        if (c->step != STEP_EXPLAIN)
-            return;
-        if (st != PGRES_TUPLES_OK || PQntuples(r) != 1 || PQnfields(r) != 1 || c->plan != NULL) {
-            job_error(c, "EXPLAIN returned something other than one plan");
-            return;
+        if (c->step == STEP_EXPLAIN) {
+            job_take_plan(c, r, &c->plan);
+        } else if (c->step == STEP_PLAN) {
+            job_take_plan(c, r, &c->plain);
+            if (!c->failed)
+                job_read_plain(c);
+        } else if (c->step == STEP_CALLS && st == PGRES_TUPLES_OK) {
+            job_judge_calls(c, r);
         }
-        c->plan = strdup(PQgetvalue(r, 0, 0));
-        if (c->plan == NULL)
-            job_error(c, "out of memory");
+        return;
+    }
+    if (c->step == STEP_CALLS && st == PGRES_FATAL_ERROR) {
+        /* fail closed: no ANALYZE without the answer, the plain plan is still good */
+        const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        char why[256];
+        snprintf(why, sizeof why, "the functions the plan calls could not be looked up: %s",
+                 msg != NULL ? msg : "unknown error");
+        job_plain_only(c, why);
         return;
     }
     if (c->step == STEP_ROLLBACK)
@@ -429,11 +558,18 @@ static void job_take_result(struct side_conn *c, PGresult *r)
 static void job_finish(struct side_conn *c)
 {
     explain_side *side = c->db->side;
-    bool ok = !c->failed && c->plan != NULL;
+    bool plain_only = !c->failed && c->plain_only && c->plain != NULL;
+    bool ok = !c->failed && (c->plan != NULL || plain_only);
     if (!ok && !c->failed)
         job_error(c, "EXPLAIN returned no plan");
     double ms = (double)(clock_monotonic_us() - c->started_us) / 1000.0;
-    deliver(side, c->job, ok ? EXPLAIN_SAMPLE : EXPLAIN_SKIP_FAILED, c->error, c->plan, ms);
+    if (plain_only) {
+        deliver(side, c->job, EXPLAIN_SKIP_FUNCTION, c->why, c->plain, ms);
+        c->plain = NULL;
+    } else {
+        deliver(side, c->job, ok ? EXPLAIN_SAMPLE : EXPLAIN_SKIP_FAILED, c->error, c->plan, ms);
+    }
+    job_clear_check(c);
     c->job = NULL;
     c->plan = NULL;
     c->deadline_us = 0;
@@ -483,6 +619,8 @@ static void conn_pump(struct side_conn *c)
             PQclear(r);
             continue;
         }
+        if (c->step == STEP_CALLS && !c->judged) /* no answer is no clearance */
+            job_plain_only(c, "the catalog query gave no answer");
         c->step = next_step(c);
         if (c->step == STEP_DONE) {
             job_finish(c);
@@ -523,6 +661,7 @@ static void conn_start_job(struct side_conn *c, explain_job *job)
     c->broken = false;
     c->error[0] = '\0';
     c->plan = NULL;
+    job_clear_check(c);
     c->state = CONN_BUSY;
     c->deadline_us = s->statement_timeout_ms > 0
                          ? c->started_us + ((int64_t)s->statement_timeout_ms + JOB_GRACE_MS) * 1000
@@ -705,6 +844,7 @@ static void db_free(struct side_db *db)
             }
             explain_job_free(c->job);
             free(c->plan);
+            job_clear_check(c);
         }
         if (c->state != CONN_EMPTY)
             conn_close(c);
@@ -743,6 +883,7 @@ static void side_free(explain_side *side)
         if (side->wake_fd[i] >= 0)
             close(side->wake_fd[i]);
     pthread_mutex_destroy(&side->lock);
+    explain_allow_free(side->allow);
     free(side->dsn);
     free(side->host);
     free(side->port);
@@ -806,8 +947,10 @@ explain_side *explain_side_start(const explain_side_settings *s)
     side->set.port = side->port;
     side->set.sslmode = side->sslmode;
     side->set.sslrootcert = side->sslrootcert;
+    side->allow = explain_allow_parse(side->set.allow_functions);
+    side->set.allow_functions = NULL; /* parsed: the caller's string may go */
     if (side->dsn == NULL || side->host == NULL || side->port == NULL || side->sslmode == NULL ||
-        side->sslrootcert == NULL || !pipe_nonblocking(side->wake_fd))
+        side->sslrootcert == NULL || side->allow == NULL || !pipe_nonblocking(side->wake_fd))
         goto fail;
     side->base = event_base_new();
     if (side->base == NULL)

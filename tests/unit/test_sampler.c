@@ -77,7 +77,7 @@ static void test_names(void **state)
 {
     static const char *const expected[EXPLAIN_SKIP_COUNT] = {
         "sample", "enough",        "same_params", "backoff", "budget",     "rate",  "dml",
-        "guard",  "no_connection", "failed",      "queue",   "incomplete", "error",
+        "guard",  "no_connection", "failed",      "queue",   "incomplete", "error", "function",
     };
 
     (void)state;
@@ -258,6 +258,35 @@ static void test_guard_and_dml(void **state)
     assert_int_equal(run(sm, 100.0, 3, 1, EXPLAIN_GUARD_DML, 0), EXPLAIN_SKIP_SAME_PARAMS);
     assert_int_equal(run(sm, 100.0, 4, 1, EXPLAIN_GUARD_REFUSED, 0), EXPLAIN_SKIP_GUARD);
     assert_int_equal(skips(sm, EXPLAIN_SKIP_DML), 0);
+    explain_sampler_free(sm);
+}
+
+/* A statement calling a denied function (PLAN_ONLY) is planned, never executed: like DML it
+ * reserves a sample at the plain estimate, counted "function", even with dml_analyze. And a
+ * SELECT whose plan check refused ANALYZE ends as done(function): counted, kept as a plan,
+ * no backoff. */
+static void test_function_plan_only(void **state)
+{
+    explain_sampler_settings s;
+    explain_sampler *sm;
+
+    (void)state;
+    explain_sampler_defaults(&s);
+    s.dml_analyze = true;
+    sm = explain_sampler_new(&s); /* budget: 5% of the 10 s warm-up, 500 ms */
+    assert_int_equal(run(sm, 2000.0, 1, 1, EXPLAIN_GUARD_PLAN_ONLY, 0), EXPLAIN_SKIP_FUNCTION);
+    assert_int_equal(run(sm, 2000.0, 1, 1, EXPLAIN_GUARD_PLAN_ONLY, 0), EXPLAIN_SKIP_SAME_PARAMS);
+    explain_sampler_done(sm, 1, 3.0, EXPLAIN_SAMPLE, 0);
+    assert_int_equal(skips(sm, EXPLAIN_SKIP_FUNCTION), 1);
+    assert_int_equal(skips(sm, EXPLAIN_SAMPLE), 0);
+
+    assert_int_equal(run(sm, 100.0, 2, 1, EXPLAIN_GUARD_SELECT, 0), EXPLAIN_SAMPLE);
+    explain_sampler_done(sm, 2, 30.0, EXPLAIN_SKIP_FUNCTION, 0);
+    assert_int_equal(skips(sm, EXPLAIN_SKIP_FUNCTION), 2);
+    assert_int_equal(skips(sm, EXPLAIN_SKIP_FAILED), 0);
+    /* the sample stays: same parameters are not taken again, others are, at once */
+    assert_int_equal(run(sm, 100.0, 2, 1, EXPLAIN_GUARD_SELECT, 0), EXPLAIN_SKIP_SAME_PARAMS);
+    assert_int_equal(run(sm, 100.0, 2, 2, EXPLAIN_GUARD_SELECT, 0), EXPLAIN_SAMPLE);
     explain_sampler_free(sm);
 }
 
@@ -618,6 +647,7 @@ int main(void)
         cmocka_unit_test(test_same_params),
         cmocka_unit_test(test_guard_and_dml),
         cmocka_unit_test(test_dml_plain_estimate),
+        cmocka_unit_test(test_function_plan_only),
         cmocka_unit_test(test_budget_exhaustion_and_recovery),
         cmocka_unit_test(test_budget_estimate_and_real_cost),
         cmocka_unit_test(test_budget_share_zero),
