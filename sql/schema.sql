@@ -1,4 +1,4 @@
--- schema.sql — pgscope's report database, schema version 4 (STORE_SCHEMA_VERSION in store.h).
+-- schema.sql — pgscope's report database, schema version 5 (STORE_SCHEMA_VERSION in store.h).
 --
 -- This file always describes the newest schema: pgscope runs it on an empty file. A file made
 -- by an older pgscope is carried forward by the migration steps in src/store/store.c, so any
@@ -17,7 +17,7 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '4');
+INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '5');
 
 -- One row per `pgscope proxy` lifetime. The counters are rewritten with every batch, so they
 -- are current while pgscope runs; ended_at stays NULL until a clean stop.
@@ -36,7 +36,10 @@ CREATE TABLE runs (
     fingerprint_hits      INTEGER NOT NULL DEFAULT 0,  -- texts found in the fingerprint cache
     track_desyncs         INTEGER NOT NULL DEFAULT 0,  -- times protocol tracking lost its place
     lost_writes           INTEGER NOT NULL DEFAULT 0,  -- rows this file refused (locked, full)
-    unused_ignores        TEXT                -- JSON array: N+1 allow-list entries never matched
+    unused_ignores        TEXT,               -- JSON array: N+1 allow-list entries never matched
+    max_shapes            INTEGER,            -- the cap on statement rows; NULL before version 5
+    folded_shapes         INTEGER NOT NULL DEFAULT 0, -- statement rows folded into 'other'
+    folded_calls          INTEGER NOT NULL DEFAULT 0  -- their calls
 );
 
 -- One row per client connection of a run.
@@ -56,7 +59,9 @@ CREATE TABLE connections (
 );
 
 -- One row per statement shape (fingerprint), database and user of a run: cumulative figures
--- for the whole run, replaced as the run goes on.
+-- for the whole run, replaced as the run goes on. Past max_shapes rows, the least costly
+-- shapes are folded into one reserved row, fingerprint 'other' (database and user_name ''),
+-- whose calls, errors, rows and times are exactly those of the shapes folded.
 CREATE TABLE statements (
     run_id         INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     fingerprint    TEXT NOT NULL,

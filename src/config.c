@@ -73,6 +73,9 @@ static const opt opts[] = {
      "statement events waiting for analysis; beyond, events are dropped and counted"},
     {"max_query_text", 0, INT(max_query_text), "16384", 256, 256 * 1024, "BYTES",
      "statement text kept for analysis; longer text is cut"},
+    {"max_shapes", 0, INT(max_shapes), "5000", 100, 10000000, "N",
+     "statement shapes kept (per database and user); beyond, the least costly are folded "
+     "into one \"other\" entry"},
     {"nplusone_min_repeats", 0, INT(nplusone_min_repeats), "5", 2, 1000000, "N",
      "executions (with as many distinct parameters) that make a repeated query an N+1"},
     {"nplusone_idle_gap", 0, INT(nplusone_idle_gap), "250", 1, 3600000, "MS",

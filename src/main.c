@@ -175,8 +175,10 @@ static void explain_settings_from_config(const config *cfg, const char *upstream
 static bool start_run(const config *cfg, const proxy_settings *s, run_state *run)
 {
     char err[512];
-    analyze_settings as = {
-        .store_params = cfg->store_params, .flush_ms = 500, .fp_cache_entries = 50000};
+    analyze_settings as = {.store_params = cfg->store_params,
+                           .flush_ms = 500,
+                           .fp_cache_entries = 50000,
+                           .max_shapes = (size_t)cfg->max_shapes};
 
     np1_settings_default(&as.nplusone);
     as.nplusone.min_repeats = cfg->nplusone_min_repeats;

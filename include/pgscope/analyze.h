@@ -17,6 +17,8 @@ typedef struct analyze_settings {
     bool store_params;          /* keep one example text with its parameter values per shape */
     int flush_ms;               /* snapshot interval (ms) */
     size_t fp_cache_entries;    /* statement shapes the fingerprint cache holds */
+    size_t max_shapes;          /* statement rows kept (shape, database, user); the least costly
+                                 * beyond are folded into one "other" row. 0: no cap */
     np1_settings nplusone;      /* N+1 detection (its ignore list must outlive the analyzer) */
     bool explain_enabled;       /* sample EXPLAIN plans of slow statements */
     explainer_settings explain; /* its strings must outlive the analyzer */

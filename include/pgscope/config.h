@@ -30,6 +30,7 @@ typedef struct config {
     bool store_params;
     int queue_size;
     int max_query_text;
+    int max_shapes;
     int nplusone_min_repeats;
     int nplusone_idle_gap;
     char nplusone_ignore[CONFIG_STR_MAX * 4];

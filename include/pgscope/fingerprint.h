@@ -19,22 +19,27 @@ typedef struct fp_span {
 int fp_split(const char *text, size_t len, fp_span *spans, int max);
 
 /* The pre-digest: a 64-bit hash of the token stream with comments and spacing left out and
- * keywords case-folded. In statements whose fingerprint ignores constants (DML, SET, transaction
- * control, PREPARE/EXECUTE, CALL, LOCK...) literals are replaced by a marker of their kind, and
+ * keywords case-folded. Literals are replaced by a marker of their kind, but for the few whose
+ * value decides validity or type (U&'...', E'\u..', float(24), int[5]...); in statements whose
+ * fingerprint ignores constants (DML, SET, transaction control, PREPARE/EXECUTE, CALL, LOCK...)
  * constant lists (IN, ARRAY, VALUES) and generated savepoint, cursor and prepared-statement
- * names are merged; other statements (DDL, COPY options, EXPLAIN options...) keep their values.
- * The guarantee: texts with equal pre-digests have equal libpg_query fingerprints. */
+ * names are merged too. The guarantee: texts with equal pre-digests have equal fp_result ids. */
 uint64_t fp_predigest(const char *text, size_t len);
 
 typedef struct fp_result {
-    uint64_t id;            /* libpg_query's fingerprint, or a fallback from the pre-digest */
+    /* The shape: libpg_query's fingerprint; for a statement whose fingerprint would depend on
+     * a value (a literal of DDL, NOTIFY, COMMENT, a role's PASSWORD, ALTER ... SET, a SET value
+     * written as a word), a hash of its normalized text instead, so that no shape depends on
+     * values; for text libpg_query cannot parse, a fallback from the pre-digest. */
+    uint64_t id;
     const char *normalized; /* constants as $1, $2...; valid until the next call on the cache */
     bool fallback;          /* libpg_query could not parse the text (syntax, depth, cut text) */
 } fp_result;
 
 typedef struct fp_cache fp_cache;
 
-/* A cache of at most max_entries shapes (least recently used ones are evicted). */
+/* A cache of at most max_entries shapes and max_entries x 640 bytes (1 MiB at least) of
+ * normalized text: least recently used ones are evicted. */
 fp_cache *fp_cache_new(size_t max_entries);
 void fp_cache_free(fp_cache *c);
 

@@ -50,22 +50,40 @@ typedef struct stats_entry {
     char *example_query, *example_params; /* NULL unless examples are kept */
     stats_hist hist;
     bool dirty; /* changed since the last stats_table_take_dirty */
+    bool taken; /* handed to stats_table_take_dirty's fn at least once (so it may be stored) */
+    bool other; /* the table's "other statements" entry: the shapes folded by its limit */
 } stats_entry;
 
 /* Adds one execution. */
 void stats_entry_add(stats_entry *e, double us, int64_t rows, const char *sqlstate, int64_t end_us);
 double stats_entry_stddev(const stats_entry *e);
+/* Adds everything src counted to dst, as if dst had seen src's executions too: calls, errors
+ * (by SQLSTATE, as far as dst has room), rows and time exactly, min, max, mean and spread
+ * (Chan et al.'s combination), first and last completion, and the histogram. */
+void stats_entry_merge(stats_entry *dst, const stats_entry *src);
 
 typedef struct stats_table stats_table;
 
 stats_table *stats_table_new(void);
 void stats_table_free(stats_table *t);
+/* Caps the table at max_entries (0: no cap): memory stays bounded whatever the traffic. A new
+ * entry that finds the table full first makes room: the cheapest tenth of the entries (least
+ * total time; at least one) is folded into the table's "other" entry and freed, on_fold (may be
+ * NULL) seeing each just before. Amortized, a new entry costs O(log n). False if out of memory
+ * (the table is then left without a cap). */
+bool stats_table_limit(stats_table *t, size_t max_entries,
+                       void (*on_fold)(const stats_entry *e, void *arg), void *arg);
+/* The entry that holds what was folded (other is true, fingerprint 0, database and user ""),
+ * or NULL while nothing was; stats_table_take_dirty includes it. */
+const stats_entry *stats_table_other(const stats_table *t);
+/* Entries folded so far (an entry that comes back and is folded again counts again). */
+uint64_t stats_table_folded(const stats_table *t);
 /* The entry of (fingerprint, database, user), created with the given normalized text and
  * command if absent. Never NULL unless out of memory. */
 stats_entry *stats_table_get(stats_table *t, uint64_t fingerprint, const char *database,
                              const char *user, const char *query, const char *command,
                              bool fallback);
-size_t stats_table_count(const stats_table *t);
+size_t stats_table_count(const stats_table *t); /* entries, the "other" entry left out */
 /* Calls fn for every entry changed since the last call (all entries when all is true) and
  * clears their dirty mark. */
 void stats_table_take_dirty(stats_table *t, bool all, void (*fn)(stats_entry *e, void *arg),

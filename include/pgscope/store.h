@@ -8,7 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
+
+/* The fingerprint of the reserved statements row that holds, with database and user '', the
+ * statement shapes folded by max_shapes (see doc/report-schema.md). */
+#define STORE_OTHER_FINGERPRINT "other"
 
 /* One statement shape's statistics in this run (replaces the earlier row of the same key). */
 typedef struct store_statement_row {
@@ -27,6 +31,12 @@ typedef struct store_statement_row {
     } errs[9]; /* "other" as sqlstate "" when more codes than fit were seen */
     int n_errs;
 } store_statement_row;
+
+/* A statement row to remove: its shape was folded into the "other" row after being written. */
+typedef struct store_statement_key {
+    char fingerprint[17]; /* hex */
+    char *database, *user;
+} store_statement_key;
 
 /* One connection of this run (replaces the earlier row of the same conn_id). */
 typedef struct store_connection_row {
@@ -104,6 +114,8 @@ typedef struct store_run_counters {
     uint64_t events_dropped; /* events the analysis queue had no room for */
     uint64_t fingerprint_fallbacks, fingerprint_parses, fingerprint_hits;
     uint64_t track_desyncs;
+    uint64_t max_shapes;                  /* the cap on statement rows; 0: none */
+    uint64_t folded_shapes, folded_calls; /* statement rows folded into "other", their calls */
     /* EXPLAIN candidates by outcome: reason names and cumulative counts, zeros left out. */
     struct {
         char reason[16];
@@ -114,6 +126,11 @@ typedef struct store_run_counters {
 
 /* A batch owns its rows and their strings; store_batch_free releases everything. */
 typedef struct store_batch {
+    /* Statement rows: the ones to remove first, then the ones to write. statements_complete:
+     * the batch carries every statement row of the run, which replace the run's rows whole. */
+    store_statement_key *folded;
+    size_t n_folded;
+    bool statements_complete;
     store_statement_row *statements;
     size_t n_statements;
     store_connection_row *connections;

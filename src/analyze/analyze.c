@@ -21,12 +21,13 @@
 #include <strings.h>
 #include <time.h>
 
-#define MAP_BUCKETS 4096    /* connections and tag sets are few; chains stay short */
-#define MAX_TAG_ROWS 100000 /* distinct (shape, tag set) pairs kept; more are not counted */
-#define MAX_SPANS 100000    /* statements of one Query string told apart */
-#define MAX_PARAMS 64       /* parameters or literals of a statement the N+1 detector sees */
-#define TICK_US 100000      /* how often idle units of work are examined */
-#define TABLE_SLOTS 4096    /* remembered "single table" answers, by fingerprint */
+#define MAP_BUCKETS 4096     /* connections and tag sets are few; chains stay short */
+#define MAX_TAG_ROWS 100000  /* distinct (shape, tag set) pairs kept; more are not counted */
+#define MAX_SPANS 100000     /* statements of one Query string told apart */
+#define MAX_PARAMS 64        /* parameters or literals of a statement the N+1 detector sees */
+#define TICK_US 100000       /* how often idle units of work are examined */
+#define TABLE_SLOTS 4096     /* remembered "single table" answers, by fingerprint */
+#define MAX_FOLDED_KEYS 8192 /* folded rows to remove, remembered between two batches */
 
 typedef struct conn_rec {
     store_connection_row row;
@@ -64,6 +65,11 @@ struct analyzer {
     conn_rec *conns[MAP_BUCKETS];
     tag_rec *tags[MAP_BUCKETS];
     size_t n_tags;
+    /* Statement rows already handed to the store whose shape was folded since the last batch:
+     * the next batch removes them. At most MAX_FOLDED_KEYS; past that, the next batch carries
+     * every row instead, which replaces the run's rows whole. */
+    store_statement_key *folded;
+    size_t n_folded, folded_cap;
     store_batch *pending; /* built, not yet taken by the store */
     uint64_t batches;     /* batches built; the pending one is number `batches` */
     uint64_t lost_seen;   /* the store's lost-write count when the last batch was taken */
@@ -177,6 +183,60 @@ static void count_tags(analyzer *a, uint64_t fp, const char *tags, double us)
     (*p)->row.calls++;
     (*p)->row.total_ms += us / 1000.0;
     (*p)->dirty = true;
+}
+
+/* ---- the cap on statement rows ---- */
+
+static void forget_folded(analyzer *a)
+{
+    for (size_t i = 0; i < a->n_folded; i++) {
+        free(a->folded[i].database);
+        free(a->folded[i].user);
+    }
+    free(a->folded);
+    a->folded = NULL;
+    a->n_folded = a->folded_cap = 0;
+}
+
+static bool folded_reserve(analyzer *a)
+{
+    if (a->n_folded < a->folded_cap)
+        return true;
+    size_t cap = a->folded_cap ? a->folded_cap * 2 : 64;
+    store_statement_key *keys = realloc(a->folded, cap * sizeof(*keys));
+    if (!keys)
+        return false;
+    a->folded = keys;
+    a->folded_cap = cap;
+    return true;
+}
+
+/* A row folded into "other": if a batch carried it, the store has it, and the next batch removes
+ * it (its figures are in "other" now). Too many to remember, or no memory for one: the next
+ * batch carries every row, replacing the run's. */
+static void on_fold(const stats_entry *e, void *arg)
+{
+    analyzer *a = arg;
+
+    if (!e->taken || a->resend_all)
+        return;
+    if (a->n_folded == MAX_FOLDED_KEYS || !folded_reserve(a)) {
+        forget_folded(a);
+        a->resend_all = true;
+        return;
+    }
+    store_statement_key *k = &a->folded[a->n_folded];
+    fp_hex(e->fingerprint, k->fingerprint);
+    k->database = strdup(e->database);
+    k->user = strdup(e->user);
+    if (!k->database || !k->user) {
+        free(k->database);
+        free(k->user);
+        forget_folded(a);
+        a->resend_all = true;
+        return;
+    }
+    a->n_folded++;
 }
 
 /* ---- statements ---- */
@@ -538,6 +598,7 @@ static void handle(analyzer *a, const track_event *ev)
 typedef struct {
     store_batch *b;
     size_t cap;
+    bool incomplete; /* a row could not be copied (out of memory) */
 } batch_builder;
 
 static void copy_statement(stats_entry *e, void *arg)
@@ -548,18 +609,23 @@ static void copy_statement(stats_entry *e, void *arg)
     if (b->n_statements == bb->cap) {
         size_t cap = bb->cap ? bb->cap * 2 : 64;
         store_statement_row *rows = realloc(b->statements, cap * sizeof(*rows));
-        if (!rows)
+        if (!rows) {
+            bb->incomplete = true;
             return;
+        }
         b->statements = rows;
         bb->cap = cap;
     }
     store_statement_row *r = &b->statements[b->n_statements++];
     memset(r, 0, sizeof(*r));
-    fp_hex(e->fingerprint, r->fingerprint);
+    if (e->other)
+        snprintf(r->fingerprint, sizeof(r->fingerprint), "%s", STORE_OTHER_FINGERPRINT);
+    else
+        fp_hex(e->fingerprint, r->fingerprint);
     r->database = dup_or_empty(e->database);
     r->user = dup_or_empty(e->user);
-    r->query = dup_or_empty(e->query);
-    r->command = dup_or_empty(e->command);
+    r->query = e->other ? NULL : dup_or_empty(e->query); /* "other" has no text of its own */
+    r->command = e->other ? NULL : dup_or_empty(e->command);
     r->fallback = e->fallback;
     r->calls = (int64_t)e->calls;
     r->errors = (int64_t)e->errors;
@@ -751,15 +817,42 @@ static char *unused_ignores_json(analyzer *a)
     return out;
 }
 
+/* The statement rows to remove, and whether the batch replaces them all instead (then a lost
+ * batch's removals are made good too). */
+static void fill_removals(analyzer *a, store_batch *b, bool all, const batch_builder *bb)
+{
+    if (all) {
+        forget_folded(a);
+        b->statements_complete = !bb->incomplete;
+        a->resend_all |= bb->incomplete;
+        return;
+    }
+    b->folded = a->folded;
+    b->n_folded = a->n_folded;
+    a->folded = NULL;
+    a->n_folded = a->folded_cap = 0;
+}
+
+static void fill_fold_counters(analyzer *a, store_run_counters *c)
+{
+    const stats_entry *other = stats_table_other(a->stats);
+
+    c->max_shapes = a->settings.max_shapes;
+    c->folded_shapes = stats_table_folded(a->stats);
+    c->folded_calls = other ? other->calls : 0;
+}
+
 static store_batch *build_batch(analyzer *a, bool all, int64_t ended_us)
 {
     store_batch *b = calloc(1, sizeof(*b));
-    batch_builder bb = {b, 0};
+    batch_builder bb = {b, 0, false};
     fp_counters fc;
 
     if (!b)
         return NULL;
     stats_table_take_dirty(a->stats, all, copy_statement, &bb);
+    fill_removals(a, b, all, &bb);
+    fill_fold_counters(a, &b->run);
     copy_connections(a, b, all);
     copy_tags(a, b, all);
     np1_builder nb = {b, 0};
@@ -786,8 +879,9 @@ static store_batch *build_batch(analyzer *a, bool all, int64_t ended_us)
 static void flush(analyzer *a)
 {
     if (!a->pending) {
-        a->pending = build_batch(a, a->resend_all, 0);
-        a->resend_all = false;
+        bool all = a->resend_all;
+        a->resend_all = false; /* building may set it again */
+        a->pending = build_batch(a, all, 0);
         a->batches++;
     }
     if (a->pending && store_submit(a->st, a->pending)) {
@@ -853,6 +947,10 @@ analyzer *analyze_start(queue *q, store *st, const analyze_settings *s)
     a->settings = *s;
     a->fp = fp_cache_new(s->fp_cache_entries);
     a->stats = stats_table_new();
+    if (a->stats && !stats_table_limit(a->stats, s->max_shapes, on_fold, a)) {
+        stats_table_free(a->stats);
+        a->stats = NULL;
+    }
     a->np1 = np1_new(&s->nplusone);
     if (s->explain_enabled && !(a->ex = explainer_start(&s->explain)))
         log_warning(NULL, "cannot start the EXPLAIN side connections: no plans will be sampled");
@@ -912,6 +1010,7 @@ void analyze_stop(analyzer *a, int64_t ended_us)
     }
     fp_cache_free(a->fp);
     stats_table_free(a->stats);
+    forget_folded(a);
     np1_free(a->np1);
     explainer_free(a->ex);
     free(a->split_text);

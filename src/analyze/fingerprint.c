@@ -443,6 +443,8 @@ static uint64_t fnv_byte(uint64_t h, unsigned char b)
 
 /* ---- the pre-digest ---- */
 
+static bool string_in_doubt(const lexer *lx, const token *t);
+
 /* What the first word of a statement says about it. */
 enum first_kind {
     FIRST_OTHER,
@@ -500,6 +502,7 @@ typedef struct digest {
     bool after_constructor; /* prev1 is the '[' of ARRAY[ building an array */
     bool query;             /* inside a SELECT nested in a statement that keeps values */
     size_t query_depth;
+    bool values_matter; /* a literal where libpg_query's fingerprint may keep its value */
 } digest;
 
 /* The code hashed before a token: a lower-case letter, digit or sign for a token hashed with
@@ -605,19 +608,25 @@ static bool array_constructor(const digest *d)
     return false;
 }
 
-/* Whether a literal's value goes into the pre-digest. */
-static bool keeps_value(const digest *d, const token *t)
+/* Whether a literal's value goes into the pre-digest. Outside the places where fingerprints
+ * ignore constants (a COMMENT's text, a NOTIFY payload, a role's PASSWORD, FETCH's count),
+ * libpg_query's fingerprint would keep the value; pgscope's shapes must not depend on values,
+ * so the value is left out all the same and values_matter noted: such a statement's id comes
+ * from its normalized text instead (see shape_compute). */
+static bool keeps_value(digest *d, const token *t)
 {
     const lexer *lx = d->lx;
 
     if (d->strip_all)
         return false;
+    if (!strips_here(d))
+        d->values_matter = true;
     if (t->kind == TK_USTRING || is_word(lx, &d->prev1, "uescape"))
         return true; /* U&'..' escapes are checked while parsing: the value decides validity */
     if (t->kind == TK_ESTRING && t->backslash)
         return true; /* E'\u12' or E'\xff' can be errors */
     if (!strips_here(d))
-        return true;
+        return false;
     if (t->kind != TK_INT && t->kind != TK_NUM)
         return false;
     /* float(24) is real and float(25) double precision; current_time(3) keeps its 3; int[5]
@@ -782,13 +791,20 @@ static void digest_token(digest *d, const token *t)
 
     bool literal = is_literal(t->kind) && !t->bad;
     bool keep = literal && keeps_value(d, t);
+    /* Ids from a normalized text (strip_all) ignore parameter numbers, as fingerprints do:
+     * "IN ($2, $3)" then ends the same whatever the length of a list before it. */
+    bool param = d->strip_all && t->kind == TK_PARAM && !t->bad;
     if (d->list != LIST_NONE)
-        list_step(d, t, (literal && !keep) || is_constant_word(d->lx, t));
+        list_step(d, t, (literal && !keep) || param || is_constant_word(d->lx, t));
     uint64_t before = d->h;
+    if (literal && string_in_doubt(d->lx, t))
+        hash_code(d, '?'); /* its normalized text is cut there: keep it apart from others */
     if (t->bad)
         hash_code(d, (unsigned char)(kind_code(t->kind, true) | 0x80));
     else if (literal && !keep)
         hash_code(d, kind_code(t->kind, true));
+    else if (param)
+        hash_code(d, 'P');
     else if (is_ignored_name(d, t))
         hash_code(d, 'N');
     else
@@ -809,7 +825,9 @@ static void digest_token(digest *d, const token *t)
     }
 }
 
-static uint64_t digest_text(const char *text, size_t len, bool strip_all)
+/* The hash of text's token stream; *values_matter (may be NULL) tells whether a literal stood
+ * where libpg_query's fingerprint keeps values. */
+static uint64_t digest_text(const char *text, size_t len, bool strip_all, bool *values_matter)
 {
     lexer lx;
     token t;
@@ -825,12 +843,14 @@ static uint64_t digest_text(const char *text, size_t len, bool strip_all)
         digest_token(&d, &t);
     if (d.list == LIST_ROW_END) /* INSERT ... VALUES (1), (2) at the very end */
         list_collapse(&d, 'V');
+    if (values_matter != NULL)
+        *values_matter = d.values_matter;
     return hash_mix64(d.h);
 }
 
 uint64_t fp_predigest(const char *text, size_t len)
 {
-    return digest_text(text, len, false);
+    return digest_text(text, len, false, NULL);
 }
 
 /* Text libpg_query rejects: an id from the pre-digest with every literal stripped, so that all
@@ -838,7 +858,18 @@ uint64_t fp_predigest(const char *text, size_t len)
  * pre-digests used elsewhere. */
 static uint64_t fallback_id(const char *text, size_t len)
 {
-    return hash_mix64(digest_text(text, len, true) ^ 0x5bd1e9955bd1e995ULL);
+    return hash_mix64(digest_text(text, len, true, NULL) ^ 0x5bd1e9955bd1e995ULL);
+}
+
+/* The id of a statement whose libpg_query fingerprint would depend on its values: a hash of
+ * its normalized text's tokens (every constant a $n), which is the same for every variant of
+ * the statement and so confirms no guess of a value. Spacing, comments, keyword case and
+ * parameter numbers are left out as the pre-digest leaves them out, so that texts sharing a
+ * pre-digest share this id too; the constant keeps it apart from the other kinds of id. */
+static uint64_t cleaned_id(const char *normalized)
+{
+    return hash_mix64(digest_text(normalized, strlen(normalized), true, NULL) ^
+                      0x8f14e45fceea167aULL);
 }
 
 /* ---- readable texts ---- */
@@ -1041,9 +1072,10 @@ static size_t tidy_bound(const lexer *text, uint32_t *next)
 
 /* A copy of text without comments, each run of whitespace and comments as one space, and every
  * constant (literals, and the words that are values of a SET) marked in the given style; at
- * most cap bytes. A string whose end is in doubt is marked with all that follows it. NULL when
- * out of memory. */
-static char *tidy_text(const char *text, size_t len, enum mark_style style, size_t cap)
+ * most cap bytes. A string whose end is in doubt is marked with all that follows it. *words
+ * (may be NULL) is set when a value that is not a literal was marked: a SET value written as a
+ * word. NULL when out of memory. */
+static char *tidy_text(const char *text, size_t len, enum mark_style style, size_t cap, bool *words)
 {
     tidier td;
     token t;
@@ -1068,6 +1100,8 @@ static char *tidy_text(const char *text, size_t len, enum mark_style style, size
             continue;
         bool word = set_value_word(&td, &t), doubt = string_in_doubt(&td.lx, &t);
         bool mark = word || doubt || is_literal(t.kind) || t.kind == TK_JUNK;
+        if (word && words != NULL)
+            *words = true;
         if (space && !append_cut(td.out, &td.used, td.cap, " ", 1))
             break;
         if (mark ? !put_mark(&td)
@@ -1376,6 +1410,10 @@ void fp_hex(uint64_t id, char out[17])
 
 #define FP_NONE UINT32_MAX
 #define FP_MAX_ENTRIES (1U << 28)
+/* Normalized texts the cache may hold, per entry it may hold on average: a cache of 50,000
+ * shapes holds at most 32 MB of text, however long the statements (16 kB each at most). */
+#define FP_TEXT_PER_ENTRY 640
+#define FP_TEXT_MIN (1U << 20)
 
 typedef struct fp_entry {
     uint64_t key; /* the pre-digest */
@@ -1388,7 +1426,9 @@ typedef struct fp_entry {
 struct fp_cache {
     fp_entry *entries; /* n_entries used of cap_entries, grown up to max_entries */
     uint32_t n_entries, cap_entries, max_entries;
-    uint32_t *slots; /* open addressing by key: entry index + 1, 0 when empty */
+    uint32_t free_list;             /* entries emptied for want of text room, through older */
+    size_t text_bytes, text_budget; /* normalized texts held, and at most */
+    uint32_t *slots;                /* open addressing by key: entry index + 1, 0 when empty */
     size_t mask;
     uint32_t newest, oldest;
     char *scratch; /* a NUL-terminated copy of the text for libpg_query */
@@ -1415,7 +1455,10 @@ fp_cache *fp_cache_new(size_t max_entries)
         return NULL;
     }
     c->mask = slots - 1;
-    c->newest = c->oldest = FP_NONE;
+    c->newest = c->oldest = c->free_list = FP_NONE;
+    c->text_budget = (size_t)c->max_entries * FP_TEXT_PER_ENTRY;
+    if (c->text_budget < FP_TEXT_MIN)
+        c->text_budget = FP_TEXT_MIN;
     return c;
 }
 
@@ -1424,7 +1467,7 @@ void fp_cache_free(fp_cache *c)
     if (c == NULL)
         return;
     for (uint32_t i = 0; i < c->n_entries; i++)
-        free(c->entries[i].normalized);
+        free(c->entries[i].normalized); /* NULL in emptied entries */
     free(c->entries);
     free(c->slots);
     free(c->scratch);
@@ -1501,10 +1544,46 @@ static void lru_push(fp_cache *c, uint32_t i)
         c->oldest = i;
 }
 
-/* A free entry: a new one while there is room, else the least recently used one, emptied.
- * FP_NONE only if there is neither memory nor an entry to reuse. */
+static size_t text_size(const fp_entry *e)
+{
+    return e->normalized != NULL ? strlen(e->normalized) + 1 : 0;
+}
+
+/* Takes the least recently used entry out of the index and the recency list, and frees its
+ * text; returns its index. */
+static uint32_t evict_oldest(fp_cache *c)
+{
+    uint32_t victim = c->oldest;
+
+    slots_remove(c, victim);
+    lru_unlink(c, victim);
+    c->text_bytes -= text_size(&c->entries[victim]);
+    free(c->entries[victim].normalized);
+    c->entries[victim].normalized = NULL;
+    c->counters.evictions++;
+    return victim;
+}
+
+/* Long texts fill the text budget before the cache is full: the least recently used entries
+ * make room, and their places wait on the free list. keep is never evicted. */
+static void trim_texts(fp_cache *c, uint32_t keep)
+{
+    while (c->text_bytes > c->text_budget && c->oldest != FP_NONE && c->oldest != keep) {
+        uint32_t i = evict_oldest(c);
+        c->entries[i].older = c->free_list;
+        c->free_list = i;
+    }
+}
+
+/* A free entry: one emptied earlier, a new one while there is room, else the least recently
+ * used one, emptied. FP_NONE only if there is neither memory nor an entry to reuse. */
 static uint32_t cache_slot(fp_cache *c)
 {
+    if (c->free_list != FP_NONE) {
+        uint32_t i = c->free_list;
+        c->free_list = c->entries[i].older;
+        return i;
+    }
     if (c->n_entries == c->cap_entries && c->cap_entries < c->max_entries) {
         uint32_t cap = c->cap_entries ? c->cap_entries * 2 : 64;
         if (cap > c->max_entries)
@@ -1517,14 +1596,7 @@ static uint32_t cache_slot(fp_cache *c)
     }
     if (c->n_entries < c->cap_entries)
         return c->n_entries++;
-    uint32_t victim = c->oldest;
-    if (victim == FP_NONE)
-        return FP_NONE;
-    slots_remove(c, victim);
-    lru_unlink(c, victim);
-    free(c->entries[victim].normalized);
-    c->counters.evictions++;
-    return victim;
+    return c->oldest == FP_NONE ? FP_NONE : evict_oldest(c);
 }
 
 /* libpg_query wants a C string; the text need not be one. NULL when out of memory. */
@@ -1549,46 +1621,59 @@ static const char *scratch_copy(fp_cache *c, const char *text, size_t len)
  * replaces only the constants of some statements (a NOTIFY payload, a COMMENT, a CREATE TABLE's
  * DEFAULT, EXECUTE's arguments stay): tidying marks the ones it left, numbered on. A text with
  * a string whose end is in doubt gets the lexer's text, cut there: libpg_query may have read
- * part of a value as words. */
-static char *normalized_text(const char *sql)
+ * part of a value as words. *cleaned is set when a value that is not a literal was taken out
+ * (the literals' places the pre-digest knows), or when normalize failed. A text in doubt keeps
+ * libpg_query's fingerprint, which reads it whole: an id from its cut text would be shared by
+ * statements that differ after the cut, and ids key what the guard let replay. */
+static char *normalized_text(const char *sql, bool *cleaned)
 {
     size_t len = strlen(sql);
 
     if (text_in_doubt(sql, len))
-        return tidy_text(sql, len, MARK_QUESTION, FP_FALLBACK_MAX);
+        return tidy_text(sql, len, MARK_QUESTION, FP_FALLBACK_MAX, cleaned);
     PgQueryNormalizeResult nr = pg_query_normalize(sql);
     char *out;
 
     if (nr.error == NULL && nr.normalized_query != NULL)
         out = tidy_text(nr.normalized_query, strlen(nr.normalized_query), MARK_PARAM,
-                        FP_NORMALIZED_MAX);
+                        FP_NORMALIZED_MAX, cleaned);
     else
-        out = tidy_text(sql, len, MARK_QUESTION, FP_FALLBACK_MAX);
+        out = tidy_text(sql, len, MARK_QUESTION, FP_FALLBACK_MAX, NULL);
+    if (nr.error != NULL || nr.normalized_query == NULL)
+        *cleaned = true;
     pg_query_free_normalize_result(nr);
     return out;
 }
 
-/* The shape of a text the cache has not seen: one libpg_query parse, or a fallback. */
-static void shape_compute(fp_cache *c, const char *text, size_t len, fp_entry *e)
+/* The shape of a text the cache has not seen: one libpg_query parse, or a fallback. The id is
+ * libpg_query's fingerprint unless it could depend on a value: when a literal stood where the
+ * fingerprint keeps values (values_matter, from the pre-digest: elsewhere the fingerprint
+ * ignores them, which the pre-digest's own guarantee rests on) or a SET value written as a word
+ * was taken out, it is the cleaned text's id. Both depend on where values stand, never on what
+ * they are, so texts sharing a pre-digest share the id. */
+static void shape_compute(fp_cache *c, const char *text, size_t len, bool values_matter,
+                          fp_entry *e)
 {
     const char *sql = scratch_copy(c, text, len);
 
     e->normalized = NULL;
     if (sql != NULL) {
         PgQueryFingerprintResult fr = pg_query_fingerprint(sql);
-        bool ok = fr.error == NULL;
+        bool ok = fr.error == NULL, cleaned = false;
         c->counters.parses++;
         e->id = fr.fingerprint;
         pg_query_free_fingerprint_result(fr);
         if (ok) {
             e->fallback = false;
-            e->normalized = normalized_text(sql);
+            e->normalized = normalized_text(sql, &cleaned);
+            if (values_matter || cleaned) /* out of memory: the literals stripped from sql */
+                e->id = cleaned_id(e->normalized != NULL ? e->normalized : sql);
             return;
         }
     }
     e->id = fallback_id(text, len);
     e->fallback = true;
-    e->normalized = tidy_text(text, len, MARK_QUESTION, FP_FALLBACK_MAX);
+    e->normalized = tidy_text(text, len, MARK_QUESTION, FP_FALLBACK_MAX, NULL);
     c->counters.fallbacks++;
 }
 
@@ -1601,7 +1686,8 @@ static void result_from(const fp_entry *e, fp_result *out)
 
 void fp_statement(fp_cache *c, const char *text, size_t len, fp_result *out)
 {
-    uint64_t key = fp_predigest(text, len);
+    bool values_matter;
+    uint64_t key = digest_text(text, len, false, &values_matter);
     uint32_t i = cache_find(c, key);
     fp_entry fresh;
 
@@ -1615,7 +1701,7 @@ void fp_statement(fp_cache *c, const char *text, size_t len, fp_result *out)
         result_from(&c->entries[i], out);
         return;
     }
-    shape_compute(c, text, len, &fresh);
+    shape_compute(c, text, len, values_matter, &fresh);
     fresh.key = key;
     i = cache_slot(c);
     if (i == FP_NONE) { /* no memory for the cache: answer anyway */
@@ -1626,6 +1712,8 @@ void fp_statement(fp_cache *c, const char *text, size_t len, fp_result *out)
     c->entries[i] = fresh;
     slots_add(c, i);
     lru_push(c, i);
+    c->text_bytes += text_size(&fresh);
+    trim_texts(c, i);
     result_from(&c->entries[i], out);
 }
 

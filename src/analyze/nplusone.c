@@ -12,17 +12,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NP1_MAX_PARAMS 64          /* parameters of a statement kept (positions fit a byte) */
-#define NP1_SLOT_COLS 32           /* columns of a sampled result kept */
-#define NP1_SLOT_VALUES 8192       /* distinct (column, value) pairs kept per result slot */
-#define NP1_TEXT_MAX 8192          /* bytes kept of a normalized text */
-#define NP1_UNIT_TEXTS (1 << 20)   /* bytes of texts one open unit may hold */
-#define NP1_VALUE_MAX 64           /* bytes kept of one example value */
-#define NP1_EXAMPLE_MAX 512        /* bytes of one example tuple, as JSON */
-#define NP1_MAX_FINDINGS 4096      /* distinct patterns remembered in a run */
-#define NP1_TXN_IDLE_US 60000000LL /* a transaction idle this long is examined on a tick */
-#define NP1_MAX_UNIT_LIMIT 1000000 /* upper bound for settings.max_unit */
-#define NP1_MAX_RESULTS_KEPT 64    /* upper bound for settings.results_kept */
+#define NP1_MAX_PARAMS 64           /* parameters of a statement kept (positions fit a byte) */
+#define NP1_SLOT_COLS 32            /* columns of a sampled result kept */
+#define NP1_SLOT_VALUES 8192        /* distinct (column, value) pairs kept per result slot */
+#define NP1_TEXT_MAX 8192           /* bytes kept of a normalized text */
+#define NP1_UNIT_TEXTS (1 << 20)    /* bytes of texts one open unit may hold */
+#define NP1_VALUE_MAX 64            /* bytes kept of one example value */
+#define NP1_EXAMPLE_MAX 512         /* bytes of one example tuple, as JSON */
+#define NP1_MAX_FINDINGS 4096       /* distinct patterns remembered in a run */
+#define NP1_TXN_IDLE_US 60000000LL  /* a transaction idle this long is examined on a tick */
+#define NP1_CONN_IDLE_US 10000000LL /* a connection idle this long, its unit closed, is dropped */
+#define NP1_MAX_UNIT_LIMIT 1000000  /* upper bound for settings.max_unit */
+#define NP1_MAX_RESULTS_KEPT 64     /* upper bound for settings.results_kept */
 
 /* ---- small helpers ---- */
 
@@ -2199,15 +2200,24 @@ void np1_disconnect(np1_detector *d, uint64_t conn_id)
 
 /* A run outside a transaction ends after the gap; an open transaction is examined only when it
  * has been idle for a long time (or at the end of the run, now_us = INT64_MAX). */
+/* Closes units idle for longer than the gap (a transaction's: NP1_TXN_IDLE_US). A connection
+ * whose unit is closed and that has been idle for NP1_CONN_IDLE_US is dropped: its result
+ * samples (up to results_kept x NP1_SLOT_VALUES values) serve only its open unit, and so an
+ * idle connection, or one whose end the analysis never heard of (its event was dropped with
+ * the queue full), holds no memory. Should it send again, it starts afresh. */
 void np1_tick(np1_detector *d, int64_t now_us)
 {
     if (d == NULL)
         return;
     for (size_t b = 0; b < d->n_buckets; b++) {
-        for (conn *c = d->buckets[b]; c != NULL; c = c->next) {
+        for (conn *c = d->buckets[b], *next; c != NULL; c = next) {
+            next = c->next;
+            uint64_t idle = elapsed(c->last_end_us, now_us);
             uint64_t limit = c->u.in_txn ? NP1_TXN_IDLE_US : (uint64_t)d->s.idle_gap_ms * 1000;
-            if (c->u.open && elapsed(c->last_end_us, now_us) > limit)
+            if (c->u.open && idle > limit)
                 close_unit(d, c);
+            if (!c->u.open && idle > NP1_CONN_IDLE_US)
+                conn_remove(d, c);
         }
     }
 }

@@ -224,6 +224,50 @@ double stats_entry_stddev(const stats_entry *e)
     return sqrt(e->m2 / (double)e->calls);
 }
 
+static void merge_errors(stats_entry *dst, const stats_entry *src)
+{
+    for (int i = 0; i < src->n_errs; i++) {
+        int k = 0;
+        while (k < dst->n_errs && strcmp(dst->errs[k].sqlstate, src->errs[i].sqlstate) != 0)
+            k++;
+        if (k == dst->n_errs && k < STATS_MAX_SQLSTATES)
+            dst->errs[dst->n_errs++] = (stats_errors){.count = 0};
+        if (k < dst->n_errs) {
+            memcpy(dst->errs[k].sqlstate, src->errs[i].sqlstate, sizeof dst->errs[k].sqlstate);
+            dst->errs[k].count += src->errs[i].count;
+        } else {
+            dst->other_errors += src->errs[i].count;
+        }
+    }
+    dst->other_errors += src->other_errors;
+}
+
+void stats_entry_merge(stats_entry *dst, const stats_entry *src)
+{
+    if (src->calls == 0)
+        return;
+    if (dst->calls == 0) {
+        dst->min_us = src->min_us;
+        dst->max_us = src->max_us;
+        dst->first_us = src->first_us;
+        dst->last_us = src->last_us;
+    }
+    double n = (double)(dst->calls + src->calls), delta = src->mean_us - dst->mean_us;
+    dst->m2 += src->m2 + delta * delta * (double)dst->calls * (double)src->calls / n;
+    dst->mean_us += delta * (double)src->calls / n;
+    dst->calls += src->calls;
+    dst->errors += src->errors;
+    dst->rows += src->rows;
+    dst->total_us += src->total_us;
+    dst->min_us = src->min_us < dst->min_us ? src->min_us : dst->min_us;
+    dst->max_us = src->max_us > dst->max_us ? src->max_us : dst->max_us;
+    dst->first_us = src->first_us < dst->first_us ? src->first_us : dst->first_us;
+    dst->last_us = src->last_us > dst->last_us ? src->last_us : dst->last_us;
+    merge_errors(dst, src);
+    stats_hist_merge(&dst->hist, &src->hist);
+    dst->dirty = true;
+}
+
 /* ---- the table ---- */
 
 /* Entries are allocated one by one so that pointers to them stay valid as the table grows;
@@ -234,6 +278,14 @@ struct stats_table {
     size_t count, list_cap;
     uint32_t *slots; /* open addressing: list position + 1, 0 when empty */
     size_t mask;
+    /* The cap (0: none), and what folding needs: the entry that receives the folded ones,
+     * room to sort max_entries totals (allocated with the cap, so folding cannot fail). */
+    size_t max_entries;
+    stats_entry *other;
+    uint64_t folded;
+    double *totals;
+    void (*on_fold)(const stats_entry *e, void *arg);
+    void *fold_arg;
 };
 
 static uint64_t key_hash(uint64_t fingerprint, const char *database, const char *user)
@@ -279,6 +331,9 @@ void stats_table_free(stats_table *t)
         return;
     for (size_t i = 0; i < t->count; i++)
         entry_free(t->list[i]);
+    if (t->other != NULL)
+        entry_free(t->other);
+    free(t->totals);
     free(t->list);
     free(t->hashes);
     free(t->slots);
@@ -288,6 +343,16 @@ void stats_table_free(stats_table *t)
 size_t stats_table_count(const stats_table *t)
 {
     return t->count;
+}
+
+const stats_entry *stats_table_other(const stats_table *t)
+{
+    return t->other;
+}
+
+uint64_t stats_table_folded(const stats_table *t)
+{
+    return t->folded;
 }
 
 static void slot_put(uint32_t *slots, size_t mask, uint64_t hash, size_t pos)
@@ -372,6 +437,82 @@ static stats_entry *table_find(const stats_table *t, uint64_t hash, uint64_t fin
     }
 }
 
+/* ---- the cap: folding the cheapest entries into "other" ---- */
+
+bool stats_table_limit(stats_table *t, size_t max_entries,
+                       void (*on_fold)(const stats_entry *e, void *arg), void *arg)
+{
+    double *totals = max_entries > 0 ? malloc(max_entries * sizeof *totals) : NULL;
+
+    if (max_entries > 0 && totals == NULL)
+        return false;
+    free(t->totals);
+    t->totals = totals;
+    t->max_entries = max_entries;
+    t->on_fold = on_fold;
+    t->fold_arg = arg;
+    return true;
+}
+
+static int cmp_total(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* The entry folded entries go into, created on the first fold. */
+static stats_entry *other_entry(stats_table *t)
+{
+    if (t->other == NULL && (t->other = entry_new(0, "", "", "", "", false)) != NULL)
+        t->other->other = true;
+    return t->other;
+}
+
+static void fold_entry(stats_table *t, stats_entry *e)
+{
+    if (t->on_fold != NULL)
+        t->on_fold(e, t->fold_arg);
+    stats_entry_merge(t->other, e);
+    t->folded++;
+    entry_free(e);
+}
+
+/* Folds the cheapest tenth of the entries (by total time; ties in creation order) and closes
+ * the gaps they leave. A sort every max/10 new entries: O(log n) amortized per entry, where a
+ * heap kept in step with every execution's time would cost that on every statement. */
+static void compact(stats_table *t)
+{
+    size_t n = t->count, fold = n / 10 > 0 ? n / 10 : 1, kept = 0;
+
+    if (n == 0 || n > t->max_entries || other_entry(t) == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        t->totals[i] = t->list[i]->total_us;
+    qsort(t->totals, n, sizeof *t->totals, cmp_total);
+    double limit = t->totals[fold - 1];
+    size_t below = 0;
+    while (below < fold && t->totals[below] < limit)
+        below++;
+    size_t ties = fold - below; /* entries at exactly the limit that go too */
+    for (size_t i = 0; i < n; i++) {
+        stats_entry *e = t->list[i];
+        bool goes = e->total_us < limit || (e->total_us == limit && ties > 0);
+        if (goes && e->total_us == limit)
+            ties--;
+        if (goes) {
+            fold_entry(t, e);
+            continue;
+        }
+        t->list[kept] = e;
+        t->hashes[kept++] = t->hashes[i];
+    }
+    t->count = kept;
+    memset(t->slots, 0, (t->mask + 1) * sizeof *t->slots);
+    for (size_t i = 0; i < kept; i++)
+        slot_put(t->slots, t->mask, t->hashes[i], i);
+}
+
 stats_entry *stats_table_get(stats_table *t, uint64_t fingerprint, const char *database,
                              const char *user, const char *query, const char *command,
                              bool fallback)
@@ -384,6 +525,8 @@ stats_entry *stats_table_get(stats_table *t, uint64_t fingerprint, const char *d
     stats_entry *e = table_find(t, hash, fingerprint, database, user);
     if (e != NULL)
         return e;
+    if (t->max_entries > 0 && t->count >= t->max_entries)
+        compact(t);
     if (!slots_reserve(t) || !list_reserve(t))
         return NULL;
     e = entry_new(fingerprint, database, user, query, command, fallback);
@@ -396,16 +539,23 @@ stats_entry *stats_table_get(stats_table *t, uint64_t fingerprint, const char *d
     return e;
 }
 
+static void take(stats_entry *e, bool all, void (*fn)(stats_entry *e, void *arg), void *arg)
+{
+    if (!all && !e->dirty)
+        return;
+    e->dirty = false;
+    if (fn != NULL) {
+        e->taken = true;
+        fn(e, arg);
+    }
+}
+
 /* The mark is cleared before fn runs, so fn may set it again (say, when a write failed). */
 void stats_table_take_dirty(stats_table *t, bool all, void (*fn)(stats_entry *e, void *arg),
                             void *arg)
 {
-    for (size_t i = 0; i < t->count; i++) {
-        stats_entry *e = t->list[i];
-        if (!all && !e->dirty)
-            continue;
-        e->dirty = false;
-        if (fn != NULL)
-            fn(e, arg);
-    }
+    for (size_t i = 0; i < t->count; i++)
+        take(t->list[i], all, fn, arg);
+    if (t->other != NULL)
+        take(t->other, all, fn, arg);
 }

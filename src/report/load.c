@@ -6,6 +6,7 @@
 #include "report_int.h"
 
 #include "pgscope/stats.h"
+#include "pgscope/store.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -22,9 +23,17 @@
     "track_desyncs, "
 #define RUN_FILTER " FROM runs WHERE ?1 IS NULL OR id = ?1 ORDER BY id"
 
-static const char sql_runs[] = "SELECT " RUN_COLUMNS "unused_ignores" RUN_FILTER;
-/* A version-1 file, read as it is (a report never migrates): no allow-list column yet. */
-static const char sql_runs_v1[] = "SELECT " RUN_COLUMNS "NULL" RUN_FILTER;
+#define FOLD_COLUMNS ", max_shapes, folded_shapes, folded_calls"
+#define NO_FOLD_COLUMNS ", NULL, 0, 0"
+
+static const char sql_runs[] = "SELECT " RUN_COLUMNS "unused_ignores" FOLD_COLUMNS RUN_FILTER;
+/* Older files, read as they are (a report never migrates): before version 5 no cap on shapes
+ * was recorded, and before version 2 no allow-list. */
+static const char sql_runs_v2[] = "SELECT " RUN_COLUMNS "unused_ignores" NO_FOLD_COLUMNS RUN_FILTER;
+static const char sql_runs_v1[] = "SELECT " RUN_COLUMNS "NULL" NO_FOLD_COLUMNS RUN_FILTER;
+
+/* The reserved row of the shapes folded by max_shapes is shown apart from the statements. */
+#define NOT_OTHER "fingerprint <> '" STORE_OTHER_FINGERPRINT "'"
 
 /* The columns of one shape in one run, shared by the per-run list and the merge. */
 #define SHAPE_COLUMNS                                                                              \
@@ -58,20 +67,23 @@ enum {
 };
 
 static const char sql_run_statements[] =
-    "SELECT " SHAPE_COLUMNS " FROM statements WHERE run_id = ?1 ORDER BY total_ms DESC LIMIT ?2";
+    "SELECT " SHAPE_COLUMNS " FROM statements "
+    "WHERE run_id = ?1 AND " NOT_OTHER " ORDER BY total_ms DESC LIMIT ?2";
 
-static const char sql_count_run[] = "SELECT count(*) FROM statements WHERE run_id = ?1";
+static const char sql_count_run[] =
+    "SELECT count(*) FROM statements WHERE run_id = ?1 AND " NOT_OTHER;
 
 /* The top shapes over all runs, and (window count) how many shapes there are in all. */
 static const char sql_merged_top[] =
     "SELECT fingerprint, database, user_name, sum(total_ms) AS total, count(*) OVER () "
-    "FROM statements GROUP BY fingerprint, database, user_name "
+    "FROM statements WHERE " NOT_OTHER " GROUP BY fingerprint, database, user_name "
     "ORDER BY total DESC, fingerprint, database, user_name LIMIT ?1";
 
-/* One shape's rows in every run, the latest first: its text and example come from there. */
+/* One shape's rows in every run (?4 NULL) or in one, the latest first: its text and example
+ * come from there. */
 static const char sql_shape_runs[] =
-    "SELECT " SHAPE_COLUMNS " FROM statements "
-    "WHERE fingerprint = ?1 AND database = ?2 AND user_name = ?3 ORDER BY run_id DESC";
+    "SELECT " SHAPE_COLUMNS " FROM statements WHERE fingerprint = ?1 AND database = ?2 "
+    "AND user_name = ?3 AND (?4 IS NULL OR run_id = ?4) ORDER BY run_id DESC";
 
 /* ?1 is NULL when every run counts. */
 static const char sql_errors[] =
@@ -345,6 +357,9 @@ static void read_run(sqlite3_stmt *st, report_run *r)
     const char *unused = (const char *)sqlite3_column_text(st, 15);
     r->has_unused_ignores =
         unused && json_strings(unused, false, &r->unused_ignores, &r->n_unused_ignores);
+    r->max_shapes = sqlite3_column_type(st, 16) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 16);
+    r->folded_shapes = sqlite3_column_int64(st, 17);
+    r->folded_calls = sqlite3_column_int64(st, 18);
 }
 
 static bool load_runs(sqlite3 *db, int64_t run_id, report_data *d, char *err, size_t errlen)
@@ -353,7 +368,10 @@ static bool load_runs(sqlite3 *db, int64_t run_id, report_data *d, char *err, si
     size_t cap = 0;
     int rc;
 
-    if (!prepare(db, d->schema_version >= 2 ? sql_runs : sql_runs_v1, &st, err, errlen))
+    const char *sql = d->schema_version >= 5   ? sql_runs
+                      : d->schema_version >= 2 ? sql_runs_v2
+                                               : sql_runs_v1;
+    if (!prepare(db, sql, &st, err, errlen))
         return false;
     bind_run(st, 1, run_id);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -694,6 +712,44 @@ static bool load_details(sqlite3 *db, int64_t run_id, report_data *d, char *err,
     }
     sqlite3_finalize(errs);
     sqlite3_finalize(tags);
+    return ok;
+}
+
+/* ---------------------------------------------------------------- the folded shapes */
+
+/* The "other" row of the run (run_id > 0) or of every run, merged, with its errors; d->other
+ * stays NULL when there is none (nothing folded, or a file before version 5). */
+static bool load_other(sqlite3 *db, int64_t run_id, report_data *d, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL, *errs = NULL;
+    stats_hist *h = calloc(2, sizeof(*h));
+    report_statement *s = calloc(1, sizeof(*s));
+    bool ok = h && s;
+
+    for (size_t i = 0; i < d->n_runs; i++)
+        d->folded_shapes += d->runs[i].folded_shapes;
+    if (!ok)
+        snprintf(err, errlen, "out of memory");
+    if (ok && d->schema_version >= 5)
+        ok = prepare(db, sql_shape_runs, &st, err, errlen) &&
+             prepare(db, sql_errors, &errs, err, errlen);
+    if (ok && st) {
+        snprintf(s->fingerprint, sizeof(s->fingerprint), "%s", STORE_OTHER_FINGERPRINT);
+        bind_run(st, 4, run_id);
+        ok = merge_shape(st, &h[0], &h[1], s) && load_errors(errs, run_id, s);
+        if (!ok)
+            snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+    }
+    if (ok && s->calls > 0) {
+        d->other = s;
+        s = NULL;
+    }
+    if (s)
+        free_statement(s);
+    free(s);
+    sqlite3_finalize(st);
+    sqlite3_finalize(errs);
+    free(h);
     return ok;
 }
 
@@ -1274,8 +1330,8 @@ bool report_load(sqlite3 *db, int schema_version, int64_t run_id, bool all, int 
     }
     return load_findings(db, run_id, out, err, errlen) &&
            load_statements(db, run_id, limit, out, err, errlen) &&
-           load_details(db, run_id, out, err, errlen) && load_plans(db, run_id, out, err, errlen) &&
-           load_indexes(db, run_id, out, err, errlen);
+           load_details(db, run_id, out, err, errlen) && load_other(db, run_id, out, err, errlen) &&
+           load_plans(db, run_id, out, err, errlen) && load_indexes(db, run_id, out, err, errlen);
 }
 
 static void free_statement(report_statement *s)
@@ -1312,6 +1368,9 @@ void report_data_free(report_data *d)
     for (size_t i = 0; i < d->n_stmts; i++)
         free_statement(&d->stmts[i]);
     free(d->stmts);
+    if (d->other)
+        free_statement(d->other);
+    free(d->other);
     for (size_t i = 0; i < d->n_plans; i++)
         free_plan(&d->plans[i]);
     free(d->plans);

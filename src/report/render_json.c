@@ -162,6 +162,9 @@ static json_t *run_json(const report_run *r)
     obj_put(&b, "unused_ignores",
             r->has_unused_ignores ? strings_json(r->unused_ignores, r->n_unused_ignores)
                                   : json_null());
+    obj_put(&b, "max_shapes", r->max_shapes >= 0 ? jint(r->max_shapes) : json_null());
+    obj_put(&b, "folded_shapes", jint(r->folded_shapes));
+    obj_put(&b, "folded_calls", jint(r->folded_calls));
     return obj_end(&b);
 }
 
@@ -422,6 +425,20 @@ static json_t *any_statement(const void *s)
     return statement_json(s);
 }
 
+/* The shapes folded by max_shapes, as one statement with how many shapes it holds; null when
+ * nothing was folded. */
+static json_t *other_json(const report_data *d)
+{
+    if (!d->other)
+        return json_null();
+    json_t *o = statement_json(d->other);
+    if (o && json_object_set_new(o, "folded_shapes", jint(d->folded_shapes)) != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 static json_t *any_nplusone(const void *f)
 {
     return nplusone_json(f);
@@ -455,6 +472,7 @@ static json_t *report_json(const report_data *d)
             list_json(d->findings, d->n_findings, sizeof(d->findings[0]), any_nplusone));
     obj_put(&b, "unused_ignores", strings_json(d->unused_ignores, d->n_unused_ignores));
     obj_put(&b, "statements", list_json(d->stmts, d->n_stmts, sizeof(d->stmts[0]), any_statement));
+    obj_put(&b, "other", other_json(d));
     /* Every suggestion, not limited by --limit: a run's latest consolidation (with --all, of the
      * latest run that has any). */
     obj_put(&b, "index_suggestions",

@@ -210,6 +210,22 @@ static void put_all_runs(FILE *out, const report_data *d, report_run *sum)
     put_field(out, "statements", buf);
 }
 
+/* "folded shapes   995000 (with 995000 calls) into "other statements", max_shapes 5000": only
+ * when the cap on statement rows folded any. */
+static void put_folded(FILE *out, const report_data *d)
+{
+    char buf[160];
+    const report_run *last = &d->runs[d->n_runs - 1];
+
+    if (d->folded_shapes == 0)
+        return;
+    snprintf(buf, sizeof(buf), "%lld (with %lld calls) into \"other statements\"",
+             (long long)d->folded_shapes, (long long)(d->other ? d->other->calls : 0));
+    if (!d->all && last->max_shapes > 0)
+        append(buf, sizeof(buf), ", max_shapes %lld", (long long)last->max_shapes);
+    put_field(out, "folded shapes", buf);
+}
+
 static void put_counters(FILE *out, const report_run *sum)
 {
     put_count(out, "dropped events", sum->events_dropped);
@@ -282,6 +298,7 @@ static void put_summary(FILE *out, const report_data *d)
     } else {
         put_single_run(out, d);
     }
+    put_folded(out, d);
     put_counters(out, &sum);
     put_explain(out, d);
     put_index_count(out, d);
@@ -948,11 +965,11 @@ static void put_statement_findings(FILE *out, const report_data *d, const report
 
 /* ---------------------------------------------------------------- statements */
 
-static void put_statement(FILE *out, size_t rank, const report_statement *s)
+static void put_statement_row(FILE *out, const char *rank, const report_statement *s)
 {
     char num[8][32], rk[16], query[1024];
 
-    snprintf(rk, sizeof(rk), "%zu%s", rank, s->fallback ? "*" : "");
+    snprintf(rk, sizeof(rk), "%s%s", rank, s->fallback ? "*" : "");
     snprintf(num[0], sizeof(num[0]), "%lld", (long long)s->calls);
     fmt_num(num[1], sizeof(num[1]), s->total_ms, 9, 3);
     fmt_num(num[2], sizeof(num[2]), s->mean_ms, 6, 3);
@@ -964,6 +981,14 @@ static void put_statement(FILE *out, size_t rank, const report_statement *s)
     fit(query, LINE_WIDTH - TABLE_PREFIX);
     fprintf(out, TABLE_HEADER_FMT, rk, num[0], num[1], num[2], num[3], num[4], num[5], num[6],
             query);
+}
+
+static void put_statement(FILE *out, size_t rank, const report_statement *s)
+{
+    char rk[16];
+
+    snprintf(rk, sizeof(rk), "%zu", rank);
+    put_statement_row(out, rk, s);
 }
 
 /* "22012 division_by_zero 5" items, wrapped at the line width under the rank. */
@@ -1015,6 +1040,15 @@ static void put_statements(FILE *out, const report_data *d)
         put_statement(out, i + 1, &d->stmts[i]);
         put_statement_findings(out, d, &d->stmts[i]);
         fallback |= d->stmts[i].fallback;
+    }
+    if (d->other) {
+        report_statement other = *d->other;
+        char text[128];
+        snprintf(text, sizeof(text), "(other statements: %lld shapes)",
+                 (long long)d->folded_shapes);
+        other.query = text;
+        other.fallback = false;
+        put_statement_row(out, "-", &other);
     }
     if (fallback)
         fprintf(out, "  * libpg_query could not parse this text: it is grouped under a fallback "

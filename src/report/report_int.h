@@ -17,6 +17,8 @@ typedef struct report_run {
     double duration_s;
     int64_t connections, statements, events_dropped, lost_writes;
     int64_t fingerprint_fallbacks, fingerprint_parses, fingerprint_hits, track_desyncs;
+    int64_t max_shapes;                  /* the cap on statement rows; -1: not recorded */
+    int64_t folded_shapes, folded_calls; /* statement rows folded into "other", their calls */
     bool has_unused_ignores; /* false: the run recorded no list (no allow-list, or schema 1) */
     char **unused_ignores;   /* N+1 allow-list entries that never matched in the run */
     size_t n_unused_ignores;
@@ -132,9 +134,12 @@ typedef struct report_data {
     int schema_version;
     report_run *runs; /* oldest first */
     size_t n_runs;
-    report_statement *stmts; /* most total time first */
+    report_statement *stmts; /* most total time first; the "other" row is not among them */
     size_t n_stmts;
     int64_t shapes;            /* statement shapes in scope, before the limit */
+    report_statement *other;   /* the shapes folded by max_shapes, as one statement (merged
+                                * over the runs in scope); NULL when nothing was folded */
+    int64_t folded_shapes;     /* statement rows folded, all runs in scope */
     report_nplusone *findings; /* N+1 loops, then duplicates, each most severe first */
     size_t n_findings;
     char **unused_ignores; /* allow-list entries that never matched (in any run, with --all) */

@@ -181,6 +181,12 @@ static const char migrate_v4[] =
     "    PRIMARY KEY (run_id, rank)\n"
     ");\n";
 
+/* Version 5: the cap on statement shapes, and what it folded into the reserved "other" row. */
+static const char migrate_v5[] =
+    "ALTER TABLE runs ADD COLUMN max_shapes INTEGER;\n"
+    "ALTER TABLE runs ADD COLUMN folded_shapes INTEGER NOT NULL DEFAULT 0;\n"
+    "ALTER TABLE runs ADD COLUMN folded_calls INTEGER NOT NULL DEFAULT 0;\n";
+
 /* Step i takes a file from version migrations[i].version - 1 to migrations[i].version. Version 1
  * is the base, created from sql/schema.sql. To change the schema: edit sql/schema.sql (which
  * always describes the newest version), add a step here and bump STORE_SCHEMA_VERSION. */
@@ -188,13 +194,14 @@ static const struct migration {
     int version;
     const char *sql;
 } migrations[] = {
-    {1, NULL},
-    {2, migrate_v2},
-    {3, migrate_v3},
-    {4, migrate_v4},
+    {1, NULL}, {2, migrate_v2}, {3, migrate_v3}, {4, migrate_v4}, {5, migrate_v5},
 };
 
 enum {
+    Q_STATEMENT_CLEAR,
+    Q_ERROR_CLEAR,
+    Q_STATEMENT_DELETE,
+    Q_ERROR_DELETE,
     Q_STATEMENT,
     Q_ERROR,
     Q_TAG,
@@ -213,6 +220,13 @@ enum {
 /* The prepared statements of the writer, one per kind of row. Upserts, because a batch carries
  * cumulative figures that replace the earlier row of the same key. */
 static const char *const queries[Q_COUNT] = {
+    /* A batch with every statement row replaces the run's; a folded shape's row goes. */
+    [Q_STATEMENT_CLEAR] = "DELETE FROM statements WHERE run_id = ?1",
+    [Q_ERROR_CLEAR] = "DELETE FROM statement_errors WHERE run_id = ?1",
+    [Q_STATEMENT_DELETE] = "DELETE FROM statements WHERE run_id = ?1 AND fingerprint = ?2 "
+                           "AND database = ?3 AND user_name = ?4",
+    [Q_ERROR_DELETE] = "DELETE FROM statement_errors WHERE run_id = ?1 AND fingerprint = ?2 "
+                       "AND database = ?3 AND user_name = ?4",
     [Q_STATEMENT] =
         "INSERT INTO statements (run_id, fingerprint, database, user_name, query, command, "
         "fallback, calls, errors, rows, total_ms, min_ms, max_ms, mean_ms, stddev_ms, p50_ms, "
@@ -277,7 +291,8 @@ static const char *const queries[Q_COUNT] = {
     [Q_RUN] = "UPDATE runs SET ended_at = coalesce(?2, ended_at), connections = ?3, "
               "statements = ?4, events_dropped = ?5, fingerprint_fallbacks = ?6, "
               "fingerprint_parses = ?7, fingerprint_hits = ?8, track_desyncs = ?9, "
-              "lost_writes = ?10, unused_ignores = coalesce(?11, unused_ignores) WHERE id = ?1",
+              "lost_writes = ?10, unused_ignores = coalesce(?11, unused_ignores), "
+              "max_shapes = ?12, folded_shapes = ?13, folded_calls = ?14 WHERE id = ?1",
     [Q_ENDED] = "UPDATE runs SET ended_at = coalesce(ended_at, ?2), lost_writes = ?3 WHERE id = ?1",
 };
 
@@ -367,6 +382,11 @@ void store_batch_free(store_batch *b)
 {
     if (!b)
         return;
+    for (size_t i = 0; i < b->n_folded; i++) {
+        free(b->folded[i].database);
+        free(b->folded[i].user);
+    }
+    free(b->folded);
     for (size_t i = 0; i < b->n_statements; i++)
         free_statement_row(&b->statements[i]);
     for (size_t i = 0; i < b->n_connections; i++)
@@ -392,8 +412,8 @@ void store_batch_free(store_batch *b)
 /* Every row a batch would write, the run's own row included: what a failed write loses. */
 static uint64_t batch_rows(const store_batch *b)
 {
-    uint64_t n = 1 + b->n_statements + b->n_connections + b->n_tags + b->n_nplusone + b->n_plans +
-                 b->n_indexes + (uint64_t)b->run.n_explain;
+    uint64_t n = 1 + b->n_folded + b->n_statements + b->n_connections + b->n_tags + b->n_nplusone +
+                 b->n_plans + b->n_indexes + (uint64_t)b->run.n_explain;
 
     for (size_t i = 0; i < b->n_statements; i++)
         n += (uint64_t)(b->statements[i].n_errs > 0 ? b->statements[i].n_errs : 0);
@@ -705,12 +725,57 @@ static int write_run(store *s, const store_batch *b)
     s->lost_writing = atomic_load(&s->lost);
     bad |= bind_u64(st, 10, s->lost_writing) != SQLITE_OK;
     bad |= bind_text(st, 11, b->unused_ignores) != SQLITE_OK;
+    if (c->max_shapes > 0)
+        bad |= bind_u64(st, 12, c->max_shapes) != SQLITE_OK;
+    bad |= bind_u64(st, 13, c->folded_shapes) != SQLITE_OK;
+    bad |= bind_u64(st, 14, c->folded_calls) != SQLITE_OK;
     return bad ? SQLITE_NOMEM : step_done(st);
+}
+
+/* Runs one of the DELETEs of statement rows: the run's (k NULL), or one shape's. */
+static int delete_rows(store *s, int q, const store_statement_key *k)
+{
+    sqlite3_stmt *st = s->q[q];
+    bool bad = sqlite3_bind_int64(st, 1, s->run_id) != SQLITE_OK;
+
+    if (k != NULL) {
+        bad |= bind_fixed(st, 2, k->fingerprint, 16) != SQLITE_OK;
+        bad |= bind_key(st, 3, k->database) != SQLITE_OK;
+        bad |= bind_key(st, 4, k->user) != SQLITE_OK;
+    }
+    return bad ? SQLITE_NOMEM : step_done(st);
+}
+
+static int clear_statements(store *s)
+{
+    int rc = delete_rows(s, Q_ERROR_CLEAR, NULL);
+
+    return rc == SQLITE_OK ? delete_rows(s, Q_STATEMENT_CLEAR, NULL) : rc;
+}
+
+static int delete_statement(store *s, const store_statement_key *k)
+{
+    int rc = delete_rows(s, Q_ERROR_DELETE, k);
+
+    return rc == SQLITE_OK ? delete_rows(s, Q_STATEMENT_DELETE, k) : rc;
+}
+
+/* Rows of shapes folded into "other" go before the rows are written (a folded shape that came
+ * back has a new row in the same batch); a complete batch replaces every row of the run, which
+ * also removes the rows of folds whose batch was lost. */
+static int remove_statements(store *s, const store_batch *b)
+{
+    if (b->statements_complete)
+        return clear_statements(s);
+    int rc = SQLITE_OK;
+    for (size_t i = 0; rc == SQLITE_OK && i < b->n_folded; i++)
+        rc = delete_statement(s, &b->folded[i]);
+    return rc;
 }
 
 static int write_rows(store *s, const store_batch *b)
 {
-    int rc = SQLITE_OK;
+    int rc = remove_statements(s, b);
 
     for (size_t i = 0; rc == SQLITE_OK && i < b->n_statements; i++)
         rc = write_statement(s, &b->statements[i]);

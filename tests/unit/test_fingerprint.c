@@ -270,8 +270,24 @@ static void test_predigest_counts_comments_where_libpg_query_looks_ahead(void **
     check_implication("WITH /* c */ x AS (SELECT 1) SELECT 1", "WITH x AS (SELECT 2) SELECT 3");
 }
 
-/* Where libpg_query keeps a literal's value in the fingerprint, the pre-digest keeps it too. */
-static void test_predigest_keeps_values_that_fingerprints_keep(void **state)
+/* The id a fresh cache gives a text: computed, never a cached answer. */
+static uint64_t fresh_id(const char *text, bool *fallback)
+{
+    fp_cache *c = fp_cache_new(1);
+    fp_result r;
+
+    fp_statement(c, text, strlen(text), &r);
+    uint64_t id = r.id;
+    if (fallback != NULL)
+        *fallback = r.fallback;
+    fp_cache_free(c);
+    return id;
+}
+
+/* Where libpg_query's fingerprint keeps a literal's value, pgscope's shape does not: one shape
+ * for every payload, comment or password (which a stored fingerprint could otherwise confirm),
+ * and one cache entry, so that a new value costs no parse. */
+static void test_shapes_ignore_values_that_fingerprints_keep(void **state)
 {
     static const char *const pairs[][2] = {
         {"COPY t FROM '/tmp/a.csv'", "COPY t FROM '/tmp/b.csv'"},
@@ -279,23 +295,101 @@ static void test_predigest_keeps_values_that_fingerprints_keep(void **state)
          "CREATE TABLE t (a int) WITH (fillfactor = 80)"},
         {"COMMENT ON TABLE t IS 'a'", "COMMENT ON TABLE t IS 'b'"},
         {"NOTIFY chan, 'a'", "NOTIFY chan, 'b'"},
+        {"NOTIFY jobs, '{\"job_id\": 1}'", "notify  jobs,'{\"job_id\": 20000}'"},
+        {"SELECT pg_notify('jobs', 'a')", "SELECT pg_notify('jobs', 'b')"}, /* DML all along */
         {"FETCH 10 FROM c1", "FETCH 20 FROM c1"},
         {"EXPLAIN (FORMAT 'json') SELECT 1", "EXPLAIN (FORMAT 'text') SELECT 1"},
         {"COPY (SELECT 1) TO '/tmp/a'", "COPY (SELECT 1) TO '/tmp/b'"},
-        {"SELECT x::float(10) FROM t", "SELECT x::float(30) FROM t"},
-        {"SELECT current_time(3)", "SELECT current_time(4)"},
-        {"SELECT x::int[5] FROM t", "SELECT x::int[6] FROM t"},
+        {"ALTER ROLE app PASSWORD 'hunter2'", "ALTER ROLE app PASSWORD 'guess'"},
+        {"CREATE ROLE app LOGIN PASSWORD 'hunter2'", "CREATE ROLE app LOGIN PASSWORD 'x'"},
+        {"ALTER ROLE app SET work_mem = '64MB'", "ALTER ROLE app SET work_mem = '1GB'"},
+        {"CREATE INDEX i ON t (a) WHERE b = 'x'", "CREATE INDEX i ON t (a) WHERE b = 'y'"},
+        {"CREATE TABLE t (a float(10))", "CREATE TABLE t (a float(30))"},
+        {"SECURITY LABEL ON TABLE t IS 'secret'", "SECURITY LABEL ON TABLE t IS 'public'"},
+        {"CREATE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ LANGUAGE sql",
+         "CREATE FUNCTION f() RETURNS int AS $$ SELECT 2 $$ LANGUAGE sql"},
     };
 
     (void)state;
     for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
-        bool ok_a, ok_b;
-        uint64_t a = lib_fp(pairs[i][0], &ok_a), b = lib_fp(pairs[i][1], &ok_b);
-        assert_true(ok_a && ok_b);
-        if (a == b)
-            fail_msg("libpg_query now ignores this value: [%s]", pairs[i][0]);
+        bool fb_a, fb_b;
+        uint64_t a = fresh_id(pairs[i][0], &fb_a), b = fresh_id(pairs[i][1], &fb_b);
+        assert_false(fb_a || fb_b); /* parsed: not flagged as fallbacks */
+        if (a != b)
+            fail_msg("a value shapes the statement:\n  [%s]\n  [%s]", pairs[i][0], pairs[i][1]);
+        same_predigest(pairs[i][0], pairs[i][1]);
+    }
+    /* A SET value written as a word is a value too; words stay in the pre-digest (a name
+     * could stand there), so each costs a parse, but the shape is the same. */
+    static const char *const words[][2] = {
+        {"ALTER ROLE app SET app.token = hunter2", "ALTER ROLE app SET app.token = guess"},
+        {"SET app.token = hunter2", "SET app.token TO guess"},
+    };
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if (fresh_id(words[i][0], NULL) != fresh_id(words[i][1], NULL))
+            fail_msg("a value shapes the statement:\n  [%s]\n  [%s]", words[i][0], words[i][1]);
+    /* The id is not libpg_query's (which keeps the password), and differs from any fallback. */
+    bool ok;
+    uint64_t lib = lib_fp("ALTER ROLE app PASSWORD 'hunter2'", &ok);
+    assert_true(ok);
+    assert_int_not_equal(fresh_id("ALTER ROLE app PASSWORD 'hunter2'", NULL), lib);
+}
+
+/* Statements that differ in anything but values still differ. */
+static void test_shapes_still_tell_statements_apart(void **state)
+{
+    static const char *const pairs[][2] = {
+        {"NOTIFY jobs, 'a'", "NOTIFY mail, 'a'"},
+        {"NOTIFY jobs, 'a'", "NOTIFY jobs"},
+        {"COMMENT ON TABLE t IS 'a'", "COMMENT ON TABLE u IS 'a'"},
+        {"COMMENT ON TABLE t IS 'a'", "COMMENT ON COLUMN t.a IS 'a'"},
+        {"ALTER ROLE app PASSWORD 'x'", "ALTER ROLE admin PASSWORD 'x'"},
+        {"ALTER ROLE app PASSWORD 'x'", "ALTER ROLE app PASSWORD NULL"},
+        {"ALTER ROLE app SET work_mem = '64MB'", "ALTER ROLE app SET temp_buffers = '64MB'"},
+        {"SET app.token = hunter2", "SET app.other = hunter2"},
+        {"FETCH 10 FROM c1", "MOVE 10 FROM c1"},
+        {"COPY t FROM '/tmp/a.csv'", "COPY t TO '/tmp/a.csv'"},
+        {"CREATE TABLE t (a varchar(10))", "CREATE TABLE t (a char(10))"},
+        {"CREATE TYPE e AS ENUM ('a', 'b')", "CREATE TYPE e AS ENUM ('a', 'b', 'c')"},
+        {"SELECT x::float(10) FROM t", "SELECT x::float(30) FROM t"},
+        {"SELECT current_time(3)", "SELECT current_time(4)"},
+        {"SELECT x::int[5] FROM t", "SELECT x::int[6] FROM t"},
+        {"SELECT 1", "NOTIFY x"},
+        /* a string in doubt (standard_conforming_strings off) cuts the normalized text, not the
+         * id: what follows still tells statements apart (the guard's verdict is kept by id) */
+        {"SELECT 'a\\' , x FROM t", "SELECT 'a\\' , nextval('s') FROM t"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+        if (fresh_id(pairs[i][0], NULL) == fresh_id(pairs[i][1], NULL))
+            fail_msg("one shape for:\n  [%s]\n  [%s]", pairs[i][0], pairs[i][1]);
         different_predigest(pairs[i][0], pairs[i][1]);
     }
+}
+
+/* A value-bearing statement costs one parse: later values are cache hits. */
+static void test_cache_hits_value_bearing_statements(void **state)
+{
+    fp_cache *c = fp_cache_new(100);
+    fp_counters n;
+    fp_result r;
+    uint64_t id = 0;
+    char text[128];
+
+    (void)state;
+    for (int i = 0; i < 1000; i++) {
+        int len = snprintf(text, sizeof text, "NOTIFY jobs, '{\"job_id\": %d}'", i);
+        fp_statement(c, text, (size_t)len, &r);
+        if (i == 0)
+            id = r.id;
+        assert_int_equal(r.id, id);
+        assert_string_equal(r.normalized, "NOTIFY jobs, $1");
+    }
+    fp_get_counters(c, &n);
+    assert_int_equal(n.parses, 1);
+    assert_int_equal(n.hits, 999);
+    fp_cache_free(c);
 }
 
 /* Texts where a literal's value decides whether PostgreSQL accepts them. */
@@ -411,7 +505,25 @@ static const char *const templates[] = {
     "(FORMAT csv, HEADER true)",
     "COPY users (id, email) FROM STDIN WITH (FORMAT csv)",
     "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM t WHERE a = {i} AND b = '{s}'",
+    "NOTIFY jobs, '{s}'",
+    "COMMENT ON TABLE t IS '{s}'",
+    "ALTER ROLE app PASSWORD '{s}'",
+    "ALTER ROLE app IN DATABASE db SET statement_timeout = {i}",
+    "CREATE INDEX ON t (a) WHERE b = '{w}' AND c > {i}",
 };
+
+/* Templates with a literal where libpg_query's fingerprint keeps values: their id is pgscope's
+ * (the hash of their normalized text), not libpg_query's. */
+static bool value_shaped(const char *tpl)
+{
+    static const char *const starts[] = {"FETCH",   "CREATE TABLE", "NOTIFY",
+                                         "COMMENT", "ALTER ROLE",   "CREATE INDEX ON"};
+
+    for (size_t i = 0; i < sizeof starts / sizeof *starts; i++)
+        if (strncmp(tpl, starts[i], strlen(starts[i])) == 0)
+            return true;
+    return false;
+}
 
 static const char *const string_pool[] = {
     "",
@@ -600,29 +712,33 @@ static void expand(const char *tpl, int variant, buf *o)
 
 #define VARIANTS 8
 
+/* Every variant has the same pre-digest and, computed afresh, the same id as the cache gives;
+ * that id is libpg_query's fingerprint unless the template is value-shaped. */
 static void check_template(const char *tpl, fp_cache *cache)
 {
     buf first, v;
     uint64_t digest = 0, id = 0;
 
     for (int k = 0; k < VARIANTS; k++) {
-        bool ok;
+        bool ok, fallback;
         fp_result r;
         expand(tpl, k, k == 0 ? &first : &v);
         const char *text = k == 0 ? first.b : v.b;
-        uint64_t f = lib_fp(text, &ok);
+        uint64_t f = lib_fp(text, &ok), fresh = fresh_id(text, &fallback);
         if (!ok)
             fail_msg("libpg_query rejects a test statement: [%s]", text);
         fp_statement(cache, text, strlen(text), &r);
-        assert_false(r.fallback);
-        assert_int_equal(r.id, f);
+        assert_false(r.fallback || fallback);
+        assert_int_equal(r.id, fresh);
+        if (value_shaped(tpl) ? f == fresh : f != fresh)
+            fail_msg("id %s libpg_query's: [%s]", value_shaped(tpl) ? "is" : "is not", text);
         if (k == 0) {
             digest = pd(text);
-            id = f;
+            id = fresh;
         } else if (pd(text) != digest) {
             fail_msg("pre-digests differ:\n  [%s]\n  [%s]", first.b, text);
-        } else if (f != id) {
-            fail_msg("equal pre-digests, different fingerprints:\n  [%s]\n  [%s]", first.b, text);
+        } else if (fresh != id) {
+            fail_msg("equal pre-digests, different ids:\n  [%s]\n  [%s]", first.b, text);
         }
     }
 }
@@ -722,6 +838,56 @@ static void test_cache_evicts_least_recently_used(void **state)
     fp_cache_free(c);
 }
 
+/* A statement of about 10 kB of normalized text: 1000 columns named for shape k. */
+static char *long_statement(int k)
+{
+    size_t cap = 16384, n = 0;
+    char *text = malloc(cap);
+
+    assert_non_null(text);
+    n += (size_t)snprintf(text, cap, "SELECT ");
+    for (int i = 0; i < 1000; i++)
+        n += (size_t)snprintf(text + n, cap - n, "%scol_%d_%d", i ? ", " : "", k, i);
+    snprintf(text + n, cap - n, " FROM t");
+    return text;
+}
+
+/* Long texts fill the text budget before the cache is full: the least recently used entries
+ * make room, the recent ones stay, and the places they leave are reused. */
+static void test_cache_text_budget(void **state)
+{
+    /* 3 MB of text for a budget of 1 MiB (1000 x 640 bytes, at least 1 MiB), in a cache that
+     * could hold 1000 entries. */
+    enum { SHAPES = 300 };
+    fp_cache *c = fp_cache_new(1000);
+    fp_counters n;
+    fp_result r;
+
+    (void)state;
+    for (int k = 0; k < SHAPES; k++) {
+        char *text = long_statement(k);
+        fp_statement(c, text, strlen(text), &r);
+        assert_false(r.fallback);
+        assert_true(strlen(r.normalized) > 8000);
+        free(text);
+    }
+    fp_get_counters(c, &n);
+    assert_true(n.evictions >= SHAPES - (1 << 20) / 8000); /* at most ~130 texts kept */
+    assert_int_equal(n.parses, SHAPES);
+    for (int k = SHAPES - 10; k < SHAPES; k++) { /* the latest are still there */
+        char *text = long_statement(k);
+        fp_statement(c, text, strlen(text), &r);
+        free(text);
+    }
+    char *first = long_statement(0); /* the first is gone */
+    fp_statement(c, first, strlen(first), &r);
+    free(first);
+    fp_get_counters(c, &n);
+    assert_int_equal(n.hits, 10);
+    assert_int_equal(n.parses, SHAPES + 1);
+    fp_cache_free(c);
+}
+
 /* A long random workload against a model of LRU order: hits exactly when expected, and every
  * answer right, through many evictions. */
 static void test_cache_matches_lru_model(void **state)
@@ -774,8 +940,7 @@ static void test_cache_fallback_for_syntax_error(void **state)
     assert_string_equal(r.normalized, "SELEC ?");
     id = r.id;
     assert_int_not_equal(id, pd("SELEC 1"));
-    /* an unknown statement keeps its literal values in the pre-digest (another parse), but
-     * all its variants share one fallback id */
+    /* the variants of an unknown statement share its pre-digest, and so the fallback id */
     fp_statement(c, "selec  2", 8, &r);
     assert_true(r.fallback);
     assert_int_equal(r.id, id);
@@ -784,9 +949,9 @@ static void test_cache_fallback_for_syntax_error(void **state)
     assert_int_equal(r.id, lib_fp("SELECT 1", &ok));
     assert_int_not_equal(r.id, id);
     fp_get_counters(c, &n);
-    assert_int_equal(n.fallbacks, 2);
-    assert_int_equal(n.parses, 3);
-    assert_int_equal(n.hits, 0);
+    assert_int_equal(n.fallbacks, 1);
+    assert_int_equal(n.parses, 2);
+    assert_int_equal(n.hits, 1);
     fp_cache_free(c);
 }
 
@@ -1505,10 +1670,13 @@ int main(void)
         cmocka_unit_test(test_predigest_collapses_in_lists),
         cmocka_unit_test(test_predigest_ignores_savepoint_and_cursor_names),
         cmocka_unit_test(test_predigest_counts_comments_where_libpg_query_looks_ahead),
-        cmocka_unit_test(test_predigest_keeps_values_that_fingerprints_keep),
+        cmocka_unit_test(test_shapes_ignore_values_that_fingerprints_keep),
+        cmocka_unit_test(test_shapes_still_tell_statements_apart),
         cmocka_unit_test(test_predigest_keeps_validity),
         cmocka_unit_test(test_property_literal_variants),
         cmocka_unit_test(test_cache_one_parse_per_shape),
+        cmocka_unit_test(test_cache_hits_value_bearing_statements),
+        cmocka_unit_test(test_cache_text_budget),
         cmocka_unit_test(test_cache_normalized_text_is_the_first_seen),
         cmocka_unit_test(test_cache_evicts_least_recently_used),
         cmocka_unit_test(test_cache_matches_lru_model),

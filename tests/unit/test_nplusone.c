@@ -1019,6 +1019,38 @@ static void test_results_kept_bounds_the_proof(void **state)
     }
 }
 
+/* Connections whose end the detector never hears of (their events dropped) and idle ones keep
+ * nothing once idle for ten seconds: their result samples go; one that comes back starts afresh
+ * and its loops are still found. */
+static void test_idle_connections_hold_no_memory(void **state)
+{
+    sim m;
+    size_t before, full;
+
+    (void)state;
+    sim_init(&m);
+    sim_start(&m);
+    before = heap_in_use();
+    for (uint64_t c = 1; c <= 500; c++) {
+        m.conn = c;
+        send_orders(&m, 50); /* a sampled result on each connection, never disconnected */
+        send_customers(&m, 50, 0);
+    }
+    full = heap_in_use();
+    np1_tick(m.d, m.now + 1000 * 1000); /* units closed; connections kept a while */
+    assert_int_equal(only_finding(&m)->occurrences, 500);
+    np1_tick(m.d, m.now + 11 * 1000 * 1000);
+    if (before > 0) /* under ASan: the samples of 500 connections are gone */
+        assert_true(heap_in_use() - before < (full - before) / 10);
+    m.now += 11 * 1000 * 1000;
+    m.conn = 7;
+    send_orders(&m, 50);
+    send_customers(&m, 50, 0);
+    idle(&m);
+    assert_int_equal(only_finding(&m)->occurrences, 501);
+    np1_free(m.d);
+}
+
 static void test_many_connections_and_odd_input(void **state)
 {
     sim m;
@@ -1175,6 +1207,7 @@ int main(void)
         cmocka_unit_test(test_take_dirty),
         cmocka_unit_test(test_max_unit_bounds_a_huge_unit),
         cmocka_unit_test(test_results_kept_bounds_the_proof),
+        cmocka_unit_test(test_idle_connections_hold_no_memory),
         cmocka_unit_test(test_many_connections_and_odd_input),
         cmocka_unit_test(test_suggestion_for_orm_texts),
         cmocka_unit_test(test_suggestion_without_parent_table),

@@ -568,6 +568,124 @@ static void test_table_many_entries(void **state)
     stats_table_free(t);
 }
 
+/* ---- the cap: folding into "other" ---- */
+
+/* Merging two entries gives what one entry seeing both sets of calls would have. */
+static void test_entry_merge_equals_adding_both(void **state)
+{
+    stats_entry *a = entry_new(), *b = entry_new(), *both = entry_new();
+    static const char *const codes[] = {"22012", "23505", "40001", NULL};
+
+    (void)state;
+    for (int i = 0; i < 3000; i++) {
+        double us = rnd_log(5.0, 5e6);
+        const char *code = i % 7 == 0 ? codes[(i / 7) % 4] : NULL;
+        stats_entry_add(i % 3 ? a : b, us, i % 5, code, 1000 + i);
+        stats_entry_add(both, us, i % 5, code, 1000 + i);
+    }
+    stats_entry_merge(a, b);
+    assert_int_equal(a->calls, both->calls);
+    assert_int_equal(a->errors, both->errors);
+    assert_int_equal(a->rows, both->rows);
+    assert_true(fabs(a->total_us - both->total_us) <= 1e-9 * both->total_us);
+    assert_true(a->min_us == both->min_us && a->max_us == both->max_us);
+    assert_true(fabs(a->mean_us - both->mean_us) <= 1e-9 * both->mean_us);
+    assert_true(fabs(stats_entry_stddev(a) - stats_entry_stddev(both)) <=
+                1e-9 * stats_entry_stddev(both));
+    assert_int_equal(a->first_us, both->first_us);
+    assert_int_equal(a->last_us, both->last_us);
+    assert_memory_equal(&a->hist, &both->hist, sizeof a->hist);
+    assert_int_equal(a->n_errs, both->n_errs);
+    for (int i = 0; i < a->n_errs; i++) {
+        int k = 0;
+        while (k < both->n_errs && strcmp(both->errs[k].sqlstate, a->errs[i].sqlstate) != 0)
+            k++;
+        assert_true(k < both->n_errs);
+        assert_int_equal(a->errs[i].count, both->errs[k].count);
+    }
+    stats_entry *empty = entry_new(); /* merging into an empty entry copies */
+    stats_entry_merge(empty, both);
+    assert_true(empty->min_us == both->min_us && empty->first_us == both->first_us);
+    free(a);
+    free(b);
+    free(both);
+    free(empty);
+}
+
+typedef struct folds {
+    uint64_t entries, calls, errors, rows;
+    double total_us;
+    bool expensive_folded;
+} folds;
+
+static void count_fold(const stats_entry *e, void *arg)
+{
+    folds *f = arg;
+
+    f->entries++;
+    f->calls += e->calls;
+    f->errors += e->errors;
+    f->rows += e->rows;
+    f->total_us += e->total_us;
+    f->expensive_folded |= e->fingerprint < 10;
+}
+
+static void sum_entries(stats_entry *e, void *arg)
+{
+    count_fold(e, arg);
+}
+
+/* 20,000 shapes through a table of 500: it never holds more, the costly shapes stay, and what
+ * was folded is in "other" exactly: calls, errors, rows, time, histogram. */
+static void test_table_fold_keeps_exact_counts(void **state)
+{
+    enum { SHAPES = 20000, MAX = 500 };
+    stats_table *t = stats_table_new();
+    folds f = {0};
+    uint64_t calls = 0, errors = 0, rows = 0;
+    double total = 0.0;
+    char db[8];
+
+    (void)state;
+    assert_null(stats_table_other(t));
+    assert_true(stats_table_limit(t, MAX, count_fold, &f));
+    for (uint64_t fp = 0; fp < SHAPES; fp++) {
+        snprintf(db, sizeof db, "db%d", (int)(fp % 3));
+        for (int k = 0; k < 1 + (int)(fp % 4); k++) {
+            double us = fp < 10 ? 1e6 : rnd_log(1.0, 1000.0); /* shapes 0-9 cost the most */
+            stats_entry *e = stats_table_get(t, fp, db, "u", "q", "SELECT", false);
+            assert_non_null(e);
+            stats_entry_add(e, us, k, fp % 11 == 0 ? "57014" : NULL, (int64_t)fp);
+            calls++;
+            total += us;
+            rows += (uint64_t)k;
+            errors += fp % 11 == 0;
+            assert_true(stats_table_count(t) <= MAX);
+        }
+    }
+    const stats_entry *other = stats_table_other(t);
+    assert_non_null(other);
+    assert_true(other->other);
+    assert_false(f.expensive_folded);
+    assert_int_equal(stats_table_folded(t), f.entries);
+    assert_int_equal(f.entries + stats_table_count(t), SHAPES);
+    assert_int_equal(other->calls, f.calls);
+    assert_int_equal(other->errors, f.errors);
+    assert_int_equal(other->rows, f.rows);
+    assert_true(fabs(other->total_us - f.total_us) <= 1e-9 * f.total_us);
+    assert_int_equal(other->hist.count, f.calls);
+    assert_int_equal(other->errs[0].count + other->other_errors, f.errors);
+    /* Everything is counted once: in a kept entry or in "other", which comes with the rest. */
+    folds kept = {0};
+    stats_table_take_dirty(t, true, sum_entries, &kept);
+    assert_int_equal(kept.entries, stats_table_count(t) + 1);
+    assert_int_equal(kept.calls, calls);
+    assert_int_equal(kept.errors, errors);
+    assert_int_equal(kept.rows, rows);
+    assert_true(fabs(kept.total_us - total) <= 1e-9 * total);
+    stats_table_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -591,6 +709,8 @@ int main(void)
         cmocka_unit_test(test_table_get_creates_once),
         cmocka_unit_test(test_table_dirty_iteration),
         cmocka_unit_test(test_table_many_entries),
+        cmocka_unit_test(test_entry_merge_equals_adding_both),
+        cmocka_unit_test(test_table_fold_keeps_exact_counts),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

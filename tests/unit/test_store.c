@@ -822,6 +822,67 @@ static void test_later_batch_replaces_rows(void **state)
     sqlite3_close(db);
 }
 
+/* Shapes folded into "other" after they were written: a batch removes their rows (and errors)
+ * before it writes its own, so that no call is counted twice. A complete batch replaces every
+ * row of the run, which also removes rows whose removal was in a lost batch. */
+static void test_folded_rows_removed(void **state)
+{
+    scratch *t = *state;
+    store *s = open_running(t->path);
+
+    submit_eventually(s, make_batch(3, 10, 20)); /* shapes 1, 2 and 3, 10 calls each */
+    store_batch *b = make_batch(1, 10, 20);      /* shape 1 unchanged, 2 folded, "other" */
+    b->folded = calloc(1, sizeof(*b->folded));
+    assert_non_null(b->folded);
+    snprintf(b->folded[0].fingerprint, sizeof(b->folded[0].fingerprint), "%016x", 2u);
+    b->folded[0].database = xstrdup("app");
+    b->folded[0].user = xstrdup("alice");
+    b->n_folded = 1;
+    store_statement_row *other = realloc(b->statements, 2 * sizeof(*other));
+    assert_non_null(other);
+    b->statements = other;
+    fill_statement(&b->statements[1], 0, 10, 0);
+    snprintf(b->statements[1].fingerprint, sizeof(b->statements[1].fingerprint), "%s",
+             STORE_OTHER_FINGERPRINT);
+    b->n_statements = 2;
+    b->run.max_shapes = 2;
+    b->run.folded_shapes = 1;
+    b->run.folded_calls = 10;
+    submit_eventually(s, b);
+    store_close(s, NULL);
+
+    sqlite3 *db = peer_open(t->path);
+    assert_int_equal(peer_int(db, "SELECT count(*) FROM statements"), 3);
+    assert_int_equal(peer_int(db, "SELECT sum(calls) FROM statements"), 30);
+    assert_int_equal(peer_int(db, "SELECT count(*) FROM statements "
+                                  "WHERE fingerprint = '0000000000000002'"),
+                     0);
+    assert_int_equal(peer_int(db, "SELECT count(*) FROM statement_errors "
+                                  "WHERE fingerprint = '0000000000000002'"),
+                     0);
+    assert_int_equal(peer_int(db, "SELECT calls FROM statements WHERE fingerprint = 'other'"), 10);
+    assert_int_equal(peer_int(db, "SELECT max_shapes * 100 + folded_shapes * 10 + folded_calls "
+                                  "FROM runs"),
+                     220);
+    sqlite3_close(db);
+
+    s = open_ok(t->path);
+    char err[256];
+    assert_int_equal(store_begin_run(s, NULL, "up", SOME_TIME_US, err, sizeof(err)), 2);
+    assert_true(store_start(s));
+    submit_eventually(s, make_batch(3, 10, 20));
+    b = make_batch(1, 5, 20); /* the run as a whole: shape 1 alone */
+    b->statements_complete = true;
+    submit_eventually(s, b);
+    store_close(s, NULL);
+    db = peer_open(t->path);
+    assert_int_equal(peer_int(db, "SELECT count(*) FROM statements WHERE run_id = 2"), 1);
+    assert_int_equal(peer_int(db, "SELECT count(*) FROM statement_errors WHERE run_id = 2"), 2);
+    assert_int_equal(peer_int(db, "SELECT count(*) FROM statements WHERE run_id = 1"), 3);
+    assert_int_equal(peer_int(db, "SELECT max_shapes IS NULL FROM runs WHERE id = 2"), 1);
+    sqlite3_close(db);
+}
+
 static void test_submit_needs_a_started_store(void **state)
 {
     scratch *t = *state;
@@ -1367,7 +1428,8 @@ static void test_migration_from_version_1(void **state)
     store_close(s, NULL);
 
     sqlite3 *db = peer_open(t->path);
-    assert_int_equal(peer_int(db, "SELECT value FROM meta WHERE key = 'schema_version'"), 4);
+    assert_int_equal(peer_int(db, "SELECT value FROM meta WHERE key = 'schema_version'"),
+                     STORE_SCHEMA_VERSION);
     /* The old run and its statement are kept; it has no allow-list report. */
     peer_text(db,
               "SELECT label || ' ' || statements || ' ' || quote(unused_ignores) FROM runs "
@@ -1394,7 +1456,9 @@ static void test_migration_from_version_1(void **state)
     assert_string_equal(migrated, fresh);
     assert_non_null(strstr(fresh, "table n_plus_one 17 last_seen"));
     assert_non_null(strstr(fresh, "table runs 14 unused_ignores TEXT 0 - 0"));
-    assert_non_null(strstr(fresh, "meta schema_version 4"));
+    assert_non_null(strstr(fresh, "meta schema_version 5"));
+    assert_non_null(strstr(fresh, "table runs 15 max_shapes INTEGER 0 - 0"));
+    assert_non_null(strstr(fresh, "table runs 17 folded_calls INTEGER 1 0 0"));
     assert_non_null(strstr(fresh, "table index_suggestions 16 misestimate INTEGER 1 0 0"));
     assert_non_null(strstr(fresh, "table plan_findings 8 magnitude REAL 1 - 0"));
     free(migrated);
@@ -1433,6 +1497,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_empty_file_is_new, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_written, setup, teardown),
         cmocka_unit_test_setup_teardown(test_later_batch_replaces_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_folded_rows_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_needs_a_started_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked_database_counts_lost_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_counts_lost_writes, setup, teardown),
