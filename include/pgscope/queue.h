@@ -15,8 +15,12 @@ typedef struct queue queue;
 queue *queue_new(size_t capacity, size_t max_bytes);
 void queue_free(queue *q);
 
-/* Producer side. False when full (slots or bytes): the caller keeps the item (and frees it). */
+/* Producer side. False when full (slots or bytes): the caller keeps the item (and frees it).
+ * An ordinary push leaves a sixteenth of the slots and bytes free for vital items (the start
+ * and end of a connection), so that a flood of statements cannot make the analysis lose
+ * track of a connection, and keep its record forever. */
 bool queue_push(queue *q, void *item, size_t bytes);
+bool queue_push_vital(queue *q, void *item, size_t bytes);
 
 /* Consumer side. Up to max items into out; returns how many. */
 size_t queue_pop_many(queue *q, void **out, size_t max);

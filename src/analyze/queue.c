@@ -50,13 +50,15 @@ void queue_free(queue *q)
     free(q);
 }
 
-bool queue_push(queue *q, void *item, size_t bytes)
+/* Pushes unless fewer than `spare` slots (and spare/16 of the bytes) would stay free. */
+static bool push_leaving(queue *q, void *item, size_t bytes, size_t spare)
 {
     size_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
     size_t head = atomic_load_explicit(&q->head, memory_order_acquire);
     size_t used = atomic_load_explicit(&q->bytes, memory_order_relaxed);
+    size_t spare_bytes = spare ? q->max_bytes / 16 : 0;
 
-    if (tail - head > q->mask || used + bytes > q->max_bytes) {
+    if (tail - head + spare > q->mask || used + bytes + spare_bytes > q->max_bytes) {
         atomic_fetch_add_explicit(&q->dropped, 1, memory_order_relaxed);
         return false;
     }
@@ -64,6 +66,16 @@ bool queue_push(queue *q, void *item, size_t bytes)
     q->slots[tail & q->mask] = item;
     atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
     return true;
+}
+
+bool queue_push(queue *q, void *item, size_t bytes)
+{
+    return push_leaving(q, item, bytes, (q->mask + 1) / 16);
+}
+
+bool queue_push_vital(queue *q, void *item, size_t bytes)
+{
+    return push_leaving(q, item, bytes, 0);
 }
 
 size_t queue_pop_many(queue *q, void **out, size_t max)

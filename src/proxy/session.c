@@ -97,7 +97,11 @@ static void emit_event(track_event *ev, void *arg)
 {
     proxy *px = arg;
 
-    if (!queue_push(px->settings.events, ev, track_event_bytes(ev)))
+    bool vital = ev->kind == TRACK_EV_CONNECT || ev->kind == TRACK_EV_DISCONNECT;
+    size_t bytes = track_event_bytes(ev);
+
+    if (!(vital ? queue_push_vital(px->settings.events, ev, bytes)
+                : queue_push(px->settings.events, ev, bytes)))
         track_event_free(ev);
 }
 
