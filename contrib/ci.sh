@@ -67,6 +67,22 @@ run_distcheck() { # builddir
     fi
 }
 
+# PostgreSQL's own regression suite through the ASan build (contrib/regress.sh): no test may
+# fail only through pgscope, and pgscope's log may hold no sanitizer report.
+run_regress() { # builddir
+    local dir=$1
+    log "contrib/regress.sh (pgscope of ${dir#"$ROOT"/})"
+    if PGSCOPE_BIN="$dir/src/pgscope" REGRESS_RUNS=1 \
+        bash "$ROOT/contrib/regress.sh" </dev/null 2>&1 | tee "$dir/regress.out" | tail -n 30 &&
+        grep -q '^1 passed, 0 failed' "$dir/regress.out"; then
+        PASSED=$((PASSED + 1))
+    else
+        printf 'regress: FAILED (outputs in /tmp/pgscope-regress)\n'
+        FAILED=$((FAILED + 1))
+        STATUS=1
+    fi
+}
+
 main() {
     prepare_tree
     build "$ROOT/_build" --enable-werror
@@ -74,6 +90,7 @@ main() {
     run_distcheck "$ROOT/_build"
     build "$ROOT/_build-asan" --enable-asan --enable-werror
     run_tests "$ROOT/_build-asan"
+    run_regress "$ROOT/_build-asan"
     [ "$FAILED" -eq 0 ] || STATUS=1
     printf '\n%d passed, %d failed\n' "$PASSED" "$FAILED"
     exit "$STATUS"
