@@ -89,6 +89,28 @@ scratch_spawn() { # logfile command...
 }
 
 # Registers a process that is not our child (a daemon) so cleanup stops it.
+# Writes pgbouncer.ini (session mode, trust, no Unix socket) and its user list into SCRATCH_DIR.
+scratch_pgbouncer_ini() { # port upstream-port max-client-conn pool-size
+    printf '"postgres" ""\n' >"$SCRATCH_DIR/userlist.txt"
+    cat >"$SCRATCH_DIR/pgbouncer.ini" <<INI
+[databases]
+* = host=127.0.0.1 port=$2
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $1
+unix_socket_dir =
+auth_type = trust
+auth_file = $SCRATCH_DIR/userlist.txt
+pool_mode = session
+max_client_conn = $3
+default_pool_size = $4
+max_db_connections = $4
+logfile = $SCRATCH_DIR/pgbouncer.log
+pidfile = $SCRATCH_DIR/pgbouncer.pid
+INI
+}
+
 scratch_adopt_pid() { SCRATCH_PIDS+=("$1"); }
 
 scratch_alive() { kill -0 "$1" 2>/dev/null; }

@@ -43,29 +43,10 @@ start_postgres() {
         { tail -n 20 "$SCRATCH_DIR/pgbench-init.log" >&2; scratch_die "pgbench -i failed"; }
 }
 
-write_pgbouncer_ini() { # port
-    printf '"postgres" ""\n' >"$SCRATCH_DIR/userlist.txt"
-    cat >"$SCRATCH_DIR/pgbouncer.ini" <<EOF
-[databases]
-* = host=127.0.0.1 port=${PORT[direct]}
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $1
-unix_socket_dir =
-auth_type = trust
-auth_file = $SCRATCH_DIR/userlist.txt
-pool_mode = session
-max_client_conn = 64
-default_pool_size = 16
-logfile = $SCRATCH_DIR/pgbouncer.log
-pidfile = $SCRATCH_DIR/pgbouncer.pid
-EOF
-}
 
 start_pgbouncer() {
     PORT[pgbouncer]=$(scratch_free_port)
-    write_pgbouncer_ini "${PORT[pgbouncer]}"
+    scratch_pgbouncer_ini "${PORT[pgbouncer]}" "${PORT[direct]}" 64 16
     scratch_as_postgres timeout 30 "$PGBOUNCER" -d "$SCRATCH_DIR/pgbouncer.ini" ||
         scratch_die "pgbouncer did not start"
     local i

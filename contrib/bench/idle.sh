@@ -15,27 +15,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 N=${IDLE_CONNECTIONS:-1000}
 PGBOUNCER=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-
 start_pgbouncer() { # port upstream-port
-    printf '"postgres" ""\n' >"$SCRATCH_DIR/userlist.txt"
-    cat >"$SCRATCH_DIR/pgbouncer.ini" <<INI
-[databases]
-* = host=127.0.0.1 port=$2
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $1
-unix_socket_dir =
-auth_type = trust
-auth_file = $SCRATCH_DIR/userlist.txt
-pool_mode = session
-max_client_conn = $((N + 100))
-default_pool_size = $((N + 50))
-max_db_connections = $((N + 50))
-logfile = $SCRATCH_DIR/pgbouncer.log
-pidfile = $SCRATCH_DIR/pgbouncer.pid
-INI
+    scratch_pgbouncer_ini "$1" "$2" $((N + 100)) $((N + 50))
     # Not through runuser, whose login limits would leave it 1024 descriptors: it gets the
     # limit this script set, as pgscope does.
     local as_pg=()
