@@ -21,6 +21,17 @@ import harness as h
 
 SOAK_SHAPES = int(os.environ.get("PGSCOPE_SOAK_SHAPES", "200000"))
 RSS_LIMIT_KB = int(os.environ.get("PGSCOPE_SOAK_RSS_KB", str(100 * 1024)))
+
+
+def _asan_build():
+    """True when pgscope was built with AddressSanitizer, whose shadow memory and redzones
+    take two to three times the heap: the bound is then checked at three times the limit."""
+    res = h.run(["ldd", h.PGSCOPE_BIN])
+    return "libasan" in res.stdout
+
+
+if _asan_build():
+    RSS_LIMIT_KB *= 3
 MAX_SHAPES = 5000
 PER_QUERY = 10
 IN_FLIGHT = 20000
