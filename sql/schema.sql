@@ -1,4 +1,4 @@
--- schema.sql — pgscope's report database, schema version 5 (STORE_SCHEMA_VERSION in store.h).
+-- schema.sql — pgscope's report database, schema version 6 (STORE_SCHEMA_VERSION in store.h).
 --
 -- This file always describes the newest schema: pgscope runs it on an empty file. A file made
 -- by an older pgscope is carried forward by the migration steps in src/store/store.c, so any
@@ -17,7 +17,7 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '5');
+INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '6');
 
 -- One row per `pgscope proxy` lifetime. The counters are rewritten with every batch, so they
 -- are current while pgscope runs; ended_at stays NULL until a clean stop.
@@ -39,7 +39,9 @@ CREATE TABLE runs (
     unused_ignores        TEXT,               -- JSON array: N+1 allow-list entries never matched
     max_shapes            INTEGER,            -- the cap on statement rows; NULL before version 5
     folded_shapes         INTEGER NOT NULL DEFAULT 0, -- statement rows folded into 'other'
-    folded_calls          INTEGER NOT NULL DEFAULT 0  -- their calls
+    folded_calls          INTEGER NOT NULL DEFAULT 0, -- their calls
+    explain_login_error   TEXT                -- why the EXPLAIN side connection could not log
+                                              -- in (first failure); NULL when it never failed so
 );
 
 -- One row per client connection of a run.

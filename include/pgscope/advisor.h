@@ -73,7 +73,12 @@ typedef struct advisor_job {
     char *search_path;     /* the client's, as set_config takes it; NULL: the server's */
     char *query;           /* $1.. for bind parameters */
     int n_params;
-    char **params; /* text values; NULL entries are SQL NULL */
+    char **params; /* values as the client sent them; NULL entries are SQL NULL */
+    /* Their types, byte lengths and formats, as explain_job's (NULL: text, types left to the
+     * server). */
+    unsigned int *param_types;
+    int *param_lengths;
+    int *param_formats;
     advisor_index *candidates;
     int n_candidates;
 } advisor_job;

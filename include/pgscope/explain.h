@@ -51,6 +51,21 @@ typedef enum {
  * it back as the same list); "" unless SET or SET_LOCAL. */
 explain_path_change explain_search_path_change(const char *text, char *value, size_t cap);
 
+/* ---- the client's temporary relations ---- */
+
+/* Called for each relation a statement created temporary (created true) or dropped. */
+typedef void (*explain_temp_fn)(bool created, const char *name, void *arg);
+
+/* What a statement that succeeded did to its connection's temporary relations: fn hears of each
+ * relation it created TEMP or in pg_temp (CREATE TABLE, CREATE TABLE AS, SELECT INTO, CREATE
+ * VIEW, CREATE SEQUENCE) and each it dropped by an unqualified or pg_temp name. True for DISCARD
+ * ALL and DISCARD TEMP: every temporary relation is gone. */
+bool explain_temp_follow(const char *text, explain_temp_fn fn, void *arg);
+
+/* Whether a statement reads or writes a temporary relation: one in pg_temp (or pg_temp_N), or
+ * one of names[0..n) unqualified (its connection's temporary relations). */
+bool explain_temp_uses(const char *text, const char *const *names, size_t n);
+
 /* ---- the sampler: which slow statements to replay ---- */
 
 typedef struct explain_sampler_settings {
@@ -85,11 +100,16 @@ typedef enum {
     EXPLAIN_SKIP_ERROR,         /* it failed (an error, a cancel): nothing to replay */
     EXPLAIN_SKIP_FUNCTION,      /* it calls a function not known to be free of side effects:
                                  * explained without ANALYZE, like DML */
+    EXPLAIN_SKIP_TEMP_TABLE,    /* it names a temporary relation: another session cannot see it */
+    EXPLAIN_SKIP_NOT_VISIBLE,   /* its replay did not find a table, function, type or column the
+                                 * client's session had (created in its open transaction or
+                                 * temporary, dropped or changed since) */
     EXPLAIN_SKIP_COUNT
 } explain_skip;
 
 /* "enough", "same_params", "backoff", "budget", "rate", "dml", "guard", "no_connection",
- * "failed", "queue", "incomplete", "error", "function"; "sample" for EXPLAIN_SAMPLE. */
+ * "failed", "queue", "incomplete", "error", "function", "temp_table", "not_visible"; "sample"
+ * for EXPLAIN_SAMPLE. */
 const char *explain_skip_name(explain_skip s);
 
 typedef struct explain_sampler explain_sampler;
@@ -259,7 +279,14 @@ typedef struct explain_job {
     char *search_path; /* the client's search_path to replay, or NULL */
     char *query;       /* the statement text; $1.. for bind parameters */
     int n_params;
-    char **params;   /* text values; NULL entries are SQL NULL */
+    char **params; /* the values as the client sent them; NULL entries are SQL NULL */
+    /* How to bind them again as the client did (NULL: all text, types left to the server):
+     * type OIDs (0: left to the server, which infers what it inferred for the client), byte
+     * lengths, formats (0 text, 1 binary): PQsendQueryParams's paramTypes, paramLengths and
+     * paramFormats. */
+    unsigned int *param_types;
+    int *param_lengths;
+    int *param_formats;
     bool analyze;    /* EXPLAIN ANALYZE (a SELECT the guard allowed, once its plan is checked)
                       * or plain EXPLAIN */
     bool read_write; /* explain_dml = analyze-rollback: ANALYZE of DML, rolled back */
@@ -275,7 +302,8 @@ typedef struct explain_result {
     char *plan_json;   /* the EXPLAIN (FORMAT JSON) output when ok */
     explain_skip skip; /* when ok: EXPLAIN_SAMPLE, or EXPLAIN_SKIP_FUNCTION when an ANALYZE job
                         * got the plain plan only (its plan check refused, see error); when !ok:
-                        * EXPLAIN_SKIP_NO_CONNECTION or EXPLAIN_SKIP_FAILED */
+                        * EXPLAIN_SKIP_NO_CONNECTION, EXPLAIN_SKIP_NOT_VISIBLE
+                        * (42P01, 42883, 42704, 42703, 3F000) or EXPLAIN_SKIP_FAILED */
     char error[256];   /* when !ok, or skip is EXPLAIN_SKIP_FUNCTION: why, for the log */
     double side_ms;    /* time the side connection spent on it */
 } explain_result;
@@ -299,6 +327,17 @@ typedef struct explain_side_settings {
 } explain_side_settings;
 
 void explain_side_defaults(explain_side_settings *s);
+
+/* Whether a side connection's failure (its first line, as a result's error holds it) is a
+ * refused login (no password, a wrong one, no pg_hba.conf rule, an unknown role) rather than an
+ * unreachable server: the user can fix it as EXPLAIN_LOGIN_ADVICE says. */
+bool explain_login_refused(const char *error);
+
+/* What to do when the side connection cannot log in, for the log and the report. */
+#define EXPLAIN_LOGIN_ADVICE                                                                       \
+    "pgscope's EXPLAIN connection logs in as the application's user unless --explain-dsn names "   \
+    "one: give it a password (--explain-dsn 'user=... password=...', a .pgpass entry or "          \
+    "PGPASSWORD in pgscope's environment) or a trust/peer rule in pg_hba.conf for that user"
 
 typedef struct explain_side explain_side;
 
@@ -342,14 +381,16 @@ typedef struct explain_statement {
     const char *text;      /* this statement's text (one of a multi-statement Query) */
     size_t text_len;
     uint64_t fingerprint;
-    const char *normalized;  /* the text stored with a plan */
-    const char *search_path; /* the client's, as set_config takes it; NULL: the server's */
-    double p95_ms;           /* of its shape so far (INFINITY when not worth computing) */
-    uint64_t calls;          /* of its shape so far */
-    double shape_total_ms;   /* of its shape (this database and user) so far */
-    const char *table;       /* the one table it reads or writes; "" if not one */
-    bool fallback;           /* its fingerprint is the pre-digest's: libpg_query cannot parse it */
-    bool path_unknown;       /* its connection's search_path was changed in a way not followed */
+    const char *normalized;   /* the text stored with a plan */
+    const char *search_path;  /* the client's, as set_config takes it; NULL: the server's */
+    double p95_ms;            /* of its shape so far (INFINITY when not worth computing) */
+    uint64_t calls;           /* of its shape so far */
+    double shape_total_ms;    /* of its shape (this database and user) so far */
+    const char *table;        /* the one table it reads or writes; "" if not one */
+    bool fallback;            /* its fingerprint is the pre-digest's: libpg_query cannot parse it */
+    bool path_unknown;        /* its connection's search_path was changed in a way not followed */
+    const char *const *temps; /* the temporary relations its connection created (names) */
+    size_t n_temps;
 } explain_statement;
 
 typedef struct explainer explainer;

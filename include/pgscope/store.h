@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 
 /* The fingerprint of the reserved statements row that holds, with database and user '', the
  * statement shapes folded by max_shapes (see doc/report-schema.md). */
@@ -116,11 +116,14 @@ typedef struct store_run_counters {
     uint64_t track_desyncs;
     uint64_t max_shapes;                  /* the cap on statement rows; 0: none */
     uint64_t folded_shapes, folded_calls; /* statement rows folded into "other", their calls */
+    /* Why the EXPLAIN side connection could not log in (its first such failure, the server's or
+     * libpq's first line); "" when it never failed so. */
+    char explain_login_error[256];
     /* EXPLAIN candidates by outcome: reason names and cumulative counts, zeros left out. */
     struct {
         char reason[16];
         uint64_t count;
-    } explain[16];
+    } explain[24]; /* room for every reason (EXPLAIN_SKIP_COUNT) and a few more */
     int n_explain;
 } store_run_counters;
 

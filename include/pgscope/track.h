@@ -44,6 +44,9 @@ typedef struct track_column {
     char name[64];  /* cut to 63 bytes */
 } track_column;
 
+/* Parameter type OIDs kept per statement (a Parse declares up to 65535). */
+#define TRACK_MAX_TYPES 256
+
 /* The longest search_path (bytes) a CONNECT event carries; longer ones are dropped. */
 #define TRACK_SEARCH_PATH_MAX 1024
 
@@ -78,7 +81,15 @@ typedef struct track_event {
     uint32_t params_len;
     uint16_t n_params; /* parameters the Bind carried (even if not all were kept) */
     bool params_truncated;
-    bool params_cut;       /* a kept value was cut to max_param (its first bytes only) */
+    bool params_cut; /* a kept value was cut to max_param (its first bytes only) */
+    /* The parameter type OIDs of the statement, for replaying its values as the server read
+     * them: those the Parse declared (0: left to the server), each 0 replaced by the type the
+     * server inferred when a ParameterDescription (the answer to the client's Describe of the
+     * statement) was seen. Parameters past n_param_types are 0. NULL when none are known. */
+    uint32_t *param_types;
+    uint16_t n_param_types;
+    bool param_types_cut;  /* the Parse declared more than TRACK_MAX_TYPES or they were not all
+                            * captured: param_types is NULL and the declared types are unknown */
     char command[32];      /* command tag without counts: "SELECT", "INSERT", "COPY", ... */
     int64_t rows;          /* row count from the command tag; -1 when the tag has none */
     bool suspended;        /* Execute stopped at its row limit (PortalSuspended) */
@@ -104,7 +115,8 @@ static inline size_t track_event_bytes(const track_event *ev)
     size_t search_path = ev->search_path ? strlen(ev->search_path) : 0;
 
     return sizeof(*ev) + ev->text_len + ev->params_len + 128 + search_path +
-           kept * sizeof(track_column) + (size_t)ev->sample_rows * kept * sizeof(uint32_t);
+           (size_t)ev->n_param_types * sizeof(uint32_t) + kept * sizeof(track_column) +
+           (size_t)ev->sample_rows * kept * sizeof(uint32_t);
 }
 
 /* Walks encoded parameters: *pos starts at 0. Sets *value, *len (-1 for NULL) and *binary

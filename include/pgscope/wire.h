@@ -148,4 +148,18 @@ size_t wire_error_response(uint8_t *out, size_t cap, const char *severity, const
  * speaking protocol 2 can read. Returns the length it needs, like wire_error_response. */
 size_t wire_error_v2(uint8_t *out, size_t cap, const char *message);
 
+/* ---- bind parameter values, for people (src/wire/value.c) ---- */
+
+/* The name of a built-in type ("int4", "timestamptz"...), NULL when not one of those known. */
+const char *wire_type_name(uint32_t type_oid);
+
+/* A bind parameter's value as text: a value in text format as it is (len bytes); one in binary
+ * format, when of a type read here (bool, int2/4/8, oid, float4/8, numeric, text, varchar,
+ * bpchar, name, json, jsonb, uuid, date, time, timestamp, timestamptz, bytea), as PostgreSQL's
+ * output function prints it (timestamptz in UTC; bytea as \x hex); any other binary value, or
+ * one whose bytes are not a valid value of its type, as \x hex followed by its type in
+ * parentheses: "\x0a000001 (inet)", "\x01 (type 16385)", "\x01 (type unknown)" for type 0.
+ * Malloc'd, NUL-terminated; NULL when out of memory. */
+char *wire_value_text(uint32_t type_oid, const uint8_t *v, size_t len, bool binary);
+
 #endif

@@ -28,6 +28,7 @@
 #define TICK_US 100000       /* how often idle units of work are examined */
 #define TABLE_SLOTS 4096     /* remembered "single table" answers, by fingerprint */
 #define MAX_FOLDED_KEYS 8192 /* folded rows to remove, remembered between two batches */
+#define MAX_TEMPS 64         /* temporary relations remembered per connection, the newest */
 
 typedef struct conn_rec {
     store_connection_row row;
@@ -35,6 +36,11 @@ typedef struct conn_rec {
      * transaction ends, else SET's, else the startup packet's; NULL: the server's default. */
     char *path_startup, *path_session, *path_local;
     bool path_unknown; /* changed in a way not followed: its statements are not replayed */
+    /* The relations it created temporary, oldest first: statements on them are not replayed
+     * (another session cannot see them). Past MAX_TEMPS the oldest are forgotten; a replay
+     * that then misses one is counted as not_visible instead. */
+    char *temps[MAX_TEMPS];
+    size_t n_temps;
     bool dirty;
     uint64_t closed_in; /* the batch that carried it after it closed; 0: none yet */
     struct conn_rec *next;
@@ -100,8 +106,16 @@ static conn_rec **conn_slot(analyzer *a, uint64_t id)
     return p;
 }
 
+static void forget_temps(conn_rec *c)
+{
+    for (size_t i = 0; i < c->n_temps; i++)
+        free(c->temps[i]);
+    c->n_temps = 0;
+}
+
 static void conn_free(conn_rec *c)
 {
+    forget_temps(c);
     free(c->path_startup);
     free(c->path_session);
     free(c->path_local);
@@ -241,7 +255,8 @@ static void on_fold(const stats_entry *e, void *arg)
 
 /* ---- statements ---- */
 
-/* Parameters as a JSON array of strings (binary values as \x hex, NULL as null). */
+/* Parameters as a JSON array of strings (binary values in their text form, see
+ * wire_value_text; NULL as null). */
 static char *params_json(const track_event *ev)
 {
     json_t *arr = json_array();
@@ -250,18 +265,17 @@ static char *params_json(const track_event *ev)
     int32_t len;
     bool binary;
 
-    while (arr && track_param_next(ev->params, ev->params_len, &pos, &v, &len, &binary)) {
+    for (int i = 0; arr && track_param_next(ev->params, ev->params_len, &pos, &v, &len, &binary);
+         i++) {
         if (len < 0) {
             json_array_append_new(arr, json_null());
         } else if (binary) {
-            char *hex = malloc((size_t)len * 2 + 3);
-            if (!hex)
+            uint32_t type = ev->param_types && i < ev->n_param_types ? ev->param_types[i] : 0;
+            char *text = wire_value_text(type, v, (size_t)len, true);
+            if (!text)
                 break;
-            strcpy(hex, "\\x");
-            for (int32_t i = 0; i < len; i++)
-                snprintf(hex + 2 + i * 2, 3, "%02x", v[i]);
-            json_array_append_new(arr, json_string(hex));
-            free(hex);
+            json_array_append_new(arr, json_string(text)); /* NULL (not UTF-8): not appended */
+            free(text);
         } else {
             json_array_append_new(arr, json_stringn((const char *)v, (size_t)len));
         }
@@ -521,6 +535,58 @@ static void follow_search_path(conn_rec *c, const track_event *ev, const char *t
         set_path(&c->path_local, NULL);
 }
 
+/* ---- the client's temporary relations ---- */
+
+static void forget_temp(conn_rec *c, size_t i)
+{
+    free(c->temps[i]);
+    memmove(&c->temps[i], &c->temps[i + 1], (c->n_temps - i - 1) * sizeof(c->temps[0]));
+    c->n_temps--;
+}
+
+static void temp_changed(bool created, const char *name, void *arg)
+{
+    conn_rec *c = arg;
+
+    for (size_t i = 0; i < c->n_temps; i++)
+        if (strcmp(c->temps[i], name) == 0)
+            forget_temp(c, i--);
+    if (!created)
+        return;
+    if (c->n_temps == MAX_TEMPS)
+        forget_temp(c, 0);
+    char *copy = strdup(name);
+    if (copy)
+        c->temps[c->n_temps++] = copy;
+}
+
+/* Whether a statement that succeeded may create, drop or discard a temporary relation: spares
+ * most statements the parse. SELECT INTO and CREATE TABLE AS are tagged SELECT. */
+static bool may_change_temps(const conn_rec *c, const track_event *ev, const char *text, size_t len)
+{
+    if (ev->sqlstate[0] != '\0')
+        return false;
+    if (strncmp(ev->command, "DISCARD", 7) == 0)
+        return true;
+    if (strncmp(ev->command, "DROP ", 5) == 0)
+        return c->n_temps > 0;
+    if (strncmp(ev->command, "CREATE ", 7) != 0 && strcmp(ev->command, "SELECT") != 0)
+        return false;
+    return strcasestr_n(text, len, "temp"); /* TEMP, TEMPORARY, pg_temp */
+}
+
+/* Follows the temporary relations a connection creates. Not followed (see
+ * doc/architecture.md): a creation rolled back, ON COMMIT DROP, one made inside a function. */
+static void follow_temps(conn_rec *c, const track_event *ev, const char *text, size_t len)
+{
+    if (!c || !may_change_temps(c, ev, text, len))
+        return;
+    char *stmt = strndup(text, len);
+    if (stmt && explain_temp_follow(stmt, temp_changed, c))
+        forget_temps(c);
+    free(stmt);
+}
+
 /* The p95 is worth its bucket walk only for statements slow enough for the p95 rule. */
 static void sample(analyzer *a, const track_event *ev, const char *text, size_t len,
                    const fp_result *fp, const stats_entry *e, const conn_rec *c, double us,
@@ -539,6 +605,8 @@ static void sample(analyzer *a, const track_event *ev, const char *text, size_t 
         .table = table,
         .fallback = fp->fallback,
         .path_unknown = !c || c->path_unknown, /* no connect event: its startup path unknown */
+        .temps = c ? (const char *const *)c->temps : NULL,
+        .n_temps = c ? c->n_temps : 0,
     };
     explainer_statement(a->ex, &st);
 }
@@ -574,6 +642,7 @@ static void on_statement(analyzer *a, const track_event *ev)
         sample(a, ev, text, len, &fp, e, c, us, table);
     detect(a, ev, text, len, &fp, tags, table); /* fp.normalized holds until the next cache call */
     follow_search_path(c, ev, text, len);
+    follow_temps(c, ev, text, len);
 }
 
 static void handle(analyzer *a, const track_event *ev)

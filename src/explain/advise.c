@@ -198,12 +198,18 @@ void adviser_statement(adviser *ad, const explain_statement *st)
 
 /* ---- to the verifier and back ---- */
 
-static char **copy_params(int n, char *const *params)
+/* The values, each with a NUL after its bytes (binary ones may hold NULs: lengths count). */
+static char **copy_params(int n, char *const *params, const int *lengths)
 {
     char **out = calloc(n > 0 ? (size_t)n : 1, sizeof(char *));
 
     for (int i = 0; out && i < n; i++) {
-        if (params[i] && !(out[i] = strdup(params[i]))) {
+        size_t len = !params[i] ? 0 : lengths ? (size_t)lengths[i] : strlen(params[i]);
+        if (params[i] && (out[i] = malloc(len + 1)) != NULL) {
+            memcpy(out[i], params[i], len);
+            out[i][len] = '\0';
+        }
+        if (params[i] && !out[i]) {
             while (i-- > 0)
                 free(out[i]);
             free(out);
@@ -213,9 +219,22 @@ static char **copy_params(int n, char *const *params)
     return out;
 }
 
+/* A copy of n items of size bytes; NULL for NULL (or out of memory: *failed is set). */
+static void *copy_array(const void *a, int n, size_t size, bool *failed)
+{
+    void *out = a && n > 0 ? malloc((size_t)n * size) : NULL;
+
+    if (a && n > 0 && !out)
+        *failed = true;
+    if (out)
+        memcpy(out, a, (size_t)n * size);
+    return out;
+}
+
 static advisor_job *job_new(adviser *ad, const advice_request *req, const advisor_index *cands,
                             int n)
 {
+    bool failed = false;
     advisor_job *job = calloc(1, sizeof(*job));
 
     if (!job)
@@ -226,14 +245,17 @@ static advisor_job *job_new(adviser *ad, const advice_request *req, const adviso
     job->user = req->user ? strdup(req->user) : NULL;
     job->search_path = req->search_path ? strdup(req->search_path) : NULL;
     job->query = strdup(req->query);
-    job->params = copy_params(req->n_params, req->params);
+    job->params = copy_params(req->n_params, req->params, req->param_lengths);
     job->n_params = job->params ? req->n_params : 0;
+    job->param_types = copy_array(req->param_types, job->n_params, sizeof(unsigned int), &failed);
+    job->param_lengths = copy_array(req->param_lengths, job->n_params, sizeof(int), &failed);
+    job->param_formats = copy_array(req->param_formats, job->n_params, sizeof(int), &failed);
     job->candidates = malloc((size_t)n * sizeof(*cands));
     if (job->candidates) {
         memcpy(job->candidates, cands, (size_t)n * sizeof(*cands));
         job->n_candidates = n;
     }
-    if (!job->database || !job->query || !job->params || !job->candidates ||
+    if (failed || !job->database || !job->query || !job->params || !job->candidates ||
         (req->user && !job->user) || (req->search_path && !job->search_path)) {
         advisor_job_free(job);
         return NULL;

@@ -5,6 +5,8 @@
 #include "explain_int.h"
 
 #include <stddef.h>
+#include <string.h>
+#include <strings.h>
 
 static bool given(const char *s)
 {
@@ -52,4 +54,28 @@ void explain_conn_keywords(const explain_conn_target *t, const char **keys, cons
     vals[n++] = t->application_name;
     keys[n] = NULL;
     vals[n] = NULL;
+}
+
+/* Whether text contains word, in any case. */
+static bool contains(const char *text, const char *word)
+{
+    size_t n = strlen(word);
+
+    for (const char *p = text; *p; p++)
+        if (strncasecmp(p, word, n) == 0)
+            return true;
+    return false;
+}
+
+/* By libpq's and the server's words (fe_sendauth: no password supplied; password, peer or
+ * ident authentication failed; no pg_hba.conf entry; pg_hba.conf rejects; role "x" does not
+ * exist): a connection has no SQLSTATE to read before it is made. */
+bool explain_login_refused(const char *error)
+{
+    static const char *const words[] = {"authentication", "password", "pg_hba.conf", "role \""};
+
+    for (size_t i = 0; error && i < sizeof(words) / sizeof(words[0]); i++)
+        if (contains(error, words[i]))
+            return true;
+    return false;
 }

@@ -57,6 +57,9 @@ typedef struct advice_request {
     const char *database, *user, *search_path, *query;
     int n_params;
     char *const *params;
+    const unsigned int *param_types; /* as explain_job's; NULL: text, types left to the server */
+    const int *param_lengths;
+    const int *param_formats;
     bool misestimate; /* its plan had a row estimate 10x off */
     double weight_ms; /* its shape's total time (this database and user) when it ran */
     bool extended;    /* it came by the extended protocol: its text is the application's own,

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +32,8 @@ typedef struct flight {
     char *raw, *search_path;
     char **values;
     int n_values;
+    unsigned int *types; /* the values' types, lengths and formats, as explain_job's */
+    int *lengths, *formats;
     double weight_ms;
     bool extended;
     struct flight *next;
@@ -57,7 +60,8 @@ struct explainer {
     held_plan *held;
     size_t n_held;
     uint64_t next_id, plans;
-    char last_error[256]; /* logged once until the reason changes */
+    char last_error[256];  /* logged once until the reason changes */
+    char login_error[256]; /* the side connection's first refused login; "" for none */
 };
 
 /* ---- starting a sample ---- */
@@ -92,8 +96,48 @@ static explain_guard_kind guard_shape(explainer *x, const explain_statement *st)
     return g.kind;
 }
 
-/* The bind parameters as text values (NULL for SQL NULL) and, when kept, as a JSON array. False
- * when one is in binary format: its type is not known here, so it cannot be bound again. */
+/* The type the server read parameter i as: the Parse's, or the one it described; 0 when the
+ * client left it to the server. */
+static uint32_t param_type(const track_event *ev, int i)
+{
+    return ev->param_types && i < ev->n_param_types ? ev->param_types[i] : 0;
+}
+
+/* A value's bytes, with a NUL after them (text values are read as strings). */
+static char *value_copy(const uint8_t *v, int32_t len)
+{
+    char *copy = malloc((size_t)len + 1);
+
+    if (copy) {
+        memcpy(copy, v, (size_t)len);
+        copy[len] = '\0';
+    }
+    return copy;
+}
+
+/* A value as the plan's params JSON keeps it: binary ones in their text form (wire_value_text).
+ * NULL when it cannot be (not UTF-8, no memory). */
+static json_t *param_json(uint32_t type, const uint8_t *v, int32_t len, bool binary)
+{
+    if (len < 0)
+        return json_null();
+    char *text = wire_value_text(type, v, (size_t)len, binary);
+    json_t *item = text ? json_string(text) : NULL;
+    free(text);
+    return item;
+}
+
+static bool job_params_alloc(explain_job *job, size_t n)
+{
+    job->params = calloc(n, sizeof(char *));
+    job->param_types = calloc(n, sizeof(unsigned int));
+    job->param_lengths = calloc(n, sizeof(int));
+    job->param_formats = calloc(n, sizeof(int));
+    return job->params && job->param_types && job->param_lengths && job->param_formats;
+}
+
+/* The bind parameters as the client sent them (bytes, types, formats) and, when kept, as a JSON
+ * array of their text forms. False when one cannot be: the statement is then not replayed. */
 static bool job_params(const track_event *ev, explain_job *job, char **json_out, bool keep)
 {
     uint32_t pos = 0;
@@ -102,21 +146,24 @@ static bool job_params(const track_event *ev, explain_job *job, char **json_out,
     bool binary;
     json_t *arr;
 
-    job->params = calloc(ev->n_params ? ev->n_params : 1, sizeof(char *));
-    if (!job->params)
+    if (!job_params_alloc(job, ev->n_params ? ev->n_params : 1))
         return false;
     arr = keep ? json_array() : NULL;
     while (job->n_params < ev->n_params &&
            track_param_next(ev->params, ev->params_len, &pos, &v, &len, &binary)) {
-        char *value = len < 0 ? NULL : strndup((const char *)v, (size_t)len);
-        job->params[job->n_params++] = value;
-        json_t *item = value ? json_string(value) : json_null();
-        if (binary || (len >= 0 && !value) || (arr && !item)) { /* json_string: not UTF-8 */
-            json_decref(item);
+        int i = job->n_params++;
+        char *value = len < 0 ? NULL : value_copy(v, len);
+        job->params[i] = value;
+        job->param_types[i] = param_type(ev, i);
+        job->param_lengths[i] = len < 0 ? 0 : len;
+        job->param_formats[i] = binary ? 1 : 0;
+        json_t *item = arr ? param_json(param_type(ev, i), v, len, binary) : NULL;
+        if ((len >= 0 && !value) || (arr && !item)) {
             json_decref(arr);
             return false;
         }
-        json_array_append_new(arr, item);
+        if (arr)
+            json_array_append_new(arr, item);
     }
     *json_out = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
     json_decref(arr);
@@ -136,14 +183,34 @@ static bool has_binary_param(const track_event *ev)
     return false;
 }
 
-/* What cannot be replayed as the client ran it: a cut text or value, a binary value (its type
- * is not known here), a function call by OID, a search_path not followed. */
+/* What cannot be replayed as the client ran it: a cut text or value (its first bytes are
+ * another value), a binary value whose declared type was not kept (the server might read its
+ * bytes as another type), a function call by OID, a search_path not followed. A text value whose
+ * declared type was not kept is bound with its type left to the server, as before types were
+ * kept: most often the server infers the one declared. */
 static bool incomplete(const explain_statement *st)
 {
     const track_event *ev = st->ev;
 
     return ev->text_truncated || ev->params_truncated || ev->params_cut ||
-           ev->via == TRACK_VIA_FUNCTION || st->path_unknown || has_binary_param(ev);
+           ev->via == TRACK_VIA_FUNCTION || st->path_unknown ||
+           (ev->param_types_cut && has_binary_param(ev));
+}
+
+/* Whether it names a temporary relation, which the side connection cannot see. Parsed only
+ * when its connection has some, or the text names pg_temp. */
+static bool uses_temp(const explain_statement *st)
+{
+    bool pg_temp = false;
+
+    for (size_t i = 0; i + 7 <= st->text_len && !pg_temp; i++)
+        pg_temp = strncasecmp(st->text + i, "pg_temp", 7) == 0;
+    if (st->n_temps == 0 && !pg_temp)
+        return false;
+    char *text = strndup(st->text, st->text_len);
+    bool uses = text && explain_temp_uses(text, st->temps, st->n_temps);
+    free(text);
+    return uses;
 }
 
 static explain_job *job_new(explainer *x, const explain_statement *st, bool analyze,
@@ -198,7 +265,20 @@ static flight *flight_new(const explain_statement *st, const explain_job *job, c
     f->search_path = job->search_path ? strdup(job->search_path) : NULL;
     f->values = calloc(job->n_params > 0 ? (size_t)job->n_params : 1, sizeof(char *));
     for (int i = 0; f->values && i < job->n_params; i++)
-        f->values[f->n_values++] = job->params[i] ? strdup(job->params[i]) : NULL;
+        f->values[f->n_values++] =
+            job->params[i] ? value_copy((const uint8_t *)job->params[i], job->param_lengths[i])
+                           : NULL;
+    if (job->n_params > 0 && f->values) {
+        size_t n = (size_t)job->n_params;
+        f->types = malloc(n * sizeof(*f->types));
+        f->lengths = malloc(n * sizeof(*f->lengths));
+        f->formats = malloc(n * sizeof(*f->formats));
+        if (f->types && f->lengths && f->formats) {
+            memcpy(f->types, job->param_types, n * sizeof(*f->types));
+            memcpy(f->lengths, job->param_lengths, n * sizeof(*f->lengths));
+            memcpy(f->formats, job->param_formats, n * sizeof(*f->formats));
+        }
+    }
     return f;
 }
 
@@ -207,6 +287,9 @@ static void flight_free(flight *f)
     for (int i = 0; i < f->n_values; i++)
         free(f->values[i]);
     free(f->values);
+    free(f->types);
+    free(f->lengths);
+    free(f->formats);
     free(f->raw);
     free(f->search_path);
     free(f->database);
@@ -259,6 +342,10 @@ void explainer_statement(explainer *x, const explain_statement *st)
     }
     if (st->fallback) { /* libpg_query cannot parse it: neither can the guard */
         explain_sampler_count(x->sampler, EXPLAIN_SKIP_GUARD);
+        return;
+    }
+    if (uses_temp(st)) {
+        explain_sampler_count(x->sampler, EXPLAIN_SKIP_TEMP_TABLE);
         return;
     }
     if (x->n_flights >= MAX_IN_FLIGHT) {
@@ -356,6 +443,14 @@ static void note_failure(explainer *x, const flight *f, const explain_result *r)
              : scrub ? "(message withheld: it may quote values)"
                      : r->error);
     free(clean);
+    /* A replay that missed what only the client's session had is the client's state, not a
+     * fault: counted, not warned. After a refused login, the advice was given once. */
+    if (r->skip == EXPLAIN_SKIP_NOT_VISIBLE ||
+        (r->skip == EXPLAIN_SKIP_NO_CONNECTION && x->login_error[0] != '\0')) {
+        log_debug(NULL, "EXPLAIN sample of %016llx in database \"%s\" not taken (%s)",
+                  (unsigned long long)f->fingerprint, f->database, line);
+        return;
+    }
     /* A side connection that is refused fails every sample the same way: say it once. */
     if (strcmp(line, x->last_error) != 0)
         log_warning(NULL,
@@ -363,6 +458,19 @@ static void note_failure(explainer *x, const flight *f, const explain_result *r)
                     "not affected",
                     (unsigned long long)f->fingerprint, f->database, line);
     snprintf(x->last_error, sizeof(x->last_error), "%s", line);
+}
+
+/* The first refused login is kept for the report and told once, with what to do about it. */
+static void note_login(explainer *x, const flight *f, const explain_result *r)
+{
+    if (x->login_error[0] != '\0' || r->ok || r->skip != EXPLAIN_SKIP_NO_CONNECTION ||
+        !explain_login_refused(r->error))
+        return;
+    snprintf(x->login_error, sizeof(x->login_error), "%s", r->error);
+    log_warning(NULL,
+                "EXPLAIN: cannot log in to database \"%s\" (%s): no plans; traffic is not "
+                "affected. %s",
+                f->database, r->error, EXPLAIN_LOGIN_ADVICE);
 }
 
 static bool has_kind(const store_plan_row *row, const char *kind)
@@ -376,7 +484,8 @@ static bool has_kind(const store_plan_row *row, const char *kind)
 /* A plan landed: its statement's candidate indexes go to the verifier. */
 static void advise(explainer *x, const flight *f, const store_plan_row *row)
 {
-    if (!x->adviser || !f->raw || !f->values)
+    if (!x->adviser || !f->raw || !f->values ||
+        (f->n_values > 0 && (!f->types || !f->lengths || !f->formats)))
         return;
     advice_request req = {
         .fingerprint = f->fingerprint,
@@ -386,6 +495,9 @@ static void advise(explainer *x, const flight *f, const store_plan_row *row)
         .query = f->raw,
         .n_params = f->n_values,
         .params = f->values,
+        .param_types = f->types,
+        .param_lengths = f->lengths,
+        .param_formats = f->formats,
         .misestimate = has_kind(row, "misestimate"),
         .weight_ms = f->weight_ms,
         .extended = f->extended,
@@ -411,11 +523,14 @@ static void settle(explainer *x, explain_result *r, int64_t now_us)
     bool plain_only = r->ok && r->skip == EXPLAIN_SKIP_FUNCTION;
     explain_skip outcome =
         r->ok ? (plain_only ? EXPLAIN_SKIP_FUNCTION : EXPLAIN_SAMPLE)
-              : (r->skip == EXPLAIN_SKIP_NO_CONNECTION ? r->skip : EXPLAIN_SKIP_FAILED);
+              : (r->skip == EXPLAIN_SKIP_NO_CONNECTION || r->skip == EXPLAIN_SKIP_NOT_VISIBLE
+                     ? r->skip
+                     : EXPLAIN_SKIP_FAILED);
     explain_sampler_done(x->sampler, f->fingerprint, r->side_ms, outcome, now_us);
     if (plain_only)
         note_plain_only(f, r);
     if (!r->ok) {
+        note_login(x, f, r);
         note_failure(x, f, r);
     } else if (x->n_held >= MAX_HELD_PLANS) {
         log_warning(NULL, "EXPLAIN: %zu plans wait for the report database: one dropped",
@@ -493,6 +608,7 @@ static void fill_counters(explainer *x, store_batch *b)
                  explain_skip_name((explain_skip)r));
         c->explain[c->n_explain++].count = n;
     }
+    snprintf(c->explain_login_error, sizeof(c->explain_login_error), "%s", x->login_error);
 }
 
 void explainer_fill_batch(explainer *x, store_batch *b, uint64_t batch_no, bool all)

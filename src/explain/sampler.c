@@ -147,6 +147,8 @@ const char *explain_skip_name(explain_skip s)
         [EXPLAIN_SKIP_INCOMPLETE] = "incomplete",
         [EXPLAIN_SKIP_ERROR] = "error",
         [EXPLAIN_SKIP_FUNCTION] = "function",
+        [EXPLAIN_SKIP_TEMP_TABLE] = "temp_table",
+        [EXPLAIN_SKIP_NOT_VISIBLE] = "not_visible",
     };
 
     /* Compared as unsigned: an enum holding a value outside its list must not index out. */

@@ -57,6 +57,7 @@ struct side_conn {
     bool failed; /* the job got an error: the rest is skipped up to ROLLBACK */
     bool broken; /* the connection cannot be trusted for another job */
     char error[256];
+    char sqlstate[6]; /* of the job's first error from the server; "" for none */
     char *plan;
     char *plain;                       /* an ANALYZE job's plain plan, checked first */
     char *calls[EXPLAIN_CALLS_PARAMS]; /* the names it calls: the catalog query's values */
@@ -103,6 +104,9 @@ void explain_job_free(explain_job *job)
     for (int i = 0; job->params != NULL && i < job->n_params; i++)
         free(job->params[i]);
     free(job->params);
+    free(job->param_types);
+    free(job->param_lengths);
+    free(job->param_formats);
     free(job->database);
     free(job->user);
     free(job->search_path);
@@ -451,9 +455,12 @@ static bool job_send_explain(struct side_conn *c, bool analyze)
     if (sql == NULL)
         return false;
     snprintf(sql, len, "%s%s", prefix, job->query);
-    /* Parameters as text with their types left to the server, as the client's Bind did. */
-    int rc = PQsendQueryParams(c->pg, sql, job->n_params, NULL, (const char *const *)job->params,
-                               NULL, NULL, 0);
+    /* Parameters with the types the client's Parse declared and the formats its Bind used: a
+     * binary value is read by the same receive function as the client's, and a type left to the
+     * server is inferred from the same text as it was for the client. */
+    int rc = PQsendQueryParams(c->pg, sql, job->n_params, job->param_types,
+                               (const char *const *)job->params, job->param_lengths,
+                               job->param_formats, 0);
     free(sql);
     return rc == 1;
 }
@@ -550,9 +557,25 @@ static void job_take_result(struct side_conn *c, PGresult *r)
     if (c->step == STEP_ROLLBACK)
         c->broken = true; /* never reuse a connection whose transaction might be open */
     const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (!c->failed && code != NULL)
+        snprintf(c->sqlstate, sizeof c->sqlstate, "%s", code);
     job_error(c, msg != NULL ? msg : PQresultErrorMessage(r));
     if (st != PGRES_FATAL_ERROR)
         c->broken = true; /* COPY or a bad response: not a state to continue from */
+}
+
+/* Errors that say the replay's session lacks what the client's had: a relation, function, type,
+ * column or schema created in the client's open transaction or as temporary, or dropped or
+ * changed since. The client's session state, not a fault of pgscope or the server. */
+static bool not_visible(const char *sqlstate)
+{
+    static const char *const codes[] = {"42P01", "42883", "42704", "42703", "3F000"};
+
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (strcmp(sqlstate, codes[i]) == 0)
+            return true;
+    return false;
 }
 
 static void job_finish(struct side_conn *c)
@@ -567,7 +590,9 @@ static void job_finish(struct side_conn *c)
         deliver(side, c->job, EXPLAIN_SKIP_FUNCTION, c->why, c->plain, ms);
         c->plain = NULL;
     } else {
-        deliver(side, c->job, ok ? EXPLAIN_SAMPLE : EXPLAIN_SKIP_FAILED, c->error, c->plan, ms);
+        explain_skip failed =
+            not_visible(c->sqlstate) ? EXPLAIN_SKIP_NOT_VISIBLE : EXPLAIN_SKIP_FAILED;
+        deliver(side, c->job, ok ? EXPLAIN_SAMPLE : failed, c->error, c->plan, ms);
     }
     job_clear_check(c);
     c->job = NULL;
@@ -660,6 +685,7 @@ static void conn_start_job(struct side_conn *c, explain_job *job)
     c->failed = false;
     c->broken = false;
     c->error[0] = '\0';
+    c->sqlstate[0] = '\0';
     c->plan = NULL;
     job_clear_check(c);
     c->state = CONN_BUSY;

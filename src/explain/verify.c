@@ -104,6 +104,9 @@ void advisor_job_free(advisor_job *job)
     for (int i = 0; job->params != NULL && i < job->n_params; i++)
         free(job->params[i]);
     free(job->params);
+    free(job->param_types);
+    free(job->param_lengths);
+    free(job->param_formats);
     free(job->database);
     free(job->user);
     free(job->search_path);
@@ -222,7 +225,8 @@ static void deliver(advisor_verifier *v, advisor_result *r)
 /* Runs one statement where stop can cancel it. NULL (run->stopped) once stop was asked: the
  * flag and the statement in flight are set under one lock, so a cancel is never lost between
  * two statements. */
-static PGresult *exec_raw(struct run *run, const char *sql, int n, const char *const *vals)
+static PGresult *exec_raw(struct run *run, const char *sql, int n, const char *const *vals,
+                          const advisor_job *bind)
 {
     advisor_verifier *v = run->v;
     pthread_mutex_lock(&v->lock);
@@ -232,18 +236,21 @@ static PGresult *exec_raw(struct run *run, const char *sql, int n, const char *c
     pthread_mutex_unlock(&v->lock);
     if (run->stopped)
         return NULL;
-    PGresult *res = PQexecParams(run->p->pg, sql, n, NULL, vals, NULL, NULL, 0);
+    PGresult *res = bind != NULL ? PQexecParams(run->p->pg, sql, n, bind->param_types, vals,
+                                                bind->param_lengths, bind->param_formats, 0)
+                                 : PQexecParams(run->p->pg, sql, n, NULL, vals, NULL, NULL, 0);
     pthread_mutex_lock(&v->lock);
     v->running = NULL;
     pthread_mutex_unlock(&v->lock);
     return res;
 }
 
-/* The result when the statement ended as `want`; else NULL with run->error set. */
-static PGresult *exec_want(struct run *run, const char *sql, int n, const char *const *vals,
-                           ExecStatusType want)
+/* The result when the statement ended as `want`; else NULL with run->error set. bind: the
+ * job whose types, lengths and formats the values have, or NULL for text values. */
+static PGresult *exec_bound(struct run *run, const char *sql, int n, const char *const *vals,
+                            const advisor_job *bind, ExecStatusType want)
 {
-    PGresult *res = exec_raw(run, sql, n, vals);
+    PGresult *res = exec_raw(run, sql, n, vals, bind);
     if (res != NULL && PQresultStatus(res) == want)
         return res;
     const char *msg = NULL;
@@ -259,6 +266,13 @@ static PGresult *exec_want(struct run *run, const char *sql, int n, const char *
     copy_line(run->error, sizeof run->error, msg);
     PQclear(res);
     return NULL;
+}
+
+/* The result when the statement ended as `want`; else NULL with run->error set. */
+static PGresult *exec_want(struct run *run, const char *sql, int n, const char *const *vals,
+                           ExecStatusType want)
+{
+    return exec_bound(run, sql, n, vals, NULL, want);
 }
 
 static bool exec_command(struct run *run, const char *sql)
@@ -647,8 +661,8 @@ static bool plan_uses(const json_t *node, const char *needle)
     return false;
 }
 
-/* EXPLAIN (FORMAT JSON) of the job's statement, its parameters bound as text with their
- * types left to the server (as the client's Bind did). The plan goes to *plan. */
+/* EXPLAIN (FORMAT JSON) of the job's statement, its parameters bound with the types and formats
+ * of the client's Parse and Bind. The plan goes to *plan. */
 static bool explain(struct run *run, double *cost, json_t **plan)
 {
     const char *prefix = "EXPLAIN (FORMAT JSON) ";
@@ -659,8 +673,8 @@ static bool explain(struct run *run, double *cost, json_t **plan)
         return false;
     }
     snprintf(sql, len, "%s%s", prefix, run->job->query);
-    PGresult *res = exec_want(run, sql, run->job->n_params, (const char *const *)run->job->params,
-                              PGRES_TUPLES_OK);
+    PGresult *res = exec_bound(run, sql, run->job->n_params, (const char *const *)run->job->params,
+                               run->job, PGRES_TUPLES_OK);
     free(sql);
     if (res == NULL)
         return false;

@@ -26,11 +26,15 @@
 #define FOLD_COLUMNS ", max_shapes, folded_shapes, folded_calls"
 #define NO_FOLD_COLUMNS ", NULL, 0, 0"
 
-static const char sql_runs[] = "SELECT " RUN_COLUMNS "unused_ignores" FOLD_COLUMNS RUN_FILTER;
-/* Older files, read as they are (a report never migrates): before version 5 no cap on shapes
- * was recorded, and before version 2 no allow-list. */
-static const char sql_runs_v2[] = "SELECT " RUN_COLUMNS "unused_ignores" NO_FOLD_COLUMNS RUN_FILTER;
-static const char sql_runs_v1[] = "SELECT " RUN_COLUMNS "NULL" NO_FOLD_COLUMNS RUN_FILTER;
+static const char sql_runs[] =
+    "SELECT " RUN_COLUMNS "unused_ignores" FOLD_COLUMNS ", explain_login_error" RUN_FILTER;
+/* Older files, read as they are (a report never migrates): before version 6 no refused login
+ * was recorded, before version 5 no cap on shapes, and before version 2 no allow-list. */
+static const char sql_runs_v5[] =
+    "SELECT " RUN_COLUMNS "unused_ignores" FOLD_COLUMNS ", NULL" RUN_FILTER;
+static const char sql_runs_v2[] =
+    "SELECT " RUN_COLUMNS "unused_ignores" NO_FOLD_COLUMNS ", NULL" RUN_FILTER;
+static const char sql_runs_v1[] = "SELECT " RUN_COLUMNS "NULL" NO_FOLD_COLUMNS ", NULL" RUN_FILTER;
 
 /* The reserved row of the shapes folded by max_shapes is shown apart from the statements. */
 #define NOT_OTHER "fingerprint <> '" STORE_OTHER_FINGERPRINT "'"
@@ -360,6 +364,7 @@ static void read_run(sqlite3_stmt *st, report_run *r)
     r->max_shapes = sqlite3_column_type(st, 16) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 16);
     r->folded_shapes = sqlite3_column_int64(st, 17);
     r->folded_calls = sqlite3_column_int64(st, 18);
+    r->explain_login_error = col_text(st, 19);
 }
 
 static bool load_runs(sqlite3 *db, int64_t run_id, report_data *d, char *err, size_t errlen)
@@ -368,7 +373,8 @@ static bool load_runs(sqlite3 *db, int64_t run_id, report_data *d, char *err, si
     size_t cap = 0;
     int rc;
 
-    const char *sql = d->schema_version >= 5   ? sql_runs
+    const char *sql = d->schema_version >= 6   ? sql_runs
+                      : d->schema_version >= 5 ? sql_runs_v5
                       : d->schema_version >= 2 ? sql_runs_v2
                                                : sql_runs_v1;
     if (!prepare(db, sql, &st, err, errlen))
@@ -1358,6 +1364,7 @@ void report_data_free(report_data *d)
         free(d->runs[i].ended_at);
         free(d->runs[i].upstream);
         free(d->runs[i].pgscope_version);
+        free(d->runs[i].explain_login_error);
         free_strings(d->runs[i].unused_ignores, d->runs[i].n_unused_ignores);
     }
     free(d->runs);

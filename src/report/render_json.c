@@ -165,6 +165,7 @@ static json_t *run_json(const report_run *r)
     obj_put(&b, "max_shapes", r->max_shapes >= 0 ? jint(r->max_shapes) : json_null());
     obj_put(&b, "folded_shapes", jint(r->folded_shapes));
     obj_put(&b, "folded_calls", jint(r->folded_calls));
+    obj_put(&b, "explain_login_error", jstr(r->explain_login_error));
     return obj_end(&b);
 }
 
@@ -402,6 +403,17 @@ static json_t *explain_json(const report_data *d)
     return o;
 }
 
+/* Why the EXPLAIN side connection could not log in: the latest run in scope that recorded it. */
+static json_t *login_error_json(const report_data *d)
+{
+    const char *why = NULL;
+
+    for (size_t i = 0; i < d->n_runs; i++)
+        if (d->runs[i].explain_login_error)
+            why = d->runs[i].explain_login_error;
+    return jstr(why);
+}
+
 static json_t *list_json(const void *items, size_t n, size_t size, json_t *(*one)(const void *))
 {
     json_t *a = json_array();
@@ -483,6 +495,7 @@ static json_t *report_json(const report_data *d)
             list_json(d->plan_findings, d->n_plan_findings, sizeof(d->plan_findings[0]),
                       any_plan_finding));
     obj_put(&b, "explain", explain_json(d));
+    obj_put(&b, "explain_login_error", login_error_json(d));
     return obj_end(&b);
 }
 

@@ -272,6 +272,31 @@ static void sum_runs(const report_data *d, report_run *sum)
 
 static void put_explain(FILE *out, const report_data *d);
 
+static void put_wrapped(FILE *out, const char *text, int first_col, int indent);
+
+/* A summary value of prose, wrapped at spaces under its key. */
+static void put_prose(FILE *out, const char *key, const char *text)
+{
+    put_wrapped(out, text, fprintf(out, "  %-22s ", key), FIELD_INDENT);
+}
+
+/* "EXPLAIN login failed  <the server's reason>", then what to do: when the side connection could
+ * not log in (the latest run in scope that says so), no plan could be taken. */
+static void put_explain_login(FILE *out, const report_data *d)
+{
+    const char *why = NULL;
+    char buf[512];
+
+    for (size_t i = 0; i < d->n_runs; i++)
+        if (d->runs[i].explain_login_error)
+            why = d->runs[i].explain_login_error;
+    if (!why)
+        return;
+    snprintf(buf, sizeof(buf), "%s (no plans could be taken)", why);
+    put_prose(out, "EXPLAIN login failed", buf);
+    put_prose(out, "fix", EXPLAIN_LOGIN_ADVICE);
+}
+
 /* "index suggestions      3 (1 verified)": only when the advisor suggested any. */
 static void put_index_count(FILE *out, const report_data *d)
 {
@@ -301,6 +326,7 @@ static void put_summary(FILE *out, const report_data *d)
     put_folded(out, d);
     put_counters(out, &sum);
     put_explain(out, d);
+    put_explain_login(out, d);
     put_index_count(out, d);
     if (d->all) {
         size_t from = d->n_runs > RUNS_LISTED ? d->n_runs - RUNS_LISTED : 0;

@@ -19,8 +19,10 @@ typedef struct report_run {
     int64_t fingerprint_fallbacks, fingerprint_parses, fingerprint_hits, track_desyncs;
     int64_t max_shapes;                  /* the cap on statement rows; -1: not recorded */
     int64_t folded_shapes, folded_calls; /* statement rows folded into "other", their calls */
-    bool has_unused_ignores; /* false: the run recorded no list (no allow-list, or schema 1) */
-    char **unused_ignores;   /* N+1 allow-list entries that never matched in the run */
+    char *explain_login_error; /* why the EXPLAIN side connection could not log in; NULL: it
+                                * never failed so (or schema before 6) */
+    bool has_unused_ignores;   /* false: the run recorded no list (no allow-list, or schema 1) */
+    char **unused_ignores;     /* N+1 allow-list entries that never matched in the run */
     size_t n_unused_ignores;
 } report_run;
 

@@ -187,6 +187,9 @@ static const char migrate_v5[] =
     "ALTER TABLE runs ADD COLUMN folded_shapes INTEGER NOT NULL DEFAULT 0;\n"
     "ALTER TABLE runs ADD COLUMN folded_calls INTEGER NOT NULL DEFAULT 0;\n";
 
+/* Version 6: why the EXPLAIN side connection could not log in. */
+static const char migrate_v6[] = "ALTER TABLE runs ADD COLUMN explain_login_error TEXT;\n";
+
 /* Step i takes a file from version migrations[i].version - 1 to migrations[i].version. Version 1
  * is the base, created from sql/schema.sql. To change the schema: edit sql/schema.sql (which
  * always describes the newest version), add a step here and bump STORE_SCHEMA_VERSION. */
@@ -194,7 +197,7 @@ static const struct migration {
     int version;
     const char *sql;
 } migrations[] = {
-    {1, NULL}, {2, migrate_v2}, {3, migrate_v3}, {4, migrate_v4}, {5, migrate_v5},
+    {1, NULL}, {2, migrate_v2}, {3, migrate_v3}, {4, migrate_v4}, {5, migrate_v5}, {6, migrate_v6},
 };
 
 enum {
@@ -292,7 +295,8 @@ static const char *const queries[Q_COUNT] = {
               "statements = ?4, events_dropped = ?5, fingerprint_fallbacks = ?6, "
               "fingerprint_parses = ?7, fingerprint_hits = ?8, track_desyncs = ?9, "
               "lost_writes = ?10, unused_ignores = coalesce(?11, unused_ignores), "
-              "max_shapes = ?12, folded_shapes = ?13, folded_calls = ?14 WHERE id = ?1",
+              "max_shapes = ?12, folded_shapes = ?13, folded_calls = ?14, "
+              "explain_login_error = coalesce(?15, explain_login_error) WHERE id = ?1",
     [Q_ENDED] = "UPDATE runs SET ended_at = coalesce(ended_at, ?2), lost_writes = ?3 WHERE id = ?1",
 };
 
@@ -729,6 +733,9 @@ static int write_run(store *s, const store_batch *b)
         bad |= bind_u64(st, 12, c->max_shapes) != SQLITE_OK;
     bad |= bind_u64(st, 13, c->folded_shapes) != SQLITE_OK;
     bad |= bind_u64(st, 14, c->folded_calls) != SQLITE_OK;
+    if (c->explain_login_error[0] != '\0')
+        bad |=
+            bind_fixed(st, 15, c->explain_login_error, sizeof(c->explain_login_error)) != SQLITE_OK;
     return bad ? SQLITE_NOMEM : step_done(st);
 }
 

@@ -48,6 +48,7 @@
 #define SMALL_CAPTURE (1 + NAME_ROOM + 4)    /* Describe, Close: kind, name; Execute: name, rows */
 #define FUNCTION_CAPTURE 4                   /* FunctionCall: the function's oid */
 #define BIND_HEADER_ROOM (2 * NAME_ROOM + 4) /* Bind: two names and two counts */
+#define TYPES_ROOM (2 + 4 * TRACK_MAX_TYPES) /* Parse, ParameterDescription: parameter types */
 /* Raw Bind bytes captured per byte of encoded parameters kept: a raw value carries a 4-byte
  * length and maybe a 2-byte format where the encoding spends 1 or 2 bytes. */
 #define BIND_RAW_PER_KEPT 3
@@ -73,7 +74,10 @@ typedef struct shared_text {
     uint32_t refs;
     uint32_t len;
     bool truncated;
-    char text[]; /* len bytes and a NUL */
+    bool types_cut; /* Parse: its parameter types were not all kept */
+    uint16_t n_types;
+    uint32_t *types; /* Parse: its parameter type OIDs (see track_event.param_types); or NULL */
+    char text[];     /* len bytes and a NUL */
 } shared_text;
 
 static shared_text *text_new(const char *s, uint32_t len, bool truncated)
@@ -85,6 +89,9 @@ static shared_text *text_new(const char *s, uint32_t len, bool truncated)
     t->refs = 1;
     t->len = len;
     t->truncated = truncated;
+    t->types_cut = false;
+    t->n_types = 0;
+    t->types = NULL;
     if (len > 0)
         memcpy(t->text, s, len);
     t->text[len] = '\0';
@@ -100,8 +107,27 @@ static shared_text *text_retain(shared_text *t)
 
 static void text_release(shared_text *t)
 {
-    if (t && --t->refs == 0)
+    if (t && --t->refs == 0) {
+        free(t->types);
         free(t);
+    }
+}
+
+/* Keeps a statement's parameter type OIDs (n of them, big-endian at p) on its text; when they
+ * cannot all be kept, marks them cut instead: a partial list would bind values differently. */
+static void text_set_types(shared_text *t, const uint8_t *p, uint32_t n, bool cut)
+{
+    free(t->types);
+    t->types = NULL;
+    t->n_types = 0;
+    t->types_cut = cut || n > TRACK_MAX_TYPES;
+    if (t->types_cut || n == 0 || !(t->types = malloc((size_t)n * sizeof(uint32_t)))) {
+        t->types_cut |= n > 0; /* out of memory: unknown, not "none declared" */
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        t->types[i] = wire_get_u32(p + 4u * i);
+    t->n_types = (uint16_t)n;
 }
 
 /* ---- result descriptions ---- */
@@ -510,12 +536,16 @@ _Static_assert(sizeof(track_event) % _Alignof(track_column) == 0 &&
                "an event's columns and values follow it unpadded");
 
 /* One allocation holds the event and everything it points to: track_event_free is one free.
- * Layout: the event, the sampled columns, the sampled values, the parameters, then the strings
- * (text, user, database, application_name, client_addr), each with its NUL. The columns and
- * values come first for their alignment (the event's size is a multiple of 8, a column's of 4). */
-static track_event *event_new(track_conn *c, track_ev_kind kind, const char *text,
-                              uint32_t text_len, const param_set *ps, const sample *smp)
+ * Layout: the event, the sampled columns, the sampled values, the parameter types, the
+ * parameters, then the strings (text, user, database, application_name, client_addr), each with
+ * its NUL. The columns, values and types come first for their alignment (the event's size is a
+ * multiple of 8, a column's of 4). */
+static track_event *event_new(track_conn *c, track_ev_kind kind, const shared_text *t,
+                              const param_set *ps, const sample *smp)
 {
+    const char *text = t ? t->text : NULL;
+    uint32_t text_len = t ? t->len : 0;
+    size_t ntypes = t && t->types ? t->n_types : 0;
     const char *strs[5] = {or_empty(c->user), or_empty(c->database), or_empty(c->app),
                            or_empty(c->addr),
                            kind == TRACK_EV_CONNECT ? or_empty(c->search_path) : ""};
@@ -523,8 +553,8 @@ static track_event *event_new(track_conn *c, track_ev_kind kind, const char *tex
     uint32_t plen = ps ? ps->len : 0;
     size_t ncols = smp && smp->described ? smp->width : 0;
     size_t nvals = ncols > 0 ? smp->used : 0;
-    size_t total = sizeof(track_event) + ncols * sizeof(track_column) + nvals * sizeof(uint32_t) +
-                   (size_t)text_len + 1 + plen;
+    size_t total = sizeof(track_event) + ncols * sizeof(track_column) +
+                   (nvals + ntypes) * sizeof(uint32_t) + (size_t)text_len + 1 + plen;
 
     for (int i = 0; i < 5; i++) {
         lens[i] = strlen(strs[i]);
@@ -546,6 +576,13 @@ static track_event *event_new(track_conn *c, track_ev_kind kind, const char *tex
         ev->sample_rows = smp->rows;
         p += nvals * sizeof(uint32_t);
     }
+    if (ntypes > 0) {
+        ev->param_types = (uint32_t *)(void *)p;
+        memcpy(p, t->types, ntypes * sizeof(uint32_t));
+        ev->n_param_types = (uint16_t)ntypes;
+        p += ntypes * sizeof(uint32_t);
+    }
+    ev->param_types_cut = t && t->types_cut;
     ev->text = copy_out(&p, text, text_len);
     ev->text_len = text_len;
     ev->user = copy_out(&p, strs[0], lens[0]);
@@ -654,8 +691,7 @@ static track_event *statement_event(track_conn *c, const req *r, char via, const
                                     const param_set *ps, bool with_sample)
 {
     int64_t start = r->sent_us > c->last_done ? r->sent_us : c->last_done;
-    track_event *ev =
-        event_new(c, TRACK_EV_STATEMENT, t->text, t->len, ps, with_sample ? &c->smp : NULL);
+    track_event *ev = event_new(c, TRACK_EV_STATEMENT, t, ps, with_sample ? &c->smp : NULL);
 
     c->last_done = c->now;
     if (!ev)
@@ -1194,6 +1230,30 @@ static void commit_describe(track_conn *c, const req *r, bool described)
     desc_set(slot, desc_new(c->smp.cols, c->smp.n_columns, c->smp.width));
 }
 
+/* ParameterDescription: the types the server gives the described statement's parameters,
+ * those it inferred included. They replace the declared ones, which they agree with. */
+static void commit_param_types(track_conn *c, const req *r, reader *rd)
+{
+    shared_text *t = NULL;
+    const uint8_t *types = NULL;
+    uint16_t n = 0;
+    rd_status st = rd_u16(rd, &n);
+
+    if (r->bad)
+        return;
+    if (r->name[0] == '\0')
+        t = c->unnamed_stmt;
+    else {
+        named *s = nt_find(&c->stmts, r->name);
+        t = s ? s->text : NULL;
+    }
+    if (!t || st != RD_OK)
+        return;
+    types = rd->p + rd->pos;
+    if (rd_skip(rd, 4u * n) == RD_OK)
+        text_set_types(t, types, n, false);
+}
+
 /* Portals do not outlive their transaction: at an idle ReadyForQuery all of them are gone. */
 static void forget_portals(track_conn *c)
 {
@@ -1300,14 +1360,14 @@ static void on_query(track_conn *c, reader *r)
     enqueue(c, &q);
 }
 
-/* Parameter type oids after the text. */
-static rd_status read_parse_types(reader *r)
+/* Parameter type oids after the text: *n of them at *at, or RD_CUT when not all captured. */
+static rd_status read_parse_types(reader *r, const uint8_t **at, uint16_t *n)
 {
-    uint16_t n;
-    rd_status st = rd_u16(r, &n);
+    rd_status st = rd_u16(r, n);
 
+    *at = r->p + r->pos;
     if (st == RD_OK)
-        st = rd_skip(r, 4u * n);
+        st = rd_skip(r, 4u * *n);
     return st == RD_OK ? rd_end(r) : st;
 }
 
@@ -1324,12 +1384,19 @@ static void on_parse(track_conn *c, reader *r)
     }
     name_copy(p.name, s, len);
     if (st == RD_OK) {
+        const uint8_t *types = NULL;
+        uint16_t n_types = 0;
+        rd_status tst = RD_CUT;
         st = rd_str(r, &s, &len);
-        if (st == RD_BAD || (st == RD_OK && read_parse_types(r) == RD_BAD)) {
+        if (st == RD_OK)
+            tst = read_parse_types(r, &types, &n_types);
+        if (st == RD_BAD || tst == RD_BAD) {
             enqueue_malformed(c, &p);
             return;
         }
         p.text = capped_text(c, s, len, st == RD_CUT);
+        if (p.text)
+            text_set_types(p.text, types, n_types, tst != RD_OK);
     }
     enqueue(c, &p); /* with a name longer than the capture the text stays unknown */
 }
@@ -1818,7 +1885,10 @@ static bool on_response(track_conn *c, req *head, uint8_t type, reader *r)
         finish_head(c);
         return true;
     case 't': /* ParameterDescription: a RowDescription or NoData follows */
-        return head->kind == 'D' && head->target == 'S';
+        if (head->kind != 'D' || head->target != 'S')
+            return false;
+        commit_param_types(c, head, r);
+        return true;
     case 'T': /* RowDescription */
         return on_row_description(c, head, r);
     case 'n': /* NoData */
@@ -2122,7 +2192,7 @@ track_conn *track_conn_new(uint64_t conn_id, const track_limits *lim, track_emit
     c->emit = emit;
     c->arg = arg;
     c->want_query = clamp_u32((uint64_t)c->lim.max_text + 1);
-    c->want_parse = clamp_u32((uint64_t)NAME_ROOM + c->lim.max_text + 1);
+    c->want_parse = clamp_u32((uint64_t)NAME_ROOM + c->lim.max_text + 1 + TYPES_ROOM);
     c->want_bind = want_for_bind(&c->lim);
     c->stmts.max = c->lim.max_prepared;
     c->portals.max = c->lim.max_prepared;
@@ -2378,7 +2448,7 @@ void track_startup(track_conn *c, const uint8_t *pkt, size_t len, const char *cl
     }
     set_cstring(&c->addr, client_addr);
     c->now = now_us;
-    track_event *ev = event_new(c, TRACK_EV_CONNECT, NULL, 0, NULL, NULL);
+    track_event *ev = event_new(c, TRACK_EV_CONNECT, NULL, NULL, NULL);
     if (ev)
         emit_event(c, ev);
 }
@@ -2391,7 +2461,7 @@ void track_disconnect(track_conn *c, uint64_t bytes_from_client, uint64_t bytes_
     c->now = now_us;
     connection_ended(c);
     c->disconnected = true;
-    track_event *ev = event_new(c, TRACK_EV_DISCONNECT, NULL, 0, NULL, NULL);
+    track_event *ev = event_new(c, TRACK_EV_DISCONNECT, NULL, NULL, NULL);
     if (!ev)
         return;
     ev->bytes_from_client = bytes_from_client;
@@ -2443,6 +2513,8 @@ static uint32_t want_from_server(track_conn *c, uint8_t type, uint32_t body_len)
         return want_upto(body_len, ROW_CAPTURE);
     case 'T':
         return want_upto(body_len, ROW_CAPTURE);
+    case 't':
+        return want_upto(body_len, TYPES_ROOM);
     case 'Z':
         return 1;
     case 'C':
@@ -2454,7 +2526,6 @@ static uint32_t want_from_server(track_conn *c, uint8_t type, uint32_t body_len)
     case '1':
     case '2':
     case '3':
-    case 't':
     case 'n':
     case 'I':
     case 's':
@@ -2519,8 +2590,8 @@ void track_message(track_conn *c, wire_side side, uint8_t type, const uint8_t *b
 uint32_t track_capture_size(const track_limits *lim)
 {
     const uint64_t sizes[] = {
-        (uint64_t)lim->max_text + 1,             /* Query */
-        (uint64_t)NAME_ROOM + lim->max_text + 1, /* Parse */
+        (uint64_t)lim->max_text + 1,                          /* Query */
+        (uint64_t)NAME_ROOM + lim->max_text + 1 + TYPES_ROOM, /* Parse */
         want_for_bind(lim),
         SMALL_CAPTURE,
         FUNCTION_CAPTURE,

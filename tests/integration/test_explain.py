@@ -2,6 +2,7 @@
 connection, the plans, findings and skip reasons checked in the report database, and the data
 checked unchanged on the server."""
 
+import json
 import os
 import sqlite3
 import time
@@ -189,6 +190,74 @@ def test_side_connection_with_a_wrong_password_costs_samples_not_traffic():
     assert "password authentication failed" in pgs.log_text(), pgs.log_text()
 
 
+def explain_warnings(pgs):
+    return [line for line in pgs.log_text().splitlines() if "WARNING" in line and "EXPLAIN" in line]
+
+
+def test_temporary_tables_are_counted_not_replayed():
+    """A slow statement on the client's TEMP table (by name, or as pg_temp.name) is counted
+    temp_table; one on a table of the client's open transaction, which the replay cannot see,
+    not_visible. Neither is a warning."""
+    pgs = proxy(cluster(), "--explain-budget", "100")
+    script = ("CREATE TEMP TABLE scratch AS SELECT g FROM generate_series(1, 200000) g;\n"
+              "SELECT count(*) FROM scratch WHERE md5(g::text) = 'none';\n"
+              "SELECT count(*) FROM pg_temp.scratch WHERE md5(g::text) = 'nothing';\n"
+              "BEGIN;\n"
+              "CREATE TABLE fresh AS SELECT g FROM generate_series(1, 200000) g;\n"
+              "SELECT count(*) FROM fresh WHERE md5(g::text) = 'none';\n"
+              "SELECT pg_sleep(2);\n"
+              "ROLLBACK;\n")
+    res = h.psql(pgs.host, pgs.port, dbname=DB, stdin=script)
+    assert res.rc == 0, res
+    db = stopped(pgs)
+    s = skips(db)
+    assert s.get("temp_table", 0) == 2 and s.get("not_visible", 0) == 1, (s, pgs.log_text())
+    assert "failed" not in s and db.execute("SELECT count(*) FROM plans WHERE query LIKE "
+                                            "'%scratch%' OR query LIKE '%fresh%'").fetchone() \
+        == (0,), s
+    assert explain_warnings(pgs) == [], pgs.log_text()
+
+
+LOGIN_SLOW = "SELECT count(*) FROM generate_series(1, 300000) g WHERE md5(g::text) = 'x%d'"
+
+
+def test_side_connection_that_cannot_log_in_is_reported_with_the_fix():
+    """scram_user needs a password on host connections; with no --explain-dsn the side
+    connection logs in as scram_user without one. The report says so and what to do, the log
+    once; with the password in --explain-dsn the plans come."""
+    pg = cluster()
+    pgs = proxy(pg, "--explain-budget", "100")
+    for i in range(4):
+        res = h.psql(pgs.host, pgs.port, LOGIN_SLOW % i, dbname=DB, user="scram_user",
+                     password=h.PASSWORDS["scram_user"])
+        assert res.rc == 0, res
+        time.sleep(0.3)
+    db = stopped(pgs)
+    why = db.execute("SELECT explain_login_error FROM runs").fetchone()[0]
+    assert why and "no password supplied" in why, (why, skips(db), pgs.log_text())
+    advice = [line for line in pgs.log_text().splitlines() if "--explain-dsn" in line]
+    assert len(advice) == 1 and "no password supplied" in advice[0], pgs.log_text()
+    assert len(explain_warnings(pgs)) == 1, pgs.log_text()
+    text = " ".join(h.run([h.PGSCOPE_BIN, "report", "--db", pgs.db]).stdout.split())
+    assert "EXPLAIN login failed" in text and "no password supplied" in text, text
+    assert "--explain-dsn" in text and ".pgpass" in text and "PGPASSWORD" in text, text
+    res = h.run([h.PGSCOPE_BIN, "report", "--db", pgs.db, "--format", "json"])
+    doc = json.loads(res.stdout)
+    assert "no password supplied" in doc["explain_login_error"], res.stdout
+    assert "no password supplied" in doc["runs"][0]["explain_login_error"], res.stdout
+
+    pgs = proxy(pg, "--explain-budget", "100", "--explain-dsn",
+                "user=scram_user password=%s" % h.PASSWORDS["scram_user"])
+    res = h.psql(pgs.host, pgs.port, LOGIN_SLOW % 9, dbname=DB, user="scram_user",
+                 password=h.PASSWORDS["scram_user"])
+    assert res.rc == 0, res
+    db = stopped(pgs)
+    assert db.execute("SELECT count(*) FROM plans").fetchone()[0] == 1, (skips(db), pgs.log_text())
+    assert db.execute("SELECT explain_login_error FROM runs").fetchone()[0] is None
+    text = h.run([h.PGSCOPE_BIN, "report", "--db", pgs.db]).stdout
+    assert "EXPLAIN login" not in text, text
+
+
 def test_a_thousand_executions_give_at_most_k_samples():
     pgs = proxy(cluster(), "--explain-min-duration", "0")
     extended_query(pgs, "random(0, 999)", transactions=1000)
@@ -326,7 +395,7 @@ def raw_statement(pgs, sql, values, **kw):
     sock.close()
 
 
-def test_cut_binary_and_unparsable_statements_are_incomplete_not_sampled():
+def test_cut_statements_are_incomplete_binary_ones_sampled():
     import struct
     pgs = proxy(cluster(), "--store-params", "on", "--explain-min-duration", "0")
     raw_statement(pgs, "SELECT count(*) FROM big WHERE payload = $1", [b"y" * 300])
@@ -335,13 +404,16 @@ def test_cut_binary_and_unparsable_statements_are_incomplete_not_sampled():
     values = ",".join("'v%05d'" % i for i in range(3000))  # text over max_query_text
     run_psql(pgs, "SELECT count(*) FROM big WHERE payload NOT IN (%s)" % values)
     db = stopped(pgs)
-    assert db.execute("SELECT count(*) FROM plans").fetchone()[0] == 0
-    assert skips(db) == {"incomplete": 3}, skips(db)
+    # The cut value and the cut text cannot be replayed; the binary int4 is, as it was sent.
+    params = [p for (p,) in db.execute("SELECT params FROM plans")]
+    assert params == ['["5"]'], params
+    assert skips(db) == {"incomplete": 2, "sample": 1}, skips(db)
 
 
 def test_values_stay_out_of_log_and_plans():
     pgs = proxy(cluster(), "--explain-min-duration", "0")
-    # int8 for the client, int4 as the replay infers it: the replay fails quoting the value.
+    # Declared int8 and above 2^31: replayed with its declared type (a replay leaving the type to
+    # the server would infer int4 and fail, quoting the value).
     raw_statement(pgs, "SELECT count(*) FROM big WHERE val > $1", [b"98765432123"], types=(20,))
     run_psql(pgs, "SELECT count(*) FROM (SELECT id, row_number() OVER (ORDER BY val) rn "
                   "FROM big) s WHERE rn <= 4242")
@@ -349,6 +421,7 @@ def test_values_stay_out_of_log_and_plans():
     assert "98765432123" not in pgs.log_text(), pgs.log_text()
     plans = [p for (p,) in db.execute("SELECT plan FROM plans")]
     assert any('"Run Condition":"(row_number() OVER (?) <= ?)"' in p for p in plans), plans
+    assert len(plans) == 2 and skips(db).get("failed") is None, (plans, skips(db))
 
 
 def test_side_connections_do_not_stay_to_block_drop_database():

@@ -666,6 +666,88 @@ static void test_search_path_changes(void **state)
     assert_string_equal(v, "");
 }
 
+/* ---- the client's temporary relations ---- */
+
+/* What explain_temp_follow reported: "+name" created, "-name" dropped, space separated. */
+static void note_temp(bool created, const char *name, void *arg)
+{
+    char *out = arg;
+    size_t n = strlen(out);
+
+    snprintf(out + n, 256 - n, "%s%c%s", n ? " " : "", created ? '+' : '-', name);
+}
+
+static bool temp_follow(const char *sql, char *out)
+{
+    out[0] = '\0';
+    return explain_temp_follow(sql, note_temp, out);
+}
+
+static void test_temp_relations_followed(void **state)
+{
+    char v[256];
+
+    (void)state;
+    assert_false(temp_follow("CREATE TEMP TABLE Scratch (a int)", v));
+    assert_string_equal(v, "+scratch");
+    assert_false(temp_follow("create temporary table t2 as select 1", v));
+    assert_string_equal(v, "+t2");
+    assert_false(temp_follow("SELECT 1 AS a INTO TEMP t3", v));
+    assert_string_equal(v, "+t3");
+    assert_false(temp_follow("CREATE TEMP VIEW v AS SELECT 1", v));
+    assert_string_equal(v, "+v");
+    assert_false(temp_follow("CREATE TEMP SEQUENCE s", v));
+    assert_string_equal(v, "+s");
+    assert_false(temp_follow("CREATE TABLE pg_temp.w (a int)", v));
+    assert_string_equal(v, "+w");
+    assert_false(temp_follow("DROP TABLE t2, pg_temp.t3, app.t4", v));
+    assert_string_equal(v, "-t2 -t3");
+    /* Permanent relations, other statements, text the server would refuse: nothing. */
+    assert_false(temp_follow("CREATE TABLE temp_orders (a int)", v));
+    assert_false(temp_follow("SELECT * INTO archive FROM temp_orders", v));
+    assert_false(temp_follow("CREATE TEMP TABLE", v));
+    assert_false(temp_follow("DROP FUNCTION f()", v));
+    assert_string_equal(v, "");
+    assert_true(temp_follow("DISCARD TEMP", v));
+    assert_true(temp_follow("discard all", v));
+    assert_false(temp_follow("DISCARD PLANS", v));
+}
+
+static void test_temp_relations_used(void **state)
+{
+    const char *const names[] = {"scratch", "t2"};
+
+    (void)state;
+    assert_true(explain_temp_uses("SELECT count(*) FROM scratch", names, 2));
+    assert_true(explain_temp_uses("SELECT * FROM orders o JOIN T2 ON t2.id = o.id", names, 2));
+    assert_true(
+        explain_temp_uses("SELECT * FROM orders WHERE id IN (SELECT a FROM scratch)", names, 2));
+    assert_true(explain_temp_uses("UPDATE scratch SET a = 1", names, 2));
+    assert_true(explain_temp_uses("SELECT * FROM pg_temp.anything", NULL, 0));
+    assert_true(explain_temp_uses("SELECT * FROM pg_temp_3.anything", NULL, 0));
+    /* Qualified by another schema, only a column or a literal of that name, or no names. */
+    assert_false(explain_temp_uses("SELECT * FROM app.scratch", names, 2));
+    assert_false(explain_temp_uses("SELECT scratch FROM orders WHERE x = 't2'", names, 2));
+    assert_false(explain_temp_uses("SELECT * FROM scratch", NULL, 0));
+    assert_false(explain_temp_uses("SELEC nonsense", names, 2));
+}
+
+static void test_login_refused(void **state)
+{
+    (void)state;
+    assert_true(explain_login_refused("connection to server at \"127.0.0.1\", port 5432 failed: "
+                                      "fe_sendauth: no password supplied"));
+    assert_true(explain_login_refused("connection to server on socket \"/run/x\" failed: FATAL:  "
+                                      "password authentication failed for user \"app\""));
+    assert_true(explain_login_refused("FATAL:  no pg_hba.conf entry for host \"10.0.0.1\""));
+    assert_true(explain_login_refused("FATAL:  Peer authentication failed for user \"app\""));
+    assert_true(explain_login_refused("FATAL:  role \"ghost\" does not exist"));
+    assert_false(explain_login_refused("connection to server at \"127.0.0.1\", port 1 failed: "
+                                       "Connection refused"));
+    assert_false(explain_login_refused("backing off after a failed connection"));
+    assert_false(explain_login_refused(NULL));
+}
+
 /* ---- the plan check: what a plain EXPLAIN (VERBOSE) plan calls ---- */
 
 /* A plan of one node holding the given members (JSON text, without braces). */
@@ -1064,6 +1146,9 @@ int main(void)
         cmocka_unit_test(test_fuzz_sql_pieces),
         cmocka_unit_test(test_every_prefix),
         cmocka_unit_test(test_search_path_changes),
+        cmocka_unit_test(test_temp_relations_followed),
+        cmocka_unit_test(test_temp_relations_used),
+        cmocka_unit_test(test_login_refused),
         cmocka_unit_test(test_plan_functions),
         cmocka_unit_test(test_plan_operators),
         cmocka_unit_test(test_plan_nodes),

@@ -76,8 +76,9 @@ static void test_defaults(void **state)
 static void test_names(void **state)
 {
     static const char *const expected[EXPLAIN_SKIP_COUNT] = {
-        "sample", "enough",        "same_params", "backoff", "budget",     "rate",  "dml",
-        "guard",  "no_connection", "failed",      "queue",   "incomplete", "error", "function",
+        "sample", "enough",   "same_params",   "backoff",     "budget", "rate",
+        "dml",    "guard",    "no_connection", "failed",      "queue",  "incomplete",
+        "error",  "function", "temp_table",    "not_visible",
     };
 
     (void)state;

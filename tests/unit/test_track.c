@@ -1449,6 +1449,91 @@ static void test_params_kinds(void **state)
     fx_free(fx);
 }
 
+/* A Parse declaring its parameters' types. */
+static void c_parse_types(bytes *s, const char *name, const char *sql, const uint32_t *types,
+                          uint16_t n)
+{
+    m_begin(s, 'P');
+    b_str(s, name);
+    b_str(s, sql);
+    b_u16(s, n);
+    for (uint16_t i = 0; i < n; i++)
+        b_u32(s, types[i]);
+    m_end(s);
+}
+
+/* The Parse's declared types reach the event; a ParameterDescription fills those left to the
+ * server (what asyncpg relies on), for the unnamed statement and a named one. */
+static void test_param_types_declared_and_described(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new();
+    bytes s = {0};
+    const uint32_t declared[2] = {20, 0};
+    const uint8_t int8[8] = {0, 0, 0, 0x16, 0xfe, 0xe0, 0xe5, 0x3b};
+    const uint8_t int4[4] = {0, 0, 0, 7};
+    pval v[2] = {{int8, 8, 1}, {int4, 4, 1}};
+
+    c_parse_types(&s, "", "SELECT $1, $2", declared, 2);
+    c_bind(&s, "", "", v, 2);
+    c_execute(&s, "", 0);
+    c_parse_types(&s, "q", "SELECT $1, $2", declared, 2);
+    c_describe(&s, 'S', "q");
+    c_bind(&s, "", "q", v, 2);
+    c_execute(&s, "", 0);
+    c_sync(&s);
+    client(fx, 1000, &s);
+    m_empty(&s, '1');
+    m_empty(&s, '2');
+    s_complete(&s, "SELECT 1");
+    m_empty(&s, '1');
+    m_begin(&s, 't');
+    b_u16(&s, 2);
+    b_u32(&s, 20);
+    b_u32(&s, 23);
+    m_end(&s);
+    m_empty(&s, 'n');
+    m_empty(&s, '2');
+    s_complete(&s, "SELECT 1");
+    s_ready(&s, 'I');
+    server(fx, 2000, &s);
+    assert_int_equal(fx->nev, 2);
+    const track_event *ev = ev_at(fx, 0);
+    assert_false(ev->param_types_cut);
+    assert_int_equal(ev->n_param_types, 2);
+    assert_int_equal(ev->param_types[0], 20);
+    assert_int_equal(ev->param_types[1], 0);
+    ev = ev_at(fx, 1);
+    assert_int_equal(ev->n_param_types, 2);
+    assert_int_equal(ev->param_types[0], 20);
+    assert_int_equal(ev->param_types[1], 23);
+    fx_free(fx);
+}
+
+/* More types than are kept: none is, and the event says so. */
+static void test_param_types_too_many(void **state)
+{
+    (void)state;
+    fixture *fx = fx_new();
+    bytes s = {0};
+    uint32_t declared[TRACK_MAX_TYPES + 1] = {0};
+
+    c_parse_types(&s, "", "SELECT 1", declared, TRACK_MAX_TYPES + 1);
+    c_bind(&s, "", "", NULL, 0);
+    c_execute(&s, "", 0);
+    c_sync(&s);
+    client(fx, 1000, &s);
+    m_empty(&s, '1');
+    m_empty(&s, '2');
+    s_complete(&s, "SELECT 1");
+    s_ready(&s, 'I');
+    server(fx, 2000, &s);
+    assert_int_equal(fx->nev, 1);
+    assert_true(ev_at(fx, 0)->param_types_cut);
+    assert_null(ev_at(fx, 0)->param_types);
+    fx_free(fx);
+}
+
 static size_t count_params(const track_event *ev)
 {
     uint32_t pos = 0;
@@ -3565,6 +3650,8 @@ int main(void)
         cmocka_unit_test(test_txn_status),
         cmocka_unit_test(test_text_truncated),
         cmocka_unit_test(test_params_kinds),
+        cmocka_unit_test(test_param_types_declared_and_described),
+        cmocka_unit_test(test_param_types_too_many),
         cmocka_unit_test(test_params_too_many),
         cmocka_unit_test(test_params_beyond_capture),
         cmocka_unit_test(test_param_next_rejects_bad_encoding),

@@ -1354,6 +1354,132 @@ static void test_error_v2_never_writes_past_cap(void **state)
     }
 }
 
+/* ---- bind parameter values as text (value.c) ---- */
+
+static void check_value(uint32_t type, const char *hex_bytes, const char *want)
+{
+    uint8_t v[64];
+    size_t n = strlen(hex_bytes) / 2;
+
+    assert_true(n <= sizeof(v));
+    for (size_t i = 0; i < n; i++) {
+        unsigned byte;
+        assert_int_equal(sscanf(hex_bytes + 2 * i, "%2x", &byte), 1);
+        v[i] = (uint8_t)byte;
+    }
+    char *text = wire_value_text(type, v, n, true);
+    assert_non_null(text);
+    assert_string_equal(text, want);
+    free(text);
+}
+
+static void test_value_integers_and_bool(void **state)
+{
+    (void)state;
+    check_value(21, "fffe", "-2");
+    check_value(23, "7fffffff", "2147483647");
+    check_value(20, "00000016fee0e53b", "98765432123"); /* above 2^31: the int8 defect's value */
+    check_value(20, "8000000000000000", "-9223372036854775808");
+    check_value(26, "ffffffff", "4294967295");
+    check_value(16, "01", "true");
+    check_value(16, "00", "false");
+}
+
+static void test_value_floats_shortest(void **state)
+{
+    (void)state;
+    check_value(701, "3ff8000000000000", "1.5");
+    check_value(701, "3fb999999999999a", "0.1");
+    check_value(701, "4059000000000000", "100");
+    check_value(701, "44b52d02c7e14af6", "1e+23");
+    check_value(701, "7ff0000000000000", "Infinity");
+    check_value(701, "7ff8000000000000", "NaN");
+    check_value(700, "3dcccccd", "0.1");
+    check_value(700, "c2f6e979", "-123.456");
+}
+
+static void test_value_numeric(void **state)
+{
+    (void)state;
+    /* 12345.678: digits 1 2345 6780, weight 1, dscale 3 */
+    check_value(1700,
+                "0003000100000003"
+                "0001"
+                "0929"
+                "1a7c",
+                "12345.678");
+    /* -0.0012: digits 12 (weight -1 = 0.0012), dscale 4 */
+    check_value(1700,
+                "0001ffff40000004"
+                "000c",
+                "-0.0012");
+    /* 0 with scale 2: no digits */
+    check_value(1700, "0000000000000002", "0.00");
+    /* 10000000: digits 1000 0000 stored as 1000, weight 1 (trailing zero groups dropped) */
+    check_value(1700,
+                "0001000100000000"
+                "03e8",
+                "10000000");
+    /* 0.00000001: weight -2, digit 100 (0.0000 0001 -> group 0001 at weight -2), dscale 8 */
+    check_value(1700,
+                "0001fffe00000008"
+                "0001",
+                "0.00000001");
+    check_value(1700, "00000000c0000000", "NaN");
+    check_value(1700, "00000000d0000000", "Infinity");
+    /* a digit above 9999 is not a numeric: hex with the type */
+    check_value(1700,
+                "0001000000000000"
+                "2710",
+                "\\x00010000000000002710 (numeric)");
+}
+
+static void test_value_dates_and_times(void **state)
+{
+    (void)state;
+    check_value(1082, "00000000", "2000-01-01");
+    check_value(1082, "ffffffff", "1999-12-31");
+    check_value(1082, "00000e8c", "2010-03-13"); /* 3724 days */
+    check_value(1082, "00000422", "2002-11-24");
+    check_value(1082, "fffdc58a", "1600-02-29"); /* a leap day of a 400-year cycle */
+    check_value(1082, "fffcf982", "1457-02-26");
+    check_value(1082, "fff4dbf8", "0001-12-31 BC"); /* year 0 is 1 BC */
+    check_value(1082, "7fffffff", "infinity");
+    check_value(1082, "80000000", "-infinity");
+    check_value(1114, "0000000000000000", "2000-01-01 00:00:00");
+    check_value(1114, "0002b58341667c00", "2024-02-29 12:34:56");
+    check_value(1114, "0002b58341667c01", "2024-02-29 12:34:56.000001");
+    check_value(1184, "fffffffffff0bdc0", "1999-12-31 23:59:59+00");
+    check_value(1184, "fffffffffffe7960", "1999-12-31 23:59:59.9+00");
+    check_value(1083, "0000000bf60baac0", "14:16:12.6");
+    check_value(1114, "7fffffffffffffff", "infinity");
+}
+
+static void test_value_other_types(void **state)
+{
+    (void)state;
+    check_value(2950, "a0eebc999c0b4ef8bb6d6bb9bd380a11", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+    check_value(25, "68c3a96c6c6f", "h\xc3\xa9llo");
+    check_value(1043, "", "");
+    check_value(3802, "017b7d", "{}");
+    check_value(17, "00ff10", "\\x00ff10");
+    check_value(869, "02200004c0a80001", "\\x02200004c0a80001 (inet)");
+    check_value(16385, "01", "\\x01 (type 16385)");
+    check_value(0, "0000002a", "\\x0000002a (type unknown)");
+    check_value(23, "002a", "\\x002a (int4)");     /* wrong length */
+    check_value(25, "610062", "\\x610062 (text)"); /* a NUL is not text */
+}
+
+static void test_value_text_format_as_is(void **state)
+{
+    (void)state;
+    char *text = wire_value_text(20, (const uint8_t *)"98765432123", 11, false);
+    assert_string_equal(text, "98765432123");
+    free(text);
+    assert_string_equal(wire_type_name(1184), "timestamptz");
+    assert_null(wire_type_name(424242));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1425,6 +1551,12 @@ int main(void)
         cmocka_unit_test(test_error_response_never_writes_past_cap),
         cmocka_unit_test(test_error_v2_exact_bytes),
         cmocka_unit_test(test_error_v2_never_writes_past_cap),
+        cmocka_unit_test(test_value_integers_and_bool),
+        cmocka_unit_test(test_value_floats_shortest),
+        cmocka_unit_test(test_value_numeric),
+        cmocka_unit_test(test_value_dates_and_times),
+        cmocka_unit_test(test_value_other_types),
+        cmocka_unit_test(test_value_text_format_as_is),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
