@@ -457,7 +457,7 @@ static req *q_tail(track_conn *c)
 
 static bool q_grow(req_queue *q)
 {
-    uint32_t cap = q->cap ? q->cap * 2 : 8;
+    uint32_t cap = q->cap ? q->cap * 2 : 2; /* most connections have one request in flight */
     req *items = malloc((size_t)cap * sizeof(*items));
 
     if (!items)
