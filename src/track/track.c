@@ -411,8 +411,7 @@ struct track_conn {
     char *search_path; /* from the StartupMessage; NULL when it set none */
 
     uint32_t want_query, want_parse, want_bind;
-    uint8_t
-        *scratch; /* where a Bind's parameters are encoded: grown as binds need, to max_params */
+    uint8_t *scratch; /* a Bind's parameters encoded: grown as binds need, to max_params */
     uint32_t scratch_size;
 
     req_queue q;

@@ -14,22 +14,11 @@
 
 #include <cmocka.h>
 
+#include "text_runs.h"
+
 #include "../../src/explain/explain_int.h"
 #include "pgscope/advisor.h"
 #include "pgscope/explain.h"
-
-/* n copies of c between head and tail; malloc'd. */
-static char *run_of(const char *head, char c, size_t n, const char *tail)
-{
-    size_t h = strlen(head), t = strlen(tail);
-    char *s = malloc(h + n + t + 1);
-
-    assert_non_null(s);
-    memcpy(s, head, h);
-    memset(s + h, c, n);
-    memcpy(s + h + n, tail, t + 1);
-    return s;
-}
 
 /* ---- search_path ---- */
 

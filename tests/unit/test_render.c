@@ -13,22 +13,11 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "text_runs.h"
 #include <jansson.h>
 
 #include "../../src/report/report_int.h"
-
-/* n copies of c between head and tail; malloc'd. */
-static char *run_of(const char *head, char c, size_t n, const char *tail)
-{
-    size_t h = strlen(head), t = strlen(tail);
-    char *s = malloc(h + n + t + 1);
-
-    assert_non_null(s);
-    memcpy(s, head, h);
-    memset(s + h, c, n);
-    memcpy(s + h + n, tail, t + 1);
-    return s;
-}
 
 /* Everything a report holds, each text at its worst; freed by data_free. */
 typedef struct fixture {
