@@ -288,12 +288,19 @@ void adviser_sampled(adviser *ad, const advice_request *req)
         return;
     advisor_job *job = job_new(ad, req, cands, n);
     char *database = strdup(req->database);
-    if (!job || !database || !advisor_verifier_submit(ad->verifier, job)) {
+    if (!job || !database) {
         advisor_job_free(job);
         free(database);
         return;
     }
-    p->id = job->id;
+    /* Once submitted the job belongs to the verifier's thread, which may free it at once. */
+    uint64_t id = job->id;
+    if (!advisor_verifier_submit(ad->verifier, job)) {
+        advisor_job_free(job);
+        free(database);
+        return;
+    }
+    p->id = id;
     p->database = database;
     p->misestimate = req->misestimate;
     p->bound = req->extended;
