@@ -17,7 +17,7 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '6');
+INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '7');
 
 -- One row per `pgscope proxy` lifetime. The counters are rewritten with every batch, so they
 -- are current while pgscope runs; ended_at stays NULL until a clean stop.
@@ -120,10 +120,16 @@ CREATE TABLE statement_tags (
 );
 CREATE INDEX statement_tags_by_fingerprint ON statement_tags (fingerprint);
 
--- N+1 loops (a parent statement, then one child statement per row it returned) and duplicate
--- queries (one statement repeated with the same parameters) of a run, each aggregated over
--- every unit of work it was seen in, replaced as the run goes on. A duplicate has no parent:
--- parent_fingerprint is '' and child_fingerprints holds the repeated statement.
+-- N+1 loops (a parent statement, then one child statement per row it returned), duplicate
+-- queries (one statement repeated with the same values) and insert loops (one-row INSERTs of
+-- one shape, again and again) of a run, each aggregated over every unit of work it was seen in,
+-- replaced as the run goes on. A duplicate or an insert loop has no parent: parent_fingerprint
+-- is '' and child_fingerprints holds the repeated statement. The columns' comments below date
+-- from version 2 (the table's text must stay as it was); since version 7 kind may also be
+-- 'batch_insert', confirmed means the values walk a parent column's rows, chance is the chance
+-- that this proof is a coincidence (NULL when not proven) and orm the ORM whose SQL style the
+-- statements show ('django', 'sqlalchemy', 'activerecord', 'sequelize', or ''). What counts as
+-- proof: doc/report-schema.md.
 CREATE TABLE n_plus_one (
     run_id             INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     kind               TEXT NOT NULL,          -- 'n_plus_one' or 'duplicate'
@@ -142,7 +148,7 @@ CREATE TABLE n_plus_one (
     severity           TEXT NOT NULL,          -- 'high', 'medium' or 'low'
     suggestion         TEXT,                   -- the fix, written out
     first_seen         TEXT,
-    last_seen          TEXT,
+    last_seen          TEXT, chance REAL, orm TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (run_id, kind, parent_fingerprint, child_fingerprints)
 );
 

@@ -1,6 +1,7 @@
-/* nplusone.h — N+1 and duplicate-query detection per connection, with proof: a child
- * statement's parameters are matched against the values the parent statement returned. Pure and
- * single-threaded (the analysis thread feeds it); no I/O. */
+/* nplusone.h — N+1 loops, duplicate queries and insert loops per connection, with proof: a
+ * child statement's values (bound parameters and inlined literals) are matched, in row order,
+ * with the values a parent statement returned. Pure and single-threaded (the analysis thread
+ * feeds it); no I/O. */
 #ifndef PGSCOPE_NPLUSONE_H
 #define PGSCOPE_NPLUSONE_H
 
@@ -21,15 +22,18 @@ typedef struct np1_stmt {
     int64_t start_us, end_us;
     uint64_t fingerprint;
     const char *query;            /* normalized text */
-    bool is_select;               /* a SELECT (the only kind that can be a child) */
+    bool is_select;               /* a SELECT (the only kind that can be a parent or a child) */
+    bool is_insert;               /* an INSERT */
+    int64_t rows_affected;        /* the command tag's row count, -1 if none */
     bool failed;                  /* ended with an error */
     char txn_status;              /* ReadyForQuery status after it: 'I', 'T', 'E', 0 unknown */
     const char *application_name; /* a change ends the unit */
     const char *tags;             /* canonical sqlcommenter tags; a change ends the unit */
     bool ignored;                 /* carries a pgscope:ignore comment */
     const char *table;            /* the one table it reads from, if it has exactly one, else "" */
-    /* Parameter values (bind parameters, or the literals of a simple-protocol text), hashed
-     * with track_value_hash, and as text for examples (may be NULL). */
+    /* The statement's values: its bind parameters, then the literals inlined in its text (the
+     * constants the normalized text numbers after them), hashed with track_value_hash, and as
+     * text for examples (may be NULL). */
     const uint32_t *params;
     const char *const *param_text;
     uint16_t n_params;
@@ -55,7 +59,7 @@ typedef struct np1_settings {
 
 void np1_settings_default(np1_settings *s);
 
-typedef enum { NP1_N_PLUS_ONE, NP1_DUPLICATE } np1_kind;
+typedef enum { NP1_N_PLUS_ONE, NP1_DUPLICATE, NP1_BATCH_INSERT } np1_kind;
 
 #define NP1_MAX_CHILDREN 4 /* statements of one loop body reported together */
 #define NP1_MAX_EXAMPLES 3
@@ -63,12 +67,13 @@ typedef enum { NP1_N_PLUS_ONE, NP1_DUPLICATE } np1_kind;
 /* A finding, aggregated over every occurrence of the same pattern in the run. */
 typedef struct np1_finding {
     np1_kind kind;
-    uint64_t parent_fp; /* 0 for a duplicate query */
+    uint64_t parent_fp; /* 0 for a duplicate query or an insert loop */
     char *parent_query;
     uint64_t child_fp[NP1_MAX_CHILDREN];
     char *child_query[NP1_MAX_CHILDREN];
     int n_children;
-    bool confirmed;          /* parameters linked to a parent column */
+    bool confirmed;          /* values proven to walk a parent column's rows */
+    double chance;           /* of the proof being a coincidence (see np1_int.h); 1 if none */
     char *linked_column;     /* "orders.customer_id", or "table 16385 column 3"; "" if none */
     uint64_t occurrences;    /* units it was seen in */
     uint64_t max_n, total_n; /* executions of the (first) child per occurrence */
@@ -77,6 +82,7 @@ typedef struct np1_finding {
     char *examples[NP1_MAX_EXAMPLES]; /* parameter tuples as JSON arrays, or "[redacted]" */
     int n_examples;
     char severity[8]; /* "high", "medium", "low" */
+    char orm[16];     /* "django", "sqlalchemy", "activerecord", "sequelize" or "" */
     char *suggestion; /* the fix, written out: batched query and JOIN */
     int64_t first_us, last_us;
     bool dirty;

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 
 /* The fingerprint of the reserved statements row that holds, with database and user '', the
  * statement shapes folded by max_shapes (see doc/report-schema.md). */
@@ -58,8 +58,8 @@ typedef struct store_tag_row {
 /* An N+1 or duplicate-query finding of this run (replaces the earlier row of the same key:
  * kind, parent fingerprint, child fingerprints). */
 typedef struct store_nplusone_row {
-    char kind[16];               /* "n_plus_one" or "duplicate" */
-    char parent_fingerprint[17]; /* "" for a duplicate */
+    char kind[16];               /* "n_plus_one", "duplicate" or "batch_insert" */
+    char parent_fingerprint[17]; /* "" for a duplicate or an insert loop */
     char *parent_query;
     char child_fingerprints[4 * 17 + 4]; /* comma-separated hex */
     char *child_queries;                 /* JSON array of the normalized texts */
@@ -71,6 +71,8 @@ typedef struct store_nplusone_row {
     char severity[8];
     char *suggestion;
     int64_t first_us, last_us;
+    double chance; /* of the proof being a coincidence (confirmed findings only) */
+    char orm[16];  /* "django", "sqlalchemy", "activerecord", "sequelize" or "" */
 } store_nplusone_row;
 
 /* One finding of a plan (see explain_finding). */

@@ -11,6 +11,7 @@
 #include "pgscope/stats.h"
 #include "pgscope/thread.h"
 #include "pgscope/track.h"
+#include "pgscope/wire.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -356,7 +357,9 @@ typedef struct {
     uint16_t n;
 } param_list;
 
-static void add_param(param_list *p, const uint8_t *v, int32_t len, bool binary)
+/* A value as the detector compares it: hashed in its text form, the form of the result columns
+ * it is matched with (a binary int8 parameter and a text column both become "42"). */
+static void add_param(param_list *p, const uint8_t *v, int32_t len, bool binary, uint32_t type)
 {
     if (p->n == MAX_PARAMS)
         return;
@@ -365,26 +368,20 @@ static void add_param(param_list *p, const uint8_t *v, int32_t len, bool binary)
         p->text[p->n++] = strdup("NULL");
         return;
     }
-    p->hash[p->n] = track_value_hash(v, (size_t)len);
-    if (!binary) {
-        p->text[p->n++] = strndup((const char *)v, (size_t)len);
-        return;
-    }
-    char *hex = malloc((size_t)len * 2 + 3);
-    if (hex) {
-        strcpy(hex, "\\x");
-        for (int32_t i = 0; i < len; i++)
-            snprintf(hex + 2 + i * 2, 3, "%02x", v[i]);
-    }
-    p->text[p->n++] = hex;
+    char *text = binary ? wire_value_text(type, v, (size_t)len, true)
+                        : strndup((const char *)v, (size_t)len);
+    p->hash[p->n] = text ? track_value_hash(text, strlen(text)) : track_value_hash(v, (size_t)len);
+    p->text[p->n++] = text;
 }
 
 static void add_literal(const char *value, size_t len, void *arg)
 {
-    add_param(arg, (const uint8_t *)value, (int32_t)len, false);
+    add_param(arg, (const uint8_t *)value, (int32_t)len, false, 0);
 }
 
-/* Bind parameters, or for a simple query the literals inlined in its text. */
+/* The statement's values: its bind parameters, then the literals inlined in its text, in the
+ * order the normalized text numbers them ($1.. for the parameters, the literals after), so that
+ * WHERE id = 17 LIMIT $1 compares like a fully bound or a fully inlined statement. */
 static void collect_params(const track_event *ev, const char *text, size_t len, param_list *p)
 {
     uint32_t pos = 0;
@@ -393,12 +390,13 @@ static void collect_params(const track_event *ev, const char *text, size_t len, 
     bool binary;
 
     p->n = 0;
-    if (ev->via == TRACK_VIA_SIMPLE) {
-        fp_literals(text, len, add_literal, p);
-        return;
-    }
-    while (track_param_next(ev->params, ev->params_len, &pos, &v, &vlen, &binary))
-        add_param(p, v, vlen, binary);
+    for (uint16_t i = 0;
+         ev->via != TRACK_VIA_SIMPLE &&
+         track_param_next(ev->params, ev->params_len, &pos, &v, &vlen, &binary);
+         i++)
+        add_param(p, v, vlen, binary,
+                  ev->param_types && i < ev->n_param_types ? ev->param_types[i] : 0);
+    fp_literals(text, len, add_literal, p);
 }
 
 static void single_table(analyzer *a, const fp_result *fp, const char *text, size_t len, char *out,
@@ -434,6 +432,8 @@ static void detect(analyzer *a, const track_event *ev, const char *text, size_t 
         .fingerprint = fp->id,
         .query = fp->normalized,
         .is_select = strcmp(ev->command, "SELECT") == 0,
+        .is_insert = strcmp(ev->command, "INSERT") == 0,
+        .rows_affected = ev->rows,
         .failed = ev->sqlstate[0] != '\0',
         .txn_status = ev->txn_status,
         .application_name = ev->application_name,
@@ -840,10 +840,14 @@ static void copy_finding(np1_finding *f, void *arg)
     }
     store_nplusone_row *r = &b->nplusone[b->n_nplusone++];
     memset(r, 0, sizeof(*r));
-    snprintf(r->kind, sizeof(r->kind), "%s", f->kind == NP1_DUPLICATE ? "duplicate" : "n_plus_one");
-    if (f->kind != NP1_DUPLICATE)
+    bool loop = f->kind == NP1_N_PLUS_ONE;
+    snprintf(r->kind, sizeof(r->kind), "%s",
+             loop ? "n_plus_one" : f->kind == NP1_DUPLICATE ? "duplicate" : "batch_insert");
+    if (loop)
         fp_hex(f->parent_fp, r->parent_fingerprint);
-    r->parent_query = f->kind == NP1_DUPLICATE ? NULL : dup_or_empty(f->parent_query);
+    r->parent_query = loop ? dup_or_empty(f->parent_query) : NULL;
+    r->chance = f->chance;
+    snprintf(r->orm, sizeof(r->orm), "%s", f->orm);
     for (int i = 0; i < f->n_children; i++) {
         char hex[17];
         fp_hex(f->child_fp[i], hex);

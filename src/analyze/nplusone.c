@@ -1,24 +1,19 @@
 /* nplusone.c — N+1 loops and duplicate queries per connection, proven and written up as fixes. */
 #include "config.h"
 
-#include "pgscope/nplusone.h"
-#include "pgscope/hash.h"
+#include "np1_int.h"
 
 #include "pgscope/fingerprint.h"
+#include "pgscope/hash.h"
 
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define NP1_MAX_PARAMS 64           /* parameters of a statement kept (positions fit a byte) */
-#define NP1_SLOT_COLS 32            /* columns of a sampled result kept */
-#define NP1_SLOT_VALUES 8192        /* distinct (column, value) pairs kept per result slot */
 #define NP1_TEXT_MAX 8192           /* bytes kept of a normalized text */
 #define NP1_UNIT_TEXTS (1 << 20)    /* bytes of texts one open unit may hold */
-#define NP1_VALUE_MAX 64            /* bytes kept of one example value */
-#define NP1_EXAMPLE_MAX 512         /* bytes of one example tuple, as JSON */
 #define NP1_MAX_FINDINGS 4096       /* distinct patterns remembered in a run */
 #define NP1_TXN_IDLE_US 60000000LL  /* a transaction idle this long is examined on a tick */
 #define NP1_CONN_IDLE_US 10000000LL /* a connection idle this long, its unit closed, is dropped */
@@ -38,306 +33,22 @@ static double ms_between(int64_t a, int64_t b)
     return (double)elapsed(a, b) / 1000.0;
 }
 
-/* A copy of at most max bytes of s, cut at a UTF-8 character boundary; NULL if s is NULL or
- * memory ran out. */
-static char *copy_text(const char *s, size_t max)
-{
-    size_t n;
-    char *out;
-
-    if (s == NULL)
-        return NULL;
-    n = strnlen(s, max == SIZE_MAX ? max : max + 1);
-    if (n > max) {
-        n = max;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-    }
-    out = malloc(n + 1);
-    if (out != NULL) {
-        memcpy(out, s, n);
-        out[n] = '\0';
-    }
-    return out;
-}
-
-static bool same_or_both_empty(const char *a, const char *b)
-{
-    return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
-}
-
-static int lower(int c)
-{
-    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
-}
-
-static bool equal_nocase(const char *a, const char *b)
-{
-    for (; *a && lower((unsigned char)*a) == lower((unsigned char)*b); a++, b++)
-        ;
-    return *a == '\0' && *b == '\0';
-}
-
-/* ---- a growable string ---- */
-
-typedef struct sbuf {
-    char *s;
-    size_t n, cap;
-    bool failed;
-} sbuf;
-
-static void sb_addn(sbuf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *grown = realloc(b->s, cap);
-        if (grown == NULL) {
-            b->failed = true;
-            return;
-        }
-        b->s = grown;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = '\0';
-}
-
-static void sb_add(sbuf *b, const char *s)
-{
-    sb_addn(b, s, strlen(s));
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    char small[256];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->failed = true;
-    } else if ((size_t)n < sizeof small) {
-        sb_addn(b, small, (size_t)n);
-    } else {
-        char *big = malloc((size_t)n + 1);
-        if (big == NULL) {
-            b->failed = true;
-            return;
-        }
-        va_start(ap, fmt);
-        vsnprintf(big, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-        sb_addn(b, big, (size_t)n);
-        free(big);
-    }
-}
-
-/* The string built, owned by the caller; NULL if memory ran out along the way. */
-static char *sb_take(sbuf *b)
-{
-    if (b->failed) {
-        free(b->s);
-        return NULL;
-    }
-    return b->s != NULL ? b->s : copy_text("", 0);
-}
-
-/* ---- example tuples as JSON ---- */
-
-/* The length of the valid UTF-8 character at s (n bytes left), or 0 if it is not one. */
-static size_t utf8_char(const unsigned char *s, size_t n)
-{
-    size_t len = s[0] < 0x80             ? 1
-                 : (s[0] & 0xE0) == 0xC0 ? 2
-                 : (s[0] & 0xF0) == 0xE0 ? 3
-                 : (s[0] & 0xF8) == 0xF0 ? 4
-                                         : 0;
-
-    if (len == 0 || len > n || (len == 2 && s[0] < 0xC2))
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    return len;
-}
-
-/* A JSON string of at most NP1_VALUE_MAX bytes of v; bytes that are not UTF-8 become '?'. */
-static void json_value(sbuf *b, const char *v)
-{
-    const unsigned char *s = (const unsigned char *)v;
-    size_t n = strlen(v), used = 0;
-
-    sb_add(b, "\"");
-    for (size_t i = 0; i < n && used < NP1_VALUE_MAX;) {
-        size_t k = utf8_char(s + i, n - i);
-        if (k == 0) {
-            sb_add(b, "?");
-            i++;
-        } else if (s[i] == '"' || s[i] == '\\') {
-            sb_printf(b, "\\%c", s[i]);
-            i++;
-        } else if (s[i] < 0x20) {
-            sb_printf(b, "\\u%04x", s[i]);
-            i++;
-        } else {
-            sb_addn(b, v + i, k);
-            i += k;
-        }
-        used += k ? k : 1;
-    }
-    sb_add(b, used < n ? "...\"" : "\"");
-}
-
-/* ["v1","v2",null]: values past the size budget are left out. */
-static char *example_json(const np1_stmt *st)
-{
-    sbuf b = {0};
-
-    sb_add(&b, "[");
-    for (uint16_t i = 0; i < st->n_params && b.n < NP1_EXAMPLE_MAX; i++) {
-        if (i > 0)
-            sb_add(&b, ",");
-        if (st->param_text[i] == NULL)
-            sb_add(&b, "null");
-        else
-            json_value(&b, st->param_text[i]);
-    }
-    sb_add(&b, "]");
-    return sb_take(&b);
-}
-
-/* ---- result slots: the sampled values of recent results, one slot per fingerprint ---- */
-
-typedef struct sval {
-    uint32_t hash; /* 0: empty (0 is NULL, never kept) */
-    uint32_t exec; /* the latest result of the slot that held it */
-    uint16_t col;
-} sval;
-
-typedef struct rslot {
-    uint64_t fp;
-    uint64_t unit;    /* the unit its results came from */
-    uint64_t used_at; /* statement counter at the last merge: least recently used goes first */
-    uint32_t execs;   /* results merged */
-    uint16_t n_columns, cap_columns;
-    np1_column *columns;
-    uint32_t col_values[NP1_SLOT_COLS]; /* distinct values per column */
-    sval *set;
-    uint32_t set_cap, set_n; /* set_cap is 0 or a power of two */
-    bool in_use;
-} rslot;
-
-static size_t sval_home(uint32_t hash, uint16_t col, uint32_t mask)
-{
-    return (size_t)(hash_mix64(((uint64_t)col << 32) | hash) & mask);
-}
-
-static sval *slot_find(const rslot *s, uint32_t hash, uint16_t col)
-{
-    if (s->set_cap == 0 || hash == 0)
-        return NULL;
-    for (size_t i = sval_home(hash, col, s->set_cap - 1);; i = (i + 1) & (s->set_cap - 1)) {
-        sval *v = &s->set[i];
-        if (v->hash == 0)
-            return NULL;
-        if (v->hash == hash && v->col == col)
-            return v;
-    }
-}
-
-/* Doubles the set (kept at most half full); false when it may not or cannot grow. */
-static bool slot_grow(rslot *s)
-{
-    uint32_t cap = s->set_cap ? s->set_cap * 2 : 64;
-    sval *set;
-
-    if (cap > 2 * NP1_SLOT_VALUES || (set = calloc(cap, sizeof *set)) == NULL)
-        return false;
-    for (uint32_t i = 0; i < s->set_cap; i++) {
-        sval *v = &s->set[i];
-        if (v->hash == 0)
-            continue;
-        size_t k = sval_home(v->hash, v->col, cap - 1);
-        while (set[k].hash != 0)
-            k = (k + 1) & (cap - 1);
-        set[k] = *v;
-    }
-    free(s->set);
-    s->set = set;
-    s->set_cap = cap;
-    return true;
-}
-
-static void slot_insert(rslot *s, uint32_t hash, uint16_t col)
-{
-    sval *v = slot_find(s, hash, col);
-
-    if (v != NULL) {
-        v->exec = s->execs;
-        return;
-    }
-    if (s->set_n >= NP1_SLOT_VALUES || (2 * (s->set_n + 1) > s->set_cap && !slot_grow(s)))
-        return; /* full: the sample stays what it is */
-    size_t k = sval_home(hash, col, s->set_cap - 1);
-    while (s->set[k].hash != 0)
-        k = (k + 1) & (s->set_cap - 1);
-    s->set[k] = (sval){hash, s->execs, col};
-    s->set_n++;
-    s->col_values[col]++;
-}
-
-/* Empties the slot for fp's results; false (and the slot unused) if memory ran out. */
-static bool slot_reset(rslot *s, uint64_t fp, uint64_t unit, const np1_stmt *st)
-{
-    uint16_t n = st->n_columns < NP1_SLOT_COLS ? st->n_columns : NP1_SLOT_COLS;
-
-    if (s->set != NULL)
-        memset(s->set, 0, s->set_cap * sizeof *s->set);
-    s->set_n = 0;
-    s->execs = 0;
-    s->in_use = false;
-    if (n > s->cap_columns) {
-        np1_column *grown = realloc(s->columns, n * sizeof *grown);
-        if (grown == NULL)
-            return false;
-        s->columns = grown;
-        s->cap_columns = n;
-    }
-    s->fp = fp;
-    s->unit = unit;
-    s->in_use = true;
-    s->n_columns = n;
-    memcpy(s->columns, st->columns, n * sizeof *s->columns);
-    memset(s->col_values, 0, sizeof s->col_values);
-    return true;
-}
-
-static void slot_merge(rslot *s, const np1_stmt *st)
-{
-    s->execs++;
-    for (uint32_t r = 0; r < st->rows; r++)
-        for (uint16_t c = 0; c < s->n_columns; c++)
-            if (st->values[(size_t)r * st->n_columns + c] != 0)
-                slot_insert(s, st->values[(size_t)r * st->n_columns + c], c);
-}
-
 /* ---- units of work ---- */
 
-enum { REC_FAILED = 1, REC_IGNORED = 2, REC_ROWS = 4 };
+enum {
+    REC_FAILED = 1,
+    REC_IGNORED = 2,
+    REC_ROWS = 4,
+    REC_CATALOG = 8,    /* reads the system catalogs: neither parent, child nor duplicate */
+    REC_ONE_INSERT = 16 /* an INSERT of one row */
+};
 
 /* A statement of the open unit, as much of it as the examination needs. */
 typedef struct urec {
     int64_t start_us, end_us;
-    uint64_t tuple;     /* hash of the whole parameter tuple */
+    uint64_t tuple;     /* hash of the whole tuple: bound parameters, then inlined literals */
+    uint64_t result;    /* hash of the sampled result; 0 when there is none */
+    uint32_t rows;      /* rows of the sampled result */
     uint16_t chain;     /* 1 + (p << 8 | c): parameter p was in column c of the previous result
                          * of the same shape (keyset pagination); 0 if none */
     uint32_t shape;     /* index in the unit's shapes */
@@ -356,13 +67,14 @@ typedef struct shape {
     uint64_t ex_tuple[NP1_MAX_EXAMPLES];
     char *ex_json[NP1_MAX_EXAMPLES]; /* NULL when parameters are not kept */
     int n_ex;
-    bool select;
+    bool select, insert;
+    bool catalog; /* reads the system catalogs */
 } shape;
 
 typedef struct unit {
     bool open, in_txn;
     uint64_t seq;
-    char *app, *tags; /* of a run outside a transaction: a change ends it */
+    char *app, *tags; /* a change ends the unit, inside a transaction too */
     urec *recs;
     uint32_t n, cap;
     uint32_t *params;
@@ -385,28 +97,6 @@ typedef struct conn {
 } conn;
 
 /* ---- findings ---- */
-
-/* What the examination learnt of one child of a loop. */
-typedef struct child_proof {
-    int param;       /* the loop's parameter (0-based): proven, or the most varied */
-    int column;      /* parent column holding its values; -1 if none */
-    double share;    /* of executions whose value is in that column */
-    double coverage; /* of that column's values the loop asked for */
-    bool confirmed;
-    bool sampled;      /* the parent's result was still sampled */
-    char col_name[64]; /* the parent column's field name */
-    char linked[320];  /* "orders.customer_id", "table 16385 column 3", or the name */
-} child_proof;
-
-typedef struct finding {
-    np1_finding pub; /* first: a pointer to it is a pointer to the finding */
-    uint64_t key;
-    uint64_t ex_tuple[NP1_MAX_EXAMPLES];
-    char *parent_table;
-    char child_table[NP1_MAX_CHILDREN][128];
-    child_proof proof[NP1_MAX_CHILDREN]; /* of the confirmed occurrence, else the latest */
-    double best_share;
-} finding;
 
 struct np1_detector {
     np1_settings s;
@@ -447,7 +137,7 @@ static bool parse_fp(const char *s, uint64_t *out)
     size_t i = 0;
 
     for (; s[i] != '\0'; i++) {
-        int c = lower((unsigned char)s[i]);
+        int c = np1_lower((unsigned char)s[i]);
         int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
         if (d < 0 || i >= 16)
             return false;
@@ -471,7 +161,7 @@ static bool copy_ignores(np1_detector *d, const np1_settings *s)
     if (!d->ignore || !d->ignore_fp || !d->ignore_is_fp || !d->ignore_used)
         return false;
     for (int i = 0; i < n; i++) {
-        d->ignore[i] = copy_text(s->ignore[i] != NULL ? s->ignore[i] : "", 256);
+        d->ignore[i] = np1_copy_text(s->ignore[i] != NULL ? s->ignore[i] : "", 256);
         if (d->ignore[i] == NULL)
             return false;
         d->ignore_is_fp[i] = parse_fp(d->ignore[i], &d->ignore_fp[i]);
@@ -510,10 +200,8 @@ static void conn_free(np1_detector *d, conn *c)
     unit_reset(&c->u);
     for (int i = 0; c->results != NULL && i < d->s.results_kept; i++) {
         if (c->results[i] != NULL) {
-            free(c->results[i]->set);
-            free(c->results[i]->columns);
         }
-        free(c->results[i]);
+        np1_slot_free(c->results[i]);
     }
     free(c->results);
     free(c);
@@ -635,12 +323,12 @@ static bool table_matches(const char *entry, const char *table)
 
     if (table[0] == '\0' || entry[0] == '\0')
         return false;
-    if (equal_nocase(entry, table))
+    if (np1_equal_nocase(entry, table))
         return true;
     if (te != NULL && ee == NULL)
-        return equal_nocase(entry, te + 1);
+        return np1_equal_nocase(entry, te + 1);
     if (ee != NULL && te == NULL)
-        return equal_nocase(ee + 1, table);
+        return np1_equal_nocase(ee + 1, table);
     return false;
 }
 
@@ -739,12 +427,14 @@ static uint32_t shape_get(unit *u, const np1_stmt *st)
     memset(s, 0, sizeof *s);
     s->fp = st->fingerprint;
     s->select = st->is_select;
+    s->insert = st->is_insert;
     if (u->text_bytes < NP1_UNIT_TEXTS) {
-        s->query = copy_text(st->query != NULL ? st->query : "", NP1_TEXT_MAX);
+        s->query = np1_copy_text(st->query != NULL ? st->query : "", NP1_TEXT_MAX);
         u->text_bytes += s->query != NULL ? strlen(s->query) : 0;
     }
     if (st->table != NULL && st->table[0] != '\0')
-        s->table = copy_text(st->table, 255);
+        s->table = np1_copy_text(st->table, 255);
+    s->catalog = np1_is_catalog(st->query);
     u->by_fp[shape_place(u, st->fingerprint)] = ++u->n_shapes;
     return u->n_shapes - 1;
 }
@@ -768,7 +458,7 @@ static void shape_example(const np1_detector *d, shape *s, const np1_stmt *st, u
             return;
     s->ex_json[s->n_ex] = NULL;
     if (d->s.keep_params && st->param_text != NULL) {
-        s->ex_json[s->n_ex] = example_json(st);
+        s->ex_json[s->n_ex] = np1_example_json(st);
         if (s->ex_json[s->n_ex] == NULL)
             return;
     }
@@ -813,7 +503,7 @@ static rslot *slot_for(const np1_detector *d, conn *c, const np1_stmt *st)
         return NULL;
     if (s->in_use && s->fp == st->fingerprint && s->unit == c->u.seq)
         return s;
-    return slot_reset(s, st->fingerprint, c->u.seq, st) ? s : NULL;
+    return np1_slot_reset(s, st->fingerprint, c->u.seq, st) ? s : NULL;
 }
 
 /* Where a parameter that changed since the previous execution of the same shape was found
@@ -828,7 +518,7 @@ static uint16_t chain_of(const unit *u, const shape *sh, const rslot *s, const n
         if (p < prev->n_params && u->params[prev->param_off + p] == st->params[p])
             continue; /* unchanged: not what the loop walks */
         for (uint16_t col = 0; col < s->n_columns; col++) {
-            const sval *v = slot_find(s, st->params[p], col);
+            const sval *v = np1_slot_find(s, st->params[p], col);
             if (v != NULL && v->exec == s->execs)
                 return (uint16_t)(1 + (p << 8 | col));
         }
@@ -836,7 +526,7 @@ static uint16_t chain_of(const unit *u, const shape *sh, const rslot *s, const n
     return 0;
 }
 
-static uint8_t rec_flags(const np1_stmt *st, bool ignored)
+static uint8_t rec_flags(const np1_stmt *st, const shape *s, bool ignored)
 {
     uint8_t f = 0;
 
@@ -844,9 +534,25 @@ static uint8_t rec_flags(const np1_stmt *st, bool ignored)
         f |= REC_FAILED;
     if (ignored)
         f |= REC_IGNORED;
+    if (s->catalog)
+        f |= REC_CATALOG;
     if (!st->failed && st->rows > 0 && st->n_columns > 0)
         f |= REC_ROWS;
+    if (!st->failed && st->is_insert && st->rows_affected == 1)
+        f |= REC_ONE_INSERT;
     return f;
+}
+
+/* The sampled result as one hash, for telling whether repeats returned the same rows. */
+static uint64_t result_hash(const np1_stmt *st)
+{
+    uint64_t h = hash_mix64(0x51ed270b27ULL ^ st->rows);
+
+    if (st->failed || (st->rows > 0 && st->values == NULL))
+        return 0;
+    for (size_t i = 0; i < (size_t)st->rows * st->n_columns; i++)
+        h = hash_mix64(h ^ st->values[i]) + i;
+    return h ? h : 1;
 }
 
 /* Records st in the open unit (up to max_unit statements) and samples its result. */
@@ -868,10 +574,13 @@ static void unit_add(np1_detector *d, conn *c, const np1_stmt *st, bool ignored)
     *r = (urec){.start_us = st->start_us,
                 .end_us = st->end_us,
                 .tuple = st->params ? tuple_hash(st) : 0,
+                .result = result_hash(st),
+                .rows = st->rows,
                 .shape = si,
                 .param_off = u->n_params,
                 .n_params = n,
-                .flags = rec_flags(st, ignored)};
+                .flags = rec_flags(st, s, ignored)};
+    ignored |= s->catalog;
     if (!st->failed && !ignored && st->is_select)
         r->chain = chain_of(u, s, slot_of(d, c, st->fingerprint), st, n);
     if (n > 0)
@@ -881,14 +590,14 @@ static void unit_add(np1_detector *d, conn *c, const np1_stmt *st, bool ignored)
         s->first = s->count == 0 ? u->n : s->first;
         s->last = u->n;
         s->count++;
-        if (st->is_select)
+        if (st->is_select || st->is_insert)
             shape_example(d, s, st, r->tuple);
     }
     if ((r->flags & REC_ROWS) && !ignored && st->values != NULL && st->columns != NULL) {
         rslot *slot = slot_for(d, c, st);
         if (slot != NULL) {
             slot->used_at = c->counter;
-            slot_merge(slot, st);
+            np1_slot_merge(slot, st, u->n);
         }
     }
     u->n++;
@@ -904,8 +613,9 @@ typedef struct cand {
     uint32_t distinct; /* distinct parameter tuples */
     uint32_t top;      /* executions of its most repeated tuple */
     uint64_t top_tuple;
-    bool loop; /* N or more distinct tuples, and not keyset pagination */
-    bool paged;
+    bool loop;    /* proven to walk a parent's rows, or N distinct tuples after a parent */
+    bool paged;   /* keyset pagination */
+    bool inserts; /* an INSERT shape whose every execution inserted one row */
     bool grouped;   /* reported as a child of a loop */
     int64_t parent; /* record index of its parent, -1 if none */
     child_proof proof;
@@ -925,7 +635,7 @@ typedef struct exam {
 
 static bool counted(const urec *r)
 {
-    return !(r->flags & (REC_FAILED | REC_IGNORED));
+    return !(r->flags & (REC_FAILED | REC_IGNORED | REC_CATALOG));
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -1010,6 +720,17 @@ static bool is_paged(exam *e, const cand *k)
     return k->count > 1 && (double)best >= e->d->s.link_share * (double)(k->count - 1);
 }
 
+/* Whether every counted execution of the shape inserted one row. */
+static bool one_row_inserts(const exam *e, const cand *k)
+{
+    for (uint32_t i = 0; i < k->count; i++)
+        if (!(e->u->recs[k->execs[i]].flags & REC_ONE_INSERT))
+            return false;
+    return true;
+}
+
+/* SELECT shapes run N times or more (loops, duplicates, pages) and INSERT shapes run N times or
+ * more, one row each (insert loops). */
 static void exam_candidates(exam *e)
 {
     unit *u = e->u;
@@ -1017,7 +738,7 @@ static void exam_candidates(exam *e)
 
     for (uint32_t s = 0; s < u->n_shapes; s++) {
         shape *sh = &u->shapes[s];
-        if (!sh->select || sh->count < n)
+        if ((!sh->select && !sh->insert) || sh->count < n)
             continue;
         cand *k = &e->cands[e->n_cands];
         memset(k, 0, sizeof *k);
@@ -1025,9 +746,12 @@ static void exam_candidates(exam *e)
         k->execs = e->order + e->off[s];
         k->count = sh->count;
         k->parent = -1;
-        tuple_stats(e, k);
-        k->paged = k->distinct >= n && is_paged(e, k);
-        k->loop = k->distinct >= n && !k->paged;
+        if (sh->insert) {
+            k->inserts = one_row_inserts(e, k);
+        } else {
+            tuple_stats(e, k);
+            k->paged = k->distinct >= n && is_paged(e, k);
+        }
         e->cand_of[s] = ++e->n_cands;
     }
 }
@@ -1053,50 +777,45 @@ static bool siblings(const exam *e, const cand *a, const cand *b)
     return a != b && a->loop && b->loop && in_body(e, a, b->shape);
 }
 
-/* Whether proof a beats proof b: a link found first; among links the column whose values
- * the loop covers best (orders.id and orders.customer_id may both hold every customer id
- * asked for, but the loop asks for all of customer_id's), then the higher share. */
-static bool better_proof(const child_proof *a, const child_proof *b, double need)
+/* Whether proof a beats proof b: a proof first; among proofs the smaller chance of coincidence,
+ * then the column whose rows the loop covers best; among the rest the higher share. */
+static bool better_proof(const child_proof *a, const child_proof *b)
 {
-    bool ea = a->share >= need, eb = b->share >= need;
-
-    if (ea != eb)
-        return ea;
-    if (ea && a->coverage != b->coverage)
+    if (a->confirmed != b->confirmed)
+        return a->confirmed;
+    if (a->confirmed && a->chance != b->chance)
+        return a->chance < b->chance;
+    if (a->confirmed && a->coverage != b->coverage)
         return a->coverage > b->coverage;
-    if (a->share != b->share)
-        return a->share > b->share;
-    return !ea && a->coverage > b->coverage;
+    return a->share > b->share;
 }
 
-/* How often each column of the slot holds the values of parameter p (sorted in t[0..n)). */
-static void link_counts(const rslot *slot, const uint64_t *t, uint32_t n, uint32_t *hits,
-                        uint32_t *dhits)
+/* How many of the values t[0..n) (sorted) each column of the slot holds. */
+static void link_counts(const rslot *slot, const uint64_t *t, uint32_t n, uint32_t *hits)
 {
     for (uint32_t i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && t[j] == t[i]; j++)
             ;
-        for (uint16_t col = 0; t[i] != 0 && col < slot->n_columns; col++) {
-            if (slot_find(slot, (uint32_t)t[i], col) != NULL) {
+        for (uint16_t col = 0; t[i] != 0 && col < slot->n_columns; col++)
+            if (np1_slot_find(slot, (uint32_t)t[i], col) != NULL)
                 hits[col] += j - i;
-                dhits[col]++;
-            }
-        }
     }
 }
 
-/* The values of parameter p over the executions, sorted; returns how many distinct. */
-static uint32_t param_values(exam *e, const cand *k, int p, uint32_t *n_out)
+/* Value p of each execution in order (0 when it has fewer) into vals, their records into recs;
+ * the values sorted into the scratch; returns how many distinct. */
+static uint32_t param_values(exam *e, const cand *k, int p, uint32_t *vals, uint32_t *recs)
 {
-    uint32_t n = 0, distinct = 0, v;
+    uint32_t distinct = 0, v;
 
+    for (uint32_t i = 0; i < k->count; i++) {
+        recs[i] = k->execs[i];
+        vals[i] = param_at(e->u, &e->u->recs[k->execs[i]], p, &v) ? v : 0;
+        e->scratch[i] = vals[i];
+    }
+    qsort(e->scratch, k->count, sizeof *e->scratch, cmp_u64);
     for (uint32_t i = 0; i < k->count; i++)
-        if (param_at(e->u, &e->u->recs[k->execs[i]], p, &v))
-            e->scratch[n++] = v;
-    qsort(e->scratch, n, sizeof *e->scratch, cmp_u64);
-    for (uint32_t i = 0; i < n; i++)
-        distinct += i == 0 || e->scratch[i] != e->scratch[i - 1];
-    *n_out = n;
+        distinct += e->scratch[i] != 0 && (i == 0 || e->scratch[i] != e->scratch[i - 1]);
     return distinct;
 }
 
@@ -1115,77 +834,129 @@ static void name_link(child_proof *pr, const rslot *slot, const shape *parent)
         snprintf(pr->linked, sizeof pr->linked, "%s", pr->col_name);
 }
 
-/* Matches the child's parameters with the columns of the parent's sampled result. */
-static child_proof prove(exam *e, const cand *k, uint32_t parent_shape)
+/* Whether a walk proves the loop: most executions follow the column's rows, over most of the
+ * rows walked, and a loop blind to the rows would hardly have done as well. */
+static bool proven(const np1_detector *d, const np1_walk *w)
 {
-    const shape *ps = &e->u->shapes[parent_shape];
-    const rslot *slot = slot_of(e->d, e->c, ps->fp);
-    child_proof best = {.param = 0, .column = -1, .sampled = slot != NULL};
-    uint32_t most = 0, hits[NP1_SLOT_COLS], dhits[NP1_SLOT_COLS], n;
+    return w->share >= d->s.link_share && w->coverage >= NP1_MIN_COVERAGE &&
+           w->chance <= NP1_MAX_CHANCE;
+}
+
+/* Walks each varying value of the child's executions along each column of the parent's rows. */
+static child_proof prove(exam *e, const cand *k, const rslot *slot, const shape *ps)
+{
+    child_proof best = {.param = 0, .column = -1, .chance = 1, .sampled = slot != NULL};
+    uint32_t most = 0, hits[NP1_SLOT_COLS];
+    uint32_t *vals = malloc(k->count * sizeof *vals), *recs = malloc(k->count * sizeof *recs);
     int params = e->u->recs[k->execs[0]].n_params;
 
-    for (int p = 0; p < params; p++) {
-        uint32_t distinct = param_values(e, k, p, &n);
+    for (int p = 0; vals != NULL && recs != NULL && p < params; p++) {
+        uint32_t distinct = param_values(e, k, p, vals, recs);
         if (distinct > most) {
             most = distinct;
-            best.param = best.column < 0 ? p : best.param; /* the loop's parameter, a guess */
+            best.param = best.column < 0 ? p : best.param; /* the loop's value, a guess */
         }
         if (slot == NULL || distinct < 2)
-            continue; /* a constant parameter is not what the loop walks */
+            continue; /* a constant is not what the loop walks */
         memset(hits, 0, sizeof hits);
-        memset(dhits, 0, sizeof dhits);
-        link_counts(slot, e->scratch, n, hits, dhits);
+        link_counts(slot, e->scratch, k->count, hits);
         for (uint16_t col = 0; col < slot->n_columns; col++) {
+            np1_walk w;
+            if (hits[col] < 2)
+                continue;
+            np1_walk_column(slot, col, vals, recs, k->count, &w);
             child_proof pr = best;
             pr.param = p;
             pr.column = col;
-            pr.share = (double)hits[col] / (double)k->count;
-            pr.coverage = slot->col_values[col] ? (double)dhits[col] / slot->col_values[col] : 0;
-            if (hits[col] > 0 && (best.column < 0 || better_proof(&pr, &best, e->d->s.link_share)))
+            pr.share = w.share;
+            pr.coverage = w.coverage;
+            pr.chance = w.chance;
+            pr.confirmed = proven(e->d, &w);
+            if (w.matched > 0 && (best.column < 0 || better_proof(&pr, &best)))
                 best = pr;
         }
     }
-    best.confirmed = best.column >= 0 && best.share >= e->d->s.link_share;
+    free(vals);
+    free(recs);
     if (best.column >= 0)
         name_link(&best, slot, ps);
     return best;
 }
 
-/* Whether r, a statement before the child's first execution, can stand as its parent. */
-static bool parent_like(const exam *e, const cand *k, const urec *r)
+/* The shape index of fp in the unit, or UINT32_MAX. */
+static uint32_t shape_of(const unit *u, uint64_t fp)
 {
-    return r->shape != k->shape && (r->flags & REC_ROWS) && !in_body(e, k, r->shape);
+    if (u->by_fp_cap == 0 || u->by_fp[shape_place(u, fp)] == 0)
+        return UINT32_MAX;
+    return u->by_fp[shape_place(u, fp)] - 1;
 }
 
-/* The parent: the nearest earlier statement of another shape that returned rows (siblings in
- * the loop body skipped), or a farther one whose result proves the link. An ignored
- * statement stops the search: what lies behind it is not this loop's parent. */
-static void find_parent(exam *e, cand *k)
+/* Whether shape s can be k's parent: another SELECT, not the catalogs', not of k's loop body. */
+static bool parent_shape(const exam *e, const cand *k, uint32_t s)
 {
-    uint64_t seen[NP1_MAX_RESULTS_KEPT];
-    int n_seen = 0;
-    int64_t r = e->u->shapes[k->shape].first;
+    const shape *sh = &e->u->shapes[s];
 
-    while (--r >= 0 && n_seen < e->d->s.results_kept) {
+    return s != k->shape && sh->select && !sh->catalog && !in_body(e, k, s);
+}
+
+/* A suspected parent, when no result proves one: the nearest statement before the loop's second
+ * execution (one lone earlier run of the child, a lookup of the current user, does not hide it)
+ * that returned rows from a SELECT. An ignored statement stops the search. When its sampled rows
+ * hold the loop's values and the walk along them goes against them (the loop skips most rows,
+ * or goes its own order: ids the application had), the loop is not that statement's: no
+ * parent. A walk that follows the rows but is too short to be sure leaves it suspected. */
+static void suspect_parent(exam *e, cand *k)
+{
+    int64_t r = k->execs[k->count > 1 ? 1 : 0];
+
+    while (--r >= 0) {
         const urec *rec = &e->u->recs[r];
-        bool dup = false;
-        if (!parent_like(e, k, rec))
-            continue;
         if (rec->flags & REC_IGNORED)
             return;
-        for (int i = 0; i < n_seen; i++)
-            dup |= seen[i] == e->u->shapes[rec->shape].fp;
-        if (dup)
+        if (rec->shape == k->shape || !(rec->flags & REC_ROWS) || rec->rows < 2 ||
+            !parent_shape(e, k, rec->shape))
             continue;
-        seen[n_seen++] = e->u->shapes[rec->shape].fp;
-        child_proof pr = prove(e, k, rec->shape);
-        if (k->parent < 0 || pr.confirmed) {
+        k->proof = prove(e, k, slot_of(e->d, e->c, e->u->shapes[rec->shape].fp),
+                         &e->u->shapes[rec->shape]);
+        bool consistent = k->proof.share >= e->d->s.link_share &&
+                          k->proof.coverage >= NP1_MIN_COVERAGE; /* too short to be sure */
+        if (k->proof.column < 0 || consistent)
             k->parent = r;
-            k->proof = pr;
-        }
-        if (pr.confirmed)
-            return;
+        k->proof.confirmed = false;
+        return;
     }
+}
+
+/* The parent: the sampled result, of every one kept for the unit, that proves the loop best;
+ * else a suspected one. */
+static void find_parent(exam *e, cand *k)
+{
+    child_proof best = {.column = -1, .chance = 1};
+    const rslot *from = NULL;
+
+    for (int i = 0; i < e->d->s.results_kept; i++) {
+        const rslot *slot = e->c->results[i];
+        uint32_t s;
+        if (slot == NULL || !slot->in_use || slot->unit != e->u->seq ||
+            (s = shape_of(e->u, slot->fp)) == UINT32_MAX || !parent_shape(e, k, s))
+            continue;
+        child_proof pr = prove(e, k, slot, &e->u->shapes[s]);
+        if (pr.confirmed && (from == NULL || better_proof(&pr, &best))) {
+            best = pr;
+            from = slot;
+        }
+    }
+    if (from != NULL) {
+        k->parent = from->first_rec;
+        k->proof = best;
+    } else {
+        suspect_parent(e, k);
+    }
+}
+
+static bool u_select(const exam *e, const cand *k)
+{
+    return e->u->shapes[k->shape].select;
 }
 
 static void exam_free(exam *e)
@@ -1259,6 +1030,17 @@ static finding *finding_find(const np1_detector *d, const pattern *pt, uint64_t 
     return NULL;
 }
 
+/* Cuts a text's final ';' and spaces (Sequelize ends its statements with one): the fixes put the
+ * text inside others. */
+static void trim_end(char *text)
+{
+    size_t n = text != NULL ? strlen(text) : 0;
+
+    while (n > 0 && (text[n - 1] == ';' || text[n - 1] == ' ' || text[n - 1] == '\n' ||
+                     text[n - 1] == '\t' || text[n - 1] == '\r'))
+        text[--n] = '\0';
+}
+
 /* Fills a new finding's names and texts; false if memory ran out. */
 static bool finding_init(finding *f, const pattern *pt, uint64_t key)
 {
@@ -1267,19 +1049,24 @@ static bool finding_init(finding *f, const pattern *pt, uint64_t key)
     f->key = key;
     p->kind = pt->kind;
     p->parent_fp = pt->parent != NULL ? pt->parent->fp : 0;
-    p->parent_query = copy_text(pt->parent && pt->parent->query ? pt->parent->query : "", SIZE_MAX);
-    p->linked_column = copy_text("", 0);
+    p->chance = 1;
+    p->parent_query = np1_copy_text(pt->parent && pt->parent->query ? pt->parent->query : "", SIZE_MAX);
+    p->linked_column = np1_copy_text("", 0);
     p->n_children = pt->n_children;
     if (pt->parent != NULL && pt->parent->table != NULL)
-        f->parent_table = copy_text(pt->parent->table, SIZE_MAX);
+        f->parent_table = np1_copy_text(pt->parent->table, SIZE_MAX);
+    trim_end(p->parent_query);
     for (int i = 0; i < pt->n_children; i++) {
         const char *q = pt->child[i]->query != NULL ? pt->child[i]->query : "";
         p->child_fp[i] = pt->child[i]->fp;
-        p->child_query[i] = copy_text(q, SIZE_MAX);
+        p->child_query[i] = np1_copy_text(q, SIZE_MAX);
+        trim_end(p->child_query[i]);
         fp_single_table(q, strlen(q), f->child_table[i], sizeof f->child_table[i]);
         if (p->child_query[i] == NULL)
             return false;
     }
+    const char *orm = p->n_children > 0 ? np1_orm(p->child_query[0], p->parent_query) : NULL;
+    snprintf(p->orm, sizeof p->orm, "%s", orm != NULL ? orm : "");
     return p->parent_query != NULL && p->linked_column != NULL &&
            (pt->parent == NULL || pt->parent->table == NULL || f->parent_table != NULL);
 }
@@ -1319,6 +1106,7 @@ typedef struct occurrence {
     int64_t first_us, last_us;
     const shape *examples_from;
     uint64_t prefer_tuple; /* a duplicate's repeated tuple; 0: any */
+    int same_results;      /* a duplicate's: see finding.same_results */
 } occurrence;
 
 static void add_example(np1_detector *d, finding *f, uint64_t tuple, const char *json)
@@ -1331,7 +1119,7 @@ static void add_example(np1_detector *d, finding *f, uint64_t tuple, const char 
     for (int i = 0; i < p->n_examples; i++)
         if (f->ex_tuple[i] == tuple)
             return;
-    ex = copy_text(d->s.keep_params ? json : "[redacted]", SIZE_MAX);
+    ex = np1_copy_text(d->s.keep_params ? json : "[redacted]", SIZE_MAX);
     if (ex == NULL)
         return;
     f->ex_tuple[p->n_examples] = tuple;
@@ -1358,8 +1146,6 @@ static void set_severity(np1_finding *p)
     snprintf(p->severity, sizeof p->severity, "%s", sev);
 }
 
-static char *build_suggestion(const np1_detector *d, const finding *f);
-
 /* The proofs of an occurrence: the first confirmed link names the finding's column. */
 static void take_proofs(np1_detector *d, finding *f, const pattern *pt)
 {
@@ -1369,8 +1155,10 @@ static void take_proofs(np1_detector *d, finding *f, const pattern *pt)
     for (int i = 0; i < pt->n_children; i++) {
         if (pt->proof[i].share > f->best_share)
             f->best_share = pt->proof[i].share;
+        if (pt->proof[i].confirmed && pt->proof[i].chance < p->chance)
+            p->chance = pt->proof[i].chance;
         if (pt->proof[i].confirmed && !p->confirmed) {
-            char *name = copy_text(pt->proof[i].linked, SIZE_MAX);
+            char *name = np1_copy_text(pt->proof[i].linked, SIZE_MAX);
             if (name == NULL)
                 continue;
             free(p->linked_column);
@@ -1381,7 +1169,7 @@ static void take_proofs(np1_detector *d, finding *f, const pattern *pt)
     if (!was && (fresh || p->confirmed))
         memcpy(f->proof, pt->proof, sizeof f->proof);
     if (fresh || p->confirmed != was) {
-        char *s = build_suggestion(d, f);
+        char *s = np1_suggestion(&d->s, f);
         if (s != NULL) {
             free(p->suggestion);
             p->suggestion = s;
@@ -1396,7 +1184,7 @@ static void fill_text(char **text, const shape *s)
 
     if (s == NULL || (*text)[0] != '\0' || s->query == NULL || s->query[0] == '\0')
         return;
-    if ((copy = copy_text(s->query, SIZE_MAX)) != NULL) {
+    if ((copy = np1_copy_text(s->query, SIZE_MAX)) != NULL) {
         free(*text);
         *text = copy;
     }
@@ -1421,6 +1209,10 @@ static void record(np1_detector *d, const pattern *pt, const occurrence *o)
     p->total_ms += o->child_ms;
     p->saving_ms += o->saving_ms;
     add_examples(d, f, o);
+    if (p->occurrences == 1)
+        f->same_results = o->same_results;
+    else if (f->same_results != 0 && o->same_results != 1)
+        f->same_results = o->same_results; /* one that differed, or was not sampled, says so */
     take_proofs(d, f, pt);
     set_severity(p);
     p->dirty = true;
@@ -1464,15 +1256,52 @@ static void record_loop(exam *e, cand **kids, int n)
     record(e->d, &pt, &o);
 }
 
-/* The same statement with the same parameters, again and again: a caching opportunity. */
+/* Whether the repeats of tuple returned the same sampled rows: 1, 0, or -1 when not sampled. */
+static int same_results(const exam *e, const cand *k, uint64_t tuple)
+{
+    uint64_t first = 0;
+
+    for (uint32_t i = 0; i < k->count; i++) {
+        const urec *r = &e->u->recs[k->execs[i]];
+        if (r->tuple != tuple)
+            continue;
+        if (r->result == 0)
+            return -1;
+        if (first != 0 && r->result != first)
+            return 0;
+        first = r->result;
+    }
+    return 1;
+}
+
+/* The same statement with the same values, again and again: a caching opportunity. */
 static void record_duplicate(exam *e, const cand *k)
 {
     pattern pt = {.kind = NP1_DUPLICATE, .n_children = 1};
-    occurrence o = {.examples_from = &e->u->shapes[k->shape], .prefer_tuple = k->top_tuple};
+    occurrence o = {.examples_from = &e->u->shapes[k->shape],
+                    .prefer_tuple = k->top_tuple,
+                    .same_results = same_results(e, k, k->top_tuple)};
 
     pt.child[0] = &e->u->shapes[k->shape];
     pt.proof[0].column = -1;
+    pt.proof[0].chance = 1;
     o.child_ms = exec_ms(e, k, k->top_tuple, &o.n);
+    o.saving_ms = o.n > 0 ? o.child_ms - o.child_ms / (double)o.n : 0;
+    o.first_us = e->u->recs[k->execs[0]].start_us;
+    o.last_us = e->u->recs[k->execs[k->count - 1]].end_us;
+    record(e->d, &pt, &o);
+}
+
+/* One-row INSERTs of one shape, N times or more: one multi-row INSERT or COPY would do. */
+static void record_inserts(exam *e, const cand *k)
+{
+    pattern pt = {.kind = NP1_BATCH_INSERT, .n_children = 1};
+    occurrence o = {.examples_from = &e->u->shapes[k->shape], .same_results = -1};
+
+    pt.child[0] = &e->u->shapes[k->shape];
+    pt.proof[0].column = -1;
+    pt.proof[0].chance = 1;
+    o.child_ms = exec_ms(e, k, 0, &o.n);
     o.saving_ms = o.n > 0 ? o.child_ms - o.child_ms / (double)o.n : 0;
     o.first_us = e->u->recs[k->execs[0]].start_us;
     o.last_us = e->u->recs[k->execs[k->count - 1]].end_us;
@@ -1502,613 +1331,6 @@ static void exam_groups(exam *e)
     }
 }
 
-/* ---- reading normalized texts, for the suggestion ---- */
-
-typedef struct qtok {
-    uint32_t start, end;
-    char kind; /* w word, q "quoted", p $n, n number, s 'string', o operator, else the byte */
-} qtok;
-
-typedef struct qtext {
-    const char *s;
-    qtok *t;
-    uint32_t n;
-} qtext;
-
-static bool q_word_char(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80 ||
-           (c >= '0' && c <= '9') || c == '$';
-}
-
-/* The end of the quoted run from p (quote q, doubled quotes inside). */
-static uint32_t q_quoted(const char *s, uint32_t p, char q)
-{
-    for (p++; s[p] != '\0'; p++)
-        if (s[p] == q && s[++p] != q)
-            return p;
-    return p;
-}
-
-static uint32_t q_scan(const char *s, uint32_t p, char *kind)
-{
-    unsigned char c = (unsigned char)s[p];
-
-    *kind = 'w';
-    if (c == '"' || c == '\'') {
-        *kind = c == '"' ? 'q' : 's';
-        return q_quoted(s, p, (char)c);
-    }
-    if (c == '$' && s[p + 1] >= '0' && s[p + 1] <= '9')
-        *kind = 'p';
-    else if (c >= '0' && c <= '9')
-        *kind = 'n';
-    else if (strchr("+-*/<>=~!@#%^&|`?", c) != NULL)
-        *kind = 'o';
-    else if (!q_word_char(c) || c == '$')
-        return *kind = (char)c, p + 1;
-    if (*kind == 'o') {
-        while (s[p] != '\0' && strchr("+-*/<>=~!@#%^&|`?", s[p]) != NULL)
-            p++;
-        return p;
-    }
-    for (p++; q_word_char((unsigned char)s[p]) || (*kind == 'n' && s[p] == '.'); p++)
-        ;
-    return p;
-}
-
-/* Tokens of a normalized text (libpg_query's, so no comments); false if out of memory. */
-static bool q_lex(const char *s, qtext *q)
-{
-    size_t len = strlen(s);
-
-    q->s = s;
-    q->n = 0;
-    q->t = malloc((len + 1) * sizeof *q->t);
-    if (q->t == NULL)
-        return false;
-    for (uint32_t p = 0; s[p] != '\0';) {
-        if (s[p] == ' ' || s[p] == '\t' || s[p] == '\n' || s[p] == '\r') {
-            p++;
-            continue;
-        }
-        qtok *t = &q->t[q->n++];
-        t->start = p;
-        p = q_scan(s, p, &t->kind);
-        t->end = p;
-    }
-    return true;
-}
-
-static bool q_is(const qtext *q, uint32_t i, const char *w)
-{
-    size_t n = strlen(w);
-    const qtok *t = &q->t[i];
-
-    if (i >= q->n || t->end - t->start != n || (t->kind != 'w' && t->kind != 'o' && t->kind != 'p'))
-        return false;
-    for (size_t k = 0; k < n; k++)
-        if (lower((unsigned char)q->s[t->start + k]) != (unsigned char)w[k])
-            return false;
-    return true;
-}
-
-static bool q_ch(const qtext *q, uint32_t i, char c)
-{
-    return i < q->n && q->t[i].kind == c;
-}
-
-/* The token $k compared with = (col = $k) or in IN ($k); q->n if there is none. */
-static uint32_t q_find_param(const qtext *q, int k)
-{
-    char want[16];
-
-    snprintf(want, sizeof want, "$%d", k);
-    for (uint32_t i = 1; i < q->n; i++) {
-        if (!q_is(q, i, want))
-            continue;
-        if (q_is(q, i - 1, "=") || (i >= 2 && q_ch(q, i - 1, '(') && q_is(q, i - 2, "in")))
-            return i;
-    }
-    return q->n;
-}
-
-/* Parenthesis depth before each token is what the clause search needs. */
-static uint32_t q_top_word(const qtext *q, uint32_t from, const char *const *words)
-{
-    int depth = 0;
-
-    for (uint32_t i = from; i < q->n; i++) {
-        depth += q_ch(q, i, '(') - q_ch(q, i, ')');
-        for (const char *const *w = words; depth == 0 && *w != NULL; w++)
-            if (q_is(q, i, *w))
-                return i;
-    }
-    return q->n;
-}
-
-/* Writes an identifier, quoted when PostgreSQL would not read it back as it is. */
-static void put_ident(sbuf *b, const char *name)
-{
-    bool plain = name[0] != '\0' && !(name[0] >= '0' && name[0] <= '9');
-
-    for (const char *c = name; *c; c++)
-        plain &= (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_';
-    if (plain) {
-        sb_add(b, name);
-        return;
-    }
-    sb_add(b, "\"");
-    for (const char *c = name; *c; c++) {
-        if (*c == '"')
-            sb_add(b, "\"\"");
-        else
-            sb_addn(b, c, 1);
-    }
-    sb_add(b, "\"");
-}
-
-/* A table name: each dotted part an identifier. */
-static void put_table(sbuf *b, const char *table)
-{
-    const char *dot = strchr(table, '.');
-    char part[128];
-
-    if (dot == NULL || (size_t)(dot - table) >= sizeof part) {
-        put_ident(b, table);
-        return;
-    }
-    memcpy(part, table, (size_t)(dot - table));
-    part[dot - table] = '\0';
-    put_ident(b, part);
-    sb_add(b, ".");
-    put_table(b, dot + 1);
-}
-
-static const char *const end_of_query[] = {"limit", "offset", "fetch", "for", NULL};
-
-/* The child query batched: col = $k (or IN ($k)) becomes col = ANY($k); a final LIMIT, which
- * would cut the batched rows, is left out. NULL when the comparison is not found. */
-static char *batched_query(const char *text, int k, bool *cut_limit)
-{
-    qtext q;
-    sbuf b = {0};
-    char any[24];
-    uint32_t i, first, last;
-
-    *cut_limit = false;
-    if (!q_lex(text, &q))
-        return NULL;
-    i = q_find_param(&q, k);
-    bool eq = i < q.n && q_is(&q, i - 1, "=");
-    if (i < q.n && !eq && !q_ch(&q, i + 1, ')'))
-        i = q.n; /* IN ($k, ...) or a text cut short: no one comparison to batch */
-    if (i < q.n) {
-        first = eq ? i : i - 2; /* $k, or IN ( $k ) */
-        last = eq ? i : i + 1;
-        /* The search starts after the replaced tokens, at their depth, so the LIMIT found comes
-         * after them: stop >= end, whatever the text (a fallback text need not be SQL). */
-        uint32_t lim = q_top_word(&q, last + 1, end_of_query);
-        size_t end = q.t[last].end, stop = lim < q.n ? q.t[lim].start : strlen(text);
-        *cut_limit = lim < q.n;
-        while (stop > end && text[stop - 1] == ' ')
-            stop--;
-        snprintf(any, sizeof any, "%sANY($%d)", eq ? "" : "= ", k);
-        sb_addn(&b, text, q.t[first].start);
-        sb_add(&b, any);
-        sb_addn(&b, text + end, stop - end);
-    }
-    free(q.t);
-    return i < q.n ? sb_take(&b) : (free(b.s), NULL);
-}
-
-/* The column the child compares with $k: the word before = (or before IN), as written. */
-static bool child_column(const char *text, int k, char *out, size_t cap)
-{
-    qtext q;
-    bool ok = false;
-
-    if (!q_lex(text, &q))
-        return false;
-    uint32_t i = q_find_param(&q, k);
-    uint32_t c = i < q.n ? (q_is(&q, i - 1, "=") ? i - 2 : i - 3) : q.n;
-    /* whole or not at all: a cut "quoted name would end the SQL inside its quotes */
-    if (i < q.n && i >= 2 && c < q.n && (q.t[c].kind == 'w' || q.t[c].kind == 'q') &&
-        q.t[c].end - q.t[c].start < cap) {
-        memcpy(out, text + q.t[c].start, q.t[c].end - q.t[c].start);
-        out[q.t[c].end - q.t[c].start] = '\0';
-        ok = true;
-    }
-    free(q.t);
-    return ok;
-}
-
-/* Words of a condition that are not column names. */
-static bool is_sql_word(const qtext *q, uint32_t i)
-{
-    static const char *const words[] = {"and",
-                                        "or",
-                                        "not",
-                                        "is",
-                                        "null",
-                                        "true",
-                                        "false",
-                                        "in",
-                                        "like",
-                                        "ilike",
-                                        "between",
-                                        "exists",
-                                        "any",
-                                        "all",
-                                        "some",
-                                        "case",
-                                        "when",
-                                        "then",
-                                        "else",
-                                        "end",
-                                        "asc",
-                                        "desc",
-                                        "nulls",
-                                        "first",
-                                        "last",
-                                        "distinct",
-                                        "from",
-                                        "as",
-                                        "array",
-                                        "interval",
-                                        "similar",
-                                        "to",
-                                        "escape",
-                                        "at",
-                                        "time",
-                                        "zone",
-                                        "collate",
-                                        "current_date",
-                                        "current_timestamp",
-                                        "current_time",
-                                        "localtime",
-                                        "localtimestamp",
-                                        "current_user",
-                                        "session_user",
-                                        "unknown",
-                                        "by",
-                                        "order",
-                                        "using",
-                                        "symmetric",
-                                        "isnull",
-                                        "notnull",
-                                        "with",
-                                        "without",
-                                        "precision",
-                                        "varying",
-                                        NULL};
-
-    for (const char *const *w = words; *w != NULL; w++)
-        if (q_is(q, i, *w))
-            return true;
-    return false;
-}
-
-/* The name word or "quoted" token i stands for, without its quotes, into out; false when it is
- * no name or does not fit whole (a cut name would match another). */
-static bool token_name(const qtext *q, uint32_t i, char *out, size_t cap)
-{
-    const qtok *t = &q->t[i];
-    bool quoted = t->kind == 'q';
-    uint32_t n = t->end - t->start;
-
-    if (t->kind != 'w' && !quoted)
-        return false;
-    n = !quoted ? n : n > 1 ? n - 2 : 0;
-    if (n >= cap)
-        return false;
-    memcpy(out, q->s + t->start + quoted, n);
-    out[n] = '\0';
-    return true;
-}
-
-/* Whether token i names the parent's table or alias as a qualifier (orders. or o.). */
-static bool is_qualifier(const qtext *q, uint32_t i, const char *table, const char *alias)
-{
-    const char *last = strrchr(table, '.');
-    char name[128];
-
-    if (!q_ch(q, i + 1, '.') || !token_name(q, i, name, sizeof name))
-        return false;
-    return equal_nocase(name, last ? last + 1 : table) || (alias && equal_nocase(name, alias));
-}
-
-/* Copies the condition tokens [from, to) with the parent's columns as p.column. */
-static void put_condition(sbuf *b, const qtext *q, uint32_t from, uint32_t to, const char *table,
-                          const char *alias)
-{
-    for (uint32_t i = from; i < to; i++) {
-        const qtok *t = &q->t[i];
-        bool after_cast = i > 0 && (q_ch(q, i - 1, ':') || q_is(q, i - 1, "as"));
-        bool qualified = i > 0 && q_ch(q, i - 1, '.');
-        if (i > from && t->start > q->t[i - 1].end)
-            sb_add(b, " ");
-        if (is_qualifier(q, i, table, alias)) {
-            sb_add(b, "p");
-            continue;
-        }
-        bool column = (t->kind == 'w' || t->kind == 'q') && !after_cast && !qualified &&
-                      !q_ch(q, i + 1, '(') && !q_ch(q, i + 1, '.') && !is_sql_word(q, i);
-        if (column)
-            sb_add(b, "p.");
-        sb_addn(b, q->s + t->start, t->end - t->start);
-    }
-}
-
-/* The parent's WHERE and ORDER BY, its columns qualified with p, when the parent is a plain
- * SELECT of its one table: false otherwise (then it is joined as a subquery). */
-static bool parent_conditions(sbuf *b, const char *text, const char *table)
-{
-    static const char *const complex[] = {"group",  "having",   "union",  "intersect",
-                                          "except", "distinct", "window", "limit",
-                                          "offset", "fetch",    "join",   NULL};
-    static const char *const where_w[] = {"where", NULL}, *const order_w[] = {"order", NULL};
-    static const char *const from_w[] = {"from", NULL};
-    qtext q;
-    char alias[128] = "";
-    bool ok;
-
-    if (!q_lex(text, &q))
-        return false;
-    uint32_t from = q_top_word(&q, 0, from_w), where = q_top_word(&q, 0, where_w);
-    uint32_t order = q_top_word(&q, 0, order_w), a = from + 2;
-    ok = q_is(&q, 0, "select") && from < q.n && q_top_word(&q, 0, complex) == q.n;
-    while (ok && q_ch(&q, a, '.'))
-        a += 2;
-    a += q_is(&q, a, "as");
-    /* the alias as is_qualifier reads names; one too long to hold whole: joined as a subquery */
-    if (ok && a < q.n && a != where && a != order && !q_is(&q, a, "for") &&
-        (q.t[a].kind == 'w' || q.t[a].kind == 'q'))
-        ok = token_name(&q, a, alias, sizeof alias);
-    if (ok && where < q.n) {
-        sb_add(b, " WHERE ");
-        put_condition(b, &q, where + 1, order < q.n ? order : q.n, table, alias[0] ? alias : NULL);
-    }
-    if (ok && order < q.n) {
-        sb_add(b, " ORDER BY ");
-        put_condition(b, &q, order + 2, q_top_word(&q, order, end_of_query), table,
-                      alias[0] ? alias : NULL);
-    }
-    free(q.t);
-    return ok;
-}
-
-/* ---- the suggestion ---- */
-
-static const char orm_note[] =
-    "With an ORM, load the association eagerly instead of once per row: Django "
-    "select_related() or prefetch_related(), Rails includes() or preload(), SQLAlchemy "
-    "joinedload() or selectinload(), Hibernate/JPA JOIN FETCH or @BatchSize, Entity Framework "
-    "Include(), Sequelize include, Ecto preload.";
-
-/* The child query with every $k replaced by repl (for a LATERAL join). */
-static char *replace_param(const char *text, int k, const char *repl)
-{
-    qtext q;
-    sbuf b = {0};
-    char want[16];
-    uint32_t at = 0;
-
-    if (!q_lex(text, &q))
-        return NULL;
-    snprintf(want, sizeof want, "$%d", k);
-    for (uint32_t i = 0; i < q.n; i++) {
-        if (!q_is(&q, i, want))
-            continue;
-        sb_addn(&b, text + at, q.t[i].start - at);
-        sb_add(&b, repl);
-        at = q.t[i].end;
-    }
-    sb_add(&b, text + at);
-    free(q.t);
-    return sb_take(&b);
-}
-
-/* "orders.customer_id", or "orders.customer_id and orders.address_id" for a loop body. */
-static void put_links(sbuf *b, const finding *f)
-{
-    int named = 0;
-
-    for (int i = 0; i < f->pub.n_children; i++) {
-        if (!f->proof[i].confirmed)
-            continue;
-        sb_printf(b, "%s%s", named > 0 ? " and " : "", f->proof[i].linked);
-        named++;
-    }
-}
-
-static void explain_loop(sbuf *b, const np1_detector *d, const finding *f)
-{
-    const np1_finding *p = &f->pub;
-    const char *kids = p->n_children > 1 ? "child queries run" : "child query runs";
-
-    if (p->confirmed) {
-        sb_printf(b,
-                  "N+1: the parent query returns rows, then the %s once per row with a value "
-                  "taken from ",
-                  kids);
-        put_links(b, f);
-        sb_add(b, ". Each execution costs a round trip; one query can do the work of all of "
-                  "them.\n");
-        return;
-    }
-    sb_printf(b,
-              "Suspected N+1 (not proven): the %s at least %d times with different parameters "
-              "right after the parent query, but ",
-              kids, d->s.min_repeats);
-    if (!f->proof[0].sampled)
-        sb_printf(b,
-                  "the parent's result was no longer sampled (results of the last %d "
-                  "statements with a result are kept per connection).\n",
-                  d->s.results_kept);
-    else
-        sb_printf(b,
-                  "no column of the parent's sampled result holds the values of its "
-                  "parameters (best match %.0f%% of the executions, %.0f%% needed). Check "
-                  "that the loop walks the parent's rows.\n",
-                  100 * f->best_share, 100 * d->s.link_share);
-}
-
-static void batch_one(sbuf *b, const finding *f, int i)
-{
-    const child_proof *pr = &f->proof[i];
-    const char *q = f->pub.child_query[i];
-    int k = pr->param + 1;
-    bool cut = false;
-    char *batched = batched_query(q, k, &cut);
-
-    if (batched == NULL) {
-        sb_printf(b,
-                  "     %s\n   Compare its parameter $%d with = ANY($%d) instead, and pass all the "
-                  "values at once as one array.\n",
-                  q, k, k);
-        return;
-    }
-    sb_printf(b, "     %s\n", batched);
-    if (pr->column >= 0 && pr->confirmed)
-        sb_printf(b, "   Pass the values of %s from the parent's rows as one array in $%d",
-                  pr->linked, k);
-    else
-        sb_printf(b, "   Pass the values the loop used for $%d as one array", k);
-    sb_printf(b, "%s, then match the rows returned to the parent's rows in the application.\n",
-              cut ? " (its final LIMIT is left out: the batched query returns the rows of every "
-                    "parent row)"
-                  : "");
-    free(batched);
-}
-
-/* Whether child i can be joined by its table, on the column it compares: out gets the column. */
-static bool child_inline(const finding *f, int i, char *out, size_t cap)
-{
-    return f->child_table[i][0] != '\0' &&
-           child_column(f->pub.child_query[i], f->proof[i].param + 1, out, cap);
-}
-
-/* ON c1.id = p.customer_id, or a LATERAL subquery when the child's table or column is unknown. */
-static void join_one(sbuf *b, const finding *f, int i)
-{
-    const child_proof *pr = &f->proof[i];
-    char col[128], alias[16];
-    int k = pr->param + 1;
-    sbuf pc = {0}; /* p.column, grown to what the quoted name needs */
-
-    snprintf(alias, sizeof alias, "c%d", i + 1);
-    sb_add(&pc, "p.");
-    if (pr->column >= 0)
-        put_ident(&pc, pr->col_name);
-    else
-        sb_add(&pc, "<parent column the loop reads>");
-    const char *pcol = !pc.failed ? pc.s : "p.?";
-    if (child_inline(f, i, col, sizeof col)) {
-        sb_add(b, " LEFT JOIN ");
-        put_table(b, f->child_table[i]);
-        sb_printf(b, " %s ON %s.%s = %s", alias, alias, col, pcol);
-    } else {
-        char *lateral = replace_param(f->pub.child_query[i], k, pcol);
-        sb_printf(b, " LEFT JOIN LATERAL (%s) %s ON true", lateral ? lateral : "...", alias);
-        free(lateral);
-    }
-    free(pc.s);
-}
-
-/* Whether the child's condition holds more than the comparison the loop fills in. */
-static bool child_has_more(const char *text, int k)
-{
-    static const char *const where_w[] = {"where", NULL};
-    char want[16];
-    qtext q;
-    bool more = false;
-
-    if (!q_lex(text, &q))
-        return false;
-    snprintf(want, sizeof want, "$%d", k);
-    uint32_t where = q_top_word(&q, 0, where_w), end = q_top_word(&q, where, end_of_query);
-    for (uint32_t i = where; i < end; i++)
-        more |=
-            q_is(&q, i, "and") || q_is(&q, i, "or") || (q.t[i].kind == 'p' && !q_is(&q, i, want));
-    free(q.t);
-    return more;
-}
-
-static void join_part(sbuf *b, const finding *f)
-{
-    const np1_finding *p = &f->pub;
-    sbuf joins = {0}, cond = {0};
-    bool inline_parent;
-
-    for (int i = 0; i < p->n_children; i++)
-        join_one(&joins, f, i);
-    inline_parent =
-        f->parent_table != NULL && parent_conditions(&cond, p->parent_query, f->parent_table);
-    sb_add(b, "2. Or join the child to the parent in one query (LEFT JOIN keeps the parent rows "
-              "without a match, as the loop did):\n     SELECT p.*");
-    for (int i = 0; i < p->n_children; i++)
-        sb_printf(b, ", c%d.*", i + 1);
-    if (inline_parent) {
-        sb_add(b, " FROM ");
-        put_table(b, f->parent_table);
-        sb_printf(b, " p%s%s\n", joins.s ? joins.s : "", cond.s ? cond.s : "");
-    } else if (p->parent_query[0] != '\0') {
-        sb_printf(b, " FROM (%s) p%s\n", p->parent_query, joins.s ? joins.s : "");
-    } else {
-        sb_printf(b, " FROM %s p%s -- keep the parent query's conditions\n",
-                  f->parent_table ? f->parent_table : "parent", joins.s ? joins.s : "");
-    }
-    for (int i = 0; i < p->n_children; i++) {
-        char col[128];
-        if (child_inline(f, i, col, sizeof col) &&
-            child_has_more(p->child_query[i], f->proof[i].param + 1))
-            sb_printf(b, "   Add the other conditions of child query %d to its ON clause.\n",
-                      i + 1);
-    }
-    b->failed |= joins.failed || cond.failed;
-    free(joins.s);
-    free(cond.s);
-}
-
-static char *loop_suggestion(const np1_detector *d, const finding *f)
-{
-    sbuf b = {0};
-
-    explain_loop(&b, d, f);
-    sb_printf(&b, "1. Batch the child %s: run %s once for all the parent rows:\n",
-              f->pub.n_children > 1 ? "queries" : "query", f->pub.n_children > 1 ? "each" : "it");
-    for (int i = 0; i < f->pub.n_children; i++)
-        batch_one(&b, f, i);
-    join_part(&b, f);
-    sb_printf(&b, "3. %s\n", orm_note);
-    return sb_take(&b);
-}
-
-static char *duplicate_suggestion(const finding *f)
-{
-    sbuf b = {0};
-    char hex[17];
-
-    fp_hex(f->pub.child_fp[0], hex);
-    sb_printf(&b,
-              "Duplicate query: the same statement ran again and again with the same "
-              "parameters in one unit of work (a transaction, or a burst of statements); "
-              "every repeat returned what the first one did.\n     %s\n"
-              "1. Run it once and reuse the result: hoist it out of the loop, or cache it for "
-              "the request (memoize, a request-scoped cache, the ORM's identity map or query "
-              "cache).\n"
-              "2. If the repeats are meant to see changes, mark the statement with "
-              "/* pgscope:ignore */ or put %s on the allow-list.\n",
-              f->pub.child_query[0], hex);
-    return sb_take(&b);
-}
-
-static char *build_suggestion(const np1_detector *d, const finding *f)
-{
-    return f->pub.kind == NP1_DUPLICATE ? duplicate_suggestion(f) : loop_suggestion(d, f);
-}
-
 /* ---- units: opening, closing, examining ---- */
 
 static void examine(np1_detector *d, conn *c)
@@ -2117,13 +1339,23 @@ static void examine(np1_detector *d, conn *c)
 
     if (c->u.n > 0 && exam_index(&e)) {
         exam_candidates(&e);
-        for (uint32_t i = 0; i < e.n_cands; i++)
-            if (e.cands[i].loop)
-                find_parent(&e, &e.cands[i]);
+        for (uint32_t i = 0; i < e.n_cands; i++) {
+            cand *k = &e.cands[i];
+            if (k->paged || !u_select(&e, k))
+                continue;
+            find_parent(&e, k);
+            /* A proven loop may ask for few distinct values (books of three authors); an
+             * unproven one needs N distinct tuples and a parent before it. */
+            k->loop = k->parent >= 0 &&
+                      (k->proof.confirmed || k->distinct >= (uint32_t)d->s.min_repeats);
+        }
         exam_groups(&e);
         for (uint32_t i = 0; i < e.n_cands; i++) {
             const cand *k = &e.cands[i];
-            if (!k->grouped && !k->paged && k->top >= (uint32_t)d->s.min_repeats)
+            if (k->inserts)
+                record_inserts(&e, k);
+            else if (!k->grouped && !k->paged && u_select(&e, k) &&
+                     k->top >= (uint32_t)d->s.min_repeats)
                 record_duplicate(&e, k);
         }
     }
@@ -2143,25 +1375,25 @@ static void open_unit(conn *c, const np1_stmt *st)
     u->open = true;
     u->in_txn = st->txn_status == 'T' || st->txn_status == 'E';
     u->seq = ++c->units;
-    u->app = copy_text(st->application_name, 1024);
-    u->tags = copy_text(st->tags, 4096);
+    u->app = np1_copy_text(st->application_name, 1024);
+    u->tags = np1_copy_text(st->tags, 4096);
 }
 
-/* Whether st starts a new unit: a run outside a transaction ends at a transaction, a pause
- * longer than the gap, or another application_name or set of tags. A transaction ends only
- * where the status returns to idle. */
+/* Whether st starts a new unit: another application_name or set of sqlcommenter tags (a test
+ * or a request), inside a transaction too, as a test runner may keep one around a whole class;
+ * else a run outside a transaction ends at a transaction or a pause longer than the gap, and a
+ * transaction where the status returns to idle. */
 static bool ends_before(const np1_detector *d, const conn *c, const np1_stmt *st)
 {
     const unit *u = &c->u;
 
+    if (!np1_same_text(u->app, st->application_name) || !np1_same_text(u->tags, st->tags))
+        return true; /* another test or request, inside one transaction too */
     if (u->in_txn)
         return false;
     if (st->txn_status == 'T' || st->txn_status == 'E')
         return true;
-    if (elapsed(c->last_end_us, st->start_us) > (uint64_t)d->s.idle_gap_ms * 1000)
-        return true;
-    return !same_or_both_empty(u->app, st->application_name) ||
-           !same_or_both_empty(u->tags, st->tags);
+    return elapsed(c->last_end_us, st->start_us) > (uint64_t)d->s.idle_gap_ms * 1000;
 }
 
 void np1_statement(np1_detector *d, const np1_stmt *st)

@@ -102,11 +102,16 @@ static const char sql_tags[] =
 /* Findings of the run, or of every run with the rows of one key together, the latest run first:
  * findings are few (one per loop pattern of the application), so they are merged and sorted in
  * memory. */
-static const char sql_findings[] =
-    "SELECT kind, parent_fingerprint, parent_query, child_fingerprints, child_queries, "
-    "confirmed, linked_column, occurrences, max_n, total_n, total_ms, saving_ms, examples, "
-    "severity, suggestion, first_seen, last_seen FROM n_plus_one WHERE ?1 IS NULL OR run_id = ?1 "
-    "ORDER BY kind, parent_fingerprint, child_fingerprints, run_id DESC";
+#define FINDING_COLUMNS                                                                            \
+    "SELECT kind, parent_fingerprint, parent_query, child_fingerprints, child_queries, "         \
+    "confirmed, linked_column, occurrences, max_n, total_n, total_ms, saving_ms, examples, "     \
+    "severity, suggestion, first_seen, last_seen, "
+#define FINDING_FILTER                                                                             \
+    " FROM n_plus_one WHERE ?1 IS NULL OR run_id = ?1 "                                          \
+    "ORDER BY kind, parent_fingerprint, child_fingerprints, run_id DESC"
+static const char sql_findings[] = FINDING_COLUMNS "chance, orm" FINDING_FILTER;
+/* Before schema 7: no chance of coincidence, no ORM. */
+static const char sql_findings_v2[] = FINDING_COLUMNS "NULL, ''" FINDING_FILTER;
 
 enum {
     F_KIND,
@@ -125,7 +130,9 @@ enum {
     F_SEVERITY,
     F_SUGGESTION,
     F_FIRST,
-    F_LAST
+    F_LAST,
+    F_CHANCE,
+    F_ORM
 };
 
 /* Plans (schema 3): what the report lists of each, without the plan text. */
@@ -778,6 +785,11 @@ static bool read_finding(sqlite3_stmt *st, report_nplusone *f)
     const char *examples = (const char *)sqlite3_column_text(st, F_EXAMPLES);
 
     f->duplicate = kind && strcmp(kind, "duplicate") == 0;
+    f->insert_loop = kind && strcmp(kind, "batch_insert") == 0;
+    f->chance = sqlite3_column_type(st, F_CHANCE) == SQLITE_NULL
+                    ? -1
+                    : sqlite3_column_double(st, F_CHANCE);
+    copy_fixed(f->orm, sizeof(f->orm), st, F_ORM);
     copy_fixed(f->parent_fingerprint, sizeof(f->parent_fingerprint), st, F_PARENT_FP);
     f->parent_query = col_text(st, F_PARENT_QUERY);
     f->child_fingerprints = col_text(st, F_CHILD_FPS);
@@ -804,7 +816,7 @@ static bool read_finding(sqlite3_stmt *st, report_nplusone *f)
 
 static bool same_finding(const report_nplusone *a, const report_nplusone *b)
 {
-    return a->duplicate == b->duplicate &&
+    return a->duplicate == b->duplicate && a->insert_loop == b->insert_loop &&
            strcmp(a->parent_fingerprint, b->parent_fingerprint) == 0 &&
            strcmp(a->child_fingerprints ? a->child_fingerprints : "",
                   b->child_fingerprints ? b->child_fingerprints : "") == 0;
@@ -857,14 +869,20 @@ static void free_finding(report_nplusone *f)
     free(f->last_seen);
 }
 
-/* N+1 loops before duplicates, then the most severe, then the largest saving first. */
+static int kind_rank(const report_nplusone *f)
+{
+    return f->duplicate ? 1 : f->insert_loop ? 2 : 0;
+}
+
+/* N+1 loops, then duplicates, then insert loops; then the most severe, then the largest saving
+ * first. */
 static int finding_order(const void *pa, const void *pb)
 {
     const report_nplusone *a = pa, *b = pb;
     int ra = severity_rank(a->severity), rb = severity_rank(b->severity);
 
-    if (a->duplicate != b->duplicate)
-        return a->duplicate ? 1 : -1;
+    if (kind_rank(a) != kind_rank(b))
+        return kind_rank(a) < kind_rank(b) ? -1 : 1;
     if (ra != rb)
         return ra < rb ? -1 : 1;
     if (a->saving_ms != b->saving_ms)
@@ -914,7 +932,7 @@ static bool load_findings(sqlite3 *db, int64_t run_id, report_data *d, char *err
 
     if (d->schema_version < 2)
         return true; /* a file from before N+1 detection */
-    if (!prepare(db, sql_findings, &st, err, errlen))
+    if (!prepare(db, d->schema_version >= 7 ? sql_findings : sql_findings_v2, &st, err, errlen))
         return false;
     bind_run(st, 1, run_id);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

@@ -285,9 +285,13 @@ static json_t *nplusone_json(const report_nplusone *f)
     builder b = obj_begin();
     const char *child = f->n_child_queries > 0 ? f->child_queries[0] : NULL;
 
-    obj_put(&b, "kind", json_string(f->duplicate ? "duplicate" : "n_plus_one"));
-    obj_put(&b, "parent_fingerprint", f->duplicate ? json_null() : jstr(f->parent_fingerprint));
-    obj_put(&b, "parent_query", f->duplicate ? json_null() : jstr(f->parent_query));
+    bool loop = !f->duplicate && !f->insert_loop;
+
+    obj_put(&b, "kind", json_string(loop            ? "n_plus_one"
+                                    : f->duplicate ? "duplicate"
+                                                   : "batch_insert"));
+    obj_put(&b, "parent_fingerprint", loop ? jstr(f->parent_fingerprint) : json_null());
+    obj_put(&b, "parent_query", loop ? jstr(f->parent_query) : json_null());
     obj_put(&b, "child_fingerprints", fingerprints_json(f->child_fingerprints));
     obj_put(&b, "child_query", jstr(child));
     obj_put(&b, "child_queries", strings_json(f->child_queries, f->n_child_queries));
@@ -296,6 +300,8 @@ static json_t *nplusone_json(const report_nplusone *f)
     obj_put(&b, "occurrences", jint(f->occurrences));
     obj_put(&b, "confirmed", json_boolean(f->confirmed));
     obj_put(&b, "linked_column", jstr(f->linked_column));
+    obj_put(&b, "chance", f->chance >= 0 ? json_real(f->chance) : json_null());
+    obj_put(&b, "orm", f->orm[0] ? json_string(f->orm) : json_null());
     obj_put(&b, "total_ms", jnum(f->total_ms));
     obj_put(&b, "saving_ms", jnum(f->saving_ms));
     obj_put(&b, "severity", jstr(f->severity));

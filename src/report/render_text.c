@@ -525,16 +525,19 @@ static void put_finding_header(FILE *out, size_t rank, const report_nplusone *f)
     const char *const list[] = {items[0], items[1], items[2], items[3]};
     const char *proof = "";
 
-    if (!f->duplicate) /* a duplicate needs no proof: the same text and parameters */
+    bool loop = !f->duplicate && !f->insert_loop;
+
+    if (loop) /* the others need no proof: the same text and values, or one-row INSERTs */
         proof = f->confirmed ? "confirmed, " : "suspected, ";
-    snprintf(lead, sizeof(lead), "%3zu. %s, %s%s: ", rank, f->duplicate ? "duplicate" : "N+1",
-             proof, f->severity[0] ? f->severity : "?");
+    snprintf(lead, sizeof(lead), "%3zu. %s, %s%s: ", rank,
+             loop ? "N+1" : f->duplicate ? "duplicate" : "insert loop", proof,
+             f->severity[0] ? f->severity : "?");
     fmt_num(total, sizeof(total), f->total_ms, 9, 3);
     fmt_num(saving, sizeof(saving), f->saving_ms, 9, 3);
     snprintf(items[0], sizeof(items[0]), "N max %lld", (long long)f->max_n);
     snprintf(items[1], sizeof(items[1]), "%lld occurrence%s", (long long)f->occurrences,
              f->occurrences == 1 ? "" : "s");
-    snprintf(items[2], sizeof(items[2]), "%s %s ms", f->duplicate ? "time" : "child time", total);
+    snprintf(items[2], sizeof(items[2]), "%s %s ms", loop ? "child time" : "time", total);
     snprintf(items[3], sizeof(items[3]), "saving ~%s ms", saving);
     put_items(out, lead, FINDING_INDENT, list, 4);
 }
@@ -555,20 +558,29 @@ static void put_finding(FILE *out, size_t rank, const report_nplusone *f)
 {
     char label[16];
 
+    bool loop = !f->duplicate && !f->insert_loop;
+    char linked[256];
+
     put_finding_header(out, rank, f);
-    if (!f->duplicate)
+    if (loop)
         put_labeled(out, "parent", f->parent_query);
     for (size_t i = 0; i < f->n_child_queries || i == 0; i++) {
-        if (f->duplicate)
+        if (!loop)
             snprintf(label, sizeof(label), "query");
         else
             snprintf(label, sizeof(label), i ? "child %zu" : "child", i + 1);
         put_labeled(out, label, i < f->n_child_queries ? f->child_queries[i] : NULL);
     }
-    if (!f->duplicate && f->confirmed)
-        put_labeled(out, "linked", f->linked_column ? f->linked_column : "(not recorded)");
-    else if (!f->duplicate)
-        put_labeled(out, "linked", "not proven: parameters not found in the parent's result");
+    if (loop && f->confirmed) {
+        snprintf(linked, sizeof(linked), "%s", f->linked_column ? f->linked_column : "(not recorded)");
+        if (f->chance >= 0)
+            append(linked, sizeof(linked), " (chance of coincidence %.0e)", f->chance);
+        put_labeled(out, "linked", linked);
+    } else if (loop) {
+        put_labeled(out, "linked", "not proven: the values do not follow a parent column's rows");
+    }
+    if (f->orm[0])
+        put_labeled(out, "orm", f->orm);
     put_examples(out, f);
     put_fix(out, f->suggestion);
 }
@@ -585,22 +597,27 @@ static void put_unused_ignores(FILE *out, const report_data *d)
 /* N+1 loops first, then duplicate queries, each most severe first (the loader's order). */
 static void put_findings(FILE *out, const report_data *d)
 {
-    size_t loops = 0;
+    size_t loops = 0, dups = 0;
 
     if (d->schema_version < 2)
         return; /* a file from before N+1 detection: nothing to say either way */
-    for (size_t i = 0; i < d->n_findings; i++)
-        loops += !d->findings[i].duplicate;
+    for (size_t i = 0; i < d->n_findings; i++) {
+        loops += !d->findings[i].duplicate && !d->findings[i].insert_loop;
+        dups += d->findings[i].duplicate;
+    }
     if (d->n_findings == 0)
         fprintf(out, "\nNo N+1 or duplicate queries found.\n");
     for (size_t i = 0; i < d->n_findings; i++) {
         if (i == 0 && loops > 0)
             fprintf(out, "\nN+1 queries (%zu; most severe first; times in ms)\n", loops);
-        if (i == loops)
+        if (i == loops && dups > 0)
             fprintf(out,
-                    "\nDuplicate queries: the same statement with the same parameters, "
+                    "\nDuplicate queries: the same statement with the same values, "
                     "repeated (%zu)\n",
-                    d->n_findings - loops);
+                    dups);
+        else if (i == loops + dups)
+            fprintf(out, "\nInsert loops: one-row INSERTs of one shape, repeated (%zu)\n",
+                    d->n_findings - loops - dups);
         else if (i > 0)
             fputc('\n', out); /* a blank line between the findings of a section */
         put_finding(out, i + 1, &d->findings[i]);

@@ -55,9 +55,12 @@ typedef struct report_statement {
 /* An N+1 loop or a duplicate query, for one run or merged over all runs (same kind, parent and
  * children). */
 typedef struct report_nplusone {
-    bool duplicate;              /* kind 'duplicate', else 'n_plus_one' */
-    char parent_fingerprint[17]; /* "" for a duplicate */
-    char *parent_query;          /* NULL for a duplicate */
+    bool duplicate;              /* kind 'duplicate' */
+    bool insert_loop;            /* kind 'batch_insert' */
+    char parent_fingerprint[17]; /* "" without a parent (duplicate, insert loop) */
+    char *parent_query;          /* NULL without a parent */
+    double chance;               /* of the proof being a coincidence; -1 when not proven */
+    char orm[16];                /* the ORM the SQL shows, or "" */
     char *child_fingerprints;    /* comma-separated, as stored */
     char **child_queries;        /* the loop body's normalized texts */
     size_t n_child_queries;

@@ -190,6 +190,10 @@ static const char migrate_v5[] =
 /* Version 6: why the EXPLAIN side connection could not log in. */
 static const char migrate_v6[] = "ALTER TABLE runs ADD COLUMN explain_login_error TEXT;\n";
 
+/* Version 7: the chance that an N+1 proof is a coincidence, and the ORM the SQL shows. */
+static const char migrate_v7[] = "ALTER TABLE n_plus_one ADD COLUMN chance REAL;\n"
+                                 "ALTER TABLE n_plus_one ADD COLUMN orm TEXT NOT NULL DEFAULT '';\n";
+
 /* Step i takes a file from version migrations[i].version - 1 to migrations[i].version. Version 1
  * is the base, created from sql/schema.sql. To change the schema: edit sql/schema.sql (which
  * always describes the newest version), add a step here and bump STORE_SCHEMA_VERSION. */
@@ -198,6 +202,7 @@ static const struct migration {
     const char *sql;
 } migrations[] = {
     {1, NULL}, {2, migrate_v2}, {3, migrate_v3}, {4, migrate_v4}, {5, migrate_v5}, {6, migrate_v6},
+    {7, migrate_v7},
 };
 
 enum {
@@ -263,8 +268,10 @@ static const char *const queries[Q_COUNT] = {
     [Q_NPLUSONE] =
         "INSERT INTO n_plus_one (run_id, kind, parent_fingerprint, parent_query, "
         "child_fingerprints, child_queries, confirmed, linked_column, occurrences, max_n, "
-        "total_n, total_ms, saving_ms, examples, severity, suggestion, first_seen, last_seen) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) "
+        "total_n, total_ms, saving_ms, examples, severity, suggestion, first_seen, last_seen, "
+        "chance, orm) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
+        "?19, ?20) "
         "ON CONFLICT (run_id, kind, parent_fingerprint, child_fingerprints) DO UPDATE SET "
         "parent_query = excluded.parent_query, child_queries = excluded.child_queries, "
         "confirmed = excluded.confirmed, linked_column = excluded.linked_column, "
@@ -272,7 +279,7 @@ static const char *const queries[Q_COUNT] = {
         "total_ms = excluded.total_ms, saving_ms = excluded.saving_ms, "
         "examples = excluded.examples, severity = excluded.severity, "
         "suggestion = excluded.suggestion, first_seen = excluded.first_seen, "
-        "last_seen = excluded.last_seen",
+        "last_seen = excluded.last_seen, chance = excluded.chance, orm = excluded.orm",
     /* A plan is written once; DO NOTHING leaves changes() at 0 for one already there. */
     [Q_PLAN] = "INSERT INTO plans (run_id, seq, fingerprint, database, user_name, query, params, "
                "analyzed, trigger_ms, planning_ms, execution_ms, side_ms, plan, taken_at) "
@@ -604,6 +611,9 @@ static int write_nplusone(store *s, const store_nplusone_row *r)
     bad |= bind_text(st, 16, r->suggestion) != SQLITE_OK;
     bad |= bind_time(st, 17, r->first_us) != SQLITE_OK;
     bad |= bind_time(st, 18, r->last_us) != SQLITE_OK;
+    bad |= (r->confirmed && isfinite(r->chance) ? sqlite3_bind_double(st, 19, r->chance)
+                                                 : sqlite3_bind_null(st, 19)) != SQLITE_OK;
+    bad |= bind_fixed(st, 20, r->orm, sizeof(r->orm)) != SQLITE_OK;
     return bad ? SQLITE_NOMEM : step_done(st);
 }
 

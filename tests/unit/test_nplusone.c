@@ -123,6 +123,8 @@ static void send(sim *m, const query *q, const char *const *params, int n, const
     st.fingerprint = q->fp;
     st.query = q->text;
     st.is_select = strncmp(q->text, "SELECT", 6) == 0;
+    st.is_insert = strncmp(q->text, "INSERT", 6) == 0;
+    st.rows_affected = st.is_insert ? 1 : -1;
     st.failed = m->failed;
     st.txn_status = m->status;
     st.application_name = m->app;
@@ -1008,15 +1010,223 @@ static void test_results_kept_bounds_the_proof(void **state)
         send_customers(&m, 50, 0);
         idle(&m);
         np1_finding *f = only_finding(&m);
-        if (kept == 2) { /* the orders result was pushed out: nearest statement, unproven */
+        if (kept == 2) { /* the orders result was pushed out: unproven; a one-row COUNT
+                          * cannot be a parent, so the suspected one is still orders */
             assert_false(f->confirmed);
-            assert_true(f->parent_fp == COUNT.fp);
+            assert_true(f->parent_fp == ORDERS.fp);
         } else { /* kept: the farther parent that proves the loop wins */
             assert_true(f->confirmed);
             assert_true(f->parent_fp == ORDERS.fp);
         }
         np1_free(m.d);
     }
+}
+
+/* ---- the proof by the parent's rows ---- */
+
+static const query TAGS = {0x6000000000000006ULL, "SELECT id, name FROM tags ORDER BY id", "tags"};
+static const query BOOKS = {0x7000000000000007ULL, "SELECT id, author_id FROM books", "books"};
+static const query AUTHOR = {0x8000000000000008ULL, "SELECT * FROM authors WHERE id = $1",
+                             "authors"};
+
+/* A lookup of the child's shape before the parent (the current user, or an earlier test of the
+ * same transaction) does not hide the loop. */
+static void test_child_shape_ran_once_before_the_parent(void **state)
+{
+    sim m;
+
+    (void)state;
+    sim_init(&m);
+    sim_start(&m);
+    send_by_id(&m, &CUSTOMER, 7);
+    send_orders(&m, 20);
+    send_customers(&m, 20, 0);
+    idle(&m);
+    np1_finding *f = only_finding(&m);
+    assert_int_equal(f->kind, NP1_N_PLUS_ONE);
+    assert_true(f->confirmed);
+    assert_true(f->parent_fp == ORDERS.fp);
+    assert_string_equal(f->linked_column, "orders.customer_id");
+    assert_true(f->chance > 0 && f->chance <= 1e-3);
+    np1_free(m.d);
+}
+
+/* Ids the application had (sorted, as apps keep them) after a listing of tags 1..50: every id
+ * is in tags.id, in the listing's order even, but the loop skips most rows. No proof, and no
+ * suspected loop either: the listing's sampled rows show the loop does not walk them. */
+static void test_app_ids_after_an_overlapping_listing_prove_nothing(void **state)
+{
+    static const int ids[8] = {3, 9, 14, 20, 27, 33, 41, 48};
+    static result r;
+    char id[16], name[16];
+    const char *cells[2] = {id, name};
+    sim m;
+
+    (void)state;
+    sim_init(&m);
+    sim_start(&m);
+    columns(&r, 16390, 2, "id", "name");
+    for (int i = 1; i <= 50; i++) {
+        snprintf(id, sizeof id, "%d", i);
+        snprintf(name, sizeof name, "tag %d", i);
+        row(&r, cells);
+    }
+    send(&m, &TAGS, NULL, 0, &r);
+    for (int i = 0; i < 8; i++)
+        send_by_id(&m, &CUSTOMER, ids[i]);
+    idle(&m);
+    no_finding(&m);
+    np1_free(m.d);
+}
+
+/* 18 books of 3 authors, each author looked up once per book: 3 distinct ids, but the lookups
+ * follow books.author_id row by row. An N+1, not a duplicate. */
+static void test_repeated_foreign_keys_are_a_loop_not_a_duplicate(void **state)
+{
+    static result r;
+    char id[16], author[16];
+    const char *cells[2] = {id, author};
+    sim m;
+
+    (void)state;
+    sim_init(&m);
+    sim_start(&m);
+    columns(&r, 16395, 2, "id", "author_id");
+    for (int i = 0; i < 18; i++) {
+        snprintf(id, sizeof id, "%d", 1 + i);
+        snprintf(author, sizeof author, "%d", 1 + (i * 5) % 3);
+        row(&r, cells);
+    }
+    send(&m, &BOOKS, NULL, 0, &r);
+    for (int i = 0; i < 18; i++)
+        send_by_id(&m, &AUTHOR, 1 + (i * 5) % 3);
+    idle(&m);
+    np1_finding *f = only_finding(&m);
+    assert_int_equal(f->kind, NP1_N_PLUS_ONE);
+    assert_true(f->confirmed);
+    assert_string_equal(f->linked_column, "books.author_id");
+    assert_int_equal(f->max_n, 18);
+    /* 3 values, 18 steps along the rows: 3^-18 */
+    assert_true(f->chance < 1e-8);
+    np1_free(m.d);
+}
+
+/* The same 8 ids asked for in an order of their own: most are in orders.customer_id, but not
+ * in its row order, and a shuffled walk proves nothing. */
+static void test_values_out_of_row_order_prove_nothing(void **state)
+{
+    sim m;
+
+    (void)state;
+    sim_init(&m);
+    sim_start(&m);
+    send_orders(&m, 10);
+    for (int i = 9; i >= 0; i--)
+        send_by_id(&m, &CUSTOMER, customer_of(i));
+    idle(&m);
+    got g = take(&m, true);
+    for (int i = 0; i < g.n; i++)
+        assert_false(g.f[i]->confirmed);
+    np1_free(m.d);
+}
+
+/* A duplicate says whether its repeats returned the same rows only from the sampled results. */
+static void test_duplicate_compares_sampled_results(void **state)
+{
+    for (int changed = 0; changed < 2; changed++) {
+        sim m;
+        result r;
+        sim_init(&m);
+        sim_start(&m);
+        for (int i = 0; i < 6; i++) {
+            const char *cells[1] = {changed && i == 3 ? "new" : "old"};
+            columns(&r, 0, 1, "value");
+            row(&r, cells);
+            send1(&m, &SETTING, "theme", &r);
+        }
+        idle(&m);
+        np1_finding *f = only_finding(&m);
+        assert_int_equal(f->kind, NP1_DUPLICATE);
+        contains(f->suggestion, changed ? "the rows returned changed between repeats"
+                                        : "every sampled repeat returned the same rows");
+        np1_free(m.d);
+    }
+}
+
+/* One-row INSERTs of one shape, N times: an insert loop with its fix. */
+static void test_insert_loop(void **state)
+{
+    static const query INSERT = {0x9000000000000009ULL,
+                                 "INSERT INTO \"blog_post\" (\"title\") VALUES ($1)", "blog_post"};
+    sim m;
+    char title[16];
+
+    (void)state;
+    sim_init(&m);
+    sim_start(&m);
+    for (int i = 0; i < 30; i++) {
+        snprintf(title, sizeof title, "post %d", i);
+        send1(&m, &INSERT, title, NULL);
+    }
+    idle(&m);
+    np1_finding *f = only_finding(&m);
+    assert_int_equal(f->kind, NP1_BATCH_INSERT);
+    assert_int_equal(f->max_n, 30);
+    assert_true(f->parent_fp == 0);
+    contains(f->suggestion, "INSERT ... VALUES (...), (...)");
+    contains(f->suggestion, "COPY");
+    np1_free(m.d);
+}
+
+/* Catalog queries (an ORM's or a test runner's introspection) are never findings. */
+static void test_catalog_queries_are_never_findings(void **state)
+{
+    static const query CATALOG = {0xA00000000000000AULL,
+                                  "SELECT typarray FROM pg_type WHERE typname = $1", ""};
+    static const query CATALOG2 = {0xB00000000000000BULL,
+                                   "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = $1",
+                                   ""};
+    sim m;
+    char oid[16];
+
+    (void)state;
+    sim_init(&m);
+    sim_start(&m);
+    for (int i = 0; i < 10; i++) {
+        send_by_id(&m, &CATALOG, 1);
+        snprintf(oid, sizeof oid, "%d", 16384 + i);
+        send1(&m, &CATALOG2, oid, NULL);
+    }
+    idle(&m);
+    no_finding(&m);
+    np1_free(m.d);
+}
+
+/* A test runner keeps one transaction around a test class: the tags (or application_name) of
+ * each test still end its unit, so test 1's lookups do not make test 2's a duplicate. */
+static void test_tags_end_a_unit_inside_a_transaction(void **state)
+{
+    sim m;
+
+    (void)state;
+    sim_init(&m);
+    sim_start(&m);
+    m.status = 'T';
+    m.tags = "test=test_one";
+    for (int i = 0; i < 3; i++)
+        send_by_id(&m, &CUSTOMER, 7);
+    m.tags = "test=test_two";
+    for (int i = 0; i < 3; i++)
+        send_by_id(&m, &CUSTOMER, 7);
+    send_orders(&m, 10);
+    send_customers(&m, 10, 0);
+    m.status = 'I';
+    send_by_id(&m, &CUSTOMER, 8);
+    idle(&m);
+    np1_finding *f = only_finding(&m);
+    assert_int_equal(f->kind, NP1_N_PLUS_ONE);
+    assert_true(f->confirmed);
+    np1_free(m.d);
 }
 
 /* Connections whose end the detector never hears of (their events dropped) and idle ones keep
@@ -1133,9 +1343,13 @@ static void test_suggestion_for_orm_texts(void **state)
     contains(f->suggestion, "SELECT \"customers\".* FROM \"customers\" WHERE "
                             "\"customers\".\"id\" = ANY($1)\n");
     contains(f->suggestion, "final LIMIT is left out");
-    contains(f->suggestion, "SELECT p.*, c1.* FROM orders p LEFT JOIN customers c1 ON "
-                            "c1.\"id\" = p.customer_id WHERE p.status = $1 AND p.total > $2 "
-                            "ORDER BY p.created_at DESC");
+    /* the child's LIMIT kept per parent row, its $2 numbered after the parent's two */
+    contains(f->suggestion, "SELECT p.*, c1.* FROM orders p LEFT JOIN LATERAL (SELECT "
+                            "\"customers\".* FROM \"customers\" WHERE \"customers\".\"id\" = "
+                            "p.customer_id LIMIT $3) c1 ON true WHERE p.status = $1 AND p.total > "
+                            "$2 ORDER BY p.created_at DESC");
+    assert_string_equal(f->orm, "activerecord");
+    contains(f->suggestion, "ActiveRecord: load it with the rows: Order.includes(:customer).");
     np1_free(m.d);
 }
 
@@ -1208,6 +1422,14 @@ int main(void)
         cmocka_unit_test(test_max_unit_bounds_a_huge_unit),
         cmocka_unit_test(test_results_kept_bounds_the_proof),
         cmocka_unit_test(test_idle_connections_hold_no_memory),
+        cmocka_unit_test(test_child_shape_ran_once_before_the_parent),
+        cmocka_unit_test(test_app_ids_after_an_overlapping_listing_prove_nothing),
+        cmocka_unit_test(test_repeated_foreign_keys_are_a_loop_not_a_duplicate),
+        cmocka_unit_test(test_values_out_of_row_order_prove_nothing),
+        cmocka_unit_test(test_duplicate_compares_sampled_results),
+        cmocka_unit_test(test_insert_loop),
+        cmocka_unit_test(test_catalog_queries_are_never_findings),
+        cmocka_unit_test(test_tags_end_a_unit_inside_a_transaction),
         cmocka_unit_test(test_many_connections_and_odd_input),
         cmocka_unit_test(test_suggestion_for_orm_texts),
         cmocka_unit_test(test_suggestion_without_parent_table),
