@@ -11,12 +11,14 @@ apt-get install -y -qq --no-install-recommends \
     postgresql-15 postgresql-15-hypopg postgresql-client-15 pgbouncer \
     postgresql-server-dev-15 dpkg-dev \
     python3 python3-psycopg2 python3-psycopg python3-asyncpg sqlite3 openssl procps iproute2 ca-certificates git \
+    python3-django python3-sqlalchemy ruby-activerecord ruby-pg \
     >/dev/null
 # The Debian postgresql package starts a default cluster; pgscope's scripts use
 # their own scratch clusters and never touch it.
 
-# node-postgres, pinned by tests/integration/node/package-lock.json, for the tests that drive
-# real Node.js clients through pgscope. Node.js comes from Debian when the machine has none.
+# node-postgres and Sequelize, pinned by tests/integration/node/package-lock.json, for the tests
+# that drive real Node.js clients and ORMs through pgscope (the ORM matrix: tests/integration/orm).
+# Node.js comes from Debian when the machine has none.
 if ! command -v npm >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi

@@ -106,7 +106,31 @@ static bool q_ch(const qtext *q, uint32_t i, char c)
     return i < q->n && q->t[i].kind == c;
 }
 
-/* The token $k compared with = (col = $k) or in IN ($k); q->n if there is none. */
+/* Whether token i is the byte c, whatever kind the lexer gave it. */
+static bool q_byte(const qtext *q, uint32_t i, char c)
+{
+    return i < q->n && q->t[i].end == q->t[i].start + 1 && q->s[q->t[i].start] == c;
+}
+
+/* The last token of the column name that starts at token i (name, or name.name...), or q->n
+ * when no name starts there. */
+static uint32_t q_name_end(const qtext *q, uint32_t i)
+{
+    if (!q_ch(q, i, 'w') && !q_ch(q, i, 'q'))
+        return q->n;
+    while (q_byte(q, i + 1, '.') && (q_ch(q, i + 2, 'w') || q_ch(q, i + 2, 'q')))
+        i += 2;
+    return i;
+}
+
+/* Whether $k at token i is compared the other way round: $k = col (SQLAlchemy's lazy loads). */
+static bool q_reversed(const qtext *q, uint32_t i)
+{
+    return i > 0 && q_is(q, i + 1, "=") && q_name_end(q, i + 2) < q->n &&
+           (q_is(q, i - 1, "where") || q_is(q, i - 1, "and") || q_byte(q, i - 1, '('));
+}
+
+/* The token $k compared with = (col = $k, $k = col) or in IN ($k); q->n if there is none. */
 static uint32_t q_find_param(const qtext *q, int k)
 {
     char want[16];
@@ -115,7 +139,8 @@ static uint32_t q_find_param(const qtext *q, int k)
     for (uint32_t i = 1; i < q->n; i++) {
         if (!q_is(q, i, want))
             continue;
-        if (q_is(q, i - 1, "=") || (i >= 2 && q_ch(q, i - 1, '(') && q_is(q, i - 2, "in")))
+        if (q_is(q, i - 1, "=") || q_reversed(q, i) ||
+            (i >= 2 && q_ch(q, i - 1, '(') && q_is(q, i - 2, "in")))
             return i;
     }
     return q->n;
@@ -189,6 +214,21 @@ static char *batched_query(const char *text, int k, bool *cut_limit)
         return NULL;
     i = q_find_param(&q, k);
     bool eq = i < q.n && q_is(&q, i - 1, "=");
+    if (i < q.n && q_reversed(&q, i)) { /* $k = col becomes col = ANY($k) */
+        uint32_t end = q_name_end(&q, i + 2);
+        np1_sb_addn(&b, text, q.t[i].start);
+        np1_sb_addn(&b, text + q.t[i + 2].start, q.t[end].end - q.t[i + 2].start);
+        snprintf(any, sizeof any, " = ANY($%d)", k);
+        np1_sb_add(&b, any);
+        uint32_t lim = q_top_word(&q, end + 1, end_of_query);
+        size_t stop = lim < q.n ? q.t[lim].start : strlen(text);
+        *cut_limit = lim < q.n;
+        while (stop > q.t[end].end && text[stop - 1] == ' ')
+            stop--;
+        np1_sb_addn(&b, text + q.t[end].end, stop - q.t[end].end);
+        free(q.t);
+        return np1_sb_take(&b);
+    }
     if (i < q.n && !eq && !q_ch(&q, i + 1, ')'))
         i = q.n; /* IN ($k, ...) or a text cut short: no one comparison to batch */
     if (i < q.n) {
@@ -210,7 +250,8 @@ static char *batched_query(const char *text, int k, bool *cut_limit)
     return i < q.n ? np1_sb_take(&b) : (free(b.s), NULL);
 }
 
-/* The column the child compares with $k: the word before = (or before IN), as written. */
+/* The column the child compares with $k: the word before = (or before IN, or the last word of
+ * the name after = in $k = col), as written. */
 static bool child_column(const char *text, int k, char *out, size_t cap)
 {
     qtext q;
@@ -219,7 +260,10 @@ static bool child_column(const char *text, int k, char *out, size_t cap)
     if (!q_lex(text, &q))
         return false;
     uint32_t i = q_find_param(&q, k);
-    uint32_t c = i < q.n ? (q_is(&q, i - 1, "=") ? i - 2 : i - 3) : q.n;
+    uint32_t c = i >= q.n             ? q.n
+                 : q_is(&q, i - 1, "=") ? i - 2
+                 : q_reversed(&q, i)    ? q_name_end(&q, i + 2)
+                                        : i - 3;
     /* whole or not at all: a cut "quoted name would end the SQL inside its quotes */
     if (i < q.n && i >= 2 && c < q.n && (q.t[c].kind == 'w' || q.t[c].kind == 'q') &&
         q.t[c].end - q.t[c].start < cap) {
@@ -641,14 +685,55 @@ static const char generic_insert[] =
     "session.execute(insert(Model), rows) or executemany, Sequelize bulkCreate(), psycopg "
     "executemany() or copy().\n";
 
-/* Whether token i is the byte c, whatever kind the lexer gave it. */
-static bool q_byte(const qtext *q, uint32_t i, char c)
+/* Whether every item of the SELECT list is table.column (AS label), unquoted, with the one
+ * table of the FROM: SQLAlchemy's style, labelled or not. */
+static bool all_qualified(const qtext *q)
 {
-    return i < q->n && q->t[i].end == q->t[i].start + 1 && q->s[q->t[i].start] == c;
+    static const char *const from_w[] = {"from", NULL};
+    uint32_t from = q_top_word(q, 0, from_w), i = 1, items = 0;
+
+    if (!q_is(q, 0, "select") || from + 1 >= q->n || !q_ch(q, from + 1, 'w'))
+        return false;
+    const qtok *table = &q->t[from + 1];
+    for (; i < from; items++) {
+        if (!q_ch(q, i, 'w') || !q_byte(q, i + 1, '.') || !q_ch(q, i + 2, 'w') ||
+            q->t[i].end - q->t[i].start != table->end - table->start ||
+            strncmp(q->s + q->t[i].start, q->s + table->start, table->end - table->start) != 0)
+            return false;
+        i += 3;
+        if (q_is(q, i, "as"))
+            i += 2;
+        if (i < from && !q_byte(q, i, ','))
+            return false;
+        i += i < from;
+    }
+    return items > 0;
+}
+
+/* The ORM of an INSERT: Sequelize's VALUES (DEFAULT,$1), Django's RETURNING "t"."id",
+ * SQLAlchemy's RETURNING t.id, ActiveRecord's RETURNING "id"; NULL. */
+static const char *insert_orm(const qtext *q)
+{
+    for (uint32_t i = 0; i + 2 < q->n; i++) {
+        if (q_is(q, i, "values") && q_byte(q, i + 1, '(') && q_is(q, i + 2, "default"))
+            return "sequelize";
+        if (!q_is(q, i, "returning"))
+            continue;
+        if (q_ch(q, i + 1, 'q') && q_byte(q, i + 2, '.'))
+            return "django";
+        if (q_ch(q, i + 1, 'w') && q_byte(q, i + 2, '.'))
+            return "sqlalchemy";
+        if (q_ch(q, i + 1, 'q') && i + 2 == q->n)
+            return "activerecord";
+    }
+    if (q->n > 0 && q_ch(q, q->n - 1, 'q') && q_is(q, q->n - 2, "returning"))
+        return "activerecord";
+    return NULL;
 }
 
 /* The ORM whose style a text has: Sequelize's "Books" AS "Book", ActiveRecord's "books".*,
- * SQLAlchemy's books.id AS books_id labels, Django's "app_book"."id" with no label; NULL. */
+ * SQLAlchemy's books.id AS books_id labels (or every column table.column, unquoted), Django's
+ * "app_book"."id" with no label; for an INSERT, see insert_orm. NULL when none. */
 static const char *orm_of(const char *text)
 {
     qtext q;
@@ -657,6 +742,11 @@ static const char *orm_of(const char *text)
 
     if (text == NULL || !q_lex(text, &q))
         return NULL;
+    if (q_is(&q, 0, "insert")) {
+        orm = insert_orm(&q);
+        free(q.t);
+        return orm;
+    }
     for (uint32_t i = 0; i + 2 < q.n && orm == NULL; i++) {
         if (q_is(&q, i, "from") && q_ch(&q, i + 1, 'q') && q_is(&q, i + 2, "as") &&
             q_ch(&q, i + 3, 'q'))
@@ -672,7 +762,7 @@ static const char *orm_of(const char *text)
                       q.s[q.t[i + 4].start + tl] == '_';
         }
     }
-    if (orm == NULL && labels)
+    if (orm == NULL && (labels || all_qualified(&q)))
         orm = "sqlalchemy";
     if (orm == NULL && quoted_cols && !has_alias(text))
         orm = "django";

@@ -86,10 +86,19 @@ typedef struct unit {
     size_t text_bytes;
 } unit;
 
+/* One-row INSERTs of one shape, each in a unit of its own (ActiveRecord's create! wraps each in
+ * a transaction), one right after the other: an insert loop across units. */
+typedef struct streak {
+    shape s;  /* the INSERT's shape (its own copies); s.count is the length of the streak */
+    double ms;
+    int64_t first_us, last_us;
+} streak;
+
 typedef struct conn {
     uint64_t id;
     struct conn *next; /* in its hash bucket */
     unit u;
+    streak streak;
     rslot **results; /* settings.results_kept slots, each allocated when first needed */
     uint64_t counter;
     uint64_t units;
@@ -198,12 +207,13 @@ static void unit_reset(unit *u);
 static void conn_free(np1_detector *d, conn *c)
 {
     unit_reset(&c->u);
-    for (int i = 0; c->results != NULL && i < d->s.results_kept; i++) {
-        if (c->results[i] != NULL) {
-        }
+    for (int i = 0; c->results != NULL && i < d->s.results_kept; i++)
         np1_slot_free(c->results[i]);
-    }
     free(c->results);
+    free(c->streak.s.query);
+    free(c->streak.s.table);
+    for (int k = 0; k < c->streak.s.n_ex; k++)
+        free(c->streak.s.ex_json[k]);
     free(c);
 }
 
@@ -1362,9 +1372,81 @@ static void examine(np1_detector *d, conn *c)
     exam_free(&e);
 }
 
+/* Records the streak when it is long enough, and empties it. */
+static void streak_end(np1_detector *d, conn *c)
+{
+    streak *k = &c->streak;
+
+    if (k->s.count >= (uint32_t)d->s.min_repeats) {
+        pattern pt = {.kind = NP1_BATCH_INSERT, .n_children = 1};
+        occurrence o = {.n = k->s.count, .child_ms = k->ms, .examples_from = &k->s,
+                        .first_us = k->first_us, .last_us = k->last_us, .same_results = -1};
+        pt.child[0] = &k->s;
+        pt.proof[0].column = -1;
+        pt.proof[0].chance = 1;
+        o.saving_ms = k->ms - k->ms / (double)k->s.count;
+        record(d, &pt, &o);
+    }
+    free(k->s.query);
+    free(k->s.table);
+    for (int i = 0; i < k->s.n_ex; i++)
+        free(k->s.ex_json[i]);
+    memset(k, 0, sizeof *k);
+}
+
+/* The one-row INSERT of a unit that holds nothing else but transaction control, or NULL. */
+static const urec *lone_insert(const unit *u)
+{
+    const urec *found = NULL;
+
+    for (uint32_t i = 0; i < u->n; i++) {
+        const urec *r = &u->recs[i];
+        const shape *s = &u->shapes[r->shape];
+        if (!counted(r))
+            continue;
+        if (s->select || (s->insert && (found != NULL || !(r->flags & REC_ONE_INSERT))))
+            return NULL;
+        if (s->insert)
+            found = r;
+    }
+    return found;
+}
+
+/* Follows one-row INSERT units of one shape that come one right after the other. */
+static void streak_follow(np1_detector *d, conn *c)
+{
+    streak *k = &c->streak;
+    const urec *r = lone_insert(&c->u);
+    const shape *s = r != NULL ? &c->u.shapes[r->shape] : NULL;
+
+    if (k->s.count > 0 &&
+        (s == NULL || s->fp != k->s.fp ||
+         elapsed(k->last_us, r->start_us) > (uint64_t)d->s.idle_gap_ms * 1000))
+        streak_end(d, c);
+    if (s == NULL)
+        return;
+    if (k->s.count == 0) {
+        k->s.fp = s->fp;
+        k->s.insert = true;
+        k->s.query = np1_copy_text(s->query, SIZE_MAX);
+        k->s.table = s->table != NULL ? np1_copy_text(s->table, SIZE_MAX) : NULL;
+        k->first_us = r->start_us;
+    }
+    for (int i = 0; i < s->n_ex && k->s.n_ex < NP1_MAX_EXAMPLES; i++) {
+        k->s.ex_tuple[k->s.n_ex] = s->ex_tuple[i];
+        k->s.ex_json[k->s.n_ex] = s->ex_json[i] != NULL ? np1_copy_text(s->ex_json[i], SIZE_MAX)
+                                                        : NULL;
+        k->s.n_ex += s->ex_json[i] == NULL || k->s.ex_json[k->s.n_ex] != NULL;
+    }
+    k->s.count++;
+    k->ms += ms_between(r->start_us, r->end_us);
+    k->last_us = r->end_us;
+}
+
 static void close_unit(np1_detector *d, conn *c)
 {
     examine(d, c);
+    streak_follow(d, c);
     unit_reset(&c->u);
 }
 
@@ -1427,6 +1509,7 @@ void np1_disconnect(np1_detector *d, uint64_t conn_id)
         return;
     if (c->u.open)
         close_unit(d, c);
+    streak_end(d, c);
     conn_remove(d, c);
 }
 
@@ -1448,6 +1531,8 @@ void np1_tick(np1_detector *d, int64_t now_us)
             uint64_t limit = c->u.in_txn ? NP1_TXN_IDLE_US : (uint64_t)d->s.idle_gap_ms * 1000;
             if (c->u.open && idle > limit)
                 close_unit(d, c);
+            if (!c->u.open && c->streak.s.count > 0 && idle > (uint64_t)d->s.idle_gap_ms * 1000)
+                streak_end(d, c);
             if (!c->u.open && idle > NP1_CONN_IDLE_US)
                 conn_remove(d, c);
         }
