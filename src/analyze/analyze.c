@@ -64,10 +64,12 @@ struct analyzer {
     np1_detector *np1;
     explainer *ex; /* NULL when EXPLAIN sampling is off or could not start */
     int64_t last_tick_us;
-    /* The one table a shape reads, found once per fingerprint (a property of the shape). */
+    /* The one table a shape reads, and whether its text holds constants: found once per
+     * fingerprint (properties of the shape). */
     struct {
         uint64_t fp;
         char table[64];
+        bool literals;
     } tables[TABLE_SLOTS];
     conn_rec *conns[MAP_BUCKETS];
     tag_rec *tags[MAP_BUCKETS];
@@ -382,7 +384,8 @@ static void add_literal(const char *value, size_t len, void *arg)
 /* The statement's values: its bind parameters, then the literals inlined in its text, in the
  * order the normalized text numbers them ($1.. for the parameters, the literals after), so that
  * WHERE id = 17 LIMIT $1 compares like a fully bound or a fully inlined statement. */
-static void collect_params(const track_event *ev, const char *text, size_t len, param_list *p)
+static void collect_params(const track_event *ev, const char *text, size_t len, bool literals,
+                           param_list *p)
 {
     uint32_t pos = 0;
     const uint8_t *v;
@@ -390,29 +393,43 @@ static void collect_params(const track_event *ev, const char *text, size_t len, 
     bool binary;
 
     p->n = 0;
-    for (uint16_t i = 0;
-         ev->via != TRACK_VIA_SIMPLE &&
-         track_param_next(ev->params, ev->params_len, &pos, &v, &vlen, &binary);
+    for (uint16_t i = 0; ev->via != TRACK_VIA_SIMPLE &&
+                         track_param_next(ev->params, ev->params_len, &pos, &v, &vlen, &binary);
          i++)
         add_param(p, v, vlen, binary,
                   ev->param_types && i < ev->n_param_types ? ev->param_types[i] : 0);
-    fp_literals(text, len, add_literal, p);
+    if (literals || ev->via == TRACK_VIA_SIMPLE)
+        fp_literals(text, len, add_literal, p);
 }
 
-static void single_table(analyzer *a, const fp_result *fp, const char *text, size_t len, char *out,
-                         size_t cap)
+static void count_literal(const char *value, size_t len, void *arg)
+{
+    (void)value;
+    (void)len;
+    (*(int *)arg)++;
+}
+
+/* What a shape's text tells, the same for every statement of the shape: the one table it reads
+ * (into out), and whether constants are written in it (else an extended-protocol statement's
+ * values are its parameters alone, and its text need not be read for literals). */
+static bool shape_facts(analyzer *a, const fp_result *fp, const char *text, size_t len, char *out,
+                        size_t cap)
 {
     size_t slot = hash_mix64(fp->id) % TABLE_SLOTS;
 
     if (a->tables[slot].fp != fp->id || fp->id == 0) {
+        int literals = 0;
         a->tables[slot].fp = fp->id;
         fp_single_table(text, len, a->tables[slot].table, sizeof(a->tables[slot].table));
+        fp_literals(text, len, count_literal, &literals);
+        a->tables[slot].literals = literals > 0;
     }
     snprintf(out, cap, "%s", a->tables[slot].table);
+    return a->tables[slot].literals;
 }
 
 static void detect(analyzer *a, const track_event *ev, const char *text, size_t len,
-                   const fp_result *fp, const char *tags, const char *table)
+                   const fp_result *fp, const char *tags, const char *table, bool literals)
 {
     np1_column cols[TRACK_SAMPLE_COLS];
     uint16_t ncols = ev->n_columns < TRACK_SAMPLE_COLS ? ev->n_columns : TRACK_SAMPLE_COLS;
@@ -424,7 +441,7 @@ static void detect(analyzer *a, const track_event *ev, const char *text, size_t 
         memcpy(cols[i].name, ev->columns[i].name, sizeof(cols[i].name));
         cols[i].name[sizeof(cols[i].name) - 1] = '\0';
     }
-    collect_params(ev, text, len, &params);
+    collect_params(ev, text, len, literals, &params);
     np1_stmt st = {
         .conn_id = ev->conn_id,
         .start_us = ev->start_us,
@@ -637,10 +654,10 @@ static void on_statement(analyzer *a, const track_event *ev)
     if (fp_tags(text, len, tags, sizeof(tags)) > 0)
         count_tags(a, fp.id, tags, us);
     char table[128];
-    single_table(a, &fp, text, len, table, sizeof(table));
+    bool literals = shape_facts(a, &fp, text, len, table, sizeof(table));
     if (a->ex)
         sample(a, ev, text, len, &fp, e, c, us, table);
-    detect(a, ev, text, len, &fp, tags, table); /* fp.normalized holds until the next cache call */
+    detect(a, ev, text, len, &fp, tags, table, literals); /* fp.normalized: until the next call */
     follow_search_path(c, ev, text, len);
     follow_temps(c, ev, text, len);
 }
@@ -842,7 +859,9 @@ static void copy_finding(np1_finding *f, void *arg)
     memset(r, 0, sizeof(*r));
     bool loop = f->kind == NP1_N_PLUS_ONE;
     snprintf(r->kind, sizeof(r->kind), "%s",
-             loop ? "n_plus_one" : f->kind == NP1_DUPLICATE ? "duplicate" : "batch_insert");
+             loop                       ? "n_plus_one"
+             : f->kind == NP1_DUPLICATE ? "duplicate"
+                                        : "batch_insert");
     if (loop)
         fp_hex(f->parent_fp, r->parent_fingerprint);
     r->parent_query = loop ? dup_or_empty(f->parent_query) : NULL;

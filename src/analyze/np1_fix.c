@@ -260,7 +260,7 @@ static bool child_column(const char *text, int k, char *out, size_t cap)
     if (!q_lex(text, &q))
         return false;
     uint32_t i = q_find_param(&q, k);
-    uint32_t c = i >= q.n             ? q.n
+    uint32_t c = i >= q.n               ? q.n
                  : q_is(&q, i - 1, "=") ? i - 2
                  : q_reversed(&q, i)    ? q_name_end(&q, i + 2)
                                         : i - 3;
@@ -367,7 +367,8 @@ static bool is_qualifier(const qtext *q, uint32_t i, const char *table, const ch
 
     if (!q_ch(q, i + 1, '.') || !token_name(q, i, name, sizeof name))
         return false;
-    return np1_equal_nocase(name, last ? last + 1 : table) || (alias && np1_equal_nocase(name, alias));
+    return np1_equal_nocase(name, last ? last + 1 : table) ||
+           (alias && np1_equal_nocase(name, alias));
 }
 
 /* Copies the condition tokens [from, to) with the parent's columns as p.column. */
@@ -528,29 +529,29 @@ static void explain_loop(sbuf *b, const np1_settings *s, const finding *f)
 
     if (p->confirmed) {
         np1_sb_printf(b,
-                  "N+1: the parent query returns rows, then the %s once per row with a value "
-                  "taken from ",
-                  kids);
+                      "N+1: the parent query returns rows, then the %s once per row with a value "
+                      "taken from ",
+                      kids);
         put_links(b, f);
         np1_sb_add(b, ". Each execution costs a round trip; one query can do the work of all of "
-                  "them.\n");
+                      "them.\n");
         return;
     }
     np1_sb_printf(b,
-              "Suspected N+1 (not proven): the %s at least %d times with different parameters "
-              "right after the parent query, but ",
-              kids, s->min_repeats);
+                  "Suspected N+1 (not proven): the %s at least %d times with different parameters "
+                  "right after the parent query, but ",
+                  kids, s->min_repeats);
     if (!f->proof[0].sampled)
         np1_sb_printf(b,
-                  "the parent's result was no longer sampled (results of the last %d "
-                  "statements with a result are kept per connection).\n",
-                  s->results_kept);
+                      "the parent's result was no longer sampled (results of the last %d "
+                      "statements with a result are kept per connection).\n",
+                      s->results_kept);
     else
         np1_sb_printf(b,
-                  "no column of the parent's sampled result holds the values of its "
-                  "parameters (best match %.0f%% of the executions, %.0f%% needed). Check "
-                  "that the loop walks the parent's rows.\n",
-                  100 * f->best_share, 100 * s->link_share);
+                      "no column of the parent's sampled result holds the values of its "
+                      "parameters (best match %.0f%% of the executions, %.0f%% needed). Check "
+                      "that the loop walks the parent's rows.\n",
+                      100 * f->best_share, 100 * s->link_share);
 }
 
 static void batch_one(sbuf *b, const finding *f, int i)
@@ -562,22 +563,24 @@ static void batch_one(sbuf *b, const finding *f, int i)
     char *batched = batched_query(q, k, &cut);
 
     if (batched == NULL) {
-        np1_sb_printf(b,
-                  "     %s\n   Compare its parameter $%d with = ANY($%d) instead, and pass all the "
-                  "values at once as one array.\n",
-                  q, k, k);
+        np1_sb_printf(
+            b,
+            "     %s\n   Compare its parameter $%d with = ANY($%d) instead, and pass all the "
+            "values at once as one array.\n",
+            q, k, k);
         return;
     }
     np1_sb_printf(b, "     %s\n", batched);
     if (pr->column >= 0 && pr->confirmed)
         np1_sb_printf(b, "   Pass the values of %s from the parent's rows as one array in $%d",
-                  pr->linked, k);
+                      pr->linked, k);
     else
         np1_sb_printf(b, "   Pass the values the loop used for $%d as one array", k);
-    np1_sb_printf(b, "%s, then match the rows returned to the parent's rows in the application.\n",
-              cut ? " (its final LIMIT is left out: the batched query returns the rows of every "
-                    "parent row)"
-                  : "");
+    np1_sb_printf(
+        b, "%s, then match the rows returned to the parent's rows in the application.\n",
+        cut ? " (its final LIMIT is left out: the batched query returns the rows of every "
+              "parent row)"
+            : "");
     free(batched);
 }
 
@@ -592,8 +595,8 @@ static bool child_inline(const finding *f, int i, char *out, size_t cap)
     const char *q = f->pub.child_query[i];
     int k = f->proof[i].param + 1;
 
-    return f->child_table[i][0] != '\0' && child_column(q, k, out, cap) &&
-           !child_has_more(q, k) && !has_alias(q) && max_param(q) == k;
+    return f->child_table[i][0] != '\0' && child_column(q, k, out, cap) && !child_has_more(q, k) &&
+           !has_alias(q) && max_param(q) == k;
 }
 
 /* ON c1.id = p.customer_id, or a LATERAL subquery when the child's table or column is unknown. */
@@ -616,8 +619,8 @@ static void join_one(sbuf *b, const finding *f, int i)
         put_table(b, f->child_table[i]);
         np1_sb_printf(b, " %s ON %s.%s = %s", alias, alias, col, pcol);
     } else {
-        char *lateral = replace_param(f->pub.child_query[i], k, pcol,
-                                      max_param(f->pub.parent_query));
+        char *lateral =
+            replace_param(f->pub.child_query[i], k, pcol, max_param(f->pub.parent_query));
         np1_sb_printf(b, " LEFT JOIN LATERAL (%s) %s ON true", lateral ? lateral : "...", alias);
         free(lateral);
     }
@@ -665,7 +668,7 @@ static void join_part(sbuf *b, const finding *f)
         np1_sb_printf(b, " FROM (%s) p%s\n", p->parent_query, joins.s ? joins.s : "");
     } else {
         np1_sb_printf(b, " FROM %s p%s -- keep the parent query's conditions\n",
-                  f->parent_table ? f->parent_table : "parent", joins.s ? joins.s : "");
+                      f->parent_table ? f->parent_table : "parent", joins.s ? joins.s : "");
     }
     b->failed |= joins.failed || cond.failed;
     free(joins.s);
@@ -791,8 +794,7 @@ static void unquote(const char *name, char *out, size_t cap)
 
 /* The model class of a table: Django's app_book is Book, books is Book, categories Category;
  * Sequelize's alias when the text has one. */
-static void model_of(const char *orm, const char *table, const char *text, char *out,
-                     size_t cap)
+static void model_of(const char *orm, const char *table, const char *text, char *out, size_t cap)
 {
     qtext q;
     const char *base = strrchr(table, '.') ? strrchr(table, '.') + 1 : table;
@@ -823,9 +825,9 @@ static void model_of(const char *orm, const char *table, const char *text, char 
  * parent's author_id (authorId), has-many when the child looks up its rows by the parent's id. */
 typedef struct assoc {
     bool belongs, many;
-    char name[64];   /* author (belongs-to) */
-    char parent[64]; /* the parent's model */
-    char child[64];  /* the child's model */
+    char name[64];      /* author (belongs-to) */
+    char parent[64];    /* the parent's model */
+    char child[64];     /* the child's model */
     char many_name[64]; /* books (has-many: the child's table) */
 } assoc;
 
@@ -900,21 +902,38 @@ static void orm_loop_fix(sbuf *b, const finding *f)
                       a.parent, a.child);
 }
 
+/* The table an INSERT writes: the name after INTO, its last part, unquoted; false if none. */
+static bool insert_table(const char *text, char *out, size_t cap)
+{
+    qtext q;
+    bool ok = false;
+
+    if (!q_lex(text, &q))
+        return false;
+    for (uint32_t i = 0; i + 1 < q.n && !ok; i++)
+        if (q_is(&q, i, "into") && q_name_end(&q, i + 1) < q.n)
+            ok = token_name(&q, q_name_end(&q, i + 1), out, cap);
+    free(q.t);
+    return ok;
+}
+
 static void orm_insert_fix(sbuf *b, const finding *f)
 {
     const char *orm = f->pub.orm;
-    char model[64];
+    char model[64], table[128];
 
-    if (orm[0] == '\0' || f->child_table[0][0] == '\0') {
+    if (orm[0] == '\0' || !insert_table(f->pub.child_query[0], table, sizeof table)) {
         np1_sb_add(b, generic_insert);
         return;
     }
-    model_of(orm, f->child_table[0], f->pub.child_query[0], model, sizeof model);
+    model_of(orm, table, NULL, model, sizeof model);
     if (strcmp(orm, "django") == 0)
         np1_sb_printf(b, "Django: %s.objects.bulk_create([...]).\n", model);
     else if (strcmp(orm, "sqlalchemy") == 0)
-        np1_sb_printf(b, "SQLAlchemy: session.add_all([...]) with insertmanyvalues, or "
-                         "session.execute(insert(%s), [{...}, ...]).\n", model);
+        np1_sb_printf(b,
+                      "SQLAlchemy: session.add_all([...]) with insertmanyvalues, or "
+                      "session.execute(insert(%s), [{...}, ...]).\n",
+                      model);
     else if (strcmp(orm, "activerecord") == 0)
         np1_sb_printf(b, "ActiveRecord: %s.insert_all([{...}, ...]).\n", model);
     else
@@ -998,4 +1017,3 @@ char *np1_suggestion(const np1_settings *s, const finding *f)
         return loop_suggestion(s, f);
     }
 }
-

@@ -11,13 +11,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NP1_SLOT_COLS 32       /* columns of a sampled result kept */
-#define NP1_SLOT_VALUES 8192   /* distinct (column, value) pairs kept per result slot */
-#define NP1_SLOT_ROWS 16384    /* values kept in row order per result slot */
-#define NP1_VALUE_MAX 64       /* bytes kept of one example value */
-#define NP1_EXAMPLE_MAX 512    /* bytes of one example tuple, as JSON */
-#define NP1_MIN_COVERAGE 0.5   /* of the parent's rows a proven loop walks */
-#define NP1_MAX_CHANCE 0.001   /* the largest chance of coincidence a proof may have */
+#define NP1_SLOT_COLS 32     /* columns of a sampled result kept */
+#define NP1_SLOT_VALUES 8192 /* distinct (column, value) pairs kept per result slot */
+#define NP1_SLOT_ROWS 16384  /* values kept in row order per result slot */
+#define NP1_VALUE_MAX 64     /* bytes kept of one example value */
+#define NP1_EXAMPLE_MAX 512  /* bytes of one example tuple, as JSON */
+#define NP1_MIN_COVERAGE 0.5 /* of the parent's rows a proven loop walks */
+#define NP1_MAX_CHANCE 0.001 /* the largest chance of coincidence a proof may have */
 
 /* ---- strings (np1_text.c) ---- */
 
@@ -39,6 +39,8 @@ char *np1_example_json(const np1_stmt *st);
 /* Whether a normalized text reads the system catalogs (pg_catalog, information_schema, pg_*
  * relations): an ORM's or a test runner's introspection, never a finding. */
 bool np1_is_catalog(const char *query);
+/* Whether the first word of a text is one of words (lowercase, separated by spaces). */
+bool np1_first_word_is(const char *query, const char *words);
 
 /* ---- sampled results, in row order (np1_proof.c) ---- */
 

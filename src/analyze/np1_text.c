@@ -178,7 +178,6 @@ char *np1_example_json(const np1_stmt *st)
     return np1_sb_take(&b);
 }
 
-
 static bool word_char(int c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -201,7 +200,8 @@ bool np1_is_catalog(const char *query)
     const char *prev = NULL; /* the word before, as "from" or "join" */
 
     for (size_t p = 0; query != NULL && query[p] != '\0'; p++) {
-        if (!word_char((unsigned char)query[p]) || (p > 0 && word_char((unsigned char)query[p - 1])))
+        if (!word_char((unsigned char)query[p]) ||
+            (p > 0 && word_char((unsigned char)query[p - 1])))
             continue;
         if (word_at(query, p, "pg_catalog") || word_at(query, p, "information_schema"))
             return true;
@@ -209,6 +209,29 @@ bool np1_is_catalog(const char *query)
             np1_lower((unsigned char)query[p + 1]) == 'g' && query[p + 2] == '_')
             return true;
         prev = word_at(query, p, "from") || word_at(query, p, "join") ? query + p : NULL;
+    }
+    return false;
+}
+
+bool np1_first_word_is(const char *query, const char *words)
+{
+    size_t p = 0, n = 0;
+
+    while (query != NULL && (query[p] == ' ' || query[p] == '\n' || query[p] == '\t' ||
+                             query[p] == '\r' || query[p] == '('))
+        p++;
+    while (query != NULL && word_char((unsigned char)query[p + n]))
+        n++;
+    for (const char *w = words; n > 0 && *w != '\0';) {
+        size_t len = strcspn(w, " ");
+        if (len == n) {
+            size_t i = 0;
+            while (i < n && np1_lower((unsigned char)query[p + i]) == w[i])
+                i++;
+            if (i == n)
+                return true;
+        }
+        w += len + (w[len] == ' ');
     }
     return false;
 }

@@ -69,6 +69,8 @@ typedef struct shape {
     int n_ex;
     bool select, insert;
     bool catalog; /* reads the system catalogs */
+    bool control; /* BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE */
+    bool ddl;     /* CREATE, ALTER, DROP, TRUNCATE: a unit with one is a schema's setup */
 } shape;
 
 typedef struct unit {
@@ -89,7 +91,7 @@ typedef struct unit {
 /* One-row INSERTs of one shape, each in a unit of its own (ActiveRecord's create! wraps each in
  * a transaction), one right after the other: an insert loop across units. */
 typedef struct streak {
-    shape s;  /* the INSERT's shape (its own copies); s.count is the length of the streak */
+    shape s; /* the INSERT's shape (its own copies); s.count is the length of the streak */
     double ms;
     int64_t first_us, last_us;
 } streak;
@@ -445,6 +447,8 @@ static uint32_t shape_get(unit *u, const np1_stmt *st)
     if (st->table != NULL && st->table[0] != '\0')
         s->table = np1_copy_text(st->table, 255);
     s->catalog = np1_is_catalog(st->query);
+    s->control = np1_first_word_is(st->query, "begin start commit end rollback savepoint release");
+    s->ddl = np1_first_word_is(st->query, "create alter drop truncate");
     u->by_fp[shape_place(u, st->fingerprint)] = ++u->n_shapes;
     return u->n_shapes - 1;
 }
@@ -623,9 +627,9 @@ typedef struct cand {
     uint32_t distinct; /* distinct parameter tuples */
     uint32_t top;      /* executions of its most repeated tuple */
     uint64_t top_tuple;
-    bool loop;    /* proven to walk a parent's rows, or N distinct tuples after a parent */
-    bool paged;   /* keyset pagination */
-    bool inserts; /* an INSERT shape whose every execution inserted one row */
+    bool loop;      /* proven to walk a parent's rows, or N distinct tuples after a parent */
+    bool paged;     /* keyset pagination */
+    bool inserts;   /* an INSERT shape whose every execution inserted one row */
     bool grouped;   /* reported as a child of a loop */
     int64_t parent; /* record index of its parent, -1 if none */
     child_proof proof;
@@ -1060,7 +1064,8 @@ static bool finding_init(finding *f, const pattern *pt, uint64_t key)
     p->kind = pt->kind;
     p->parent_fp = pt->parent != NULL ? pt->parent->fp : 0;
     p->chance = 1;
-    p->parent_query = np1_copy_text(pt->parent && pt->parent->query ? pt->parent->query : "", SIZE_MAX);
+    p->parent_query =
+        np1_copy_text(pt->parent && pt->parent->query ? pt->parent->query : "", SIZE_MAX);
     p->linked_column = np1_copy_text("", 0);
     p->n_children = pt->n_children;
     if (pt->parent != NULL && pt->parent->table != NULL)
@@ -1348,6 +1353,9 @@ static void examine(np1_detector *d, conn *c)
     exam e = {.d = d, .c = c, .u = &c->u};
 
     if (c->u.n > 0 && exam_index(&e)) {
+        bool setup = false; /* a schema created, then rows inserted: a test runner's setup */
+        for (uint32_t s = 0; s < c->u.n_shapes; s++)
+            setup |= c->u.shapes[s].ddl;
         exam_candidates(&e);
         for (uint32_t i = 0; i < e.n_cands; i++) {
             cand *k = &e.cands[i];
@@ -1356,13 +1364,13 @@ static void examine(np1_detector *d, conn *c)
             find_parent(&e, k);
             /* A proven loop may ask for few distinct values (books of three authors); an
              * unproven one needs N distinct tuples and a parent before it. */
-            k->loop = k->parent >= 0 &&
-                      (k->proof.confirmed || k->distinct >= (uint32_t)d->s.min_repeats);
+            k->loop =
+                k->parent >= 0 && (k->proof.confirmed || k->distinct >= (uint32_t)d->s.min_repeats);
         }
         exam_groups(&e);
         for (uint32_t i = 0; i < e.n_cands; i++) {
             const cand *k = &e.cands[i];
-            if (k->inserts)
+            if (k->inserts && !setup)
                 record_inserts(&e, k);
             else if (!k->grouped && !k->paged && u_select(&e, k) &&
                      k->top >= (uint32_t)d->s.min_repeats)
@@ -1379,8 +1387,12 @@ static void streak_end(np1_detector *d, conn *c)
 
     if (k->s.count >= (uint32_t)d->s.min_repeats) {
         pattern pt = {.kind = NP1_BATCH_INSERT, .n_children = 1};
-        occurrence o = {.n = k->s.count, .child_ms = k->ms, .examples_from = &k->s,
-                        .first_us = k->first_us, .last_us = k->last_us, .same_results = -1};
+        occurrence o = {.n = k->s.count,
+                        .child_ms = k->ms,
+                        .examples_from = &k->s,
+                        .first_us = k->first_us,
+                        .last_us = k->last_us,
+                        .same_results = -1};
         pt.child[0] = &k->s;
         pt.proof[0].column = -1;
         pt.proof[0].chance = 1;
@@ -1394,7 +1406,8 @@ static void streak_end(np1_detector *d, conn *c)
     memset(k, 0, sizeof *k);
 }
 
-/* The one-row INSERT of a unit that holds nothing else but transaction control, or NULL. */
+/* The one-row INSERT of a unit that holds nothing else but transaction control, or NULL (a
+ * migration's DDL and its bookkeeping INSERT are no part of an insert loop). */
 static const urec *lone_insert(const unit *u)
 {
     const urec *found = NULL;
@@ -1404,7 +1417,8 @@ static const urec *lone_insert(const unit *u)
         const shape *s = &u->shapes[r->shape];
         if (!counted(r))
             continue;
-        if (s->select || (s->insert && (found != NULL || !(r->flags & REC_ONE_INSERT))))
+        bool lone = s->insert && found == NULL && (r->flags & REC_ONE_INSERT);
+        if (!lone && !s->control)
             return NULL;
         if (s->insert)
             found = r;
@@ -1419,9 +1433,8 @@ static void streak_follow(np1_detector *d, conn *c)
     const urec *r = lone_insert(&c->u);
     const shape *s = r != NULL ? &c->u.shapes[r->shape] : NULL;
 
-    if (k->s.count > 0 &&
-        (s == NULL || s->fp != k->s.fp ||
-         elapsed(k->last_us, r->start_us) > (uint64_t)d->s.idle_gap_ms * 1000))
+    if (k->s.count > 0 && (s == NULL || s->fp != k->s.fp ||
+                           elapsed(k->last_us, r->start_us) > (uint64_t)d->s.idle_gap_ms * 1000))
         streak_end(d, c);
     if (s == NULL)
         return;
@@ -1434,8 +1447,8 @@ static void streak_follow(np1_detector *d, conn *c)
     }
     for (int i = 0; i < s->n_ex && k->s.n_ex < NP1_MAX_EXAMPLES; i++) {
         k->s.ex_tuple[k->s.n_ex] = s->ex_tuple[i];
-        k->s.ex_json[k->s.n_ex] = s->ex_json[i] != NULL ? np1_copy_text(s->ex_json[i], SIZE_MAX)
-                                                        : NULL;
+        k->s.ex_json[k->s.n_ex] =
+            s->ex_json[i] != NULL ? np1_copy_text(s->ex_json[i], SIZE_MAX) : NULL;
         k->s.n_ex += s->ex_json[i] == NULL || k->s.ex_json[k->s.n_ex] != NULL;
     }
     k->s.count++;

@@ -103,11 +103,11 @@ static const char sql_tags[] =
  * findings are few (one per loop pattern of the application), so they are merged and sorted in
  * memory. */
 #define FINDING_COLUMNS                                                                            \
-    "SELECT kind, parent_fingerprint, parent_query, child_fingerprints, child_queries, "         \
-    "confirmed, linked_column, occurrences, max_n, total_n, total_ms, saving_ms, examples, "     \
+    "SELECT kind, parent_fingerprint, parent_query, child_fingerprints, child_queries, "           \
+    "confirmed, linked_column, occurrences, max_n, total_n, total_ms, saving_ms, examples, "       \
     "severity, suggestion, first_seen, last_seen, "
 #define FINDING_FILTER                                                                             \
-    " FROM n_plus_one WHERE ?1 IS NULL OR run_id = ?1 "                                          \
+    " FROM n_plus_one WHERE ?1 IS NULL OR run_id = ?1 "                                            \
     "ORDER BY kind, parent_fingerprint, child_fingerprints, run_id DESC"
 static const char sql_findings[] = FINDING_COLUMNS "chance, orm" FINDING_FILTER;
 /* Before schema 7: no chance of coincidence, no ORM. */
@@ -786,9 +786,8 @@ static bool read_finding(sqlite3_stmt *st, report_nplusone *f)
 
     f->duplicate = kind && strcmp(kind, "duplicate") == 0;
     f->insert_loop = kind && strcmp(kind, "batch_insert") == 0;
-    f->chance = sqlite3_column_type(st, F_CHANCE) == SQLITE_NULL
-                    ? -1
-                    : sqlite3_column_double(st, F_CHANCE);
+    f->chance =
+        sqlite3_column_type(st, F_CHANCE) == SQLITE_NULL ? -1 : sqlite3_column_double(st, F_CHANCE);
     copy_fixed(f->orm, sizeof(f->orm), st, F_ORM);
     copy_fixed(f->parent_fingerprint, sizeof(f->parent_fingerprint), st, F_PARENT_FP);
     f->parent_query = col_text(st, F_PARENT_QUERY);

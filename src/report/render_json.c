@@ -287,9 +287,10 @@ static json_t *nplusone_json(const report_nplusone *f)
 
     bool loop = !f->duplicate && !f->insert_loop;
 
-    obj_put(&b, "kind", json_string(loop            ? "n_plus_one"
-                                    : f->duplicate ? "duplicate"
-                                                   : "batch_insert"));
+    obj_put(&b, "kind",
+            json_string(loop           ? "n_plus_one"
+                        : f->duplicate ? "duplicate"
+                                       : "batch_insert"));
     obj_put(&b, "parent_fingerprint", loop ? jstr(f->parent_fingerprint) : json_null());
     obj_put(&b, "parent_query", loop ? jstr(f->parent_query) : json_null());
     obj_put(&b, "child_fingerprints", fingerprints_json(f->child_fingerprints));

@@ -530,8 +530,10 @@ static void put_finding_header(FILE *out, size_t rank, const report_nplusone *f)
     if (loop) /* the others need no proof: the same text and values, or one-row INSERTs */
         proof = f->confirmed ? "confirmed, " : "suspected, ";
     snprintf(lead, sizeof(lead), "%3zu. %s, %s%s: ", rank,
-             loop ? "N+1" : f->duplicate ? "duplicate" : "insert loop", proof,
-             f->severity[0] ? f->severity : "?");
+             loop           ? "N+1"
+             : f->duplicate ? "duplicate"
+                            : "insert loop",
+             proof, f->severity[0] ? f->severity : "?");
     fmt_num(total, sizeof(total), f->total_ms, 9, 3);
     fmt_num(saving, sizeof(saving), f->saving_ms, 9, 3);
     snprintf(items[0], sizeof(items[0]), "N max %lld", (long long)f->max_n);
@@ -572,7 +574,8 @@ static void put_finding(FILE *out, size_t rank, const report_nplusone *f)
         put_labeled(out, label, i < f->n_child_queries ? f->child_queries[i] : NULL);
     }
     if (loop && f->confirmed) {
-        snprintf(linked, sizeof(linked), "%s", f->linked_column ? f->linked_column : "(not recorded)");
+        snprintf(linked, sizeof(linked), "%s",
+                 f->linked_column ? f->linked_column : "(not recorded)");
         if (f->chance >= 0)
             append(linked, sizeof(linked), " (chance of coincidence %.0e)", f->chance);
         put_labeled(out, "linked", linked);

@@ -191,8 +191,9 @@ static const char migrate_v5[] =
 static const char migrate_v6[] = "ALTER TABLE runs ADD COLUMN explain_login_error TEXT;\n";
 
 /* Version 7: the chance that an N+1 proof is a coincidence, and the ORM the SQL shows. */
-static const char migrate_v7[] = "ALTER TABLE n_plus_one ADD COLUMN chance REAL;\n"
-                                 "ALTER TABLE n_plus_one ADD COLUMN orm TEXT NOT NULL DEFAULT '';\n";
+static const char migrate_v7[] =
+    "ALTER TABLE n_plus_one ADD COLUMN chance REAL;\n"
+    "ALTER TABLE n_plus_one ADD COLUMN orm TEXT NOT NULL DEFAULT '';\n";
 
 /* Step i takes a file from version migrations[i].version - 1 to migrations[i].version. Version 1
  * is the base, created from sql/schema.sql. To change the schema: edit sql/schema.sql (which
@@ -201,8 +202,8 @@ static const struct migration {
     int version;
     const char *sql;
 } migrations[] = {
-    {1, NULL}, {2, migrate_v2}, {3, migrate_v3}, {4, migrate_v4}, {5, migrate_v5}, {6, migrate_v6},
-    {7, migrate_v7},
+    {1, NULL},       {2, migrate_v2}, {3, migrate_v3}, {4, migrate_v4},
+    {5, migrate_v5}, {6, migrate_v6}, {7, migrate_v7},
 };
 
 enum {
@@ -612,7 +613,7 @@ static int write_nplusone(store *s, const store_nplusone_row *r)
     bad |= bind_time(st, 17, r->first_us) != SQLITE_OK;
     bad |= bind_time(st, 18, r->last_us) != SQLITE_OK;
     bad |= (r->confirmed && isfinite(r->chance) ? sqlite3_bind_double(st, 19, r->chance)
-                                                 : sqlite3_bind_null(st, 19)) != SQLITE_OK;
+                                                : sqlite3_bind_null(st, 19)) != SQLITE_OK;
     bad |= bind_fixed(st, 20, r->orm, sizeof(r->orm)) != SQLITE_OK;
     return bad ? SQLITE_NOMEM : step_done(st);
 }

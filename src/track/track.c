@@ -1023,6 +1023,31 @@ static uint32_t field_hash(const reader *r, int32_t len)
     return 0;
 }
 
+/* A binary int2, int4, int8 or oid field hashed in its text form, as the N+1 detector hashes
+ * parameters (asyncpg and pgx ask for binary results and bind binary ints of another width):
+ * "42" whatever the encoding. Any other field, or one not captured whole: its bytes' hash. */
+static uint32_t binary_field_hash(const reader *r, int32_t len, uint32_t type)
+{
+    const uint8_t *b = r->p + r->pos;
+    char text[24];
+    int64_t v;
+
+    if (len < 0 || (uint32_t)len > r->captured - r->pos)
+        return field_hash(r, len);
+    if ((type == 21 && len == 2) || ((type == 23 || type == 26) && len == 4) ||
+        (type == 20 && len == 8)) {
+        uint64_t u = 0;
+        for (int32_t i = 0; i < len; i++)
+            u = u << 8 | b[i];
+        v = len == 2   ? (int16_t)u
+            : len == 4 ? (type == 26 ? (int64_t)(uint32_t)u : (int32_t)u)
+                       : (int64_t)u;
+        int n = snprintf(text, sizeof text, "%lld", (long long)v);
+        return track_value_hash(text, (size_t)n);
+    }
+    return field_hash(r, len);
+}
+
 /* A DataRow of the statement being sampled: a column count, then per column a length (-1 for
  * NULL) and that many bytes. Fields past the capture are kept as 0. False when malformed (a
  * count that differs from the description included): the row is then not kept. */
@@ -1047,7 +1072,9 @@ static bool sample_row(sample *s, reader *r)
             int32_t len = (int32_t)raw;
             if (len < -1)
                 return false;
-            h = field_hash(r, len);
+            h = i < s->width && s->cols[i].format == 1
+                    ? binary_field_hash(r, len, s->cols[i].type_oid)
+                    : field_hash(r, len);
             st = rd_skip(r, len < 0 ? 0 : (uint32_t)len);
         }
         if (i < s->width)

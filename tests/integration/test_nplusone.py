@@ -92,6 +92,38 @@ def test_psycopg2_loop_with_inline_literals_is_confirmed():
     check_orders_customers(found[0])
 
 
+def test_binary_drivers_loops_are_confirmed():
+    """psycopg 3 binds ints in binary (int2/int8 as it sees fit) against text results; asyncpg
+    binds and reads int4 in binary: both compare in text form, so both loops are proven."""
+    import asyncio
+
+    import asyncpg
+    import psycopg
+
+    pg = h.Pgscope(shop()).start()
+    with psycopg.connect(host=pg.host, port=pg.port, user=h.SUPERUSER, dbname=DB,
+                         sslmode="disable", autocommit=True) as conn:
+        rows = conn.execute("SELECT id, customer_id FROM orders ORDER BY id LIMIT 50").fetchall()
+        for _, customer in rows:
+            conn.execute("SELECT id, name FROM customers WHERE id = %s", (customer,)).fetchall()
+    found = findings(report(pg))
+    assert len(found) == 1, found
+    check_orders_customers(found[0])
+
+    async def go(port):
+        conn = await asyncpg.connect(host="127.0.0.1", port=port, user=h.SUPERUSER,
+                                     database=DB, ssl=False)
+        for row in await conn.fetch("SELECT id, customer_id FROM orders ORDER BY id LIMIT 50"):
+            await conn.fetch("SELECT id, name FROM customers WHERE id = $1", row["customer_id"])
+        await conn.close()
+
+    pg = h.Pgscope(shop()).start()
+    asyncio.run(go(pg.port))
+    found = findings(report(pg))
+    assert len(found) == 1, found
+    check_orders_customers(found[0])
+
+
 def test_two_children_per_row_are_one_finding():
     pg = h.Pgscope(shop()).start()
     orders_app(pg, "two")

@@ -269,6 +269,85 @@ static void test_lateral_replaces_every_parameter(void **state)
     np1_free(d);
 }
 
+/* ---- the forms ORMs write ---- */
+
+/* SQLAlchemy's lazy load compares the other way round: $1 = books.author_id. Batched as
+ * books.author_id = ANY($1); its labels make the parent join as a subquery; the ORM named. */
+static void test_reversed_comparison_and_sqlalchemy(void **state)
+{
+    np1_detector *d;
+    np1_finding *f = loop_of(
+        &d, "SELECT authors.id AS authors_id, authors.name AS authors_name FROM authors", "authors",
+        "SELECT books.id AS books_id, books.author_id AS books_author_id FROM books "
+        "WHERE $1 = books.author_id ORDER BY books.id",
+        "books", "authors_id");
+
+    (void)state;
+    assert_string_equal(f->orm, "sqlalchemy");
+    contains(f->suggestion, "FROM books WHERE books.author_id = ANY($1) ORDER BY books.id\n");
+    contains(f->suggestion, "FROM (SELECT authors.id AS authors_id, authors.name AS authors_name "
+                            "FROM authors) p LEFT JOIN LATERAL (SELECT books.id AS books_id, "
+                            "books.author_id AS books_author_id FROM books WHERE p.authors_id = "
+                            "books.author_id ORDER BY books.id) c1 ON true");
+    contains(f->suggestion, "select(Author).options(selectinload(Author.books))");
+    np1_free(d);
+}
+
+/* Sequelize: a trailing ';', quoted model aliases; the fix joins the child laterally (its alias
+ * qualifies its columns) and names the models. */
+static void test_sequelize_texts(void **state)
+{
+    np1_detector *d;
+    np1_finding *f = loop_of(&d,
+                             "SELECT \"id\", \"title\", \"AuthorId\" FROM \"Books\" AS \"Book\" "
+                             "WHERE \"Book\".\"shelf\" = $1 ORDER BY \"Book\".\"id\" ASC;",
+                             "Books",
+                             "SELECT \"id\", \"name\" FROM \"Authors\" AS \"Author\" WHERE "
+                             "\"Author\".\"id\" = $1;",
+                             "Authors", "AuthorId");
+
+    (void)state;
+    assert_string_equal(f->orm, "sequelize");
+    assert_null(strchr(f->parent_query, ';'));
+    assert_null(strchr(f->child_query[0], ';'));
+    contains(f->suggestion, "LEFT JOIN LATERAL (SELECT \"id\", \"name\" FROM \"Authors\" AS "
+                            "\"Author\" WHERE \"Author\".\"id\" = p.\"AuthorId\") c1 ON true");
+    contains(f->suggestion, "Sequelize: load it with the rows: Book.findAll({ include: Author })");
+    np1_free(d);
+}
+
+/* Django: "app_model"."col" throughout; belongs-to gives select_related with the field name. */
+static void test_django_texts(void **state)
+{
+    np1_detector *d;
+    np1_finding *f = loop_of(&d,
+                             "SELECT \"library_book\".\"id\", \"library_book\".\"author_id\" FROM "
+                             "\"library_book\" ORDER BY \"library_book\".\"id\" ASC",
+                             "library_book",
+                             "SELECT \"library_author\".\"id\", \"library_author\".\"name\" FROM "
+                             "\"library_author\" WHERE \"library_author\".\"id\" = $1 LIMIT 21",
+                             "library_author", "author_id");
+
+    (void)state;
+    assert_string_equal(f->orm, "django");
+    contains(f->suggestion, "Django: load it with the rows: "
+                            "Book.objects.select_related(\"author\").");
+    np1_free(d);
+}
+
+/* Hand-written SQL names no ORM: the generic list. */
+static void test_no_orm(void **state)
+{
+    np1_detector *d;
+    np1_finding *f = loop_of(&d, "SELECT id, customer_id FROM orders", "orders",
+                             "SELECT * FROM customers WHERE id = $1", "customers", "customer_id");
+
+    (void)state;
+    assert_string_equal(f->orm, "");
+    contains(f->suggestion, "With an ORM, load the association eagerly");
+    np1_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -282,6 +361,10 @@ int main(void)
         cmocka_unit_test(test_join_with_a_quoted_alias),
         cmocka_unit_test(test_join_with_a_long_alias),
         cmocka_unit_test(test_lateral_replaces_every_parameter),
+        cmocka_unit_test(test_reversed_comparison_and_sqlalchemy),
+        cmocka_unit_test(test_sequelize_texts),
+        cmocka_unit_test(test_django_texts),
+        cmocka_unit_test(test_no_orm),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

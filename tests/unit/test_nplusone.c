@@ -1178,14 +1178,54 @@ static void test_insert_loop(void **state)
     np1_free(m.d);
 }
 
+/* ActiveRecord's create! wraps each INSERT in a transaction of its own: one-INSERT
+ * transactions of one shape, one right after the other, are an insert loop too; a pause longer
+ * than the gap ends the streak, and a transaction that does more than insert is no part of one. */
+static void test_insert_loop_across_transactions(void **state)
+{
+    static const query BEGIN_Q = {0xC10000000000000CULL, "BEGIN", ""};
+    static const query COMMIT_Q = {0xC20000000000000CULL, "COMMIT", ""};
+    static const query INSERT = {0xC30000000000000CULL,
+                                 "INSERT INTO \"posts\" (\"title\") VALUES ($1) RETURNING \"id\"",
+                                 "posts"};
+    char title[16];
+
+    (void)state;
+    for (int pause = 0; pause < 2; pause++) {
+        sim m;
+        sim_init(&m);
+        sim_start(&m);
+        for (int i = 0; i < 12; i++) {
+            snprintf(title, sizeof title, "post %d", i);
+            m.status = 'T';
+            send(&m, &BEGIN_Q, NULL, 0, NULL);
+            send1(&m, &INSERT, title, NULL);
+            m.status = 'I';
+            send(&m, &COMMIT_Q, NULL, 0, NULL);
+            if (pause && i % 4 == 3)
+                m.now += 300 * 1000; /* three streaks of 4, each shorter than N */
+        }
+        idle(&m);
+        if (pause) {
+            no_finding(&m);
+        } else {
+            np1_finding *f = only_finding(&m);
+            assert_int_equal(f->kind, NP1_BATCH_INSERT);
+            assert_int_equal(f->max_n, 12);
+            assert_string_equal(f->orm, "activerecord");
+            contains(f->suggestion, "ActiveRecord: Post.insert_all([{...}, ...]).");
+        }
+        np1_free(m.d);
+    }
+}
+
 /* Catalog queries (an ORM's or a test runner's introspection) are never findings. */
 static void test_catalog_queries_are_never_findings(void **state)
 {
     static const query CATALOG = {0xA00000000000000AULL,
                                   "SELECT typarray FROM pg_type WHERE typname = $1", ""};
-    static const query CATALOG2 = {0xB00000000000000BULL,
-                                   "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = $1",
-                                   ""};
+    static const query CATALOG2 = {
+        0xB00000000000000BULL, "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = $1", ""};
     sim m;
     char oid[16];
 
@@ -1428,6 +1468,7 @@ int main(void)
         cmocka_unit_test(test_values_out_of_row_order_prove_nothing),
         cmocka_unit_test(test_duplicate_compares_sampled_results),
         cmocka_unit_test(test_insert_loop),
+        cmocka_unit_test(test_insert_loop_across_transactions),
         cmocka_unit_test(test_catalog_queries_are_never_findings),
         cmocka_unit_test(test_tags_end_a_unit_inside_a_transaction),
         cmocka_unit_test(test_many_connections_and_odd_input),
