@@ -409,6 +409,23 @@ void explainer_poll(explainer *x, int64_t now_us);
  * outcome counters; batch_no is the batch's number. */
 void explainer_fill_batch(explainer *x, store_batch *b, uint64_t batch_no, bool all);
 
+/* Plain EXPLAIN of SQL pgscope wrote (an N+1 fix) on a side connection, in database as user,
+ * every $n bound to NULL with its type left to the server: does the server accept it? The
+ * answer, with cookie, comes back through explainer_check_answers. False when not submitted
+ * (too many checks in flight, the side connections' queue full, out of memory). */
+bool explainer_check(explainer *x, uint64_t cookie, const char *database, const char *user,
+                     const char *sql);
+
+typedef struct explainer_check_answer {
+    uint64_t cookie;
+    bool ok;
+    bool no_connection; /* the side connection could not be had: no verdict */
+    char error[256];    /* the server's, when !ok */
+} explainer_check_answer;
+
+/* The checks answered since the last call (at most max). Never waits. */
+size_t explainer_check_answers(explainer *x, explainer_check_answer *out, size_t max);
+
 /* Batches up to upto are written: their plans are let go. */
 void explainer_written(explainer *x, uint64_t upto);
 

@@ -29,6 +29,7 @@ typedef struct np1_stmt {
     char txn_status;              /* ReadyForQuery status after it: 'I', 'T', 'E', 0 unknown */
     const char *application_name; /* a change ends the unit */
     const char *tags;             /* canonical sqlcommenter tags; a change ends the unit */
+    const char *database, *user;  /* of the connection: where a fix can be checked */
     bool ignored;                 /* carries a pgscope:ignore comment */
     const char *table;            /* the one table it reads from, if it has exactly one, else "" */
     /* The statement's values: its bind parameters, then the literals inlined in its text (the
@@ -85,6 +86,8 @@ typedef struct np1_finding {
     char orm[16];     /* "django", "sqlalchemy", "activerecord", "sequelize" or "" */
     char *suggestion; /* the fix, written out: batched query and JOIN */
     int64_t first_us, last_us;
+    char *database, *user; /* of its first occurrence's connection (NULL if not known) */
+    int fix_check;         /* the caller's: 0 until it has the fix checked (np1_fix_sql) */
     bool dirty;
 } np1_finding;
 
@@ -102,6 +105,14 @@ void np1_tick(np1_detector *d, int64_t now_us);
 
 /* Calls fn for every finding changed since the last call (all when all is true). */
 void np1_take_dirty(np1_detector *d, bool all, void (*fn)(np1_finding *f, void *arg), void *arg);
+/* Calls fn for every finding (dirty or not; the flags are left as they are). */
+void np1_each(np1_detector *d, void (*fn)(np1_finding *f, void *arg), void *arg);
+/* The SQL statements of an N+1 finding's fix (batched queries, the JOIN), to check on the
+ * server before they are shown: malloc'd copies into out; returns how many (at most max). */
+int np1_fix_sql(const np1_finding *f, char **out, int max);
+/* The server rejected sql, one of np1_fix_sql's, for why: the fix leaves it out and says so. */
+void np1_fix_rejected(np1_detector *d, np1_finding *f, const char *sql, const char *why);
+
 /* Allow-list entries that never matched a statement (for the report). */
 void np1_unused_ignores(const np1_detector *d, void (*fn)(const char *entry, void *arg), void *arg);
 

@@ -28,6 +28,8 @@
 #define MAX_PARAMS 64        /* parameters or literals of a statement the N+1 detector sees */
 #define TICK_US 100000       /* how often idle units of work are examined */
 #define TABLE_SLOTS 4096     /* remembered "single table" answers, by fingerprint */
+#define FIX_CHECKS 16        /* N+1 fixes being checked on the server at once */
+#define FIX_SQL 4            /* statements checked per fix: the child's own, then the fix's */
 #define MAX_FOLDED_KEYS 8192 /* folded rows to remove, remembered between two batches */
 #define MAX_TEMPS 64         /* temporary relations remembered per connection, the newest */
 
@@ -54,6 +56,17 @@ typedef struct tag_rec {
     struct tag_rec *next;
 } tag_rec;
 
+/* An N+1 fix on its way through plain EXPLAIN on a side connection: sql[0] is the child query
+ * itself, the control (if the server cannot plan it there, it cannot judge the fix either). */
+typedef struct fix_check {
+    np1_finding *f; /* NULL: a free slot */
+    uint32_t serial;
+    int n, answered;
+    char *sql[FIX_SQL];
+    bool ok[FIX_SQL], no_connection[FIX_SQL];
+    char why[FIX_SQL][200];
+} fix_check;
+
 struct analyzer {
     pthread_t thread;
     queue *q;
@@ -63,6 +76,8 @@ struct analyzer {
     stats_table *stats;
     np1_detector *np1;
     explainer *ex; /* NULL when EXPLAIN sampling is off or could not start */
+    fix_check checks[FIX_CHECKS];
+    uint32_t check_serial;
     int64_t last_tick_us;
     /* The one table a shape reads, and whether its text holds constants: found once per
      * fingerprint (properties of the shape). */
@@ -455,6 +470,8 @@ static void detect(analyzer *a, const track_event *ev, const char *text, size_t 
         .txn_status = ev->txn_status,
         .application_name = ev->application_name,
         .tags = tags,
+        .database = ev->database,
+        .user = ev->user,
         .ignored = memmem(text, len, "pgscope:ignore", 14) != NULL,
         .table = table,
         .params = params.hash,
@@ -1002,6 +1019,102 @@ static size_t drain(analyzer *a)
     return n;
 }
 
+/* ---- N+1 fixes checked on the server before they are shown ---- */
+
+static void check_free(fix_check *k)
+{
+    for (int i = 0; i < k->n; i++)
+        free(k->sql[i]);
+    memset(k, 0, sizeof(*k));
+}
+
+/* Hands a finding's fix to the side connections: its child query, then each statement. */
+static void check_one(np1_finding *f, void *arg)
+{
+    analyzer *a = arg;
+    fix_check *k = NULL;
+
+    if (f->kind != NP1_N_PLUS_ONE || f->fix_check != 0 || !f->database)
+        return;
+    for (int i = 0; i < FIX_CHECKS && !k; i++)
+        k = a->checks[i].f ? NULL : &a->checks[i];
+    if (!k || !(k->sql[0] = strdup(f->child_query[0] ? f->child_query[0] : "")))
+        return; /* all slots busy: again at the next tick */
+    k->n = 1 + np1_fix_sql(f, k->sql + 1, FIX_SQL - 1);
+    k->f = f;
+    k->serial = ++a->check_serial & 0xffffff;
+    for (int i = 0; i < k->n; i++) {
+        if (!explainer_check(a->ex, (uint64_t)k->serial << 8 | (uint64_t)i, f->database, f->user,
+                             k->sql[i])) {
+            check_free(k); /* answers to what went are ignored; tried again later */
+            return;
+        }
+    }
+    f->fix_check = 1;
+}
+
+/* The server's answers: when all of a fix's are in, the statements it rejected (its child
+ * query planned) are taken out of the fix, which says why. */
+static void check_answers(analyzer *a)
+{
+    explainer_check_answer ans[16];
+    size_t n;
+
+    while ((n = explainer_check_answers(a->ex, ans, 16)) > 0) {
+        for (size_t j = 0; j < n; j++) {
+            uint32_t serial = (uint32_t)(ans[j].cookie >> 8);
+            int i = (int)(ans[j].cookie & 0xff);
+            for (int s = 0; s < FIX_CHECKS; s++) {
+                fix_check *k = &a->checks[s];
+                if (!k->f || k->serial != serial || i >= k->n)
+                    continue;
+                k->ok[i] = ans[j].ok;
+                k->no_connection[i] = ans[j].no_connection;
+                snprintf(k->why[i], sizeof(k->why[i]), "%s", ans[j].error);
+                if (++k->answered < k->n)
+                    break;
+                for (int q = 1; k->ok[0] && q < k->n; q++)
+                    if (!k->ok[q] && !k->no_connection[q])
+                        np1_fix_rejected(a->np1, k->f, k->sql[q], k->why[q]);
+                k->f->fix_check = 2;
+                check_free(k);
+                break;
+            }
+        }
+    }
+}
+
+static bool checks_pending(const analyzer *a)
+{
+    for (int i = 0; i < FIX_CHECKS; i++)
+        if (a->checks[i].f)
+            return true;
+    return false;
+}
+
+/* New fixes to check, and answers to take. */
+static void check_fixes(analyzer *a)
+{
+    if (!a->ex)
+        return;
+    check_answers(a);
+    np1_each(a->np1, check_one, a);
+}
+
+/* At the end of the run: the last fixes checked, waiting about as long as a replay may run. */
+static void check_last_fixes(analyzer *a)
+{
+    const struct timespec nap = {0, 10 * 1000 * 1000};
+    int wait_ms = a->settings.explain.side.statement_timeout_ms + 1000;
+
+    check_fixes(a);
+    for (int waited = 0; a->ex && checks_pending(a) && waited < wait_ms; waited += 10) {
+        nanosleep(&nap, NULL);
+        explainer_poll(a->ex, clock_wall_us());
+        check_answers(a);
+    }
+}
+
 static void *run(void *arg)
 {
     analyzer *a = arg;
@@ -1017,6 +1130,7 @@ static void *run(void *arg)
             explainer_poll(a->ex, now);
         if (now - a->last_tick_us >= TICK_US) {
             np1_tick(a->np1, now);
+            check_fixes(a);
             a->last_tick_us = now;
         }
         if (clock_monotonic_us() - a->last_flush_us >= (int64_t)a->settings.flush_ms * 1000)
@@ -1025,6 +1139,7 @@ static void *run(void *arg)
     while (drain(a) > 0)
         ;
     np1_tick(a->np1, INT64_MAX); /* the run is over: every unit of work is finished */
+    check_last_fixes(a);
     return NULL;
 }
 
@@ -1087,6 +1202,8 @@ void analyze_stop(analyzer *a, int64_t ended_us)
         store_batch_free(a->pending);
     }
     store_close(a->st, build_batch(a, true, ended_us));
+    for (int i = 0; i < FIX_CHECKS; i++)
+        check_free(&a->checks[i]);
     for (int i = 0; i < MAP_BUCKETS; i++) {
         while (a->conns[i]) {
             conn_rec *c = a->conns[i];

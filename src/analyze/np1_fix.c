@@ -554,6 +554,23 @@ static void explain_loop(sbuf *b, const np1_settings *s, const finding *f)
                       100 * f->best_share, 100 * s->link_share);
 }
 
+/* Why the server rejected a statement of the fix (np1_fix_rejected), or NULL. */
+static const char *rejection(const finding *f, const char *sql)
+{
+    for (int i = 0; sql != NULL && i < f->n_rejected; i++)
+        if (strcmp(f->rejected[i], sql) == 0)
+            return f->rejected_why[i];
+    return NULL;
+}
+
+static void put_rejected(sbuf *b, const char *what, const char *why)
+{
+    np1_sb_printf(b,
+                  "     (not shown: the server rejected the %s pgscope wrote for this loop: "
+                  "%s)\n",
+                  what, why);
+}
+
 static void batch_one(sbuf *b, const finding *f, int i)
 {
     const child_proof *pr = &f->proof[i];
@@ -568,6 +585,11 @@ static void batch_one(sbuf *b, const finding *f, int i)
             "     %s\n   Compare its parameter $%d with = ANY($%d) instead, and pass all the "
             "values at once as one array.\n",
             q, k, k);
+        return;
+    }
+    if (rejection(f, batched) != NULL) {
+        put_rejected(b, "batched query", rejection(f, batched));
+        free(batched);
         return;
     }
     np1_sb_printf(b, "     %s\n", batched);
@@ -656,23 +678,30 @@ static void join_part(sbuf *b, const finding *f)
         join_one(&joins, f, i);
     inline_parent = f->parent_table != NULL && !labels(p->parent_query, f->proof[0].col_name) &&
                     parent_conditions(&cond, p->parent_query, f->parent_table);
-    np1_sb_add(b, " join the child to the parent in one query (LEFT JOIN keeps the parent rows "
-                  "without a match, as the loop did):\n     SELECT p.*");
+    sbuf line = {0};
+    np1_sb_add(&line, "SELECT p.*");
     for (int i = 0; i < p->n_children; i++)
-        np1_sb_printf(b, ", c%d.*", i + 1);
+        np1_sb_printf(&line, ", c%d.*", i + 1);
     if (inline_parent) {
-        np1_sb_add(b, " FROM ");
-        put_table(b, f->parent_table);
-        np1_sb_printf(b, " p%s%s\n", joins.s ? joins.s : "", cond.s ? cond.s : "");
+        np1_sb_add(&line, " FROM ");
+        put_table(&line, f->parent_table);
+        np1_sb_printf(&line, " p%s%s", joins.s ? joins.s : "", cond.s ? cond.s : "");
     } else if (p->parent_query[0] != '\0') {
-        np1_sb_printf(b, " FROM (%s) p%s\n", p->parent_query, joins.s ? joins.s : "");
+        np1_sb_printf(&line, " FROM (%s) p%s", p->parent_query, joins.s ? joins.s : "");
     } else {
-        np1_sb_printf(b, " FROM %s p%s -- keep the parent query's conditions\n",
+        np1_sb_printf(&line, " FROM %s p%s -- keep the parent query's conditions",
                       f->parent_table ? f->parent_table : "parent", joins.s ? joins.s : "");
     }
-    b->failed |= joins.failed || cond.failed;
+    np1_sb_add(b, " join the child to the parent in one query (LEFT JOIN keeps the parent rows "
+                  "without a match, as the loop did):\n");
+    if (rejection(f, line.s) != NULL)
+        put_rejected(b, "JOIN", rejection(f, line.s));
+    else if (line.s != NULL)
+        np1_sb_printf(b, "     %s\n", line.s);
+    b->failed |= joins.failed || cond.failed || line.failed;
     free(joins.s);
     free(cond.s);
+    free(line.s);
 }
 
 /* ---- the ORM in use, and its fix ---- */

@@ -116,6 +116,9 @@ typedef struct finding {
     child_proof proof[NP1_MAX_CHILDREN]; /* of the confirmed occurrence, else the latest */
     double best_share;
     int same_results; /* duplicates: 1 every sampled repeat returned the same, 0 not, -1 unknown */
+    char *rejected[NP1_MAX_CHILDREN + 1]; /* fix statements the server rejected, and why */
+    char *rejected_why[NP1_MAX_CHILDREN + 1];
+    int n_rejected;
 } finding;
 
 /* The ORM whose SQL style the child's (else the parent's) text has: "django", "sqlalchemy",

@@ -99,6 +99,7 @@ typedef struct streak {
 typedef struct conn {
     uint64_t id;
     struct conn *next; /* in its hash bucket */
+    char *database, *user;
     unit u;
     streak streak;
     rslot **results; /* settings.results_kept slots, each allocated when first needed */
@@ -212,6 +213,8 @@ static void conn_free(np1_detector *d, conn *c)
     for (int i = 0; c->results != NULL && i < d->s.results_kept; i++)
         np1_slot_free(c->results[i]);
     free(c->results);
+    free(c->database);
+    free(c->user);
     free(c->streak.s.query);
     free(c->streak.s.table);
     for (int k = 0; k < c->streak.s.n_ex; k++)
@@ -228,6 +231,12 @@ static void finding_free(finding *f)
     for (int i = 0; i < NP1_MAX_EXAMPLES; i++)
         free(f->pub.examples[i]);
     free(f->pub.suggestion);
+    free(f->pub.database);
+    free(f->pub.user);
+    for (int i = 0; i < f->n_rejected; i++) {
+        free(f->rejected[i]);
+        free(f->rejected_why[i]);
+    }
     free(f->parent_table);
     free(f);
 }
@@ -1122,6 +1131,7 @@ typedef struct occurrence {
     const shape *examples_from;
     uint64_t prefer_tuple; /* a duplicate's repeated tuple; 0: any */
     int same_results;      /* a duplicate's: see finding.same_results */
+    const conn *c;         /* the connection it was seen on */
 } occurrence;
 
 static void add_example(np1_detector *d, finding *f, uint64_t tuple, const char *json)
@@ -1184,6 +1194,7 @@ static void take_proofs(np1_detector *d, finding *f, const pattern *pt)
     if (!was && (fresh || p->confirmed))
         memcpy(f->proof, pt->proof, sizeof f->proof);
     if (fresh || p->confirmed != was) {
+        p->fix_check = 0; /* new statements: to be checked again */
         char *s = np1_suggestion(&d->s, f);
         if (s != NULL) {
             free(p->suggestion);
@@ -1213,6 +1224,10 @@ static void record(np1_detector *d, const pattern *pt, const occurrence *o)
     if (f == NULL)
         return;
     p = &f->pub;
+    if (p->database == NULL && o->c != NULL && o->c->database != NULL) {
+        p->database = np1_copy_text(o->c->database, SIZE_MAX);
+        p->user = np1_copy_text(o->c->user, SIZE_MAX);
+    }
     fill_text(&p->parent_query, pt->parent);
     for (int i = 0; i < pt->n_children; i++)
         fill_text(&p->child_query[i], pt->child[i]);
@@ -1253,7 +1268,7 @@ static double exec_ms(const exam *e, const cand *k, uint64_t tuple, uint64_t *n)
 static void record_loop(exam *e, cand **kids, int n)
 {
     pattern pt = {.kind = NP1_N_PLUS_ONE, .n_children = n};
-    occurrence o = {.n = kids[0]->count, .examples_from = &e->u->shapes[kids[0]->shape]};
+    occurrence o = {.n = kids[0]->count, .examples_from = &e->u->shapes[kids[0]->shape], .c = e->c};
     uint64_t runs;
 
     pt.parent = &e->u->shapes[e->u->recs[kids[0]->parent].shape];
@@ -1293,7 +1308,8 @@ static int same_results(const exam *e, const cand *k, uint64_t tuple)
 static void record_duplicate(exam *e, const cand *k)
 {
     pattern pt = {.kind = NP1_DUPLICATE, .n_children = 1};
-    occurrence o = {.examples_from = &e->u->shapes[k->shape],
+    occurrence o = {.c = e->c,
+                    .examples_from = &e->u->shapes[k->shape],
                     .prefer_tuple = k->top_tuple,
                     .same_results = same_results(e, k, k->top_tuple)};
 
@@ -1311,7 +1327,7 @@ static void record_duplicate(exam *e, const cand *k)
 static void record_inserts(exam *e, const cand *k)
 {
     pattern pt = {.kind = NP1_BATCH_INSERT, .n_children = 1};
-    occurrence o = {.examples_from = &e->u->shapes[k->shape], .same_results = -1};
+    occurrence o = {.c = e->c, .examples_from = &e->u->shapes[k->shape], .same_results = -1};
 
     pt.child[0] = &e->u->shapes[k->shape];
     pt.proof[0].column = -1;
@@ -1387,7 +1403,8 @@ static void streak_end(np1_detector *d, conn *c)
 
     if (k->s.count >= (uint32_t)d->s.min_repeats) {
         pattern pt = {.kind = NP1_BATCH_INSERT, .n_children = 1};
-        occurrence o = {.n = k->s.count,
+        occurrence o = {.c = c,
+                        .n = k->s.count,
                         .child_ms = k->ms,
                         .examples_from = &k->s,
                         .first_us = k->first_us,
@@ -1502,6 +1519,10 @@ void np1_statement(np1_detector *d, const np1_stmt *st)
     if (c == NULL && (c = conn_add(d, st->conn_id)) == NULL)
         return;
     c->counter++;
+    if (c->database == NULL && st->database != NULL) {
+        c->database = np1_copy_text(st->database, 256);
+        c->user = st->user != NULL ? np1_copy_text(st->user, 256) : NULL;
+    }
     ignored = allow_listed(d, st); /* always: it marks the entries that matched */
     ignored = ignored || st->ignored;
     if (c->u.open && ends_before(d, c, st))
@@ -1562,9 +1583,58 @@ void np1_take_dirty(np1_detector *d, bool all, void (*fn)(np1_finding *f, void *
     }
 }
 
+void np1_each(np1_detector *d, void (*fn)(np1_finding *f, void *arg), void *arg)
+{
+    for (size_t i = 0; d != NULL && i < d->n_findings; i++)
+        fn(&d->findings[i]->pub, arg);
+}
+
 void np1_unused_ignores(const np1_detector *d, void (*fn)(const char *entry, void *arg), void *arg)
 {
     for (int i = 0; d != NULL && i < d->s.n_ignore; i++)
         if (!d->ignore_used[i])
             fn(d->ignore[i], arg);
+}
+
+int np1_fix_sql(const np1_finding *f, char **out, int max)
+{
+    int n = 0;
+
+    if (f == NULL || f->kind != NP1_N_PLUS_ONE || f->suggestion == NULL)
+        return 0;
+    /* the fix's statements are its lines indented by five spaces */
+    for (const char *line = f->suggestion; *line != '\0' && n < max;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        if (len > 12 && strncmp(line, "     SELECT ", 12) == 0 &&
+            (out[n] = np1_copy_text(line + 5, len - 5)) != NULL)
+            n++;
+        line += len + (end != NULL);
+    }
+    return n;
+}
+
+void np1_fix_rejected(np1_detector *d, np1_finding *pub, const char *sql, const char *why)
+{
+    finding *f = (finding *)pub; /* the public part comes first */
+
+    if (d == NULL || f == NULL || sql == NULL || f->n_rejected > NP1_MAX_CHILDREN)
+        return;
+    for (int i = 0; i < f->n_rejected; i++)
+        if (strcmp(f->rejected[i], sql) == 0)
+            return;
+    f->rejected[f->n_rejected] = np1_copy_text(sql, SIZE_MAX);
+    f->rejected_why[f->n_rejected] = np1_copy_text(why != NULL ? why : "", 200);
+    if (f->rejected[f->n_rejected] == NULL || f->rejected_why[f->n_rejected] == NULL) {
+        free(f->rejected[f->n_rejected]);
+        free(f->rejected_why[f->n_rejected]);
+        return;
+    }
+    f->n_rejected++;
+    char *text = np1_suggestion(&d->s, f);
+    if (text != NULL) {
+        free(pub->suggestion);
+        pub->suggestion = text;
+    }
+    pub->dirty = true;
 }

@@ -21,6 +21,8 @@
 #define GUARD_SLOTS 4096   /* guard verdicts remembered, by fingerprint: a property of the shape */
 #define MAX_IN_FLIGHT 256  /* samples handed to the side connections and not back yet */
 #define MAX_HELD_PLANS 512 /* plans waiting for the store; beyond, new ones are dropped */
+#define MAX_CHECKS 64      /* SQL checks in flight, and answers not taken */
+#define CHECK_ID (1ULL << 63) /* a check's job id: never a sample's */
 
 /* What a sample in flight will need when its plan comes back. */
 typedef struct flight {
@@ -60,6 +62,12 @@ struct explainer {
     held_plan *held;
     size_t n_held;
     uint64_t next_id, plans;
+    struct {
+        uint64_t id, cookie;
+    } checks[MAX_CHECKS];
+    int n_checks;
+    explainer_check_answer answers[MAX_CHECKS];
+    int n_answers;
     char last_error[256];  /* logged once until the reason changes */
     char login_error[256]; /* the side connection's first refused login; "" for none */
 };
@@ -514,8 +522,79 @@ static void note_plain_only(flight *f, const explain_result *r)
              (unsigned long long)f->fingerprint, f->database, r->error);
 }
 
+/* ---- checking SQL that pgscope wrote (the fixes of N+1 findings) ---- */
+
+/* The highest $n of a text, the parameters a check binds to NULL. */
+static int params_in(const char *sql)
+{
+    int most = 0;
+
+    for (const char *p = strchr(sql, '$'); p; p = strchr(p + 1, '$')) {
+        int n = atoi(p + 1);
+        most = n > most && n <= 65535 ? n : most;
+    }
+    return most;
+}
+
+bool explainer_check(explainer *x, uint64_t cookie, const char *database, const char *user,
+                     const char *sql)
+{
+    explain_job *job = x->side && x->n_checks < MAX_CHECKS ? calloc(1, sizeof(*job)) : NULL;
+
+    if (!job)
+        return false;
+    job->id = CHECK_ID | ++x->next_id;
+    job->database = strdup(database);
+    job->user = user ? strdup(user) : NULL;
+    job->query = strdup(sql);
+    job->n_params = params_in(sql);
+    job->params = job->n_params ? calloc((size_t)job->n_params, sizeof(char *)) : NULL;
+    uint64_t id = job->id;
+    if (!job->database || (user && !job->user) || !job->query || (job->n_params && !job->params) ||
+        !explain_side_submit(x->side, job)) {
+        explain_job_free(job);
+        return false;
+    }
+    x->checks[x->n_checks].id = id;
+    x->checks[x->n_checks++].cookie = cookie;
+    return true;
+}
+
+/* A check came back: its answer waits for explainer_check_answers. */
+static void check_settle(explainer *x, const explain_result *r)
+{
+    for (int i = 0; i < x->n_checks; i++) {
+        if (x->checks[i].id != r->id)
+            continue;
+        if (x->n_answers < MAX_CHECKS) {
+            explainer_check_answer *a = &x->answers[x->n_answers++];
+            a->cookie = x->checks[i].cookie;
+            a->ok = r->ok;
+            a->no_connection = !r->ok && r->skip == EXPLAIN_SKIP_NO_CONNECTION;
+            snprintf(a->error, sizeof(a->error), "%s", r->ok ? "" : r->error);
+        }
+        x->checks[i] = x->checks[--x->n_checks];
+        return;
+    }
+}
+
+size_t explainer_check_answers(explainer *x, explainer_check_answer *out, size_t max)
+{
+    size_t n = 0;
+
+    for (; n < max && (int)n < x->n_answers; n++)
+        out[n] = x->answers[n];
+    memmove(x->answers, x->answers + n, (size_t)(x->n_answers - (int)n) * sizeof(*x->answers));
+    x->n_answers -= (int)n;
+    return n;
+}
+
 static void settle(explainer *x, explain_result *r, int64_t now_us)
 {
+    if (r->id & CHECK_ID) {
+        check_settle(x, r);
+        return;
+    }
     flight *f = take_flight(x, r->id);
 
     if (!f)

@@ -124,6 +124,30 @@ def test_binary_drivers_loops_are_confirmed():
     check_orders_customers(found[0])
 
 
+def test_fix_the_server_rejects_is_not_shown():
+    """The parent has two columns named id (orders' and customers'): the loop walks the second,
+    and the JOIN pgscope writes on p.id is ambiguous. Checked with EXPLAIN on the side
+    connection before it is shown, the JOIN is left out and the fix says why; the batched query,
+    which the server accepts, stays."""
+    pg = h.Pgscope(shop()).start()
+    conn = h.connect(pg.host, pg.port, dbname=DB)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("SELECT o.id, o.total, c.id FROM orders o JOIN customers c ON c.id = o.customer_id "
+                "ORDER BY o.id LIMIT 30")
+    for _, _, customer in cur.fetchall():
+        cur.execute("SELECT city FROM addresses WHERE customer_id = %s", (customer,))
+        cur.fetchall()
+    conn.close()
+    found = findings(report(pg))
+    assert len(found) == 1 and found[0]["confirmed"], found
+    fix = found[0]["suggestion"]
+    assert "not shown: the server rejected the JOIN pgscope wrote for this loop" in fix, fix
+    assert "ambiguous" in fix, fix
+    assert "SELECT p.*" not in fix, fix
+    assert "SELECT city FROM addresses WHERE customer_id = ANY($1)" in fix, fix
+
+
 def test_two_children_per_row_are_one_finding():
     pg = h.Pgscope(shop()).start()
     orders_app(pg, "two")

@@ -348,6 +348,32 @@ static void test_no_orm(void **state)
     np1_free(d);
 }
 
+/* The fix's statements are handed out for checking; one the server rejects is left out and the
+ * fix says why, the other stays. */
+static void test_rejected_statement_left_out(void **state)
+{
+    np1_detector *d;
+    np1_finding *f = loop_of(&d, "SELECT id, customer_id FROM orders", "orders",
+                             "SELECT * FROM customers WHERE id = $1", "customers", "customer_id");
+    char *sql[4];
+
+    (void)state;
+    int n = np1_fix_sql(f, sql, 4);
+    assert_int_equal(n, 2);
+    assert_string_equal(sql[0], "SELECT * FROM customers WHERE id = ANY($1)");
+    contains(sql[1], "SELECT p.*, c1.* FROM orders p LEFT JOIN customers c1");
+    f->dirty = false;
+    np1_fix_rejected(d, f, sql[1], "column reference \"id\" is ambiguous");
+    assert_true(f->dirty);
+    contains(f->suggestion, "(not shown: the server rejected the JOIN pgscope wrote for this "
+                            "loop: column reference \"id\" is ambiguous)");
+    assert_null(strstr(f->suggestion, "SELECT p.*"));
+    contains(f->suggestion, "SELECT * FROM customers WHERE id = ANY($1)");
+    for (int i = 0; i < n; i++)
+        free(sql[i]);
+    np1_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -365,6 +391,7 @@ int main(void)
         cmocka_unit_test(test_sequelize_texts),
         cmocka_unit_test(test_django_texts),
         cmocka_unit_test(test_no_orm),
+        cmocka_unit_test(test_rejected_statement_left_out),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
