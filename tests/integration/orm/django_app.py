@@ -17,50 +17,40 @@ django.setup()
 from django.db import connection, models, transaction  # noqa: E402
 
 
-class Author(models.Model):
-    name = models.TextField()
+class LibraryModel(models.Model):
+    """The app of every model: "library", so tables are library_author..."""
 
     class Meta:
+        abstract = True
         app_label = "library"
 
 
-class Book(models.Model):
+class Author(LibraryModel):
+    name = models.TextField()
+
+
+class Book(LibraryModel):
     title = models.TextField()
     shelf = models.TextField()
     author = models.ForeignKey(Author, on_delete=models.CASCADE)
 
-    class Meta:
-        app_label = "library"
 
-
-class Review(models.Model):
+class Review(LibraryModel):
     book = models.ForeignKey(Book, on_delete=models.CASCADE)
     stars = models.IntegerField()
 
-    class Meta:
-        app_label = "library"
 
-
-class Tag(models.Model):
+class Tag(LibraryModel):
     name = models.TextField()
 
-    class Meta:
-        app_label = "library"
 
-
-class Setting(models.Model):
+class Setting(LibraryModel):
     key = models.TextField()
     value = models.TextField()
 
-    class Meta:
-        app_label = "library"
 
-
-class Post(models.Model):
+class Post(LibraryModel):
     title = models.TextField()
-
-    class Meta:
-        app_label = "library"
 
 
 def belongs_to(books=None):
