@@ -21,6 +21,9 @@ typedef struct stats_hist {
 void stats_hist_add(stats_hist *h, double us);
 /* The q-quantile (0..1) in microseconds; 0 when empty. */
 double stats_hist_quantile(const stats_hist *h, double q);
+/* The same, kept within the smallest and largest values observed: a bucket's middle may lie
+ * beyond them (a p95 above the max), and a shape of one call reports that call for every q. */
+double stats_hist_quantile_within(const stats_hist *h, double q, double min_us, double max_us);
 void stats_hist_merge(stats_hist *dst, const stats_hist *src);
 /* Sparse encoding for storage: returns the bytes needed; writes nothing past cap. */
 size_t stats_hist_encode(const stats_hist *h, uint8_t *out, size_t cap);

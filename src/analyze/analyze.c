@@ -738,9 +738,9 @@ static void copy_statement(stats_entry *e, void *arg)
     r->max_ms = e->max_us / 1000.0;
     r->mean_ms = e->mean_us / 1000.0;
     r->stddev_ms = stats_entry_stddev(e) / 1000.0;
-    r->p50_ms = stats_hist_quantile(&e->hist, 0.50) / 1000.0;
-    r->p95_ms = stats_hist_quantile(&e->hist, 0.95) / 1000.0;
-    r->p99_ms = stats_hist_quantile(&e->hist, 0.99) / 1000.0;
+    r->p50_ms = stats_hist_quantile_within(&e->hist, 0.50, e->min_us, e->max_us) / 1000.0;
+    r->p95_ms = stats_hist_quantile_within(&e->hist, 0.95, e->min_us, e->max_us) / 1000.0;
+    r->p99_ms = stats_hist_quantile_within(&e->hist, 0.99, e->min_us, e->max_us) / 1000.0;
     r->histogram_len = stats_hist_encode(&e->hist, NULL, 0);
     r->histogram = malloc(r->histogram_len ? r->histogram_len : 1);
     if (r->histogram)

@@ -39,6 +39,15 @@ void stats_hist_add(stats_hist *h, double us)
     h->count++;
 }
 
+double stats_hist_quantile_within(const stats_hist *h, double q, double min_us, double max_us)
+{
+    double v = stats_hist_quantile(h, q);
+
+    if (h->count == 0 || !(min_us <= max_us))
+        return v; /* nothing observed, or no bounds known (NaN) */
+    return v < min_us ? min_us : v > max_us ? max_us : v;
+}
+
 /* The nearest-rank quantile: the value of rank ceil(q * count) (at least 1) in sorted order,
  * reported at the middle of its bucket. */
 double stats_hist_quantile(const stats_hist *h, double q)

@@ -549,9 +549,10 @@ static void finish_merge(shape_merge *m, report_statement *s)
     s->mean_ms = s->calls > 0 ? s->total_ms / (double)s->calls : NAN;
     s->stddev_ms = m->spread_ok && s->calls > 0 ? sqrt(m->m2 / (double)s->calls) : NAN;
     if (m->hist_ok && m->acc->count > 0) {
-        s->p50_ms = stats_hist_quantile(m->acc, 0.50) / 1000.0;
-        s->p95_ms = stats_hist_quantile(m->acc, 0.95) / 1000.0;
-        s->p99_ms = stats_hist_quantile(m->acc, 0.99) / 1000.0;
+        double lo = s->min_ms * 1000.0, hi = s->max_ms * 1000.0;
+        s->p50_ms = stats_hist_quantile_within(m->acc, 0.50, lo, hi) / 1000.0;
+        s->p95_ms = stats_hist_quantile_within(m->acc, 0.95, lo, hi) / 1000.0;
+        s->p99_ms = stats_hist_quantile_within(m->acc, 0.99, lo, hi) / 1000.0;
     } else {
         s->p50_ms = s->p95_ms = s->p99_ms = NAN; /* a run without a usable histogram */
     }

@@ -293,6 +293,29 @@ def test_report_all_merges_runs():
     h.note("merged %d + %d calls" % (n1, n2))
 
 
+def test_percentiles_stay_within_min_and_max():
+    """A shape of one call reports that call for every percentile; no percentile of any shape
+    lies outside [min, max], in the file and in the report (one run, and runs merged)."""
+    cluster = report_cluster()
+    pg = h.Pgscope(cluster).start()
+    res = h.psql(pg.host, pg.port, "SELECT pg_sleep(0.0301)", dbname=REPORT_DB)
+    assert res.rc == 0, res
+    pgbench_items(pg, 300, mode="simple")
+    db = stopped(pg)
+    for run in (report_json(db), report_json(db, "--all")):
+        for s in run["statements"]:
+            for key in ("p50_ms", "p95_ms", "p99_ms"):
+                if s[key] is not None:
+                    assert s["min_ms"] <= s[key] <= s["max_ms"], (key, s)
+        sleep = [s for s in run["statements"] if "pg_sleep" in (s["query"] or "")]
+        assert len(sleep) == 1 and sleep[0]["calls"] == 1, sleep
+        one = sleep[0]
+        assert one["p50_ms"] == one["p95_ms"] == one["p99_ms"] == one["max_ms"], one
+    stored = rows(db, "SELECT count(*) FROM statements WHERE p50_ms < min_ms OR p95_ms > max_ms "
+                      "OR p99_ms > max_ms")
+    assert stored == [(0,)], stored
+
+
 def test_report_while_pgscope_runs():
     """The file is readable, and reportable, while pgscope writes it; the run has no end yet."""
     cluster = report_cluster()
