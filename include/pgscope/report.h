@@ -1,9 +1,14 @@
-/* report.h — `pgscope report`: reads the report database and prints what to fix. */
+/* report.h — `pgscope report` and `pgscope check`: read the report database, print what to fix,
+ * and gate a CI job on it. */
 #ifndef PGSCOPE_REPORT_H
 #define PGSCOPE_REPORT_H
 
 /* Runs `pgscope report` with the arguments after the subcommand. Returns the exit code:
  * 0 printed, 1 the database could not be read, 2 bad usage. */
 int report_main(int argc, char **argv);
+
+/* Runs `pgscope check` (src/report/check.c). Returns the exit code: 0 every rule passed, 1 a rule
+ * failed, 2 bad usage, 3 the database could not be read or the output not written. */
+int check_main(int argc, char **argv);
 
 #endif

@@ -48,7 +48,7 @@ static void usage(FILE *out)
             DEFAULT_DB, DEFAULT_LIMIT);
 }
 
-static bool parse_int(const char *s, long long min, long long max, long long *out)
+bool report_parse_int(const char *s, long long min, long long max, long long *out)
 {
     char *end;
 
@@ -60,8 +60,7 @@ static bool parse_int(const char *s, long long min, long long max, long long *ou
     return true;
 }
 
-/* The value of --name VALUE or --name=VALUE; NULL (and *i unchanged) when arg is not --name. */
-static const char *option_value(int argc, char **argv, int *i, const char *name, bool *missing)
+const char *report_option_value(int argc, char **argv, int *i, const char *name, bool *missing)
 {
     const char *arg = argv[*i];
     size_t n = strlen(name);
@@ -88,28 +87,28 @@ static int parse_option(int argc, char **argv, int *i, report_options *o)
 
     if (strcmp(argv[*i], "--all") == 0) {
         o->all = true;
-    } else if ((v = option_value(argc, argv, i, "--db", &missing))) {
+    } else if ((v = report_option_value(argc, argv, i, "--db", &missing))) {
         o->db = v;
-    } else if ((v = option_value(argc, argv, i, "--run", &missing))) {
-        if (!parse_int(v, 1, INT64_MAX, &n)) {
+    } else if ((v = report_option_value(argc, argv, i, "--run", &missing))) {
+        if (!report_parse_int(v, 1, INT64_MAX, &n)) {
             fprintf(stderr, "pgscope report: --run: \"%s\" is not a run id\n", v);
             return 2;
         }
         o->run_id = n;
-    } else if ((v = option_value(argc, argv, i, "--plan", &missing))) {
-        if (!parse_int(v, 1, INT64_MAX, &n)) {
+    } else if ((v = report_option_value(argc, argv, i, "--plan", &missing))) {
+        if (!report_parse_int(v, 1, INT64_MAX, &n)) {
             fprintf(stderr, "pgscope report: --plan: \"%s\" is not a plan id\n", v);
             return 2;
         }
         o->plan_id = n;
-    } else if ((v = option_value(argc, argv, i, "--format", &missing))) {
+    } else if ((v = report_option_value(argc, argv, i, "--format", &missing))) {
         if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0) {
             fprintf(stderr, "pgscope report: --format: \"%s\" is not one of text, json\n", v);
             return 2;
         }
         o->json = strcmp(v, "json") == 0;
-    } else if ((v = option_value(argc, argv, i, "--limit", &missing))) {
-        if (!parse_int(v, 0, INT_MAX, &n)) {
+    } else if ((v = report_option_value(argc, argv, i, "--limit", &missing))) {
+        if (!report_parse_int(v, 0, INT_MAX, &n)) {
             fprintf(stderr, "pgscope report: --limit: \"%s\" is not a count\n", v);
             return 2;
         }
@@ -174,8 +173,7 @@ static int schema_version(sqlite3 *db, const char *path, char *err, size_t errle
     return version >= 1 && version <= STORE_SCHEMA_VERSION ? version : 0;
 }
 
-/* Opens the file read-only: a report never changes it, and can run while pgscope writes. */
-static sqlite3 *open_report_db(const char *path, int *version, char *err, size_t errlen)
+sqlite3 *report_open_db(const char *path, int *version, char *err, size_t errlen)
 {
     struct stat st;
     sqlite3 *db = NULL;
@@ -258,7 +256,7 @@ int report_main(int argc, char **argv)
     int rc = parse_options(argc, argv, &o);
     if (rc != 0)
         return rc == 1 ? 0 : rc;
-    sqlite3 *db = open_report_db(o.db, &version, err, sizeof(err));
+    sqlite3 *db = report_open_db(o.db, &version, err, sizeof(err));
     if (!db) {
         fprintf(stderr, "pgscope report: %s\n", err);
         return 1;

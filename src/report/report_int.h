@@ -188,6 +188,16 @@ void report_plan_detail_free(report_plan_detail *p);
 
 /* Renderers: false when the output could not be produced (out of memory). */
 bool report_render_text(FILE *out, const report_data *d, const char *path);
+
+/* ---- shared by the subcommands that read a report database (report.c) ---- */
+
+/* Opens the file read-only (a report never changes it, and can run while pgscope writes): NULL
+ * with the reason in err when it is not a report database this pgscope reads. */
+sqlite3 *report_open_db(const char *path, int *version, char *err, size_t errlen);
+/* The value of --name VALUE or --name=VALUE; NULL (and *i unchanged) when arg is not --name;
+ * *missing set when the value is. */
+const char *report_option_value(int argc, char **argv, int *i, const char *name, bool *missing);
+bool report_parse_int(const char *s, long long min, long long max, long long *out);
 bool report_render_json(FILE *out, const report_data *d);
 bool report_render_plan_text(FILE *out, const report_plan_detail *p);
 bool report_render_plan_json(FILE *out, const report_plan_detail *p);

@@ -1,0 +1,487 @@
+/* check.c — `pgscope check`: the CI gate. The findings of a run (the latest by default) against
+ * the rules; exit 1 when one fails. The rules of this release need no baseline: no proven N+1
+ * loop, no duplicate query (and, when asked, no insert loop) repeated N times or more in one unit
+ * of work. Output for people (text), for a CI step summary or a pull-request comment (markdown),
+ * for test reporters (junit), and GitHub workflow annotations. */
+#include "config.h"
+
+#include "pgscope/report.h"
+
+#include "report_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_DB "./pgscope.db"
+#define DEFAULT_DUPLICATE_MIN 10
+
+typedef enum { OUT_TEXT, OUT_MARKDOWN, OUT_JUNIT } check_format;
+
+typedef struct {
+    const char *db;
+    int64_t run_id; /* 0: the latest run */
+    check_format format;
+    const char *output; /* --output FILE; NULL: standard output */
+    bool github;        /* --annotations github */
+    bool suspected;     /* --fail-on-suspected: unproven N+1 loops fail too */
+    int duplicate_min;  /* a duplicate repeated this often in one unit fails; 0 never */
+    int insert_min;     /* likewise an insert loop; 0 never (the default) */
+} check_options;
+
+/* A finding and the rule it fails, NULL when it passes. */
+typedef struct {
+    const report_nplusone *f;
+    const char *rule;
+} check_item;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: pgscope check [OPTIONS]\n\n"
+            "The CI gate: checks a run's findings against the rules and exits 1 when one\n"
+            "fails. Rules: no proven N+1 loop; no duplicate query repeated N times or more\n"
+            "in one unit of work; optionally no insert loop of N or more.\n\n"
+            "Options:\n"
+            "  --db FILE                the report database (default %s)\n"
+            "  --run ID                 check run ID (default: the latest run)\n"
+            "  --format text|markdown|junit\n"
+            "                           text for people (default), markdown for a CI step\n"
+            "                           summary or a pull-request comment, junit (XML) for\n"
+            "                           test reporters: one testcase per finding\n"
+            "  --output FILE            write the output there instead of standard output\n"
+            "  --annotations github     also print GitHub workflow annotations (::error)\n"
+            "                           on standard output, one per failed rule\n"
+            "  --duplicate-min N        duplicates repeated N times or more fail (default %d;\n"
+            "                           0: duplicates never fail)\n"
+            "  --insert-loop-min N      insert loops of N or more INSERTs fail (default 0:\n"
+            "                           never)\n"
+            "  --fail-on-suspected      unproven (suspected) N+1 loops fail too\n"
+            "  --help                   this text\n\n"
+            "Exit status: 0 every rule passed, 1 a rule failed, 2 bad usage, 3 the report\n"
+            "database could not be read or the output not written.\n",
+            DEFAULT_DB, DEFAULT_DUPLICATE_MIN);
+}
+
+/* ---- options ---- */
+
+static int count_option(const char *name, const char *v, int *out)
+{
+    long long n;
+
+    if (!report_parse_int(v, 0, INT_MAX, &n)) {
+        fprintf(stderr, "pgscope check: %s: \"%s\" is not a count\n", name, v);
+        return 2;
+    }
+    *out = (int)n;
+    return 0;
+}
+
+static int format_option(const char *v, check_options *o)
+{
+    if (strcmp(v, "text") == 0)
+        o->format = OUT_TEXT;
+    else if (strcmp(v, "markdown") == 0)
+        o->format = OUT_MARKDOWN;
+    else if (strcmp(v, "junit") == 0)
+        o->format = OUT_JUNIT;
+    else {
+        fprintf(stderr, "pgscope check: --format: \"%s\" is not one of text, markdown, junit\n", v);
+        return 2;
+    }
+    return 0;
+}
+
+/* One option at argv[*i]: 0 taken, 2 bad usage (reason printed). */
+static int parse_option(int argc, char **argv, int *i, check_options *o)
+{
+    bool missing = false;
+    const char *v;
+    long long n;
+
+    if (strcmp(argv[*i], "--fail-on-suspected") == 0) {
+        o->suspected = true;
+    } else if ((v = report_option_value(argc, argv, i, "--db", &missing))) {
+        o->db = v;
+    } else if ((v = report_option_value(argc, argv, i, "--run", &missing))) {
+        if (!report_parse_int(v, 1, INT64_MAX, &n)) {
+            fprintf(stderr, "pgscope check: --run: \"%s\" is not a run id\n", v);
+            return 2;
+        }
+        o->run_id = n;
+    } else if ((v = report_option_value(argc, argv, i, "--format", &missing))) {
+        return format_option(v, o);
+    } else if ((v = report_option_value(argc, argv, i, "--output", &missing))) {
+        o->output = v;
+    } else if ((v = report_option_value(argc, argv, i, "--annotations", &missing))) {
+        if (strcmp(v, "github") != 0) {
+            fprintf(stderr, "pgscope check: --annotations: \"%s\" is not github\n", v);
+            return 2;
+        }
+        o->github = true;
+    } else if ((v = report_option_value(argc, argv, i, "--duplicate-min", &missing))) {
+        return count_option("--duplicate-min", v, &o->duplicate_min);
+    } else if ((v = report_option_value(argc, argv, i, "--insert-loop-min", &missing))) {
+        return count_option("--insert-loop-min", v, &o->insert_min);
+    } else {
+        fprintf(stderr, "pgscope check: %s \"%s\"\n",
+                missing ? "a value is missing after" : "unknown argument", argv[*i]);
+        return 2;
+    }
+    return 0;
+}
+
+/* 0 go on, 1 help printed, 2 bad usage. */
+static int parse_options(int argc, char **argv, check_options *o)
+{
+    *o = (check_options){.db = DEFAULT_DB, .duplicate_min = DEFAULT_DUPLICATE_MIN};
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 1;
+        }
+        int rc = parse_option(argc, argv, &i, o);
+        if (rc != 0) {
+            fprintf(stderr, "Try `pgscope check --help`.\n");
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* ---- the rules ---- */
+
+static const char *rule_of(const report_nplusone *f, const check_options *o)
+{
+    if (f->duplicate)
+        return o->duplicate_min > 0 && f->max_n >= o->duplicate_min ? "duplicate" : NULL;
+    if (f->insert_loop)
+        return o->insert_min > 0 && f->max_n >= o->insert_min ? "batch_insert" : NULL;
+    return f->confirmed || o->suspected ? "n_plus_one" : NULL;
+}
+
+static const char *kind_name(const report_nplusone *f)
+{
+    return f->duplicate ? "duplicate query" : f->insert_loop ? "insert loop" : "N+1 loop";
+}
+
+static const char *first_child(const report_nplusone *f)
+{
+    return f->n_child_queries > 0 && f->child_queries[0] ? f->child_queries[0] : "";
+}
+
+/* One line of at most cap - 1 bytes of s, whitespace runs as one space, cut with "...". */
+static void one_line(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    bool space = false;
+
+    for (; s && *s && n + 4 < cap; s++) {
+        bool ws = *s == ' ' || *s == '\n' || *s == '\t' || *s == '\r';
+        if (ws && (space || n == 0))
+            continue;
+        out[n++] = ws ? ' ' : *s;
+        space = ws;
+    }
+    if (s && *s)
+        n += (size_t)snprintf(out + n, cap - n, "...");
+    out[n] = '\0';
+}
+
+/* ---- text ---- */
+
+static void put_indented(FILE *out, const char *text, const char *indent)
+{
+    for (const char *line = text; line && *line;) {
+        const char *end = strchr(line, '\n');
+        int len = end ? (int)(end - line) : (int)strlen(line);
+        fprintf(out, "%s%.*s\n", indent, len, line);
+        line += len + (end != NULL);
+    }
+}
+
+static void render_text(FILE *out, const check_item *items, size_t n, size_t failed,
+                        const report_data *d, const check_options *o)
+{
+    const report_run *r = d->n_runs > 0 ? &d->runs[d->n_runs - 1] : NULL;
+
+    if (failed == 0)
+        fprintf(out, "pgscope check: passed (run %lld): no proven N+1 loop",
+                r ? (long long)r->id : 0LL);
+    else
+        fprintf(out, "pgscope check: FAILED, %zu problem%s (run %lld)", failed,
+                failed == 1 ? "" : "s", r ? (long long)r->id : 0LL);
+    if (failed == 0 && o->duplicate_min > 0)
+        fprintf(out, ", no duplicate repeated %d times or more", o->duplicate_min);
+    fprintf(out, "\n");
+    for (size_t i = 0, k = 0; i < n; i++) {
+        const report_nplusone *f = items[i].f;
+        if (!items[i].rule)
+            continue;
+        fprintf(out, "\n%zu. %s (rule %s): N max %lld, %lld occurrence%s, saving ~%.3f ms\n", ++k,
+                kind_name(f), items[i].rule, (long long)f->max_n, (long long)f->occurrences,
+                f->occurrences == 1 ? "" : "s", f->saving_ms);
+        if (f->parent_query)
+            fprintf(out, "   parent: %s\n", f->parent_query);
+        fprintf(out, "   %s  %s\n", f->parent_query ? "child: " : "query:", first_child(f));
+        put_indented(out, f->suggestion, "   | ");
+    }
+}
+
+/* ---- markdown ---- */
+
+/* Text inside a table cell's code span: no backticks, pipes escaped, one line. */
+static void md_code(FILE *out, const char *s, size_t max)
+{
+    char line[512];
+
+    one_line(s, line, max < sizeof(line) ? max : sizeof(line));
+    fputc('`', out);
+    for (const char *c = line; *c; c++) {
+        if (*c == '`')
+            fputc('\'', out);
+        else if (*c == '|')
+            fputs("\\|", out);
+        else
+            fputc(*c, out);
+    }
+    fputc('`', out);
+}
+
+/* A fenced block that no line of text can close: a fence longer than any run of backticks. */
+static void md_block(FILE *out, const char *text)
+{
+    int run = 0, longest = 0;
+
+    for (const char *c = text; c && *c; c++) {
+        run = *c == '`' ? run + 1 : 0;
+        longest = run > longest ? run : longest;
+    }
+    int fence = longest >= 3 ? longest + 1 : 3;
+    fprintf(out, "%.*s\n", fence, "``````````````````````````````");
+    fprintf(out, "%s%s", text ? text : "",
+            text && text[0] && text[strlen(text) - 1] != '\n' ? "\n" : "");
+    fprintf(out, "%.*s\n", fence, "``````````````````````````````");
+}
+
+static void render_markdown(FILE *out, const check_item *items, size_t n, size_t failed,
+                            const report_data *d)
+{
+    const report_run *r = d->n_runs > 0 ? &d->runs[d->n_runs - 1] : NULL;
+    long long run = r ? (long long)r->id : 0LL;
+
+    if (failed == 0) {
+        fprintf(out, "### :white_check_mark: pgscope check passed (run %lld)\n\n", run);
+        fprintf(out, "No proven N+1 loop and no duplicate query over the limit.\n");
+        return;
+    }
+    fprintf(out, "### :x: pgscope check failed: %zu problem%s (run %lld)\n\n", failed,
+            failed == 1 ? "" : "s", run);
+    fprintf(out, "| # | rule | query | N max | occurrences | saving (ms) |\n");
+    fprintf(out, "|---|---|---|---:|---:|---:|\n");
+    for (size_t i = 0, k = 0; i < n; i++) {
+        const report_nplusone *f = items[i].f;
+        if (!items[i].rule)
+            continue;
+        fprintf(out, "| %zu | %s | ", ++k, kind_name(f));
+        md_code(out, first_child(f), 120);
+        fprintf(out, " | %lld | %lld | %.3f |\n", (long long)f->max_n, (long long)f->occurrences,
+                f->saving_ms);
+    }
+    for (size_t i = 0, k = 0; i < n; i++) {
+        const report_nplusone *f = items[i].f;
+        char title[160];
+        if (!items[i].rule)
+            continue;
+        one_line(first_child(f), title, sizeof(title));
+        for (char *c = title; *c; c++)
+            *c = *c == '<' || *c == '>' ? ' ' : *c; /* inside <summary>: no tags */
+        fprintf(out, "\n<details><summary>%zu. %s: %s</summary>\n\n", ++k, kind_name(f), title);
+        md_block(out, f->suggestion);
+        fprintf(out, "\n</details>\n");
+    }
+}
+
+/* ---- junit ---- */
+
+static void xml_text(FILE *out, const char *s)
+{
+    for (const unsigned char *c = (const unsigned char *)s; c && *c; c++) {
+        switch (*c) {
+        case '&':
+            fputs("&amp;", out);
+            break;
+        case '<':
+            fputs("&lt;", out);
+            break;
+        case '>':
+            fputs("&gt;", out);
+            break;
+        case '"':
+            fputs("&quot;", out);
+            break;
+        case '\'':
+            fputs("&apos;", out);
+            break;
+        default:
+            if (*c < 0x20 && *c != '\n' && *c != '\t' && *c != '\r')
+                fputc('?', out); /* not allowed in XML 1.0 */
+            else
+                fputc(*c, out);
+        }
+    }
+}
+
+static void render_junit(FILE *out, const check_item *items, size_t n, size_t failed)
+{
+    size_t tests = n > 0 ? n : 1;
+
+    fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(out, "<testsuites name=\"pgscope check\" tests=\"%zu\" failures=\"%zu\">\n", tests,
+            failed);
+    fprintf(out,
+            "  <testsuite name=\"pgscope\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" "
+            "skipped=\"0\">\n",
+            tests, failed);
+    if (n == 0)
+        fprintf(out, "    <testcase classname=\"pgscope\" name=\"no N+1 or duplicate query\"/>\n");
+    for (size_t i = 0; i < n; i++) {
+        const report_nplusone *f = items[i].f;
+        char name[200];
+        one_line(first_child(f), name, sizeof(name));
+        fprintf(out, "    <testcase classname=\"pgscope.%s\" name=\"",
+                f->duplicate     ? "duplicate"
+                : f->insert_loop ? "batch_insert"
+                                 : "n_plus_one");
+        xml_text(out, name);
+        fprintf(out, " (%s)\"", f->child_fingerprints ? f->child_fingerprints : "");
+        if (!items[i].rule) {
+            fprintf(out, "/>\n");
+            continue;
+        }
+        fprintf(out, ">\n      <failure type=\"%s\" message=\"%s: N max %lld, %lld occurrences\">",
+                items[i].rule, kind_name(f), (long long)f->max_n, (long long)f->occurrences);
+        if (f->parent_query) {
+            fputs("parent: ", out);
+            xml_text(out, f->parent_query);
+            fputs("\n", out);
+        }
+        fputs(f->parent_query ? "child: " : "query: ", out);
+        xml_text(out, first_child(f));
+        fputs("\n\n", out);
+        xml_text(out, f->suggestion);
+        fprintf(out, "</failure>\n    </testcase>\n");
+    }
+    fprintf(out, "  </testsuite>\n</testsuites>\n");
+}
+
+/* ---- GitHub annotations ---- */
+
+/* A workflow command's data: %, CR and LF escaped (and , : in a property). */
+static void gh_escape(FILE *out, const char *s, bool property)
+{
+    for (const char *c = s; c && *c; c++) {
+        if (*c == '%')
+            fputs("%25", out);
+        else if (*c == '\r')
+            fputs("%0D", out);
+        else if (*c == '\n')
+            fputs("%0A", out);
+        else if (property && *c == ':')
+            fputs("%3A", out);
+        else if (property && *c == ',')
+            fputs("%2C", out);
+        else
+            fputc(*c, out);
+    }
+}
+
+static void annotate(FILE *out, const check_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const report_nplusone *f = items[i].f;
+        char title[120];
+        if (!items[i].rule)
+            continue;
+        snprintf(title, sizeof(title), "pgscope: %s, N max %lld", kind_name(f),
+                 (long long)f->max_n);
+        fputs("::error title=", out);
+        gh_escape(out, title, true);
+        fputs("::", out);
+        gh_escape(out, first_child(f), false);
+        gh_escape(out, "\n\n", false);
+        gh_escape(out, f->suggestion, false);
+        fputs("\n", out);
+    }
+}
+
+/* ---- the command ---- */
+
+static int run_check(const report_data *d, const check_options *o)
+{
+    check_item *items = calloc(d->n_findings ? d->n_findings : 1, sizeof(*items));
+    size_t failed = 0;
+
+    if (!items) {
+        fprintf(stderr, "pgscope check: out of memory\n");
+        return 3;
+    }
+    for (size_t i = 0; i < d->n_findings; i++) {
+        items[i].f = &d->findings[i];
+        items[i].rule = rule_of(&d->findings[i], o);
+        failed += items[i].rule != NULL;
+    }
+    FILE *out = o->output ? fopen(o->output, "w") : stdout;
+    if (!out) {
+        fprintf(stderr, "pgscope check: %s: %s\n", o->output, strerror(errno));
+        free(items);
+        return 3;
+    }
+    if (o->github)
+        annotate(stdout, items, d->n_findings);
+    if (o->format == OUT_MARKDOWN)
+        render_markdown(out, items, d->n_findings, failed, d);
+    else if (o->format == OUT_JUNIT)
+        render_junit(out, items, d->n_findings, failed);
+    else
+        render_text(out, items, d->n_findings, failed, d, o);
+    bool written = fflush(out) == 0 && !ferror(out);
+    if (out != stdout)
+        written &= fclose(out) == 0;
+    free(items);
+    if (!written) {
+        fprintf(stderr, "pgscope check: cannot write the output: %s\n", strerror(errno));
+        return 3;
+    }
+    return failed > 0 ? 1 : 0;
+}
+
+int check_main(int argc, char **argv)
+{
+    check_options o;
+    report_data d;
+    char err[512] = "";
+    int version = 0;
+
+    int rc = parse_options(argc, argv, &o);
+    if (rc != 0)
+        return rc == 1 ? 0 : rc;
+    sqlite3 *db = report_open_db(o.db, &version, err, sizeof(err));
+    if (!db) {
+        fprintf(stderr, "pgscope check: %s\n", err);
+        return 3;
+    }
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    bool ok = report_load(db, version, o.run_id, false, 0, &d, err, sizeof(err));
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(db);
+    if (!ok) {
+        fprintf(stderr, "pgscope check: %s: %s\n", o.db, err);
+        report_data_free(&d);
+        return 3;
+    }
+    rc = run_check(&d, &o);
+    report_data_free(&d);
+    return rc;
+}

@@ -1,0 +1,93 @@
+"""pgscope check, the CI gate: exit 1 on a proven N+1 or a duplicate over the limit, 0 when the
+run is clean; the same verdict as text, Markdown (rendered by a Markdown parser), JUnit XML
+(well-formed, validated against tests/integration/junit.xsd) and GitHub annotations."""
+
+import os
+import xml.etree.ElementTree as ET
+
+import harness as h
+from test_nplusone import DB, shop
+
+XSD = os.path.join(h.HERE, "junit.xsd")
+
+
+def run_with(loop, duplicates=0):
+    """A pgscope run over the shop: 50 orders then their customers one by one (loop), or the
+    join; then the same settings lookup `duplicates` times. The report file's path."""
+    pg = h.Pgscope(shop()).start()
+    conn = h.connect(pg.host, pg.port, dbname=DB)
+    conn.autocommit = True
+    cur = conn.cursor()
+    if loop:
+        cur.execute("SELECT id, customer_id FROM orders ORDER BY id LIMIT 50")
+        for _, customer in cur.fetchall():
+            cur.execute("SELECT id, name FROM customers WHERE id = %s", (customer,))
+            cur.fetchall()
+    else:
+        cur.execute("SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id")
+        cur.fetchall()
+    for _ in range(duplicates):
+        cur.execute("SELECT name FROM customers WHERE id = %s", (7,))
+        cur.fetchall()
+    conn.close()
+    assert pg.stop() == 0, pg.log_text()
+    return pg.db
+
+
+def check(db, *args):
+    return h.run([h.PGSCOPE_BIN, "check", "--db", db] + list(args), timeout=60)
+
+
+def test_check_fails_on_an_n_plus_one_in_every_format():
+    import markdown
+
+    db = run_with(loop=True)
+    res = check(db)
+    assert res.rc == 1, res
+    assert res.stdout.startswith("pgscope check: FAILED, 1 problem"), res.stdout
+    assert "N+1 loop (rule n_plus_one): N max 50" in res.stdout, res.stdout
+    assert "SELECT id, name FROM customers WHERE id = ANY($1)" in res.stdout, res.stdout
+
+    res = check(db, "--format", "markdown")
+    assert res.rc == 1, res
+    assert res.stdout.startswith("### :x: pgscope check failed: 1 problem"), res.stdout
+    html = markdown.markdown(res.stdout, extensions=["tables", "fenced_code"])
+    assert "<table>" in html and "<td>N+1 loop</td>" in html, html
+    assert "<code>SELECT id, name FROM customers WHERE id = $1</code>" in html, html
+
+    out = os.path.join(h.make_temp_dir("check-"), "junit.xml")
+    res = check(db, "--format", "junit", "--output", out, "--annotations", "github")
+    assert res.rc == 1, res
+    lint = h.run(["xmllint", "--noout", "--schema", XSD, out])
+    assert lint.rc == 0, lint
+    suite = ET.parse(out).getroot().find("testsuite")
+    failures = suite.findall("testcase/failure")
+    assert suite.get("failures") == "1" and len(failures) == 1, ET.tostring(suite)
+    assert failures[0].get("type") == "n_plus_one", failures[0].attrib
+    assert "FROM customers WHERE id = ANY($1)" in failures[0].text, failures[0].text
+    lines = res.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "::error title=pgscope%3A N+1 loop%2C N max 50::SELECT id, name FROM customers"), lines
+    assert "%0A" in lines[0], lines
+
+
+def test_check_passes_a_clean_run_and_counts_duplicates():
+    db = run_with(loop=False, duplicates=6)
+    res = check(db)
+    assert res.rc == 0, res  # 6 repeats: under the default limit of 10
+    assert res.stdout.startswith("pgscope check: passed"), res.stdout
+    res = check(db, "--duplicate-min", "5", "--format", "markdown")
+    assert res.rc == 1, res
+    assert "| duplicate query |" in res.stdout, res.stdout
+    res = check(db, "--format", "junit")
+    assert res.rc == 0, res
+    ET.fromstring(res.stdout)
+
+
+def test_check_usage_and_unreadable_files():
+    assert check("/nonexistent/pgscope.db").rc == 3
+    res = check("/nonexistent/pgscope.db", "--format", "xml")
+    assert res.rc == 2 and "not one of text, markdown, junit" in res.stderr, res
+    assert check("x", "--duplicate-min", "-1").rc == 2
+    res = h.run([h.PGSCOPE_BIN, "check", "--help"])
+    assert res.rc == 0 and "Exit status: 0 every rule passed" in res.stdout, res
