@@ -29,6 +29,7 @@ static void usage(FILE *out)
             "  pgscope proxy [OPTIONS]   forward clients to PostgreSQL and watch the traffic\n"
             "  pgscope report [OPTIONS]  print what the report database says to fix\n"
             "  pgscope check [OPTIONS]   the CI gate: exit 1 when a run breaks a rule\n"
+            "  pgscope diff [OPTIONS]    two runs side by side: what changed, in percent\n"
             "  pgscope version           print the version\n"
             "  pgscope help              this text; `pgscope proxy --help` lists options\n",
             PACKAGE_VERSION);
@@ -278,6 +279,8 @@ int main(int argc, char **argv)
         return report_main(argc - 2, argv + 2);
     if (strcmp(cmd, "check") == 0)
         return check_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "diff") == 0)
+        return diff_main(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
         printf("pgscope %s\n", PACKAGE_VERSION);
         return 0;

@@ -11,10 +11,14 @@ from test_nplusone import DB, shop
 XSD = os.path.join(h.HERE, "junit.xsd")
 
 
-def run_with(loop, duplicates=0):
+def run_with(loop, duplicates=0, db=None):
     """A pgscope run over the shop: 50 orders then their customers one by one (loop), or the
-    join; then the same settings lookup `duplicates` times. The report file's path."""
-    pg = h.Pgscope(shop()).start()
+    join; then the same customer lookup `duplicates` times. The report file's path (db: a file
+    to add the run to)."""
+    pg = h.Pgscope(shop())
+    if db:
+        pg.db = db
+    pg.start()
     conn = h.connect(pg.host, pg.port, dbname=DB)
     conn.autocommit = True
     cur = conn.cursor()
@@ -91,3 +95,40 @@ def test_check_usage_and_unreadable_files():
     assert check("x", "--duplicate-min", "-1").rc == 2
     res = h.run([h.PGSCOPE_BIN, "check", "--help"])
     assert res.rc == 0 and "Exit status: 0 every rule passed" in res.stdout, res
+
+
+def test_diff_shows_the_fixed_loop_and_the_statements_going_down():
+    import json
+
+    import markdown
+
+    db = run_with(loop=True)
+    run_with(loop=False, db=db)
+    res = h.run([h.PGSCOPE_BIN, "diff", "--db", db])
+    assert res.rc == 0, res
+    first = res.stdout.splitlines()[0]
+    assert first.startswith("pgscope diff: run 1 -> run 2: 1 finding fixed, 0 new, 0 still "
+                            "present; statements 51 -> 1 (-98.0%)"), res.stdout
+    assert "N+1 loop, fixed: N max 50 -> 0: SELECT id, name FROM customers" in res.stdout
+    assert "disappeared; calls 50 -> 0 (-100.0%)" in res.stdout, res.stdout
+
+    data = json.loads(h.run([h.PGSCOPE_BIN, "diff", "--db", db, "--format", "json"]).stdout)
+    assert (data["before_run"], data["after_run"]) == (1, 2), data
+    assert [(f["kind"], f["status"]) for f in data["findings"]] == [("n_plus_one", "fixed")]
+    status = {s["query"]: s["status"] for s in data["statements"]}
+    assert status["SELECT id, name FROM customers WHERE id = $1"] == "disappeared", status
+    assert any(v == "appeared" and "JOIN" in q for q, v in status.items()), status
+
+    md = h.run([h.PGSCOPE_BIN, "diff", "--db", db, "--format", "markdown"]).stdout
+    html = markdown.markdown(md, extensions=["tables"])
+    assert html.count("<table>") == 2 and "<td>fixed</td>" in html, html
+    swapped = h.run([h.PGSCOPE_BIN, "diff", "--db", db, "--before", "2", "--after", "1"])
+    assert "0 findings fixed, 1 new" in swapped.stdout, swapped.stdout
+
+
+def test_diff_needs_two_runs():
+    db = run_with(loop=False)
+    res = h.run([h.PGSCOPE_BIN, "diff", "--db", db])
+    assert res.rc == 3 and "fewer than two runs" in res.stderr, res
+    res = h.run([h.PGSCOPE_BIN, "diff", "--db", db, "--before", "1"])
+    assert res.rc == 2 and "go together" in res.stderr, res
