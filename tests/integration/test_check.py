@@ -132,3 +132,41 @@ def test_diff_needs_two_runs():
     assert res.rc == 3 and "fewer than two runs" in res.stderr, res
     res = h.run([h.PGSCOPE_BIN, "diff", "--db", db, "--before", "1"])
     assert res.rc == 2 and "go together" in res.stderr, res
+
+
+LOOP = """
+import os, psycopg2
+conn = psycopg2.connect(host=os.environ["PGHOST"], port=os.environ["PGPORT"], user="postgres",
+                        dbname="%s")
+conn.autocommit = True
+cur = conn.cursor()
+cur.execute("SELECT id, customer_id FROM orders ORDER BY id LIMIT %d")
+for _, customer in cur.fetchall():
+    cur.execute("SELECT id, name FROM customers WHERE id = %%s", (customer,))
+    cur.fetchall()
+"""
+
+
+def test_gate_script_runs_a_suite_and_gates_on_it():
+    """contrib/ci/pgscope-gate.sh: the suite through pgscope, then the verdict: 1 with an N+1
+    (check.md, junit.xml and a step summary written), 0 without, the suite's own status when
+    the suite fails."""
+    cluster = shop()
+    gate = os.path.join(h.REPO, "contrib", "ci", "pgscope-gate.sh")
+    for rows, code, expect in ((50, "", 1), (1, "", 0), (1, "raise SystemExit(5)", 5)):
+        work = h.make_temp_dir("gate-")
+        summary = os.path.join(work, "summary.md")
+        env = dict(os.environ, PGSCOPE=h.PGSCOPE_BIN, GITHUB_STEP_SUMMARY=summary)
+        res = h.run([gate, "--upstream", "%s:%d" % (cluster.host, cluster.port), "--listen",
+                     "127.0.0.1:%d" % h.free_port(), "--db", os.path.join(work, "p.db"),
+                     "--out", os.path.join(work, "out"), "--", "/usr/bin/python3", "-c",
+                     LOOP % (DB, rows) + code], env=env, timeout=120)
+        assert res.rc == expect, res
+        with open(os.path.join(work, "out", "check.md")) as f:
+            md = f.read()
+        with open(summary) as f:
+            assert f.read() == md
+        assert md.startswith("### :x:" if rows == 50 else "### :white_check_mark:"), md
+        lint = h.run(["xmllint", "--noout", "--schema", XSD, os.path.join(work, "out",
+                                                                           "junit.xml")])
+        assert lint.rc == 0, lint
