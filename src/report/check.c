@@ -93,9 +93,10 @@ static int format_option(const char *v, check_options *o)
     return 0;
 }
 
-/* One option at argv[*i]: 0 taken, 2 bad usage (reason printed). */
-static int parse_option(int argc, char **argv, int *i, check_options *o)
+/* One option at argv[*i]: 0 taken, 2 bad usage (reason printed), -1 not an option of check. */
+static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *ctx)
 {
+    check_options *o = ctx;
     bool missing = false;
     const char *v;
     long long n;
@@ -125,9 +126,8 @@ static int parse_option(int argc, char **argv, int *i, check_options *o)
     } else if ((v = report_option_value(argc, argv, i, "--insert-loop-min", &missing))) {
         return count_option("--insert-loop-min", v, &o->insert_min);
     } else {
-        fprintf(stderr, "pgscope check: %s \"%s\"\n",
-                missing ? "a value is missing after" : "unknown argument", argv[*i]);
-        return 2;
+        *missing_out = missing;
+        return -1;
     }
     return 0;
 }
@@ -136,18 +136,7 @@ static int parse_option(int argc, char **argv, int *i, check_options *o)
 static int parse_options(int argc, char **argv, check_options *o)
 {
     *o = (check_options){.db = DEFAULT_DB, .duplicate_min = DEFAULT_DUPLICATE_MIN};
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 1;
-        }
-        int rc = parse_option(argc, argv, &i, o);
-        if (rc != 0) {
-            fprintf(stderr, "Try `pgscope check --help`.\n");
-            return rc;
-        }
-    }
-    return 0;
+    return report_parse_args("check", argc, argv, usage, parse_option, o);
 }
 
 /* ---- the rules ---- */
@@ -161,32 +150,9 @@ static const char *rule_of(const report_nplusone *f, const check_options *o)
     return f->confirmed || o->suspected ? "n_plus_one" : NULL;
 }
 
-static const char *kind_name(const report_nplusone *f)
-{
-    return f->duplicate ? "duplicate query" : f->insert_loop ? "insert loop" : "N+1 loop";
-}
-
 static const char *first_child(const report_nplusone *f)
 {
     return f->n_child_queries > 0 && f->child_queries[0] ? f->child_queries[0] : "";
-}
-
-/* One line of at most cap - 1 bytes of s, whitespace runs as one space, cut with "...". */
-static void one_line(const char *s, char *out, size_t cap)
-{
-    size_t n = 0;
-    bool space = false;
-
-    for (; s && *s && n + 4 < cap; s++) {
-        bool ws = *s == ' ' || *s == '\n' || *s == '\t' || *s == '\r';
-        if (ws && (space || n == 0))
-            continue;
-        out[n++] = ws ? ' ' : *s;
-        space = ws;
-    }
-    if (s && *s)
-        n += (size_t)snprintf(out + n, cap - n, "...");
-    out[n] = '\0';
 }
 
 /* ---- text ---- */
@@ -220,7 +186,7 @@ static void render_text(FILE *out, const check_item *items, size_t n, size_t fai
         if (!items[i].rule)
             continue;
         fprintf(out, "\n%zu. %s (rule %s): N max %lld, %lld occurrence%s, saving ~%.3f ms\n", ++k,
-                kind_name(f), items[i].rule, (long long)f->max_n, (long long)f->occurrences,
+                report_kind_name(f), items[i].rule, (long long)f->max_n, (long long)f->occurrences,
                 f->occurrences == 1 ? "" : "s", f->saving_ms);
         if (f->parent_query)
             fprintf(out, "   parent: %s\n", f->parent_query);
@@ -236,7 +202,7 @@ static void md_code(FILE *out, const char *s, size_t max)
 {
     char line[512];
 
-    one_line(s, line, max < sizeof(line) ? max : sizeof(line));
+    report_one_line(s, line, max < sizeof(line) ? max : sizeof(line));
     fputc('`', out);
     for (const char *c = line; *c; c++) {
         if (*c == '`')
@@ -284,7 +250,7 @@ static void render_markdown(FILE *out, const check_item *items, size_t n, size_t
         const report_nplusone *f = items[i].f;
         if (!items[i].rule)
             continue;
-        fprintf(out, "| %zu | %s | ", ++k, kind_name(f));
+        fprintf(out, "| %zu | %s | ", ++k, report_kind_name(f));
         md_code(out, first_child(f), 120);
         fprintf(out, " | %lld | %lld | %.3f |\n", (long long)f->max_n, (long long)f->occurrences,
                 f->saving_ms);
@@ -294,10 +260,11 @@ static void render_markdown(FILE *out, const check_item *items, size_t n, size_t
         char title[160];
         if (!items[i].rule)
             continue;
-        one_line(first_child(f), title, sizeof(title));
+        report_one_line(first_child(f), title, sizeof(title));
         for (char *c = title; *c; c++)
             *c = *c == '<' || *c == '>' ? ' ' : *c; /* inside <summary>: no tags */
-        fprintf(out, "\n<details><summary>%zu. %s: %s</summary>\n\n", ++k, kind_name(f), title);
+        fprintf(out, "\n<details><summary>%zu. %s: %s</summary>\n\n", ++k, report_kind_name(f),
+                title);
         md_block(out, f->suggestion);
         fprintf(out, "\n</details>\n");
     }
@@ -349,7 +316,7 @@ static void render_junit(FILE *out, const check_item *items, size_t n, size_t fa
     for (size_t i = 0; i < n; i++) {
         const report_nplusone *f = items[i].f;
         char name[200];
-        one_line(first_child(f), name, sizeof(name));
+        report_one_line(first_child(f), name, sizeof(name));
         fprintf(out, "    <testcase classname=\"pgscope.%s\" name=\"",
                 f->duplicate     ? "duplicate"
                 : f->insert_loop ? "batch_insert"
@@ -361,7 +328,7 @@ static void render_junit(FILE *out, const check_item *items, size_t n, size_t fa
             continue;
         }
         fprintf(out, ">\n      <failure type=\"%s\" message=\"%s: N max %lld, %lld occurrences\">",
-                items[i].rule, kind_name(f), (long long)f->max_n, (long long)f->occurrences);
+                items[i].rule, report_kind_name(f), (long long)f->max_n, (long long)f->occurrences);
         if (f->parent_query) {
             fputs("parent: ", out);
             xml_text(out, f->parent_query);
@@ -404,7 +371,7 @@ static void annotate(FILE *out, const check_item *items, size_t n)
         char title[120];
         if (!items[i].rule)
             continue;
-        snprintf(title, sizeof(title), "pgscope: %s, N max %lld", kind_name(f),
+        snprintf(title, sizeof(title), "pgscope: %s, N max %lld", report_kind_name(f),
                  (long long)f->max_n);
         fputs("::error title=", out);
         gh_escape(out, title, true);

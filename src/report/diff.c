@@ -68,8 +68,10 @@ static int run_option(const char *name, const char *v, int64_t *out)
     return 0;
 }
 
-static int parse_option(int argc, char **argv, int *i, diff_options *o)
+/* One option at argv[*i]: 0 taken, 2 bad usage (reason printed), -1 not an option of diff. */
+static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *ctx)
 {
+    diff_options *o = ctx;
     bool missing = false;
     const char *v;
     long long n;
@@ -94,9 +96,8 @@ static int parse_option(int argc, char **argv, int *i, diff_options *o)
         }
         o->limit = (int)n;
     } else {
-        fprintf(stderr, "pgscope diff: %s \"%s\"\n",
-                missing ? "a value is missing after" : "unknown argument", argv[*i]);
-        return 2;
+        *missing_out = missing;
+        return -1;
     }
     return 0;
 }
@@ -105,17 +106,9 @@ static int parse_option(int argc, char **argv, int *i, diff_options *o)
 static int parse_options(int argc, char **argv, diff_options *o)
 {
     *o = (diff_options){.db = DEFAULT_DB, .limit = 20};
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 1;
-        }
-        int rc = parse_option(argc, argv, &i, o);
-        if (rc != 0) {
-            fprintf(stderr, "Try `pgscope diff --help`.\n");
-            return rc;
-        }
-    }
+    int rc = report_parse_args("diff", argc, argv, usage, parse_option, o);
+    if (rc != 0)
+        return rc;
     if ((o->before > 0) != (o->after > 0)) {
         fprintf(stderr, "pgscope diff: --before and --after go together\n");
         return 2;
@@ -222,11 +215,6 @@ static diff_finding *pair_findings(const report_data *b, const report_data *a, s
 
 /* ---- text and markdown ---- */
 
-static const char *kind_name(const report_nplusone *f)
-{
-    return f->duplicate ? "duplicate query" : f->insert_loop ? "insert loop" : "N+1 loop";
-}
-
 static const char *status_of(const diff_finding *d)
 {
     return !d->a ? "fixed" : !d->b ? "new" : "still present";
@@ -243,23 +231,12 @@ static void pct(char *out, size_t cap, double before, double after)
         snprintf(out, cap, "%+.1f%%", 100.0 * (after - before) / before);
 }
 
-static void one_line(const char *s, char *out, size_t cap)
-{
-    size_t n = 0;
-
-    for (; s && *s && n + 4 < cap; s++)
-        out[n++] = *s == '\n' || *s == '\t' || *s == '\r' || *s == '|' ? ' ' : *s;
-    if (s && *s)
-        n += (size_t)snprintf(out + n, cap - n, "...");
-    out[n] = '\0';
-}
-
 static void put_shape_row(FILE *out, const diff_shape *d, bool md)
 {
     const report_statement *b = d->b, *a = d->a, *any = a ? a : b;
     char q[100], pc[16], pm[16], pp[16], pt[16];
 
-    one_line(any->query ? any->query : any->fingerprint, q, sizeof(q));
+    report_one_line(any->query ? any->query : any->fingerprint, q, sizeof(q));
     pct(pc, sizeof(pc), b ? (double)b->calls : 0, a ? (double)a->calls : 0);
     pct(pm, sizeof(pm), b ? b->mean_ms : 0, a ? a->mean_ms : 0);
     pct(pp, sizeof(pp), b ? b->p95_ms : 0, a ? a->p95_ms : 0);
@@ -306,10 +283,10 @@ static void render_text(FILE *out, const report_data *b, const report_data *a, c
     for (size_t i = 0; i < nf; i++) {
         const report_nplusone *any = f[i].a ? f[i].a : f[i].b;
         char q[120];
-        one_line(any->n_child_queries ? any->child_queries[0] : "", q, sizeof(q));
+        report_one_line(any->n_child_queries ? any->child_queries[0] : "", q, sizeof(q));
         fprintf(out,
                 md ? "| %s | %s | %lld | %lld | `%s` |\n" : "  %s, %s: N max %lld -> %lld: %s\n",
-                kind_name(any), status_of(&f[i]), f[i].b ? (long long)f[i].b->max_n : 0LL,
+                report_kind_name(any), status_of(&f[i]), f[i].b ? (long long)f[i].b->max_n : 0LL,
                 f[i].a ? (long long)f[i].a->max_n : 0LL, q);
     }
     size_t shown = o->limit > 0 && (size_t)o->limit < ns ? (size_t)o->limit : ns;

@@ -78,9 +78,55 @@ const char *report_option_value(int argc, char **argv, int *i, const char *name,
     return argv[++*i];
 }
 
-/* One option at argv[*i]: 0 taken, 2 bad usage (reason printed). */
-static int parse_option(int argc, char **argv, int *i, report_options *o)
+int report_parse_args(const char *cmd, int argc, char **argv, void (*print_usage)(FILE *out),
+                      int (*option)(int argc, char **argv, int *i, bool *missing, void *ctx),
+                      void *ctx)
 {
+    for (int i = 0; i < argc; i++) {
+        bool missing = false;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            print_usage(stdout);
+            return 1;
+        }
+        int rc = option(argc, argv, &i, &missing, ctx);
+        if (rc < 0)
+            fprintf(stderr, "pgscope %s: %s \"%s\"\n", cmd,
+                    missing ? "a value is missing after" : "unknown argument", argv[i]);
+        if (rc != 0) {
+            fprintf(stderr, "Try `pgscope %s --help`.\n", cmd);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+const char *report_kind_name(const report_nplusone *f)
+{
+    return f->duplicate ? "duplicate query" : f->insert_loop ? "insert loop" : "N+1 loop";
+}
+
+void report_one_line(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    bool space = false;
+
+    for (; s && *s && n + 4 < cap; s++) {
+        unsigned char c = (unsigned char)*s; /* control characters too: no terminal escapes */
+        bool ws = c <= ' ' || c == 0x7f || c == '|';
+        if (ws && (space || n == 0))
+            continue;
+        out[n++] = ws ? ' ' : *s;
+        space = ws;
+    }
+    if (s && *s)
+        n += (size_t)snprintf(out + n, cap - n, "...");
+    out[n] = '\0';
+}
+
+/* One option at argv[*i]: 0 taken, 2 bad usage (reason printed), -1 not an option of report. */
+static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *ctx)
+{
+    report_options *o = ctx;
     bool missing = false;
     const char *v;
     long long n;
@@ -114,9 +160,8 @@ static int parse_option(int argc, char **argv, int *i, report_options *o)
         }
         o->limit = (int)n;
     } else {
-        fprintf(stderr, "pgscope report: %s \"%s\"\n",
-                missing ? "a value is missing after" : "unknown argument", argv[*i]);
-        return 2;
+        *missing_out = missing;
+        return -1;
     }
     return 0;
 }
@@ -125,17 +170,9 @@ static int parse_option(int argc, char **argv, int *i, report_options *o)
 static int parse_options(int argc, char **argv, report_options *o)
 {
     *o = (report_options){DEFAULT_DB, 0, false, false, DEFAULT_LIMIT, 0};
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 1;
-        }
-        int rc = parse_option(argc, argv, &i, o);
-        if (rc != 0) {
-            fprintf(stderr, "Try `pgscope report --help`.\n");
-            return rc;
-        }
-    }
+    int rc = report_parse_args("report", argc, argv, usage, parse_option, o);
+    if (rc != 0)
+        return rc;
     if (o->all && o->run_id > 0) {
         fprintf(stderr, "pgscope report: --run and --all cannot go together\n");
         return 2;

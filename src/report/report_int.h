@@ -198,6 +198,18 @@ sqlite3 *report_open_db(const char *path, int *version, char *err, size_t errlen
  * *missing set when the value is. */
 const char *report_option_value(int argc, char **argv, int *i, const char *name, bool *missing);
 bool report_parse_int(const char *s, long long min, long long max, long long *out);
+/* A subcommand's arguments: --help or -h prints usage and returns 1; every other argument goes
+ * to option, which returns 0 (taken), 2 (bad usage, the reason printed) or -1 (not one of its
+ * own: "unknown argument", or "a value is missing" when *missing was set, is printed here).
+ * Returns 0, 1, or 2 after "Try `pgscope CMD --help`". */
+int report_parse_args(const char *cmd, int argc, char **argv, void (*print_usage)(FILE *out),
+                      int (*option)(int argc, char **argv, int *i, bool *missing, void *ctx),
+                      void *ctx);
+/* "N+1 loop", "duplicate query" or "insert loop". */
+const char *report_kind_name(const report_nplusone *f);
+/* s on one line of at most cap - 1 bytes: runs of white space and control characters as one
+ * space (and '|', which breaks a Markdown table), cut with "..." when longer. */
+void report_one_line(const char *s, char *out, size_t cap);
 bool report_render_json(FILE *out, const report_data *d);
 bool report_render_plan_text(FILE *out, const report_plan_detail *p);
 bool report_render_plan_json(FILE *out, const report_plan_detail *p);
