@@ -99,18 +99,13 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
     check_options *o = ctx;
     bool missing = false;
     const char *v;
-    long long n;
 
     if (strcmp(argv[*i], "--fail-on-suspected") == 0) {
         o->suspected = true;
     } else if ((v = report_option_value(argc, argv, i, "--db", &missing))) {
         o->db = v;
     } else if ((v = report_option_value(argc, argv, i, "--run", &missing))) {
-        if (!report_parse_int(v, 1, INT64_MAX, &n)) {
-            fprintf(stderr, "pgscope check: --run: \"%s\" is not a run id\n", v);
-            return 2;
-        }
-        o->run_id = n;
+        return report_id_option("check", "--run", v, &o->run_id);
     } else if ((v = report_option_value(argc, argv, i, "--format", &missing))) {
         return format_option(v, o);
     } else if ((v = report_option_value(argc, argv, i, "--output", &missing))) {

@@ -56,18 +56,6 @@ static void usage(FILE *out)
             DEFAULT_DB);
 }
 
-static int run_option(const char *name, const char *v, int64_t *out)
-{
-    long long n;
-
-    if (!report_parse_int(v, 1, INT64_MAX, &n)) {
-        fprintf(stderr, "pgscope diff: %s: \"%s\" is not a run id\n", name, v);
-        return 2;
-    }
-    *out = n;
-    return 0;
-}
-
 /* One option at argv[*i]: 0 taken, 2 bad usage (reason printed), -1 not an option of diff. */
 static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *ctx)
 {
@@ -79,9 +67,9 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
     if ((v = report_option_value(argc, argv, i, "--db", &missing))) {
         o->db = v;
     } else if ((v = report_option_value(argc, argv, i, "--before", &missing))) {
-        return run_option("--before", v, &o->before);
+        return report_id_option("diff", "--before", v, &o->before);
     } else if ((v = report_option_value(argc, argv, i, "--after", &missing))) {
-        return run_option("--after", v, &o->after);
+        return report_id_option("diff", "--after", v, &o->after);
     } else if ((v = report_option_value(argc, argv, i, "--format", &missing))) {
         if (strcmp(v, "text") != 0 && strcmp(v, "markdown") != 0 && strcmp(v, "json") != 0) {
             fprintf(stderr, "pgscope diff: --format: \"%s\" is not one of text, markdown, json\n",

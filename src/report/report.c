@@ -100,6 +100,18 @@ int report_parse_args(const char *cmd, int argc, char **argv, void (*print_usage
     return 0;
 }
 
+int report_id_option(const char *cmd, const char *name, const char *v, int64_t *out)
+{
+    long long n;
+
+    if (!report_parse_int(v, 1, INT64_MAX, &n)) {
+        fprintf(stderr, "pgscope %s: %s: \"%s\" is not an id\n", cmd, name, v);
+        return 2;
+    }
+    *out = n;
+    return 0;
+}
+
 const char *report_kind_name(const report_nplusone *f)
 {
     return f->duplicate ? "duplicate query" : f->insert_loop ? "insert loop" : "N+1 loop";
@@ -136,17 +148,9 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
     } else if ((v = report_option_value(argc, argv, i, "--db", &missing))) {
         o->db = v;
     } else if ((v = report_option_value(argc, argv, i, "--run", &missing))) {
-        if (!report_parse_int(v, 1, INT64_MAX, &n)) {
-            fprintf(stderr, "pgscope report: --run: \"%s\" is not a run id\n", v);
-            return 2;
-        }
-        o->run_id = n;
+        return report_id_option("report", "--run", v, &o->run_id);
     } else if ((v = report_option_value(argc, argv, i, "--plan", &missing))) {
-        if (!report_parse_int(v, 1, INT64_MAX, &n)) {
-            fprintf(stderr, "pgscope report: --plan: \"%s\" is not a plan id\n", v);
-            return 2;
-        }
-        o->plan_id = n;
+        return report_id_option("report", "--plan", v, &o->plan_id);
     } else if ((v = report_option_value(argc, argv, i, "--format", &missing))) {
         if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0) {
             fprintf(stderr, "pgscope report: --format: \"%s\" is not one of text, json\n", v);

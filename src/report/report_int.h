@@ -205,6 +205,8 @@ bool report_parse_int(const char *s, long long min, long long max, long long *ou
 int report_parse_args(const char *cmd, int argc, char **argv, void (*print_usage)(FILE *out),
                       int (*option)(int argc, char **argv, int *i, bool *missing, void *ctx),
                       void *ctx);
+/* An id option's value (a run, a plan) into *out: 0, or 2 with the reason printed. */
+int report_id_option(const char *cmd, const char *name, const char *v, int64_t *out);
 /* "N+1 loop", "duplicate query" or "insert loop". */
 const char *report_kind_name(const report_nplusone *f);
 /* s on one line of at most cap - 1 bytes: runs of white space and control characters as one
