@@ -17,7 +17,7 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '7');
+INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '8');
 
 -- One row per `pgscope proxy` lifetime. The counters are rewritten with every batch, so they
 -- are current while pgscope runs; ended_at stays NULL until a clean stop.
@@ -128,8 +128,9 @@ CREATE INDEX statement_tags_by_fingerprint ON statement_tags (fingerprint);
 -- from version 2 (the table's text must stay as it was); since version 7 kind may also be
 -- 'batch_insert', confirmed means the values walk a parent column's rows, chance is the chance
 -- that this proof is a coincidence (NULL when not proven) and orm the ORM whose SQL style the
--- statements show ('django', 'sqlalchemy', 'activerecord', 'sequelize', or ''). What counts as
--- proof: doc/report-schema.md.
+-- statements show ('django', 'sqlalchemy', 'activerecord', 'sequelize', or ''); since version 8
+-- test is the test of its first occurrence (the sqlcommenter tag test, else the
+-- application_name; '' when neither). What counts as proof: doc/report-schema.md.
 CREATE TABLE n_plus_one (
     run_id             INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     kind               TEXT NOT NULL,          -- 'n_plus_one' or 'duplicate'
@@ -148,7 +149,7 @@ CREATE TABLE n_plus_one (
     severity           TEXT NOT NULL,          -- 'high', 'medium' or 'low'
     suggestion         TEXT,                   -- the fix, written out
     first_seen         TEXT,
-    last_seen          TEXT, chance REAL, orm TEXT NOT NULL DEFAULT '',
+    last_seen          TEXT, chance REAL, orm TEXT NOT NULL DEFAULT '', test TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (run_id, kind, parent_fingerprint, child_fingerprints)
 );
 

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 
 /* The fingerprint of the reserved statements row that holds, with database and user '', the
  * statement shapes folded by max_shapes (see doc/report-schema.md). */
@@ -73,6 +73,7 @@ typedef struct store_nplusone_row {
     int64_t first_us, last_us;
     double chance; /* of the proof being a coincidence (confirmed findings only) */
     char orm[16];  /* "django", "sqlalchemy", "activerecord", "sequelize" or "" */
+    char *test;    /* the test of its first occurrence, or "" */
 } store_nplusone_row;
 
 /* One finding of a plan (see explain_finding). */

@@ -884,6 +884,7 @@ static void copy_finding(np1_finding *f, void *arg)
     r->parent_query = loop ? dup_or_empty(f->parent_query) : NULL;
     r->chance = f->chance;
     snprintf(r->orm, sizeof(r->orm), "%s", f->orm);
+    r->test = dup_or_empty(f->test);
     for (int i = 0; i < f->n_children; i++) {
         char hex[17];
         fp_hex(f->child_fp[i], hex);

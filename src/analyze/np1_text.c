@@ -235,3 +235,16 @@ bool np1_first_word_is(const char *query, const char *words)
     }
     return false;
 }
+
+char *np1_test_of(const char *app, const char *tags)
+{
+    /* canonical tags: "key=value,key2=value2", keys sorted */
+    for (const char *t = tags; t != NULL && *t != '\0';) {
+        const char *end = strchr(t, ',');
+        size_t len = end ? (size_t)(end - t) : strlen(t);
+        if (len > 5 && strncmp(t, "test=", 5) == 0)
+            return np1_copy_text(t + 5, len - 5 < 255 ? len - 5 : 255);
+        t += len + (end != NULL);
+    }
+    return np1_copy_text(app != NULL ? app : "", 255);
+}

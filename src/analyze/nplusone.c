@@ -91,7 +91,8 @@ typedef struct unit {
 /* One-row INSERTs of one shape, each in a unit of its own (ActiveRecord's create! wraps each in
  * a transaction), one right after the other: an insert loop across units. */
 typedef struct streak {
-    shape s; /* the INSERT's shape (its own copies); s.count is the length of the streak */
+    shape s;          /* the INSERT's shape (its own copies); s.count is the length of the streak */
+    char *app, *tags; /* of its first unit */
     double ms;
     int64_t first_us, last_us;
 } streak;
@@ -217,6 +218,8 @@ static void conn_free(np1_detector *d, conn *c)
     free(c->user);
     free(c->streak.s.query);
     free(c->streak.s.table);
+    free(c->streak.app);
+    free(c->streak.tags);
     for (int k = 0; k < c->streak.s.n_ex; k++)
         free(c->streak.s.ex_json[k]);
     free(c);
@@ -233,6 +236,7 @@ static void finding_free(finding *f)
     free(f->pub.suggestion);
     free(f->pub.database);
     free(f->pub.user);
+    free(f->pub.test);
     for (int i = 0; i < f->n_rejected; i++) {
         free(f->rejected[i]);
         free(f->rejected_why[i]);
@@ -1129,9 +1133,10 @@ typedef struct occurrence {
     double child_ms, saving_ms;
     int64_t first_us, last_us;
     const shape *examples_from;
-    uint64_t prefer_tuple; /* a duplicate's repeated tuple; 0: any */
-    int same_results;      /* a duplicate's: see finding.same_results */
-    const conn *c;         /* the connection it was seen on */
+    uint64_t prefer_tuple;  /* a duplicate's repeated tuple; 0: any */
+    int same_results;       /* a duplicate's: see finding.same_results */
+    const conn *c;          /* the connection it was seen on */
+    const char *app, *tags; /* of its unit: the test it belongs to */
 } occurrence;
 
 static void add_example(np1_detector *d, finding *f, uint64_t tuple, const char *json)
@@ -1228,6 +1233,8 @@ static void record(np1_detector *d, const pattern *pt, const occurrence *o)
         p->database = np1_copy_text(o->c->database, SIZE_MAX);
         p->user = np1_copy_text(o->c->user, SIZE_MAX);
     }
+    if (p->test == NULL)
+        p->test = np1_test_of(o->app, o->tags);
     fill_text(&p->parent_query, pt->parent);
     for (int i = 0; i < pt->n_children; i++)
         fill_text(&p->child_query[i], pt->child[i]);
@@ -1268,7 +1275,11 @@ static double exec_ms(const exam *e, const cand *k, uint64_t tuple, uint64_t *n)
 static void record_loop(exam *e, cand **kids, int n)
 {
     pattern pt = {.kind = NP1_N_PLUS_ONE, .n_children = n};
-    occurrence o = {.n = kids[0]->count, .examples_from = &e->u->shapes[kids[0]->shape], .c = e->c};
+    occurrence o = {.n = kids[0]->count,
+                    .examples_from = &e->u->shapes[kids[0]->shape],
+                    .c = e->c,
+                    .app = e->u->app,
+                    .tags = e->u->tags};
     uint64_t runs;
 
     pt.parent = &e->u->shapes[e->u->recs[kids[0]->parent].shape];
@@ -1309,6 +1320,8 @@ static void record_duplicate(exam *e, const cand *k)
 {
     pattern pt = {.kind = NP1_DUPLICATE, .n_children = 1};
     occurrence o = {.c = e->c,
+                    .app = e->u->app,
+                    .tags = e->u->tags,
                     .examples_from = &e->u->shapes[k->shape],
                     .prefer_tuple = k->top_tuple,
                     .same_results = same_results(e, k, k->top_tuple)};
@@ -1327,7 +1340,11 @@ static void record_duplicate(exam *e, const cand *k)
 static void record_inserts(exam *e, const cand *k)
 {
     pattern pt = {.kind = NP1_BATCH_INSERT, .n_children = 1};
-    occurrence o = {.c = e->c, .examples_from = &e->u->shapes[k->shape], .same_results = -1};
+    occurrence o = {.c = e->c,
+                    .app = e->u->app,
+                    .tags = e->u->tags,
+                    .examples_from = &e->u->shapes[k->shape],
+                    .same_results = -1};
 
     pt.child[0] = &e->u->shapes[k->shape];
     pt.proof[0].column = -1;
@@ -1404,6 +1421,8 @@ static void streak_end(np1_detector *d, conn *c)
     if (k->s.count >= (uint32_t)d->s.min_repeats) {
         pattern pt = {.kind = NP1_BATCH_INSERT, .n_children = 1};
         occurrence o = {.c = c,
+                        .app = k->app,
+                        .tags = k->tags,
                         .n = k->s.count,
                         .child_ms = k->ms,
                         .examples_from = &k->s,
@@ -1420,6 +1439,8 @@ static void streak_end(np1_detector *d, conn *c)
     free(k->s.table);
     for (int i = 0; i < k->s.n_ex; i++)
         free(k->s.ex_json[i]);
+    free(k->app);
+    free(k->tags);
     memset(k, 0, sizeof *k);
 }
 
@@ -1461,6 +1482,8 @@ static void streak_follow(np1_detector *d, conn *c)
         k->s.query = np1_copy_text(s->query, SIZE_MAX);
         k->s.table = s->table != NULL ? np1_copy_text(s->table, SIZE_MAX) : NULL;
         k->first_us = r->start_us;
+        k->app = np1_copy_text(c->u.app, 1024);
+        k->tags = np1_copy_text(c->u.tags, 4096);
     }
     for (int i = 0; i < s->n_ex && k->s.n_ex < NP1_MAX_EXAMPLES; i++) {
         k->s.ex_tuple[k->s.n_ex] = s->ex_tuple[i];

@@ -183,6 +183,8 @@ static void render_text(FILE *out, const check_item *items, size_t n, size_t fai
         fprintf(out, "\n%zu. %s (rule %s): N max %lld, %lld occurrence%s, saving ~%.3f ms\n", ++k,
                 report_kind_name(f), items[i].rule, (long long)f->max_n, (long long)f->occurrences,
                 f->occurrences == 1 ? "" : "s", f->saving_ms);
+        if (f->test)
+            fprintf(out, "   test:   %s\n", f->test);
         if (f->parent_query)
             fprintf(out, "   parent: %s\n", f->parent_query);
         fprintf(out, "   %s  %s\n", f->parent_query ? "child: " : "query:", first_child(f));
@@ -239,13 +241,16 @@ static void render_markdown(FILE *out, const check_item *items, size_t n, size_t
     }
     fprintf(out, "### :x: pgscope check failed: %zu problem%s (run %lld)\n\n", failed,
             failed == 1 ? "" : "s", run);
-    fprintf(out, "| # | rule | query | N max | occurrences | saving (ms) |\n");
-    fprintf(out, "|---|---|---|---:|---:|---:|\n");
+    fprintf(out, "| # | rule | test | query | N max | occurrences | saving (ms) |\n");
+    fprintf(out, "|---|---|---|---|---:|---:|---:|\n");
     for (size_t i = 0, k = 0; i < n; i++) {
         const report_nplusone *f = items[i].f;
         if (!items[i].rule)
             continue;
         fprintf(out, "| %zu | %s | ", ++k, report_kind_name(f));
+        if (f->test)
+            md_code(out, f->test, 80);
+        fprintf(out, " | ");
         md_code(out, first_child(f), 120);
         fprintf(out, " | %lld | %lld | %.3f |\n", (long long)f->max_n, (long long)f->occurrences,
                 f->saving_ms);
@@ -312,10 +317,16 @@ static void render_junit(FILE *out, const check_item *items, size_t n, size_t fa
         const report_nplusone *f = items[i].f;
         char name[200];
         report_one_line(first_child(f), name, sizeof(name));
-        fprintf(out, "    <testcase classname=\"pgscope.%s\" name=\"",
-                f->duplicate     ? "duplicate"
-                : f->insert_loop ? "batch_insert"
-                                 : "n_plus_one");
+        /* the test the finding was seen in names the class, so reporters list it there */
+        fprintf(out, "    <testcase classname=\"");
+        if (f->test)
+            xml_text(out, f->test);
+        else
+            fprintf(out, "pgscope.%s",
+                    f->duplicate     ? "duplicate"
+                    : f->insert_loop ? "batch_insert"
+                                     : "n_plus_one");
+        fprintf(out, "\" name=\"%s: ", report_kind_name(f));
         xml_text(out, name);
         fprintf(out, " (%s)\"", f->child_fingerprints ? f->child_fingerprints : "");
         if (!items[i].rule) {

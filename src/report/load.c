@@ -109,9 +109,10 @@ static const char sql_tags[] =
 #define FINDING_FILTER                                                                             \
     " FROM n_plus_one WHERE ?1 IS NULL OR run_id = ?1 "                                            \
     "ORDER BY kind, parent_fingerprint, child_fingerprints, run_id DESC"
-static const char sql_findings[] = FINDING_COLUMNS "chance, orm" FINDING_FILTER;
-/* Before schema 7: no chance of coincidence, no ORM. */
-static const char sql_findings_v2[] = FINDING_COLUMNS "NULL, ''" FINDING_FILTER;
+static const char sql_findings[] = FINDING_COLUMNS "chance, orm, test" FINDING_FILTER;
+/* Schema 7: no test; before: no chance of coincidence, no ORM either. */
+static const char sql_findings_v7[] = FINDING_COLUMNS "chance, orm, ''" FINDING_FILTER;
+static const char sql_findings_v2[] = FINDING_COLUMNS "NULL, '', ''" FINDING_FILTER;
 
 enum {
     F_KIND,
@@ -132,7 +133,8 @@ enum {
     F_FIRST,
     F_LAST,
     F_CHANCE,
-    F_ORM
+    F_ORM,
+    F_TEST
 };
 
 /* Plans (schema 3): what the report lists of each, without the plan text. */
@@ -790,6 +792,11 @@ static bool read_finding(sqlite3_stmt *st, report_nplusone *f)
     f->chance =
         sqlite3_column_type(st, F_CHANCE) == SQLITE_NULL ? -1 : sqlite3_column_double(st, F_CHANCE);
     copy_fixed(f->orm, sizeof(f->orm), st, F_ORM);
+    f->test = col_text(st, F_TEST);
+    if (f->test && !f->test[0]) {
+        free(f->test);
+        f->test = NULL;
+    }
     copy_fixed(f->parent_fingerprint, sizeof(f->parent_fingerprint), st, F_PARENT_FP);
     f->parent_query = col_text(st, F_PARENT_QUERY);
     f->child_fingerprints = col_text(st, F_CHILD_FPS);
@@ -851,6 +858,7 @@ static void merge_finding(report_nplusone *f, report_nplusone *r)
         take_text(&f->linked_column, &r->linked_column);
     take_text(&f->parent_query, &r->parent_query);
     take_text(&f->suggestion, &r->suggestion);
+    take_text(&f->test, &r->test);
     f->first_seen = earlier(f->first_seen, r->first_seen);
     f->last_seen = later(f->last_seen, r->last_seen);
     r->first_seen = r->last_seen = NULL;
@@ -867,6 +875,7 @@ static void free_finding(report_nplusone *f)
     free(f->suggestion);
     free(f->first_seen);
     free(f->last_seen);
+    free(f->test);
 }
 
 static int kind_rank(const report_nplusone *f)
@@ -932,7 +941,10 @@ static bool load_findings(sqlite3 *db, int64_t run_id, report_data *d, char *err
 
     if (d->schema_version < 2)
         return true; /* a file from before N+1 detection */
-    if (!prepare(db, d->schema_version >= 7 ? sql_findings : sql_findings_v2, &st, err, errlen))
+    const char *sql = d->schema_version >= 8   ? sql_findings
+                      : d->schema_version >= 7 ? sql_findings_v7
+                                               : sql_findings_v2;
+    if (!prepare(db, sql, &st, err, errlen))
         return false;
     bind_run(st, 1, run_id);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

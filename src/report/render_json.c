@@ -303,6 +303,7 @@ static json_t *nplusone_json(const report_nplusone *f)
     obj_put(&b, "linked_column", jstr(f->linked_column));
     obj_put(&b, "chance", f->chance >= 0 ? json_real(f->chance) : json_null());
     obj_put(&b, "orm", f->orm[0] ? json_string(f->orm) : json_null());
+    obj_put(&b, "test", jstr(f->test));
     obj_put(&b, "total_ms", jnum(f->total_ms));
     obj_put(&b, "saving_ms", jnum(f->saving_ms));
     obj_put(&b, "severity", jstr(f->severity));

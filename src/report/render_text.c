@@ -584,6 +584,8 @@ static void put_finding(FILE *out, size_t rank, const report_nplusone *f)
     }
     if (f->orm[0])
         put_labeled(out, "orm", f->orm);
+    if (f->test)
+        put_labeled(out, "test", f->test);
     put_examples(out, f);
     put_fix(out, f->suggestion);
 }

@@ -61,6 +61,7 @@ typedef struct report_nplusone {
     char *parent_query;          /* NULL without a parent */
     double chance;               /* of the proof being a coincidence; -1 when not proven */
     char orm[16];                /* the ORM the SQL shows, or "" */
+    char *test;                  /* the test of its first occurrence; NULL when not known */
     char *child_fingerprints;    /* comma-separated, as stored */
     char **child_queries;        /* the loop body's normalized texts */
     size_t n_child_queries;

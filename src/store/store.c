@@ -195,6 +195,10 @@ static const char migrate_v7[] =
     "ALTER TABLE n_plus_one ADD COLUMN chance REAL;\n"
     "ALTER TABLE n_plus_one ADD COLUMN orm TEXT NOT NULL DEFAULT '';\n";
 
+/* Version 8: the test a finding was seen in. */
+static const char migrate_v8[] =
+    "ALTER TABLE n_plus_one ADD COLUMN test TEXT NOT NULL DEFAULT '';\n";
+
 /* Step i takes a file from version migrations[i].version - 1 to migrations[i].version. Version 1
  * is the base, created from sql/schema.sql. To change the schema: edit sql/schema.sql (which
  * always describes the newest version), add a step here and bump STORE_SCHEMA_VERSION. */
@@ -203,7 +207,7 @@ static const struct migration {
     const char *sql;
 } migrations[] = {
     {1, NULL},       {2, migrate_v2}, {3, migrate_v3}, {4, migrate_v4},
-    {5, migrate_v5}, {6, migrate_v6}, {7, migrate_v7},
+    {5, migrate_v5}, {6, migrate_v6}, {7, migrate_v7}, {8, migrate_v8},
 };
 
 enum {
@@ -270,9 +274,9 @@ static const char *const queries[Q_COUNT] = {
         "INSERT INTO n_plus_one (run_id, kind, parent_fingerprint, parent_query, "
         "child_fingerprints, child_queries, confirmed, linked_column, occurrences, max_n, "
         "total_n, total_ms, saving_ms, examples, severity, suggestion, first_seen, last_seen, "
-        "chance, orm) "
+        "chance, orm, test) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
-        "?19, ?20) "
+        "?19, ?20, ?21) "
         "ON CONFLICT (run_id, kind, parent_fingerprint, child_fingerprints) DO UPDATE SET "
         "parent_query = excluded.parent_query, child_queries = excluded.child_queries, "
         "confirmed = excluded.confirmed, linked_column = excluded.linked_column, "
@@ -280,7 +284,8 @@ static const char *const queries[Q_COUNT] = {
         "total_ms = excluded.total_ms, saving_ms = excluded.saving_ms, "
         "examples = excluded.examples, severity = excluded.severity, "
         "suggestion = excluded.suggestion, first_seen = excluded.first_seen, "
-        "last_seen = excluded.last_seen, chance = excluded.chance, orm = excluded.orm",
+        "last_seen = excluded.last_seen, chance = excluded.chance, orm = excluded.orm, "
+        "test = excluded.test",
     /* A plan is written once; DO NOTHING leaves changes() at 0 for one already there. */
     [Q_PLAN] = "INSERT INTO plans (run_id, seq, fingerprint, database, user_name, query, params, "
                "analyzed, trigger_ms, planning_ms, execution_ms, side_ms, plan, taken_at) "
@@ -362,6 +367,7 @@ static void free_nplusone_row(store_nplusone_row *r)
     free(r->linked_column);
     free(r->examples);
     free(r->suggestion);
+    free(r->test);
 }
 
 static void free_index_row(store_index_row *r)
@@ -615,6 +621,7 @@ static int write_nplusone(store *s, const store_nplusone_row *r)
     bad |= (r->confirmed && isfinite(r->chance) ? sqlite3_bind_double(st, 19, r->chance)
                                                 : sqlite3_bind_null(st, 19)) != SQLITE_OK;
     bad |= bind_fixed(st, 20, r->orm, sizeof(r->orm)) != SQLITE_OK;
+    bad |= bind_text(st, 21, r->test ? r->test : "") != SQLITE_OK;
     return bad ? SQLITE_NOMEM : step_done(st);
 }
 

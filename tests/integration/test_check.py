@@ -11,7 +11,7 @@ from test_nplusone import DB, shop
 XSD = os.path.join(h.HERE, "junit.xsd")
 
 
-def run_with(loop, duplicates=0, db=None):
+def run_with(loop, duplicates=0, db=None, test=None):
     """A pgscope run over the shop: 50 orders then their customers one by one (loop), or the
     join; then the same customer lookup `duplicates` times. The report file's path (db: a file
     to add the run to)."""
@@ -22,6 +22,8 @@ def run_with(loop, duplicates=0, db=None):
     conn = h.connect(pg.host, pg.port, dbname=DB)
     conn.autocommit = True
     cur = conn.cursor()
+    if test:  # what a test runner's hook does at the start of each test
+        cur.execute("SET application_name = %s", (test,))
     if loop:
         cur.execute("SELECT id, customer_id FROM orders ORDER BY id LIMIT 50")
         for _, customer in cur.fetchall():
@@ -170,3 +172,16 @@ def test_gate_script_runs_a_suite_and_gates_on_it():
         lint = h.run(["xmllint", "--noout", "--schema", XSD, os.path.join(work, "out",
                                                                            "junit.xml")])
         assert lint.rc == 0, lint
+
+
+def test_check_names_the_test_of_each_finding():
+    """A test runner that names each test in application_name: the finding carries the test,
+    and check names it in text, Markdown and JUnit (the testcase's class)."""
+    db = run_with(loop=True, test="tests/test_orders.py::test_orders_page")
+    res = check(db)
+    assert res.rc == 1 and "test:   tests/test_orders.py::test_orders_page" in res.stdout, res
+    md = check(db, "--format", "markdown").stdout
+    assert "| `tests/test_orders.py::test_orders_page` |" in md, md
+    case = ET.fromstring(check(db, "--format", "junit").stdout).find("testsuite/testcase")
+    assert case.get("classname") == "tests/test_orders.py::test_orders_page", case.attrib
+    assert case.get("name").startswith("N+1 loop: SELECT id, name FROM customers"), case.attrib

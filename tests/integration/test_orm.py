@@ -157,6 +157,8 @@ def check(orm, scenario):
             assert explained >= 2, ("a proven loop prints a batched query and a JOIN", what)
     if fix:
         assert ORMS[orm][fix] in found[0]["suggestion"], found[0]["suggestion"]
+    if scenario == "test_class":  # the finding names the test it was seen in
+        assert found[0]["test"] == "test_two", what
     if inserts:
         f = found[0]
         assert f["max_n"] == 30 and f["orm"] == orm, what
