@@ -17,7 +17,7 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '8');
+INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '9');
 
 -- One row per `pgscope proxy` lifetime. The counters are rewritten with every batch, so they
 -- are current while pgscope runs; ended_at stays NULL until a clean stop.
@@ -119,6 +119,18 @@ CREATE TABLE statement_tags (
     PRIMARY KEY (run_id, fingerprint, tags)
 );
 CREATE INDEX statement_tags_by_fingerprint ON statement_tags (fingerprint);
+
+-- Statements per test of a run: the test a statement ran in is the sqlcommenter tag test of the
+-- statement, else its connection's application_name (a test runner sets one per test);
+-- statements with neither are not counted here. One row per test and shape.
+CREATE TABLE test_statements (
+    run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    test        TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    calls       INTEGER NOT NULL,
+    total_ms    REAL NOT NULL,
+    PRIMARY KEY (run_id, test, fingerprint)
+);
 
 -- N+1 loops (a parent statement, then one child statement per row it returned), duplicate
 -- queries (one statement repeated with the same values) and insert loops (one-row INSERTs of

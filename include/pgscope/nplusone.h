@@ -106,6 +106,11 @@ void np1_tick(np1_detector *d, int64_t now_us);
 
 /* Calls fn for every finding changed since the last call (all when all is true). */
 void np1_take_dirty(np1_detector *d, bool all, void (*fn)(np1_finding *f, void *arg), void *arg);
+/* The test statements belong to: the sqlcommenter tag test of their canonical tags, else their
+ * application_name (a test runner sets one per test), else "". Malloc'd; NULL if memory ran
+ * out. */
+char *np1_test_of(const char *app, const char *tags);
+
 /* Calls fn for every finding (dirty or not; the flags are left as they are). */
 void np1_each(np1_detector *d, void (*fn)(np1_finding *f, void *arg), void *arg);
 /* The SQL statements of an N+1 finding's fix (batched queries, the JOIN), to check on the

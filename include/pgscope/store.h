@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 
 /* The fingerprint of the reserved statements row that holds, with database and user '', the
  * statement shapes folded by max_shapes (see doc/report-schema.md). */
@@ -143,6 +143,8 @@ typedef struct store_batch {
     size_t n_connections;
     store_tag_row *tags;
     size_t n_tags;
+    store_tag_row *tests; /* statements per test and shape: tags holds the test's name */
+    size_t n_tests;
     store_nplusone_row *nplusone;
     size_t n_nplusone;
     store_plan_row *plans;

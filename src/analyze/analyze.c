@@ -56,6 +56,12 @@ typedef struct tag_rec {
     struct tag_rec *next;
 } tag_rec;
 
+/* Calls and time per shape and key: a sqlcommenter tag set, or a test. */
+typedef struct tag_map {
+    tag_rec *buckets[MAP_BUCKETS];
+    size_t n;
+} tag_map;
+
 /* An N+1 fix on its way through plain EXPLAIN on a side connection: sql[0] is the child query
  * itself, the control (if the server cannot plan it there, it cannot judge the fix either). */
 typedef struct fix_check {
@@ -87,8 +93,8 @@ struct analyzer {
         bool literals;
     } tables[TABLE_SLOTS];
     conn_rec *conns[MAP_BUCKETS];
-    tag_rec *tags[MAP_BUCKETS];
-    size_t n_tags;
+    tag_map tags;  /* per shape and sqlcommenter tag set */
+    tag_map tests; /* per shape and test */
     /* Statement rows already handed to the store whose shape was folded since the last batch:
      * the next batch removes them. At most MAX_FOLDED_KEYS; past that, the next batch carries
      * every row instead, which replaces the run's rows whole. */
@@ -195,26 +201,48 @@ static bool strcasestr_n(const char *text, size_t len, const char *word)
 
 /* ---- sqlcommenter tags per shape ---- */
 
-static void count_tags(analyzer *a, uint64_t fp, const char *tags, double us)
+static void count_key(tag_map *m, uint64_t fp, const char *key, double us)
 {
     uint64_t h = fp;
 
-    for (const char *p = tags; *p; p++)
+    for (const char *p = key; *p; p++)
         h = (h ^ (uint8_t)*p) * 1099511628211ULL;
-    tag_rec **p = &a->tags[h % MAP_BUCKETS];
-    while (*p && ((*p)->fingerprint != fp || strcmp((*p)->row.tags, tags) != 0))
+    tag_rec **p = &m->buckets[h % MAP_BUCKETS];
+    while (*p && ((*p)->fingerprint != fp || strcmp((*p)->row.tags, key) != 0))
         p = &(*p)->next;
     if (!*p) {
-        if (a->n_tags >= MAX_TAG_ROWS || !(*p = calloc(1, sizeof(**p))))
+        if (m->n >= MAX_TAG_ROWS || !(*p = calloc(1, sizeof(**p))))
             return;
         (*p)->fingerprint = fp;
         fp_hex(fp, (*p)->row.fingerprint);
-        (*p)->row.tags = strdup(tags);
-        a->n_tags++;
+        (*p)->row.tags = strdup(key);
+        m->n++;
     }
     (*p)->row.calls++;
     (*p)->row.total_ms += us / 1000.0;
     (*p)->dirty = true;
+}
+
+/* The statement's test (its tag test, else its connection's application_name), counted. */
+static void count_test(analyzer *a, uint64_t fp, const char *tags, const char *app, double us)
+{
+    char *test = np1_test_of(app, tags);
+
+    if (test && test[0])
+        count_key(&a->tests, fp, test, us);
+    free(test);
+}
+
+static void free_keys(tag_map *m)
+{
+    for (int i = 0; i < MAP_BUCKETS; i++) {
+        while (m->buckets[i]) {
+            tag_rec *t = m->buckets[i];
+            m->buckets[i] = t->next;
+            free(t->row.tags);
+            free(t);
+        }
+    }
 }
 
 /* ---- the cap on statement rows ---- */
@@ -669,7 +697,8 @@ static void on_statement(analyzer *a, const track_event *ev)
     if (a->settings.store_params)
         keep_example(e, ev, text, len);
     if (fp_tags(text, len, tags, sizeof(tags)) > 0)
-        count_tags(a, fp.id, tags, us);
+        count_key(&a->tags, fp.id, tags, us);
+    count_test(a, fp.id, tags, ev->application_name, us);
     char table[128];
     bool literals = shape_facts(a, &fp, text, len, table, sizeof(table));
     if (a->ex)
@@ -814,27 +843,30 @@ static void forget_written(analyzer *a, uint64_t upto)
         explainer_written(a->ex, upto);
 }
 
-static void copy_tags(analyzer *a, store_batch *b, bool all)
+/* The rows of m changed since the last batch (all with all) into *rows. */
+static void copy_keys(tag_map *m, store_tag_row **rows, size_t *n_rows, bool all)
 {
     size_t n = 0, cap = 0;
 
     for (int i = 0; i < MAP_BUCKETS; i++) {
-        for (tag_rec *t = a->tags[i]; t; t = t->next) {
+        for (tag_rec *t = m->buckets[i]; t; t = t->next) {
             if (!t->dirty && !all)
                 continue;
             if (n == cap) {
                 cap = cap ? cap * 2 : 64;
-                store_tag_row *rows = realloc(b->tags, cap * sizeof(*rows));
-                if (!rows)
+                store_tag_row *grown = realloc(*rows, cap * sizeof(*grown));
+                if (!grown) {
+                    *n_rows = n;
                     return;
-                b->tags = rows;
+                }
+                *rows = grown;
             }
-            b->tags[n] = t->row;
-            b->tags[n++].tags = strdup(t->row.tags);
+            (*rows)[n] = t->row;
+            (*rows)[n++].tags = strdup(t->row.tags);
             t->dirty = false;
         }
     }
-    b->n_tags = n;
+    *n_rows = n;
 }
 
 /* A JSON array of the examples: each is a JSON array of values, or a plain string. */
@@ -964,7 +996,8 @@ static store_batch *build_batch(analyzer *a, bool all, int64_t ended_us)
     fill_removals(a, b, all, &bb);
     fill_fold_counters(a, &b->run);
     copy_connections(a, b, all);
-    copy_tags(a, b, all);
+    copy_keys(&a->tags, &b->tags, &b->n_tags, all);
+    copy_keys(&a->tests, &b->tests, &b->n_tests, all);
     np1_builder nb = {b, 0};
     np1_take_dirty(a->np1, all, copy_finding, &nb);
     b->unused_ignores = unused_ignores_json(a);
@@ -1211,13 +1244,9 @@ void analyze_stop(analyzer *a, int64_t ended_us)
             a->conns[i] = c->next;
             conn_free(c);
         }
-        while (a->tags[i]) {
-            tag_rec *t = a->tags[i];
-            a->tags[i] = t->next;
-            free(t->row.tags);
-            free(t);
-        }
     }
+    free_keys(&a->tags);
+    free_keys(&a->tests);
     fp_cache_free(a->fp);
     stats_table_free(a->stats);
     forget_folded(a);

@@ -39,9 +39,6 @@ char *np1_example_json(const np1_stmt *st);
 /* Whether a normalized text reads the system catalogs (pg_catalog, information_schema, pg_*
  * relations): an ORM's or a test runner's introspection, never a finding. */
 bool np1_is_catalog(const char *query);
-/* The test a unit of work belongs to: its sqlcommenter tag test, else its application_name
- * (a test runner sets one per test), else "". Malloc'd; NULL if memory ran out. */
-char *np1_test_of(const char *app, const char *tags);
 /* Whether the first word of a text is one of words (lowercase, separated by spaces). */
 bool np1_first_word_is(const char *query, const char *words);
 

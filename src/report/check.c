@@ -23,11 +23,14 @@ typedef struct {
     const char *db;
     int64_t run_id; /* 0: the latest run */
     check_format format;
-    const char *output; /* --output FILE; NULL: standard output */
-    bool github;        /* --annotations github */
-    bool suspected;     /* --fail-on-suspected: unproven N+1 loops fail too */
-    int duplicate_min;  /* a duplicate repeated this often in one unit fails; 0 never */
-    int insert_min;     /* likewise an insert loop; 0 never (the default) */
+    const char *output;      /* --output FILE; NULL: standard output */
+    bool github;             /* --annotations github */
+    bool suspected;          /* --fail-on-suspected: unproven N+1 loops fail too */
+    int duplicate_min;       /* a duplicate repeated this often in one unit fails; 0 never */
+    int insert_min;          /* likewise an insert loop; 0 never (the default) */
+    const char *baseline_db; /* --baseline-db: the baseline's file (default: --db) */
+    int64_t baseline_run;    /* --baseline-run: 0 with --baseline-db: its latest run */
+    int extra;               /* --max-extra-statements: a test may issue this many more */
 } check_options;
 
 /* A finding and the rule it fails, NULL when it passes. */
@@ -35,6 +38,22 @@ typedef struct {
     const report_nplusone *f;
     const char *rule;
 } check_item;
+
+/* A test that issued more statements than in the baseline. */
+typedef struct {
+    const report_test *t;
+    int64_t before;
+} check_test;
+
+/* What the rules made of a run: every finding with the rule it fails (if any), and the tests
+ * over their baseline. */
+typedef struct {
+    const report_data *d;
+    check_item *items; /* one per finding */
+    size_t n, failed;  /* failed: findings and tests that fail */
+    check_test *tests;
+    size_t n_tests;
+} check_result;
 
 static void usage(FILE *out)
 {
@@ -58,6 +77,12 @@ static void usage(FILE *out)
             "  --insert-loop-min N      insert loops of N or more INSERTs fail (default 0:\n"
             "                           never)\n"
             "  --fail-on-suspected      unproven (suspected) N+1 loops fail too\n"
+            "  --baseline-run ID        compare with run ID (of --baseline-db, or --db): only\n"
+            "                           findings it did not have fail, and a test fails when\n"
+            "                           it issues more statements than there\n"
+            "  --baseline-db FILE       the baseline's report database (default: --db; its\n"
+            "                           latest run unless --baseline-run)\n"
+            "  --max-extra-statements N statements a test may add over its baseline (default 0)\n"
             "  --help                   this text\n\n"
             "Exit status: 0 every rule passed, 1 a rule failed, 2 bad usage, 3 the report\n"
             "database could not be read or the output not written.\n",
@@ -120,6 +145,12 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
         return count_option("--duplicate-min", v, &o->duplicate_min);
     } else if ((v = report_option_value(argc, argv, i, "--insert-loop-min", &missing))) {
         return count_option("--insert-loop-min", v, &o->insert_min);
+    } else if ((v = report_option_value(argc, argv, i, "--max-extra-statements", &missing))) {
+        return count_option("--max-extra-statements", v, &o->extra);
+    } else if ((v = report_option_value(argc, argv, i, "--baseline-run", &missing))) {
+        return report_id_option("check", "--baseline-run", v, &o->baseline_run);
+    } else if ((v = report_option_value(argc, argv, i, "--baseline-db", &missing))) {
+        o->baseline_db = v;
     } else {
         *missing_out = missing;
         return -1;
@@ -136,8 +167,13 @@ static int parse_options(int argc, char **argv, check_options *o)
 
 /* ---- the rules ---- */
 
-static const char *rule_of(const report_nplusone *f, const check_options *o)
+/* The rule f fails, or NULL. With a baseline, a finding it already had fails nothing. */
+static const char *rule_of(const report_nplusone *f, const report_data *base,
+                           const check_options *o)
 {
+    for (size_t i = 0; base && i < base->n_findings; i++)
+        if (report_same_finding(f, &base->findings[i]))
+            return NULL;
     if (f->duplicate)
         return o->duplicate_min > 0 && f->max_n >= o->duplicate_min ? "duplicate" : NULL;
     if (f->insert_loop)
@@ -148,6 +184,29 @@ static const char *rule_of(const report_nplusone *f, const check_options *o)
 static const char *first_child(const report_nplusone *f)
 {
     return f->n_child_queries > 0 && f->child_queries[0] ? f->child_queries[0] : "";
+}
+
+/* Tests that issued more statements than in the baseline, into out (n_tests of them at most). */
+static size_t test_failures(const report_data *d, const report_data *base, const check_options *o,
+                            check_test *out)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; base && i < d->n_tests; i++)
+        for (size_t j = 0; j < base->n_tests; j++)
+            if (strcmp(d->tests[i].name, base->tests[j].name) == 0 &&
+                d->tests[i].statements > base->tests[j].statements + o->extra)
+                out[n++] = (check_test){&d->tests[i], base->tests[j].statements};
+    return n;
+}
+
+static void test_failure_text(const check_test *t, char *out, size_t cap)
+{
+    snprintf(out, cap, "%lld statements, %lld in the baseline (+%lld, %+.1f%%)",
+             (long long)t->t->statements, (long long)t->before,
+             (long long)(t->t->statements - t->before),
+             t->before > 0 ? 100.0 * (double)(t->t->statements - t->before) / (double)t->before
+                           : 100.0);
 }
 
 /* ---- text ---- */
@@ -162,9 +221,11 @@ static void put_indented(FILE *out, const char *text, const char *indent)
     }
 }
 
-static void render_text(FILE *out, const check_item *items, size_t n, size_t failed,
-                        const report_data *d, const check_options *o)
+static void render_text(FILE *out, const check_result *res, const check_options *o)
 {
+    const report_data *d = res->d;
+    const check_item *items = res->items;
+    size_t n = res->n, failed = res->failed, k = 0;
     const report_run *r = d->n_runs > 0 ? &d->runs[d->n_runs - 1] : NULL;
 
     if (failed == 0)
@@ -176,7 +237,12 @@ static void render_text(FILE *out, const check_item *items, size_t n, size_t fai
     if (failed == 0 && o->duplicate_min > 0)
         fprintf(out, ", no duplicate repeated %d times or more", o->duplicate_min);
     fprintf(out, "\n");
-    for (size_t i = 0, k = 0; i < n; i++) {
+    for (size_t i = 0; i < res->n_tests; i++) {
+        char what[160];
+        test_failure_text(&res->tests[i], what, sizeof(what));
+        fprintf(out, "\n%zu. test %s (rule statements): %s\n", ++k, res->tests[i].t->name, what);
+    }
+    for (size_t i = 0; i < n; i++) {
         const report_nplusone *f = items[i].f;
         if (!items[i].rule)
             continue;
@@ -228,9 +294,11 @@ static void md_block(FILE *out, const char *text)
     fprintf(out, "%.*s\n", fence, "``````````````````````````````");
 }
 
-static void render_markdown(FILE *out, const check_item *items, size_t n, size_t failed,
-                            const report_data *d)
+static void render_markdown(FILE *out, const check_result *res)
 {
+    const report_data *d = res->d;
+    const check_item *items = res->items;
+    size_t n = res->n, failed = res->failed, k = 0;
     const report_run *r = d->n_runs > 0 ? &d->runs[d->n_runs - 1] : NULL;
     long long run = r ? (long long)r->id : 0LL;
 
@@ -243,7 +311,14 @@ static void render_markdown(FILE *out, const check_item *items, size_t n, size_t
             failed == 1 ? "" : "s", run);
     fprintf(out, "| # | rule | test | query | N max | occurrences | saving (ms) |\n");
     fprintf(out, "|---|---|---|---|---:|---:|---:|\n");
-    for (size_t i = 0, k = 0; i < n; i++) {
+    for (size_t i = 0; i < res->n_tests; i++) {
+        char what[160];
+        test_failure_text(&res->tests[i], what, sizeof(what));
+        fprintf(out, "| %zu | more statements | ", ++k);
+        md_code(out, res->tests[i].t->name, 80);
+        fprintf(out, " | %s | | | |\n", what);
+    }
+    for (size_t i = 0; i < n; i++) {
         const report_nplusone *f = items[i].f;
         if (!items[i].rule)
             continue;
@@ -255,7 +330,8 @@ static void render_markdown(FILE *out, const check_item *items, size_t n, size_t
         fprintf(out, " | %lld | %lld | %.3f |\n", (long long)f->max_n, (long long)f->occurrences,
                 f->saving_ms);
     }
-    for (size_t i = 0, k = 0; i < n; i++) {
+    k = res->n_tests;
+    for (size_t i = 0; i < n; i++) {
         const report_nplusone *f = items[i].f;
         char title[160];
         if (!items[i].rule)
@@ -300,9 +376,11 @@ static void xml_text(FILE *out, const char *s)
     }
 }
 
-static void render_junit(FILE *out, const check_item *items, size_t n, size_t failed)
+static void render_junit(FILE *out, const check_result *res)
 {
-    size_t tests = n > 0 ? n : 1;
+    const check_item *items = res->items;
+    size_t n = res->n, failed = res->failed;
+    size_t tests = n + res->n_tests > 0 ? n + res->n_tests : 1;
 
     fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     fprintf(out, "<testsuites name=\"pgscope check\" tests=\"%zu\" failures=\"%zu\">\n", tests,
@@ -311,8 +389,18 @@ static void render_junit(FILE *out, const check_item *items, size_t n, size_t fa
             "  <testsuite name=\"pgscope\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" "
             "skipped=\"0\">\n",
             tests, failed);
-    if (n == 0)
+    if (n + res->n_tests == 0)
         fprintf(out, "    <testcase classname=\"pgscope\" name=\"no N+1 or duplicate query\"/>\n");
+    for (size_t i = 0; i < res->n_tests; i++) {
+        char what[160];
+        test_failure_text(&res->tests[i], what, sizeof(what));
+        fprintf(out, "    <testcase classname=\"");
+        xml_text(out, res->tests[i].t->name);
+        fprintf(out, "\" name=\"statements\">\n      <failure type=\"statements\" message=\"%s\">",
+                what);
+        fprintf(out, "The test issued more statements than in the baseline run.</failure>\n"
+                     "    </testcase>\n");
+    }
     for (size_t i = 0; i < n; i++) {
         const report_nplusone *f = items[i].f;
         char name[200];
@@ -370,9 +458,20 @@ static void gh_escape(FILE *out, const char *s, bool property)
     }
 }
 
-static void annotate(FILE *out, const check_item *items, size_t n)
+static void annotate(FILE *out, const check_result *res)
 {
-    for (size_t i = 0; i < n; i++) {
+    const check_item *items = res->items;
+
+    for (size_t i = 0; i < res->n_tests; i++) {
+        char what[160];
+        test_failure_text(&res->tests[i], what, sizeof(what));
+        fputs("::error title=pgscope%3A more statements::test ", out);
+        gh_escape(out, res->tests[i].t->name, false);
+        fputs(": ", out);
+        gh_escape(out, what, false);
+        fputs("\n", out);
+    }
+    for (size_t i = 0; i < res->n; i++) {
         const report_nplusone *f = items[i].f;
         char title[120];
         if (!items[i].rule)
@@ -391,70 +490,87 @@ static void annotate(FILE *out, const check_item *items, size_t n)
 
 /* ---- the command ---- */
 
-static int run_check(const report_data *d, const check_options *o)
+static int run_check(const report_data *d, const report_data *base, const check_options *o)
 {
-    check_item *items = calloc(d->n_findings ? d->n_findings : 1, sizeof(*items));
-    size_t failed = 0;
+    check_result res = {.d = d, .n = d->n_findings};
 
-    if (!items) {
+    res.items = calloc(d->n_findings ? d->n_findings : 1, sizeof(*res.items));
+    res.tests = calloc(d->n_tests ? d->n_tests : 1, sizeof(*res.tests));
+    if (!res.items || !res.tests) {
         fprintf(stderr, "pgscope check: out of memory\n");
+        free(res.items);
+        free(res.tests);
         return 3;
     }
     for (size_t i = 0; i < d->n_findings; i++) {
-        items[i].f = &d->findings[i];
-        items[i].rule = rule_of(&d->findings[i], o);
-        failed += items[i].rule != NULL;
+        res.items[i].f = &d->findings[i];
+        res.items[i].rule = rule_of(&d->findings[i], base, o);
+        res.failed += res.items[i].rule != NULL;
     }
+    res.n_tests = test_failures(d, base, o, res.tests);
+    res.failed += res.n_tests;
     FILE *out = o->output ? fopen(o->output, "w") : stdout;
-    if (!out) {
-        fprintf(stderr, "pgscope check: %s: %s\n", o->output, strerror(errno));
-        free(items);
-        return 3;
+    bool written = out != NULL;
+    if (out) {
+        if (o->github)
+            annotate(stdout, &res);
+        if (o->format == OUT_MARKDOWN)
+            render_markdown(out, &res);
+        else if (o->format == OUT_JUNIT)
+            render_junit(out, &res);
+        else
+            render_text(out, &res, o);
+        written = fflush(out) == 0 && !ferror(out);
+        if (out != stdout)
+            written &= fclose(out) == 0;
     }
-    if (o->github)
-        annotate(stdout, items, d->n_findings);
-    if (o->format == OUT_MARKDOWN)
-        render_markdown(out, items, d->n_findings, failed, d);
-    else if (o->format == OUT_JUNIT)
-        render_junit(out, items, d->n_findings, failed);
-    else
-        render_text(out, items, d->n_findings, failed, d, o);
-    bool written = fflush(out) == 0 && !ferror(out);
-    if (out != stdout)
-        written &= fclose(out) == 0;
-    free(items);
+    free(res.items);
+    free(res.tests);
     if (!written) {
-        fprintf(stderr, "pgscope check: cannot write the output: %s\n", strerror(errno));
+        fprintf(stderr, "pgscope check: %s: %s\n", o->output ? o->output : "output",
+                strerror(errno));
         return 3;
     }
-    return failed > 0 ? 1 : 0;
+    return res.failed > 0 ? 1 : 0;
+}
+
+/* The run to check (or the baseline): loaded from path; false with the reason printed. */
+static bool load_from(const char *path, int64_t run_id, report_data *d)
+{
+    char err[512] = "";
+    int version = 0;
+    sqlite3 *db = report_open_db(path, &version, err, sizeof(err));
+
+    memset(d, 0, sizeof(*d));
+    if (!db) {
+        fprintf(stderr, "pgscope check: %s\n", err);
+        return false;
+    }
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    bool ok = report_load(db, version, run_id, false, 0, d, err, sizeof(err));
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(db);
+    if (!ok)
+        fprintf(stderr, "pgscope check: %s: %s\n", path, err);
+    return ok;
 }
 
 int check_main(int argc, char **argv)
 {
     check_options o;
-    report_data d;
-    char err[512] = "";
-    int version = 0;
+    report_data d, base;
+    bool with_base;
 
     int rc = parse_options(argc, argv, &o);
     if (rc != 0)
         return rc == 1 ? 0 : rc;
-    sqlite3 *db = report_open_db(o.db, &version, err, sizeof(err));
-    if (!db) {
-        fprintf(stderr, "pgscope check: %s\n", err);
-        return 3;
-    }
-    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-    bool ok = report_load(db, version, o.run_id, false, 0, &d, err, sizeof(err));
-    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-    sqlite3_close(db);
-    if (!ok) {
-        fprintf(stderr, "pgscope check: %s: %s\n", o.db, err);
-        report_data_free(&d);
-        return 3;
-    }
-    rc = run_check(&d, &o);
+    with_base = o.baseline_db || o.baseline_run > 0;
+    memset(&base, 0, sizeof(base));
+    bool ok =
+        load_from(o.db, o.run_id, &d) &&
+        (!with_base || load_from(o.baseline_db ? o.baseline_db : o.db, o.baseline_run, &base));
+    rc = ok ? run_check(&d, with_base ? &base : NULL, &o) : 3;
     report_data_free(&d);
+    report_data_free(&base);
     return rc;
 }

@@ -130,14 +130,6 @@ static bool same_shape(const report_statement *x, const report_statement *y)
            strcmp(x->user, y->user) == 0;
 }
 
-static bool same_finding(const report_nplusone *x, const report_nplusone *y)
-{
-    return x->duplicate == y->duplicate && x->insert_loop == y->insert_loop &&
-           strcmp(x->parent_fingerprint, y->parent_fingerprint) == 0 &&
-           strcmp(x->child_fingerprints ? x->child_fingerprints : "",
-                  y->child_fingerprints ? y->child_fingerprints : "") == 0;
-}
-
 static double total_of(const report_statement *s)
 {
     return s ? s->total_ms : 0;
@@ -189,12 +181,12 @@ static diff_finding *pair_findings(const report_data *b, const report_data *a, s
         diff_finding *d = &out[(*n)++];
         d->b = &b->findings[j];
         for (size_t i = 0; i < a->n_findings && !d->a; i++)
-            d->a = same_finding(d->b, &a->findings[i]) ? &a->findings[i] : NULL;
+            d->a = report_same_finding(d->b, &a->findings[i]) ? &a->findings[i] : NULL;
     }
     for (size_t i = 0; i < a->n_findings; i++) {
         bool seen = false;
         for (size_t j = 0; j < b->n_findings && !seen; j++)
-            seen = same_finding(&b->findings[j], &a->findings[i]);
+            seen = report_same_finding(&b->findings[j], &a->findings[i]);
         if (!seen)
             out[(*n)++].a = &a->findings[i];
     }

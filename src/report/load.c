@@ -1136,6 +1136,37 @@ static bool add_explain_count(sqlite3_stmt *st, void *arg, size_t *cap)
     return true;
 }
 
+static const char sql_tests[] =
+    "SELECT test, sum(calls), count(DISTINCT fingerprint), sum(total_ms) FROM test_statements "
+    "WHERE ?1 IS NULL OR run_id = ?1 GROUP BY test ORDER BY 4 DESC, 1";
+
+static bool add_test(sqlite3_stmt *st, void *arg, size_t *cap)
+{
+    report_data *d = arg;
+    report_test *v = grow_array(d->tests, d->n_tests, cap, sizeof(*v));
+
+    if (!v)
+        return false;
+    d->tests = v;
+    v += d->n_tests;
+    memset(v, 0, sizeof(*v));
+    if (!(v->name = col_text(st, 0)))
+        return false;
+    v->statements = sqlite3_column_int64(st, 1);
+    v->shapes = sqlite3_column_int64(st, 2);
+    v->total_ms = sqlite3_column_double(st, 3);
+    for (size_t i = 0; i < d->n_findings; i++)
+        v->findings += d->findings[i].test && strcmp(d->findings[i].test, v->name) == 0;
+    d->n_tests++;
+    return true;
+}
+
+/* Statements per test (schema 9 and later), after the findings (each test counts its own). */
+static bool load_tests(sqlite3 *db, int64_t run_id, report_data *d, char *err, size_t errlen)
+{
+    return d->schema_version < 9 || each_row(db, sql_tests, run_id, add_test, d, err, errlen);
+}
+
 /* Plans, consolidated plan findings and EXPLAIN outcomes of the run (or all runs: run_id 0). A
  * file from before EXPLAIN sampling has none of them: a report opens files read-only and never
  * migrates them, so their tables are not there to read. */
@@ -1367,7 +1398,8 @@ bool report_load(sqlite3 *db, int schema_version, int64_t run_id, bool all, int 
     return load_findings(db, run_id, out, err, errlen) &&
            load_statements(db, run_id, limit, out, err, errlen) &&
            load_details(db, run_id, out, err, errlen) && load_other(db, run_id, out, err, errlen) &&
-           load_plans(db, run_id, out, err, errlen) && load_indexes(db, run_id, out, err, errlen);
+           load_plans(db, run_id, out, err, errlen) && load_indexes(db, run_id, out, err, errlen) &&
+           load_tests(db, run_id, out, err, errlen);
 }
 
 static void free_statement(report_statement *s)
@@ -1388,6 +1420,9 @@ static void free_statement(report_statement *s)
 
 void report_data_free(report_data *d)
 {
+    for (size_t i = 0; i < d->n_tests; i++)
+        free(d->tests[i].name);
+    free(d->tests);
     for (size_t i = 0; i < d->n_runs; i++) {
         free(d->runs[i].label);
         free(d->runs[i].started_at);

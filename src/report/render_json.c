@@ -464,6 +464,19 @@ static json_t *any_nplusone(const void *f)
     return nplusone_json(f);
 }
 
+static json_t *any_test(const void *p)
+{
+    const report_test *t = p;
+    builder b = obj_begin();
+
+    obj_put(&b, "test", jstr(t->name));
+    obj_put(&b, "statements", jint(t->statements));
+    obj_put(&b, "shapes", jint(t->shapes));
+    obj_put(&b, "total_ms", jnum(t->total_ms));
+    obj_put(&b, "findings", jint(t->findings));
+    return obj_end(&b);
+}
+
 static json_t *any_plan(const void *p)
 {
     return plan_json(p);
@@ -491,6 +504,7 @@ static json_t *report_json(const report_data *d)
     obj_put(&b, "n_plus_one",
             list_json(d->findings, d->n_findings, sizeof(d->findings[0]), any_nplusone));
     obj_put(&b, "unused_ignores", strings_json(d->unused_ignores, d->n_unused_ignores));
+    obj_put(&b, "tests", list_json(d->tests, d->n_tests, sizeof(d->tests[0]), any_test));
     obj_put(&b, "statements", list_json(d->stmts, d->n_stmts, sizeof(d->stmts[0]), any_statement));
     obj_put(&b, "other", other_json(d));
     /* Every suggestion, not limited by --limit: a run's latest consolidation (with --all, of the

@@ -590,6 +590,26 @@ static void put_finding(FILE *out, size_t rank, const report_nplusone *f)
     put_fix(out, f->suggestion);
 }
 
+/* Tests (schema 9): statements, shapes, time and findings per test, most time first. */
+static void put_tests(FILE *out, const report_data *d)
+{
+    size_t shown = d->limit > 0 && (size_t)d->limit < d->n_tests ? (size_t)d->limit : d->n_tests;
+    char name[64], ms[32];
+
+    if (d->n_tests == 0)
+        return;
+    fprintf(out, "\nTests (%zu of %zu; most time first)\n", shown, d->n_tests);
+    fprintf(out, "  %-48s %10s %7s %12s %9s\n", "test", "statements", "shapes", "time ms",
+            "findings");
+    for (size_t i = 0; i < shown; i++) {
+        const report_test *t = &d->tests[i];
+        one_line(t->name, name, sizeof(name) < 49 ? sizeof(name) : 49);
+        fmt_num(ms, sizeof(ms), t->total_ms, 12, 3);
+        fprintf(out, "  %-48s %10lld %7lld %12s %9lld\n", name, (long long)t->statements,
+                (long long)t->shapes, ms, (long long)t->findings);
+    }
+}
+
 static void put_unused_ignores(FILE *out, const report_data *d)
 {
     if (d->n_unused_ignores == 0)
@@ -1117,6 +1137,7 @@ bool report_render_text(FILE *out, const report_data *d, const char *path)
     fprintf(out, "pgscope report of %s\n\n", where);
     put_summary(out, d);
     put_findings(out, d);
+    put_tests(out, d);
     put_indexes(out, d);
     put_plan_findings(out, d);
     put_statements(out, d);

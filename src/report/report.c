@@ -112,6 +112,14 @@ int report_id_option(const char *cmd, const char *name, const char *v, int64_t *
     return 0;
 }
 
+bool report_same_finding(const report_nplusone *x, const report_nplusone *y)
+{
+    return x->duplicate == y->duplicate && x->insert_loop == y->insert_loop &&
+           strcmp(x->parent_fingerprint, y->parent_fingerprint) == 0 &&
+           strcmp(x->child_fingerprints ? x->child_fingerprints : "",
+                  y->child_fingerprints ? y->child_fingerprints : "") == 0;
+}
+
 const char *report_kind_name(const report_nplusone *f)
 {
     return f->duplicate ? "duplicate query" : f->insert_loop ? "insert loop" : "N+1 loop";

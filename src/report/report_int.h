@@ -52,6 +52,13 @@ typedef struct report_statement {
     size_t n_tags;
 } report_statement;
 
+/* A test of the run (schema 9): its statements and their time, and the findings seen in it. */
+typedef struct report_test {
+    char *name;
+    int64_t statements, shapes, findings;
+    double total_ms;
+} report_test;
+
 /* An N+1 loop or a duplicate query, for one run or merged over all runs (same kind, parent and
  * children). */
 typedef struct report_nplusone {
@@ -159,6 +166,9 @@ typedef struct report_data {
     size_t n_explain;
     /* Schema 4 and later; empty for older files. A run's suggestions are one consolidation,
      * replaced as it goes: with --all, those of the latest run that has any, never merged. */
+    /* Schema 9 and later: statements per test, most time first. */
+    struct report_test *tests;
+    size_t n_tests;
     report_index *indexes; /* rank 1 first */
     size_t n_indexes;
     int64_t indexes_run; /* the run they come from; 0 when none */
@@ -208,6 +218,8 @@ int report_parse_args(const char *cmd, int argc, char **argv, void (*print_usage
                       void *ctx);
 /* An id option's value (a run, a plan) into *out: 0, or 2 with the reason printed. */
 int report_id_option(const char *cmd, const char *name, const char *v, int64_t *out);
+/* Whether two findings are one pattern (kind, parent, children), in two runs or files. */
+bool report_same_finding(const report_nplusone *x, const report_nplusone *y);
 /* "N+1 loop", "duplicate query" or "insert loop". */
 const char *report_kind_name(const report_nplusone *f);
 /* s on one line of at most cap - 1 bytes: runs of white space and control characters as one

@@ -195,6 +195,17 @@ static const char migrate_v7[] =
     "ALTER TABLE n_plus_one ADD COLUMN chance REAL;\n"
     "ALTER TABLE n_plus_one ADD COLUMN orm TEXT NOT NULL DEFAULT '';\n";
 
+/* Version 9: statements per test. The table is sql/schema.sql's text, character for character. */
+static const char migrate_v9[] =
+    "CREATE TABLE test_statements (\n"
+    "    run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,\n"
+    "    test        TEXT NOT NULL,\n"
+    "    fingerprint TEXT NOT NULL,\n"
+    "    calls       INTEGER NOT NULL,\n"
+    "    total_ms    REAL NOT NULL,\n"
+    "    PRIMARY KEY (run_id, test, fingerprint)\n"
+    ");\n";
+
 /* Version 8: the test a finding was seen in. */
 static const char migrate_v8[] =
     "ALTER TABLE n_plus_one ADD COLUMN test TEXT NOT NULL DEFAULT '';\n";
@@ -206,8 +217,8 @@ static const struct migration {
     int version;
     const char *sql;
 } migrations[] = {
-    {1, NULL},       {2, migrate_v2}, {3, migrate_v3}, {4, migrate_v4},
-    {5, migrate_v5}, {6, migrate_v6}, {7, migrate_v7}, {8, migrate_v8},
+    {1, NULL},       {2, migrate_v2}, {3, migrate_v3}, {4, migrate_v4}, {5, migrate_v5},
+    {6, migrate_v6}, {7, migrate_v7}, {8, migrate_v8}, {9, migrate_v9},
 };
 
 enum {
@@ -218,6 +229,7 @@ enum {
     Q_STATEMENT,
     Q_ERROR,
     Q_TAG,
+    Q_TEST,
     Q_CONNECTION,
     Q_NPLUSONE,
     Q_PLAN,
@@ -258,6 +270,9 @@ static const char *const queries[Q_COUNT] = {
                 "count) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
                 "ON CONFLICT (run_id, fingerprint, database, user_name, sqlstate) "
                 "DO UPDATE SET count = excluded.count",
+    [Q_TEST] = "INSERT INTO test_statements (run_id, fingerprint, test, calls, total_ms) "
+               "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (run_id, test, fingerprint) "
+               "DO UPDATE SET calls = excluded.calls, total_ms = excluded.total_ms",
     [Q_TAG] = "INSERT INTO statement_tags (run_id, fingerprint, tags, calls, total_ms) "
               "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (run_id, fingerprint, tags) "
               "DO UPDATE SET calls = excluded.calls, total_ms = excluded.total_ms",
@@ -411,6 +426,9 @@ void store_batch_free(store_batch *b)
         free_connection_row(&b->connections[i]);
     for (size_t i = 0; i < b->n_tags; i++)
         free(b->tags[i].tags);
+    for (size_t i = 0; i < b->n_tests; i++)
+        free(b->tests[i].tags);
+    free(b->tests);
     for (size_t i = 0; i < b->n_nplusone; i++)
         free_nplusone_row(&b->nplusone[i]);
     for (size_t i = 0; i < b->n_plans; i++)
@@ -430,8 +448,8 @@ void store_batch_free(store_batch *b)
 /* Every row a batch would write, the run's own row included: what a failed write loses. */
 static uint64_t batch_rows(const store_batch *b)
 {
-    uint64_t n = 1 + b->n_folded + b->n_statements + b->n_connections + b->n_tags + b->n_nplusone +
-                 b->n_plans + b->n_indexes + (uint64_t)b->run.n_explain;
+    uint64_t n = 1 + b->n_folded + b->n_statements + b->n_connections + b->n_tags + b->n_tests +
+                 b->n_nplusone + b->n_plans + b->n_indexes + (uint64_t)b->run.n_explain;
 
     for (size_t i = 0; i < b->n_statements; i++)
         n += (uint64_t)(b->statements[i].n_errs > 0 ? b->statements[i].n_errs : 0);
@@ -576,9 +594,10 @@ static int write_connection(store *s, const store_connection_row *r)
     return bad ? SQLITE_NOMEM : step_done(st);
 }
 
-static int write_tag(store *s, const store_tag_row *r)
+/* A statement_tags row (q Q_TAG), or a test_statements row (Q_TEST: the test in r->tags). */
+static int write_tag(store *s, int q, const store_tag_row *r)
 {
-    sqlite3_stmt *st = s->q[Q_TAG];
+    sqlite3_stmt *st = s->q[q];
     bool bad = false;
 
     bad |= sqlite3_bind_int64(st, 1, s->run_id) != SQLITE_OK;
@@ -807,7 +826,9 @@ static int write_rows(store *s, const store_batch *b)
     for (size_t i = 0; rc == SQLITE_OK && i < b->n_connections; i++)
         rc = write_connection(s, &b->connections[i]);
     for (size_t i = 0; rc == SQLITE_OK && i < b->n_tags; i++)
-        rc = write_tag(s, &b->tags[i]);
+        rc = write_tag(s, Q_TAG, &b->tags[i]);
+    for (size_t i = 0; rc == SQLITE_OK && i < b->n_tests; i++)
+        rc = write_tag(s, Q_TEST, &b->tests[i]);
     for (size_t i = 0; rc == SQLITE_OK && i < b->n_nplusone; i++)
         rc = write_nplusone(s, &b->nplusone[i]);
     for (size_t i = 0; rc == SQLITE_OK && i < b->n_plans; i++)

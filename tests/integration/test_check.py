@@ -2,6 +2,7 @@
 run is clean; the same verdict as text, Markdown (rendered by a Markdown parser), JUnit XML
 (well-formed, validated against tests/integration/junit.xsd) and GitHub annotations."""
 
+import json
 import os
 import xml.etree.ElementTree as ET
 
@@ -185,3 +186,75 @@ def test_check_names_the_test_of_each_finding():
     case = ET.fromstring(check(db, "--format", "junit").stdout).find("testsuite/testcase")
     assert case.get("classname") == "tests/test_orders.py::test_orders_page", case.attrib
     assert case.get("name").startswith("N+1 loop: SELECT id, name FROM customers"), case.attrib
+
+
+def suite_run(db, tests):
+    """One pgscope run into db (None: a new file) of a small suite: per test (its name set in
+    application_name, as a test runner's hook does), the orders with their customers by a join
+    or by a loop, and extra statements. The file's path."""
+    pg = h.Pgscope(shop())
+    if db:
+        pg.db = db
+    pg.start()
+    conn = h.connect(pg.host, pg.port, dbname=DB)
+    conn.autocommit = True
+    cur = conn.cursor()
+    for name, loop, extra in tests:
+        cur.execute("SET application_name = %s", (name,))
+        if loop:
+            cur.execute("SELECT id, customer_id FROM orders ORDER BY id LIMIT 20")
+            for _, customer in cur.fetchall():
+                cur.execute("SELECT id, name FROM customers WHERE id = %s", (customer,))
+                cur.fetchall()
+        else:
+            cur.execute("SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = "
+                        "o.customer_id LIMIT 20")
+            cur.fetchall()
+        for _ in range(extra):
+            cur.execute("SELECT count(*) FROM orders")
+            cur.fetchall()
+        cur.execute("RESET application_name")
+    conn.close()
+    assert pg.stop() == 0, pg.log_text()
+    return pg.db
+
+
+def test_check_against_a_baseline_names_both_tests_then_passes_when_fixed():
+    """Baseline: three tests, all joins. A change adds an N+1 to test_a and one statement to
+    test_b: check --baseline-run 1 fails naming both, in text, Markdown and JUnit; the report
+    lists the tests; fixing both passes, and diff shows the statements going down."""
+    db = suite_run(None, [("t/test_a", False, 0), ("t/test_b", False, 0), ("t/test_c", False, 2)])
+    suite_run(db, [("t/test_a", True, 0), ("t/test_b", False, 1), ("t/test_c", False, 2)])
+    res = check(db, "--baseline-run", "1")
+    assert res.rc == 1, res
+    rep = json.loads(h.run([h.PGSCOPE_BIN, "report", "--db", db, "--format", "json"]).stdout)
+    tests = {t["test"]: t for t in rep["tests"]}
+    base = json.loads(h.run([h.PGSCOPE_BIN, "report", "--db", db, "--run", "1", "--format",
+                             "json"]).stdout)
+    before = {t["test"]: t["statements"] for t in base["tests"]}
+    assert tests["t/test_a"]["statements"] == before["t/test_a"] + 20, (tests, before)
+    assert tests["t/test_b"]["statements"] == before["t/test_b"] + 1, (tests, before)
+    assert tests["t/test_c"]["statements"] == before["t/test_c"], (tests, before)
+    assert tests["t/test_a"]["findings"] == 1 and tests["t/test_b"]["findings"] == 0, tests
+    # the N+1 in test_a (whose statements went up with it) and the extra query in test_b
+    assert res.stdout.startswith("pgscope check: FAILED, 3 problems (run 2)"), res.stdout
+    assert "test t/test_b (rule statements): %d statements, %d in the baseline (+1, " % (
+        before["t/test_b"] + 1, before["t/test_b"]) in res.stdout, res.stdout
+    assert "N+1 loop (rule n_plus_one)" in res.stdout and "test:   t/test_a" in res.stdout
+    assert "t/test_c" not in res.stdout, res.stdout
+    md = check(db, "--baseline-run", "1", "--format", "markdown").stdout
+    assert "| more statements | `t/test_b` |" in md and "`t/test_a`" in md, md
+    suite = ET.fromstring(check(db, "--baseline-run", "1", "--format", "junit").stdout)
+    failed = {c.get("classname") for c in suite.iter("testcase") if c.find("failure") is not None}
+    assert failed == {"t/test_a", "t/test_b"}, ET.tostring(suite)
+
+    text = h.run([h.PGSCOPE_BIN, "report", "--db", db]).stdout
+    assert "Tests (3 of 3; most time first)" in text, text
+
+    suite_run(db, [("t/test_a", False, 0), ("t/test_b", False, 0), ("t/test_c", False, 2)])
+    res = check(db, "--baseline-run", "1")
+    assert res.rc == 0 and res.stdout.startswith("pgscope check: passed (run 3)"), res
+    diff = h.run([h.PGSCOPE_BIN, "diff", "--db", db]).stdout
+    assert diff.startswith("pgscope diff: run 2 -> run 3: 1 finding fixed, 0 new, 0 still "
+                           "present; statements "), diff
+    assert "disappeared; calls 20 -> 0 (-100.0%)" in diff, diff
