@@ -106,6 +106,11 @@ void np1_tick(np1_detector *d, int64_t now_us);
 
 /* Calls fn for every finding changed since the last call (all when all is true). */
 void np1_take_dirty(np1_detector *d, bool all, void (*fn)(np1_finding *f, void *arg), void *arg);
+/* Whether a normalized text reads the system catalogs (pg_catalog, information_schema, pg_*
+ * relations): an ORM's or a test runner's introspection, never a finding, and not counted for
+ * the test it ran in (an ORM loads its schema in whichever test comes first). */
+bool np1_is_catalog(const char *query);
+
 /* The test statements belong to: the sqlcommenter tag test of their canonical tags, else their
  * application_name (a test runner sets one per test), else "". Malloc'd; NULL if memory ran
  * out. */

@@ -91,6 +91,7 @@ struct analyzer {
         uint64_t fp;
         char table[64];
         bool literals;
+        bool catalog; /* reads the system catalogs */
     } tables[TABLE_SLOTS];
     conn_rec *conns[MAP_BUCKETS];
     tag_map tags;  /* per shape and sqlcommenter tag set */
@@ -223,10 +224,17 @@ static void count_key(tag_map *m, uint64_t fp, const char *key, double us)
     (*p)->dirty = true;
 }
 
-/* The statement's test (its tag test, else its connection's application_name), counted. */
-static void count_test(analyzer *a, uint64_t fp, const char *tags, const char *app, double us)
+/* The statement's test (its tag test, else its connection's application_name), counted.
+ * Session settings (SET, RESET, SHOW) are not: the SET application_name that names a test runs
+ * under the name before it, and an ORM sets up and asks about its session in whichever test
+ * comes first, another one each run when tests run in random order. */
+static void count_test(analyzer *a, const track_event *ev, uint64_t fp, const char *tags,
+                       double us)
 {
-    char *test = np1_test_of(app, tags);
+    if (strcmp(ev->command, "SET") == 0 || strcmp(ev->command, "RESET") == 0 ||
+        strcmp(ev->command, "SHOW") == 0)
+        return;
+    char *test = np1_test_of(ev->application_name, tags);
 
     if (test && test[0])
         count_key(&a->tests, fp, test, us);
@@ -453,10 +461,11 @@ static void count_literal(const char *value, size_t len, void *arg)
 }
 
 /* What a shape's text tells, the same for every statement of the shape: the one table it reads
- * (into out), and whether constants are written in it (else an extended-protocol statement's
- * values are its parameters alone, and its text need not be read for literals). */
+ * (into out), whether it reads the catalogs (*catalog), and whether constants are written in it
+ * (else an extended-protocol statement's values are its parameters alone, and its text need not
+ * be read for literals). */
 static bool shape_facts(analyzer *a, const fp_result *fp, const char *text, size_t len, char *out,
-                        size_t cap)
+                        size_t cap, bool *catalog)
 {
     size_t slot = hash_mix64(fp->id) % TABLE_SLOTS;
 
@@ -466,8 +475,10 @@ static bool shape_facts(analyzer *a, const fp_result *fp, const char *text, size
         fp_single_table(text, len, a->tables[slot].table, sizeof(a->tables[slot].table));
         fp_literals(text, len, count_literal, &literals);
         a->tables[slot].literals = literals > 0;
+        a->tables[slot].catalog = np1_is_catalog(fp->normalized);
     }
     snprintf(out, cap, "%s", a->tables[slot].table);
+    *catalog = a->tables[slot].catalog;
     return a->tables[slot].literals;
 }
 
@@ -698,9 +709,11 @@ static void on_statement(analyzer *a, const track_event *ev)
         keep_example(e, ev, text, len);
     if (fp_tags(text, len, tags, sizeof(tags)) > 0)
         count_key(&a->tags, fp.id, tags, us);
-    count_test(a, fp.id, tags, ev->application_name, us);
     char table[128];
-    bool literals = shape_facts(a, &fp, text, len, table, sizeof(table));
+    bool catalog;
+    bool literals = shape_facts(a, &fp, text, len, table, sizeof(table), &catalog);
+    if (!catalog)
+        count_test(a, ev, fp.id, tags, us);
     if (a->ex)
         sample(a, ev, text, len, &fp, e, c, us, table);
     detect(a, ev, text, len, &fp, tags, table, literals); /* fp.normalized: until the next call */

@@ -36,9 +36,6 @@ void np1_sb_add(sbuf *b, const char *s);
 void np1_sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 char *np1_sb_take(sbuf *b);
 char *np1_example_json(const np1_stmt *st);
-/* Whether a normalized text reads the system catalogs (pg_catalog, information_schema, pg_*
- * relations): an ORM's or a test runner's introspection, never a finding. */
-bool np1_is_catalog(const char *query);
 /* Whether the first word of a text is one of words (lowercase, separated by spaces). */
 bool np1_first_word_is(const char *query, const char *words);
 
