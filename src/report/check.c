@@ -9,13 +9,19 @@
 
 #include "report_int.h"
 
+#include "pgscope/stats.h"
+
 #include <errno.h>
+#include <math.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DEFAULT_DB "./pgscope.db"
 #define DEFAULT_DUPLICATE_MIN 10
+#define DEFAULT_LATENCY_RISE 10       /* percent */
+#define DEFAULT_LATENCY_MIN_CALLS 100 /* in each run */
+#define LATENCY_ALPHA 0.01            /* the largest p-value that counts as a real slowdown */
 
 typedef enum { OUT_TEXT, OUT_MARKDOWN, OUT_JUNIT } check_format;
 
@@ -31,7 +37,15 @@ typedef struct {
     const char *baseline_db; /* --baseline-db: the baseline's file (default: --db) */
     int64_t baseline_run;    /* --baseline-run: 0 with --baseline-db: its latest run */
     int extra;               /* --max-extra-statements: a test may issue this many more */
+    int latency_rise;        /* --latency-rise: percent the mean or p95 may rise; 0 no rule */
+    int latency_min_calls;   /* --latency-min-calls: calls a shape needs in both runs */
 } check_options;
+
+/* A shape slower than in the baseline, beyond the rise allowed and beyond chance. */
+typedef struct {
+    const report_statement *s, *base;
+    double p; /* one-sided Mann-Whitney U test on the two latency histograms */
+} check_slow;
 
 /* A finding and the rule it fails, NULL when it passes. */
 typedef struct {
@@ -53,6 +67,8 @@ typedef struct {
     size_t n, failed;  /* failed: findings and tests that fail */
     check_test *tests;
     size_t n_tests;
+    check_slow *slow;
+    size_t n_slow;
 } check_result;
 
 static void usage(FILE *out)
@@ -83,6 +99,13 @@ static void usage(FILE *out)
             "  --baseline-db FILE       the baseline's report database (default: --db; its\n"
             "                           latest run unless --baseline-run)\n"
             "  --max-extra-statements N statements a test may add over its baseline (default 0)\n"
+            "  --latency-rise PCT       with a baseline: a shape whose median, and mean or p95,\n"
+            "                           rose more than PCT percent fails when a one-sided\n"
+            "                           Mann-Whitney U test on the two latency histograms\n"
+            "                           gives p < 0.01\n"
+            "                           (default 10; 0: no timing rule)\n"
+            "  --latency-min-calls N    calls a shape needs in both runs for the timing rule\n"
+            "                           (default 100)\n"
             "  --help                   this text\n\n"
             "Exit status: 0 every rule passed, 1 a rule failed, 2 bad usage, 3 the report\n"
             "database could not be read or the output not written.\n",
@@ -145,6 +168,10 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
         return count_option("--duplicate-min", v, &o->duplicate_min);
     } else if ((v = report_option_value(argc, argv, i, "--insert-loop-min", &missing))) {
         return count_option("--insert-loop-min", v, &o->insert_min);
+    } else if ((v = report_option_value(argc, argv, i, "--latency-rise", &missing))) {
+        return count_option("--latency-rise", v, &o->latency_rise);
+    } else if ((v = report_option_value(argc, argv, i, "--latency-min-calls", &missing))) {
+        return count_option("--latency-min-calls", v, &o->latency_min_calls);
     } else if ((v = report_option_value(argc, argv, i, "--max-extra-statements", &missing))) {
         return count_option("--max-extra-statements", v, &o->extra);
     } else if ((v = report_option_value(argc, argv, i, "--baseline-run", &missing))) {
@@ -161,7 +188,10 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
 /* 0 go on, 1 help printed, 2 bad usage. */
 static int parse_options(int argc, char **argv, check_options *o)
 {
-    *o = (check_options){.db = DEFAULT_DB, .duplicate_min = DEFAULT_DUPLICATE_MIN};
+    *o = (check_options){.db = DEFAULT_DB,
+                         .duplicate_min = DEFAULT_DUPLICATE_MIN,
+                         .latency_rise = DEFAULT_LATENCY_RISE,
+                         .latency_min_calls = DEFAULT_LATENCY_MIN_CALLS};
     return report_parse_args("check", argc, argv, usage, parse_option, o);
 }
 
@@ -209,6 +239,85 @@ static void test_failure_text(const check_test *t, char *out, size_t cap)
                            : 100.0);
 }
 
+/* The one-sided p-value that latencies in b are not larger than in a: the Mann-Whitney U test
+ * on the two histograms, each bucket a group of ties (its values are within 1% of each other),
+ * normal approximation with the tie correction and a continuity correction. */
+static double mann_whitney_p(const stats_hist *a, const stats_hist *b)
+{
+    double na = 0, nb = 0, u = 0, below = 0, ties = 0;
+
+    for (int i = 0; i < STATS_HIST_BUCKETS; i++) {
+        double ai = a->buckets[i], bi = b->buckets[i], t = ai + bi;
+        u += bi * (below + ai / 2.0); /* pairs where b's value is larger, ties half */
+        below += ai;
+        na += ai;
+        nb += bi;
+        ties += t * t * t - t;
+    }
+    double n = na + nb;
+    if (na < 1 || nb < 1 || n < 3)
+        return 1.0;
+    double var = na * nb / 12.0 * ((n + 1) - ties / (n * (n - 1)));
+    if (!(var > 0))
+        return 1.0;
+    double z = (u - na * nb / 2.0 - 0.5) / sqrt(var);
+    return 0.5 * erfc(z / sqrt(2.0));
+}
+
+static bool same_shape(const report_statement *x, const report_statement *y)
+{
+    return strcmp(x->fingerprint, y->fingerprint) == 0 &&
+           strcmp(x->database ? x->database : "", y->database ? y->database : "") == 0 &&
+           strcmp(x->user ? x->user : "", y->user ? y->user : "") == 0;
+}
+
+static double rise(double before, double after)
+{
+    return before > 0 && isfinite(before) && isfinite(after) ? after / before - 1.0 : 0.0;
+}
+
+/* Shapes whose mean or p95, and median, rose beyond the allowance, with enough calls in both
+ * runs and a difference no chance would give (p < LATENCY_ALPHA). */
+static size_t slow_shapes(const report_data *d, const report_data *base, const check_options *o,
+                          check_slow *out)
+{
+    size_t n = 0;
+    double allowed = o->latency_rise / 100.0;
+
+    for (size_t i = 0; base && o->latency_rise > 0 && i < d->n_stmts; i++) {
+        const report_statement *s = &d->stmts[i];
+        if (!s->hist || s->calls < o->latency_min_calls)
+            continue;
+        for (size_t j = 0; j < base->n_stmts; j++) {
+            const report_statement *b = &base->stmts[j];
+            if (!same_shape(s, b) || !b->hist || b->calls < o->latency_min_calls)
+                continue;
+            /* the median too: a few stalls of a loaded CI machine move the mean and the p95 of
+             * a fast statement, not its median */
+            if (rise(b->p50_ms, s->p50_ms) > allowed &&
+                (rise(b->mean_ms, s->mean_ms) > allowed || rise(b->p95_ms, s->p95_ms) > allowed)) {
+                double p = mann_whitney_p(b->hist, s->hist);
+                if (p < LATENCY_ALPHA)
+                    out[n++] = (check_slow){s, b, p};
+            }
+            break;
+        }
+    }
+    return n;
+}
+
+static void slow_text(const check_slow *w, char *out, size_t cap)
+{
+    snprintf(out, cap,
+             "median %.3f -> %.3f ms (%+.1f%%), mean %.3f -> %.3f ms (%+.1f%%), p95 %.3f -> "
+             "%.3f ms (%+.1f%%), %lld -> %lld calls; "
+             "one-sided Mann-Whitney U test on the latency histograms: p = %.2g",
+             w->base->p50_ms, w->s->p50_ms, 100 * rise(w->base->p50_ms, w->s->p50_ms),
+             w->base->mean_ms, w->s->mean_ms, 100 * rise(w->base->mean_ms, w->s->mean_ms),
+             w->base->p95_ms, w->s->p95_ms, 100 * rise(w->base->p95_ms, w->s->p95_ms),
+             (long long)w->base->calls, (long long)w->s->calls, w->p);
+}
+
 /* ---- text ---- */
 
 static void put_indented(FILE *out, const char *text, const char *indent)
@@ -241,6 +350,12 @@ static void render_text(FILE *out, const check_result *res, const check_options 
         char what[160];
         test_failure_text(&res->tests[i], what, sizeof(what));
         fprintf(out, "\n%zu. test %s (rule statements): %s\n", ++k, res->tests[i].t->name, what);
+    }
+    for (size_t i = 0; i < res->n_slow; i++) {
+        char what[320];
+        slow_text(&res->slow[i], what, sizeof(what));
+        fprintf(out, "\n%zu. slower statement (rule latency): %s\n   %s\n", ++k,
+                res->slow[i].s->query ? res->slow[i].s->query : res->slow[i].s->fingerprint, what);
     }
     for (size_t i = 0; i < n; i++) {
         const report_nplusone *f = items[i].f;
@@ -318,6 +433,13 @@ static void render_markdown(FILE *out, const check_result *res)
         md_code(out, res->tests[i].t->name, 80);
         fprintf(out, " | %s | | | |\n", what);
     }
+    for (size_t i = 0; i < res->n_slow; i++) {
+        char what[320];
+        slow_text(&res->slow[i], what, sizeof(what));
+        fprintf(out, "| %zu | slower statement | | ", ++k);
+        md_code(out, res->slow[i].s->query ? res->slow[i].s->query : "", 120);
+        fprintf(out, " %s | | | |\n", what);
+    }
     for (size_t i = 0; i < n; i++) {
         const report_nplusone *f = items[i].f;
         if (!items[i].rule)
@@ -330,7 +452,7 @@ static void render_markdown(FILE *out, const check_result *res)
         fprintf(out, " | %lld | %lld | %.3f |\n", (long long)f->max_n, (long long)f->occurrences,
                 f->saving_ms);
     }
-    k = res->n_tests;
+    k = res->n_tests + res->n_slow;
     for (size_t i = 0; i < n; i++) {
         const report_nplusone *f = items[i].f;
         char title[160];
@@ -380,7 +502,8 @@ static void render_junit(FILE *out, const check_result *res)
 {
     const check_item *items = res->items;
     size_t n = res->n, failed = res->failed;
-    size_t tests = n + res->n_tests > 0 ? n + res->n_tests : 1;
+    size_t more = res->n_tests + res->n_slow;
+    size_t tests = n + more > 0 ? n + more : 1;
 
     fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     fprintf(out, "<testsuites name=\"pgscope check\" tests=\"%zu\" failures=\"%zu\">\n", tests,
@@ -389,7 +512,19 @@ static void render_junit(FILE *out, const check_result *res)
             "  <testsuite name=\"pgscope\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" "
             "skipped=\"0\">\n",
             tests, failed);
-    if (n + res->n_tests == 0)
+    for (size_t i = 0; i < res->n_slow; i++) {
+        char what[320], name[200];
+        slow_text(&res->slow[i], what, sizeof(what));
+        report_one_line(res->slow[i].s->query, name, sizeof(name));
+        fprintf(out, "    <testcase classname=\"pgscope.latency\" name=\"");
+        xml_text(out, name);
+        fprintf(out, "\">\n      <failure type=\"latency\" message=\"");
+        xml_text(out, what);
+        fprintf(out, "\">");
+        xml_text(out, res->slow[i].s->query);
+        fprintf(out, "</failure>\n    </testcase>\n");
+    }
+    if (n + more == 0)
         fprintf(out, "    <testcase classname=\"pgscope\" name=\"no N+1 or duplicate query\"/>\n");
     for (size_t i = 0; i < res->n_tests; i++) {
         char what[160];
@@ -471,6 +606,15 @@ static void annotate(FILE *out, const check_result *res)
         gh_escape(out, what, false);
         fputs("\n", out);
     }
+    for (size_t i = 0; i < res->n_slow; i++) {
+        char what[320];
+        slow_text(&res->slow[i], what, sizeof(what));
+        fputs("::error title=pgscope%3A slower statement::", out);
+        gh_escape(out, res->slow[i].s->query, false);
+        gh_escape(out, "\n", false);
+        gh_escape(out, what, false);
+        fputs("\n", out);
+    }
     for (size_t i = 0; i < res->n; i++) {
         const report_nplusone *f = items[i].f;
         char title[120];
@@ -496,10 +640,12 @@ static int run_check(const report_data *d, const report_data *base, const check_
 
     res.items = calloc(d->n_findings ? d->n_findings : 1, sizeof(*res.items));
     res.tests = calloc(d->n_tests ? d->n_tests : 1, sizeof(*res.tests));
-    if (!res.items || !res.tests) {
+    res.slow = calloc(d->n_stmts ? d->n_stmts : 1, sizeof(*res.slow));
+    if (!res.items || !res.tests || !res.slow) {
         fprintf(stderr, "pgscope check: out of memory\n");
         free(res.items);
         free(res.tests);
+        free(res.slow);
         return 3;
     }
     for (size_t i = 0; i < d->n_findings; i++) {
@@ -508,7 +654,8 @@ static int run_check(const report_data *d, const report_data *base, const check_
         res.failed += res.items[i].rule != NULL;
     }
     res.n_tests = test_failures(d, base, o, res.tests);
-    res.failed += res.n_tests;
+    res.n_slow = slow_shapes(d, base, o, res.slow);
+    res.failed += res.n_tests + res.n_slow;
     FILE *out = o->output ? fopen(o->output, "w") : stdout;
     bool written = out != NULL;
     if (out) {
@@ -526,6 +673,7 @@ static int run_check(const report_data *d, const report_data *base, const check_
     }
     free(res.items);
     free(res.tests);
+    free(res.slow);
     if (!written) {
         fprintf(stderr, "pgscope check: %s: %s\n", o->output ? o->output : "output",
                 strerror(errno));

@@ -424,6 +424,15 @@ static int64_t latest_run(sqlite3 *db)
 
 static void read_statement(sqlite3_stmt *st, report_statement *s)
 {
+    const void *blob = sqlite3_column_blob(st, C_HISTOGRAM);
+    int len = sqlite3_column_bytes(st, C_HISTOGRAM);
+
+    /* the latency histogram, for pgscope check's timing rule; NULL when not usable */
+    if (blob && len > 0 && (s->hist = malloc(sizeof(*s->hist))) &&
+        !stats_hist_decode(s->hist, blob, (size_t)len)) {
+        free(s->hist);
+        s->hist = NULL;
+    }
     copy_fixed(s->fingerprint, sizeof(s->fingerprint), st, C_FINGERPRINT);
     s->database = col_text(st, C_DATABASE);
     s->user = col_text(st, C_USER);
@@ -1404,6 +1413,7 @@ bool report_load(sqlite3 *db, int schema_version, int64_t run_id, bool all, int 
 
 static void free_statement(report_statement *s)
 {
+    free(s->hist);
     free(s->database);
     free(s->user);
     free(s->query);

@@ -50,6 +50,7 @@ typedef struct report_statement {
     size_t n_errs;
     report_tag *tags;
     size_t n_tags;
+    struct stats_hist *hist; /* its latency histogram, in a one-run report; else NULL */
 } report_statement;
 
 /* A test of the run (schema 9): its statements and their time, and the findings seen in it. */

@@ -258,3 +258,48 @@ def test_check_against_a_baseline_names_both_tests_then_passes_when_fixed():
     assert diff.startswith("pgscope diff: run 2 -> run 3: 1 finding fixed, 0 new, 0 still "
                            "present; statements "), diff
     assert "disappeared; calls 20 -> 0 (-100.0%)" in diff, diff
+
+
+def sleep_run(db, seconds, calls=200):
+    """One run of `calls` pg_sleep(seconds) statements into db (None: a new file)."""
+    pg = h.Pgscope(shop())
+    if db:
+        pg.db = db
+    pg.start()
+    conn = h.connect(pg.host, pg.port, dbname=DB)
+    conn.autocommit = True
+    cur = conn.cursor()
+    for _ in range(calls):
+        cur.execute("SELECT pg_sleep(%s)", (seconds,))
+        cur.fetchall()
+    conn.close()
+    assert pg.stop() == 0, pg.log_text()
+    return pg.db
+
+
+def test_timing_rule_fails_a_real_slowdown_and_passes_noise():
+    """A shape made 30% slower over 200 calls fails, with the test and its p-value; the same
+    code run again (noise only) passes in 20 runs out of 20."""
+    db = sleep_run(None, 0.002)
+    sleep_run(db, 0.0026)
+    res = check(db, "--baseline-run", "1")
+    assert res.rc == 1, res
+    assert "slower statement (rule latency): SELECT pg_sleep($1)" in res.stdout, res.stdout
+    assert "one-sided Mann-Whitney U test on the latency histograms: p = " in res.stdout
+    p = float(res.stdout.split("p = ")[1].split()[0])
+    assert p < 1e-6, res.stdout
+    md = check(db, "--baseline-run", "1", "--format", "markdown")
+    assert md.rc == 1 and "| slower statement |" in md.stdout, md.stdout
+    junit = check(db, "--baseline-run", "1", "--format", "junit")
+    case = ET.fromstring(junit.stdout).find("testsuite/testcase/failure")
+    assert case is not None and case.get("type") == "latency", junit.stdout
+    assert check(db, "--baseline-run", "1", "--latency-rise", "60").rc == 0
+    assert check(db, "--baseline-run", "1", "--latency-min-calls", "201").rc == 0
+
+    passed = 0
+    for run in range(3, 23):
+        sleep_run(db, 0.002)
+        res = check(db, "--run", str(run), "--baseline-run", "1")
+        passed += res.rc == 0
+    assert passed == 20, "%d of 20 noise-only runs passed" % passed
+    h.note("30%% slower: p = %.2g; noise: %d/20 passed" % (p, passed))
