@@ -30,6 +30,7 @@ static void usage(FILE *out)
             "  pgscope report [OPTIONS]  print what the report database says to fix\n"
             "  pgscope check [OPTIONS]   the CI gate: exit 1 when a run breaks a rule\n"
             "  pgscope diff [OPTIONS]    two runs side by side: what changed, in percent\n"
+            "  pgscope baseline save     a run's figures as a JSON file, for check --baseline\n"
             "  pgscope version           print the version\n"
             "  pgscope help              this text; `pgscope proxy --help` lists options\n",
             PACKAGE_VERSION);
@@ -281,6 +282,8 @@ int main(int argc, char **argv)
         return check_main(argc - 2, argv + 2);
     if (strcmp(cmd, "diff") == 0)
         return diff_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "baseline") == 0)
+        return baseline_main(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
         printf("pgscope %s\n", PACKAGE_VERSION);
         return 0;

@@ -15,4 +15,8 @@ int check_main(int argc, char **argv);
  * read or holds fewer than two runs. */
 int diff_main(int argc, char **argv);
 
+/* Runs `pgscope baseline save` (src/report/baseline.c): 0 written, 2 bad usage, 3 the
+ * database could not be read or the file not written. */
+int baseline_main(int argc, char **argv);
+
 #endif

@@ -29,16 +29,17 @@ typedef struct {
     const char *db;
     int64_t run_id; /* 0: the latest run */
     check_format format;
-    const char *output;      /* --output FILE; NULL: standard output */
-    bool github;             /* --annotations github */
-    bool suspected;          /* --fail-on-suspected: unproven N+1 loops fail too */
-    int duplicate_min;       /* a duplicate repeated this often in one unit fails; 0 never */
-    int insert_min;          /* likewise an insert loop; 0 never (the default) */
-    const char *baseline_db; /* --baseline-db: the baseline's file (default: --db) */
-    int64_t baseline_run;    /* --baseline-run: 0 with --baseline-db: its latest run */
-    int extra;               /* --max-extra-statements: a test may issue this many more */
-    int latency_rise;        /* --latency-rise: percent the mean or p95 may rise; 0 no rule */
-    int latency_min_calls;   /* --latency-min-calls: calls a shape needs in both runs */
+    const char *output;        /* --output FILE; NULL: standard output */
+    bool github;               /* --annotations github */
+    bool suspected;            /* --fail-on-suspected: unproven N+1 loops fail too */
+    int duplicate_min;         /* a duplicate repeated this often in one unit fails; 0 never */
+    int insert_min;            /* likewise an insert loop; 0 never (the default) */
+    const char *baseline_db;   /* --baseline-db: the baseline's file (default: --db) */
+    const char *baseline_file; /* --baseline: a file pgscope baseline save wrote */
+    int64_t baseline_run;      /* --baseline-run: 0 with --baseline-db: its latest run */
+    int extra;                 /* --max-extra-statements: a test may issue this many more */
+    int latency_rise;          /* --latency-rise: percent the mean or p95 may rise; 0 no rule */
+    int latency_min_calls;     /* --latency-min-calls: calls a shape needs in both runs */
 } check_options;
 
 /* A shape slower than in the baseline, beyond the rise allowed and beyond chance. */
@@ -98,6 +99,7 @@ static void usage(FILE *out)
             "                           it issues more statements than there\n"
             "  --baseline-db FILE       the baseline's report database (default: --db; its\n"
             "                           latest run unless --baseline-run)\n"
+            "  --baseline FILE          the baseline as `pgscope baseline save` wrote it\n"
             "  --max-extra-statements N statements a test may add over its baseline (default 0)\n"
             "  --latency-rise PCT       with a baseline: a shape whose median, and mean or p95,\n"
             "                           rose more than PCT percent fails when a one-sided\n"
@@ -176,6 +178,8 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
         return count_option("--max-extra-statements", v, &o->extra);
     } else if ((v = report_option_value(argc, argv, i, "--baseline-run", &missing))) {
         return report_id_option("check", "--baseline-run", v, &o->baseline_run);
+    } else if ((v = report_option_value(argc, argv, i, "--baseline", &missing))) {
+        o->baseline_file = v;
     } else if ((v = report_option_value(argc, argv, i, "--baseline-db", &missing))) {
         o->baseline_db = v;
     } else {
@@ -682,27 +686,6 @@ static int run_check(const report_data *d, const report_data *base, const check_
     return res.failed > 0 ? 1 : 0;
 }
 
-/* The run to check (or the baseline): loaded from path; false with the reason printed. */
-static bool load_from(const char *path, int64_t run_id, report_data *d)
-{
-    char err[512] = "";
-    int version = 0;
-    sqlite3 *db = report_open_db(path, &version, err, sizeof(err));
-
-    memset(d, 0, sizeof(*d));
-    if (!db) {
-        fprintf(stderr, "pgscope check: %s\n", err);
-        return false;
-    }
-    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-    bool ok = report_load(db, version, run_id, false, 0, d, err, sizeof(err));
-    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-    sqlite3_close(db);
-    if (!ok)
-        fprintf(stderr, "pgscope check: %s: %s\n", path, err);
-    return ok;
-}
-
 int check_main(int argc, char **argv)
 {
     check_options o;
@@ -712,11 +695,13 @@ int check_main(int argc, char **argv)
     int rc = parse_options(argc, argv, &o);
     if (rc != 0)
         return rc == 1 ? 0 : rc;
-    with_base = o.baseline_db || o.baseline_run > 0;
+    with_base = o.baseline_db || o.baseline_run > 0 || o.baseline_file;
     memset(&base, 0, sizeof(base));
-    bool ok =
-        load_from(o.db, o.run_id, &d) &&
-        (!with_base || load_from(o.baseline_db ? o.baseline_db : o.db, o.baseline_run, &base));
+    bool ok = report_load_file("check", o.db, o.run_id, &d);
+    if (ok && o.baseline_file)
+        ok = report_load_baseline(o.baseline_file, &base);
+    else if (ok && with_base)
+        ok = report_load_file("check", o.baseline_db ? o.baseline_db : o.db, o.baseline_run, &base);
     rc = ok ? run_check(&d, with_base ? &base : NULL, &o) : 3;
     report_data_free(&d);
     report_data_free(&base);

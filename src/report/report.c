@@ -112,6 +112,26 @@ int report_id_option(const char *cmd, const char *name, const char *v, int64_t *
     return 0;
 }
 
+bool report_load_file(const char *cmd, const char *path, int64_t run_id, report_data *d)
+{
+    char err[512] = "";
+    int version = 0;
+    sqlite3 *db = report_open_db(path, &version, err, sizeof(err));
+
+    memset(d, 0, sizeof(*d));
+    if (!db) {
+        fprintf(stderr, "pgscope %s: %s\n", cmd, err);
+        return false;
+    }
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    bool ok = report_load(db, version, run_id, false, 0, d, err, sizeof(err));
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(db);
+    if (!ok)
+        fprintf(stderr, "pgscope %s: %s: %s\n", cmd, path, err);
+    return ok;
+}
+
 bool report_same_finding(const report_nplusone *x, const report_nplusone *y)
 {
     return x->duplicate == y->duplicate && x->insert_loop == y->insert_loop &&

@@ -219,6 +219,13 @@ int report_parse_args(const char *cmd, int argc, char **argv, void (*print_usage
                       void *ctx);
 /* An id option's value (a run, a plan) into *out: 0, or 2 with the reason printed. */
 int report_id_option(const char *cmd, const char *name, const char *v, int64_t *out);
+/* One run (0: the latest) of the file at path, every statement, in one read transaction;
+ * false with the reason printed, "pgscope CMD: ...". */
+bool report_load_file(const char *cmd, const char *path, int64_t run_id, report_data *d);
+/* A baseline file (`pgscope baseline save`, baseline.c) as report data: the findings' keys,
+ * the statements per test, the shapes' calls, latency and histograms. False with the reason
+ * printed. */
+bool report_load_baseline(const char *path, report_data *d);
 /* Whether two findings are one pattern (kind, parent, children), in two runs or files. */
 bool report_same_finding(const report_nplusone *x, const report_nplusone *y);
 /* "N+1 loop", "duplicate query" or "insert loop". */

@@ -93,6 +93,13 @@ def test_check_passes_a_clean_run_and_counts_duplicates():
 
 def test_check_usage_and_unreadable_files():
     assert check("/nonexistent/pgscope.db").rc == 3
+    db = run_with(loop=False)
+    bad = os.path.join(h.make_temp_dir("baseline-"), "bad.json")
+    with open(bad, "w") as f:
+        f.write('{"something": "else"}')
+    res = check(db, "--baseline", bad)
+    assert res.rc == 3 and "is not a pgscope baseline" in res.stderr, res
+    assert h.run([h.PGSCOPE_BIN, "baseline", "load"]).rc == 2
     res = check("/nonexistent/pgscope.db", "--format", "xml")
     assert res.rc == 2 and "not one of text, markdown, junit" in res.stderr, res
     assert check("x", "--duplicate-min", "-1").rc == 2
@@ -244,6 +251,17 @@ def test_check_against_a_baseline_names_both_tests_then_passes_when_fixed():
     assert "t/test_c" not in res.stdout, res.stdout
     md = check(db, "--baseline-run", "1", "--format", "markdown").stdout
     assert "| more statements | `t/test_b` |" in md and "`t/test_a`" in md, md
+    # the same baseline as a file to commit next to the tests: the same verdict
+    saved = os.path.join(h.make_temp_dir("baseline-"), "pgscope-baseline.json")
+    res_save = h.run([h.PGSCOPE_BIN, "baseline", "save", "--db", db, "--run", "1", "--output",
+                      saved])
+    assert res_save.rc == 0, res_save
+    with open(saved) as f:
+        data = json.load(f)
+    assert data["pgscope_baseline"] == 1 and data["run"] == 1, data
+    assert set(data["tests"]) == {"t/test_a", "t/test_b", "t/test_c"}, data["tests"]
+    from_file = check(db, "--baseline", saved)
+    assert from_file.rc == 1 and from_file.stdout == res.stdout, (from_file, res)
     suite = ET.fromstring(check(db, "--baseline-run", "1", "--format", "junit").stdout)
     failed = {c.get("classname") for c in suite.iter("testcase") if c.find("failure") is not None}
     assert failed == {"t/test_a", "t/test_b"}, ET.tostring(suite)
@@ -296,6 +314,11 @@ def test_timing_rule_fails_a_real_slowdown_and_passes_noise():
     assert check(db, "--baseline-run", "1", "--latency-rise", "60").rc == 0
     assert check(db, "--baseline-run", "1", "--latency-min-calls", "201").rc == 0
 
+    saved = os.path.join(h.make_temp_dir("baseline-"), "b.json")
+    assert h.run([h.PGSCOPE_BIN, "baseline", "save", "--db", db, "--run", "1", "--output",
+                  saved]).rc == 0
+    from_file = check(db, "--baseline", saved)  # the histograms travel in the file
+    assert from_file.rc == 1 and "rule latency" in from_file.stdout, from_file
     passed = 0
     for run in range(3, 23):
         sleep_run(db, 0.002)
