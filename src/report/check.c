@@ -27,7 +27,8 @@ typedef enum { OUT_TEXT, OUT_MARKDOWN, OUT_JUNIT } check_format;
 
 typedef struct {
     const char *db;
-    int64_t run_id; /* 0: the latest run */
+    report_shards shards; /* --db given more than once: every file's latest run, merged */
+    int64_t run_id;       /* 0: the latest run */
     check_format format;
     const char *output;        /* --output FILE; NULL: standard output */
     bool github;               /* --annotations github */
@@ -80,7 +81,8 @@ static void usage(FILE *out)
             "fails. Rules: no proven N+1 loop; no duplicate query repeated N times or more\n"
             "in one unit of work; optionally no insert loop of N or more.\n\n"
             "Options:\n"
-            "  --db FILE                the report database (default %s)\n"
+            "  --db FILE                the report database (default %s); more than once\n"
+            "                           (CI shards): the latest run of each, merged\n"
             "  --run ID                 check run ID (default: the latest run)\n"
             "  --format text|markdown|junit\n"
             "                           text for people (default), markdown for a CI step\n"
@@ -153,7 +155,8 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
     if (strcmp(argv[*i], "--fail-on-suspected") == 0) {
         o->suspected = true;
     } else if ((v = report_option_value(argc, argv, i, "--db", &missing))) {
-        o->db = v;
+        o->db = o->shards.n == 0 ? v : o->db;
+        return report_add_shard("check", &o->shards, v);
     } else if ((v = report_option_value(argc, argv, i, "--run", &missing))) {
         return report_id_option("check", "--run", v, &o->run_id);
     } else if ((v = report_option_value(argc, argv, i, "--format", &missing))) {
@@ -697,7 +700,9 @@ int check_main(int argc, char **argv)
         return rc == 1 ? 0 : rc;
     with_base = o.baseline_db || o.baseline_run > 0 || o.baseline_file;
     memset(&base, 0, sizeof(base));
-    bool ok = report_load_file("check", o.db, o.run_id, &d);
+    if (o.shards.n == 0)
+        report_add_shard("check", &o.shards, o.db);
+    bool ok = report_load_shards("check", &o.shards, o.run_id, &d);
     if (ok && o.baseline_file)
         ok = report_load_baseline(o.baseline_file, &base);
     else if (ok && with_base)

@@ -1428,6 +1428,137 @@ static void free_statement(report_statement *s)
     free(s->tags);
 }
 
+/* ---------------------------------------------------------------- shards */
+
+/* Adds s, the same shape from another file, to t: counts add, the spreads combine, the
+ * histograms merge and the percentiles come from the merged histogram. */
+static void merge_statement(report_statement *t, report_statement *s)
+{
+    double n1 = (double)t->calls, n2 = (double)s->calls, n = n1 + n2, m2 = NAN;
+
+    if (n1 > 0 && n2 > 0 && isfinite(t->stddev_ms) && isfinite(s->stddev_ms)) {
+        double mean = (t->total_ms + s->total_ms) / n, d1 = t->total_ms / n1 - mean,
+               d2 = s->total_ms / n2 - mean;
+        m2 = t->stddev_ms * t->stddev_ms * n1 + n1 * d1 * d1 + s->stddev_ms * s->stddev_ms * n2 +
+             n2 * d2 * d2;
+    }
+    merge_into(t, s);
+    t->mean_ms = n > 0 ? t->total_ms / n : NAN;
+    t->stddev_ms = n > 0 && isfinite(m2) ? sqrt(m2 / n) : NAN;
+    if (t->hist && s->hist) {
+        double lo = t->min_ms * 1000.0, hi = t->max_ms * 1000.0;
+        stats_hist_merge(t->hist, s->hist);
+        t->p50_ms = stats_hist_quantile_within(t->hist, 0.50, lo, hi) / 1000.0;
+        t->p95_ms = stats_hist_quantile_within(t->hist, 0.95, lo, hi) / 1000.0;
+        t->p99_ms = stats_hist_quantile_within(t->hist, 0.99, lo, hi) / 1000.0;
+    } else {
+        free(t->hist);
+        t->hist = NULL;
+        t->p50_ms = t->p95_ms = t->p99_ms = NAN;
+    }
+}
+
+static bool same_statement(const report_statement *x, const report_statement *y)
+{
+    return strcmp(x->fingerprint, y->fingerprint) == 0 &&
+           strcmp(x->database ? x->database : "", y->database ? y->database : "") == 0 &&
+           strcmp(x->user ? x->user : "", y->user ? y->user : "") == 0;
+}
+
+static int by_total(const void *a, const void *b)
+{
+    double x = ((const report_statement *)a)->total_ms, y = ((const report_statement *)b)->total_ms;
+
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static bool merge_statements(report_data *d, report_data *s)
+{
+    report_statement *grown = realloc(d->stmts, (d->n_stmts + s->n_stmts + 1) * sizeof(*grown));
+
+    if (!grown)
+        return false;
+    d->stmts = grown;
+    for (size_t i = 0; i < s->n_stmts; i++) {
+        report_statement *t = NULL;
+        for (size_t j = 0; j < d->n_stmts && !t; j++)
+            t = same_statement(&d->stmts[j], &s->stmts[i]) ? &d->stmts[j] : NULL;
+        if (t) {
+            merge_statement(t, &s->stmts[i]);
+            free_statement(&s->stmts[i]);
+        } else {
+            d->stmts[d->n_stmts++] = s->stmts[i];
+        }
+    }
+    s->n_stmts = 0;
+    qsort(d->stmts, d->n_stmts, sizeof(*d->stmts), by_total);
+    d->shapes = (int64_t)d->n_stmts;
+    return true;
+}
+
+static bool merge_findings(report_data *d, report_data *s)
+{
+    report_nplusone *grown =
+        realloc(d->findings, (d->n_findings + s->n_findings + 1) * sizeof(*grown));
+
+    if (!grown)
+        return false;
+    d->findings = grown;
+    for (size_t i = 0; i < s->n_findings; i++) {
+        report_nplusone *t = NULL;
+        for (size_t j = 0; j < d->n_findings && !t; j++)
+            t = report_same_finding(&d->findings[j], &s->findings[i]) ? &d->findings[j] : NULL;
+        if (t) {
+            merge_finding(t, &s->findings[i]);
+            free_finding(&s->findings[i]);
+        } else {
+            d->findings[d->n_findings++] = s->findings[i];
+        }
+    }
+    s->n_findings = 0;
+    qsort(d->findings, d->n_findings, sizeof(*d->findings), finding_order);
+    return true;
+}
+
+static bool merge_tests(report_data *d, report_data *s)
+{
+    report_test *grown = realloc(d->tests, (d->n_tests + s->n_tests + 1) * sizeof(*grown));
+
+    if (!grown)
+        return false;
+    d->tests = grown;
+    for (size_t i = 0; i < s->n_tests; i++) {
+        report_test *t = NULL;
+        for (size_t j = 0; j < d->n_tests && !t; j++)
+            t = strcmp(d->tests[j].name, s->tests[i].name) == 0 ? &d->tests[j] : NULL;
+        if (t) {
+            t->statements += s->tests[i].statements;
+            t->findings += s->tests[i].findings;
+            t->total_ms += s->tests[i].total_ms;
+            t->shapes = t->shapes > s->tests[i].shapes ? t->shapes : s->tests[i].shapes;
+            free(s->tests[i].name);
+        } else {
+            d->tests[d->n_tests++] = s->tests[i];
+        }
+    }
+    s->n_tests = 0;
+    return true;
+}
+
+bool report_merge(report_data *d, report_data *s)
+{
+    report_run *runs = realloc(d->runs, (d->n_runs + s->n_runs + 1) * sizeof(*runs));
+
+    if (!runs)
+        return false;
+    d->runs = runs;
+    memcpy(d->runs + d->n_runs, s->runs, s->n_runs * sizeof(*runs));
+    d->n_runs += s->n_runs;
+    s->n_runs = 0;
+    d->all = true;
+    return merge_statements(d, s) && merge_findings(d, s) && merge_tests(d, s);
+}
+
 void report_data_free(report_data *d)
 {
     for (size_t i = 0; i < d->n_tests; i++)

@@ -19,7 +19,8 @@
 
 typedef struct {
     const char *db;
-    int64_t run_id; /* 0: the latest run */
+    report_shards shards; /* --db given more than once: every file, merged */
+    int64_t run_id;       /* 0: the latest run */
     bool all;
     bool json;
     int limit;       /* 0: every statement */
@@ -36,7 +37,8 @@ static void usage(FILE *out)
             "plans sampled, most statement time first, then the statements that took the\n"
             "most time.\n\n"
             "Options:\n"
-            "  --db FILE              the report database (default %s)\n"
+            "  --db FILE              the report database (default %s); given more than\n"
+            "                         once (CI shards), the latest run of each file merged\n"
             "  --run ID               report on run ID (default: the latest run)\n"
             "  --all                  merge every run of the file\n"
             "  --format text|json     text for people (default), json for programs\n"
@@ -132,6 +134,32 @@ bool report_load_file(const char *cmd, const char *path, int64_t run_id, report_
     return ok;
 }
 
+int report_add_shard(const char *cmd, report_shards *s, const char *path)
+{
+    if (s->n >= REPORT_MAX_SHARDS) {
+        fprintf(stderr, "pgscope %s: --db: at most %d files\n", cmd, REPORT_MAX_SHARDS);
+        return 2;
+    }
+    s->path[s->n++] = path;
+    return 0;
+}
+
+bool report_load_shards(const char *cmd, const report_shards *s, int64_t run_id, report_data *d)
+{
+    if (!report_load_file(cmd, s->path[0], run_id, d))
+        return false;
+    for (int i = 1; i < s->n; i++) {
+        report_data more;
+        bool ok = report_load_file(cmd, s->path[i], 0, &more) && report_merge(d, &more);
+        report_data_free(&more);
+        if (!ok) {
+            fprintf(stderr, "pgscope %s: %s: cannot merge it\n", cmd, s->path[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
 bool report_same_finding(const report_nplusone *x, const report_nplusone *y)
 {
     return x->duplicate == y->duplicate && x->insert_loop == y->insert_loop &&
@@ -174,7 +202,8 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
     if (strcmp(argv[*i], "--all") == 0) {
         o->all = true;
     } else if ((v = report_option_value(argc, argv, i, "--db", &missing))) {
-        o->db = v;
+        o->db = o->shards.n == 0 ? v : o->db;
+        return report_add_shard("report", &o->shards, v);
     } else if ((v = report_option_value(argc, argv, i, "--run", &missing))) {
         return report_id_option("report", "--run", v, &o->run_id);
     } else if ((v = report_option_value(argc, argv, i, "--plan", &missing))) {
@@ -201,10 +230,15 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
 /* 0 go on, 1 help printed, 2 bad usage. */
 static int parse_options(int argc, char **argv, report_options *o)
 {
-    *o = (report_options){DEFAULT_DB, 0, false, false, DEFAULT_LIMIT, 0};
+    *o = (report_options){.db = DEFAULT_DB, .limit = DEFAULT_LIMIT};
     int rc = report_parse_args("report", argc, argv, usage, parse_option, o);
     if (rc != 0)
         return rc;
+    if (o->shards.n > 1 && (o->all || o->run_id > 0 || o->plan_id > 0)) {
+        fprintf(stderr, "pgscope report: --db more than once (the latest run of each file, "
+                        "merged) cannot go with --run, --all or --plan\n");
+        return 2;
+    }
     if (o->all && o->run_id > 0) {
         fprintf(stderr, "pgscope report: --run and --all cannot go together\n");
         return 2;
@@ -296,6 +330,21 @@ static int report_show_plan(sqlite3 *db, int version, const report_options *o)
 }
 
 /* The report of a run, or of all runs. */
+/* The latest runs of several files (CI shards), merged into one report. */
+static int report_show_shards(const report_options *o)
+{
+    report_data d;
+
+    if (!report_load_shards("report", &o->shards, 0, &d)) {
+        report_data_free(&d);
+        return 1;
+    }
+    d.limit = o->limit;
+    bool ok = o->json ? report_render_json(stdout, &d) : report_render_text(stdout, &d, o->db);
+    report_data_free(&d);
+    return finish_output(ok);
+}
+
 static int report_show_runs(sqlite3 *db, int version, const report_options *o)
 {
     report_data d;
@@ -325,6 +374,8 @@ int report_main(int argc, char **argv)
     int rc = parse_options(argc, argv, &o);
     if (rc != 0)
         return rc == 1 ? 0 : rc;
+    if (o.shards.n > 1)
+        return report_show_shards(&o);
     sqlite3 *db = report_open_db(o.db, &version, err, sizeof(err));
     if (!db) {
         fprintf(stderr, "pgscope report: %s\n", err);

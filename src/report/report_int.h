@@ -219,9 +219,27 @@ int report_parse_args(const char *cmd, int argc, char **argv, void (*print_usage
                       void *ctx);
 /* An id option's value (a run, a plan) into *out: 0, or 2 with the reason printed. */
 int report_id_option(const char *cmd, const char *name, const char *v, int64_t *out);
+/* The files of --db given more than once (CI shards): the first is the main one. */
+#define REPORT_MAX_SHARDS 16
+typedef struct report_shards {
+    const char *path[REPORT_MAX_SHARDS];
+    int n;
+} report_shards;
+
+/* One more --db: 0, or 2 with the reason printed. */
+int report_add_shard(const char *cmd, report_shards *s, const char *path);
+/* The run (0: the latest) of the first file merged with the latest run of each other one
+ * (report_merge); false with the reason printed. */
+bool report_load_shards(const char *cmd, const report_shards *s, int64_t run_id, report_data *d);
+
 /* One run (0: the latest) of the file at path, every statement, in one read transaction;
  * false with the reason printed, "pgscope CMD: ...". */
 bool report_load_file(const char *cmd, const char *path, int64_t run_id, report_data *d);
+/* Adds s, the run of another file (a CI shard), to d, exactly: runs listed, statement counts
+ * added, histograms merged (the percentiles are those of one file holding both), findings and
+ * tests united. Plans, plan findings and index suggestions stay d's. s keeps only what it still
+ * owns, for report_data_free. False if memory ran out. */
+bool report_merge(report_data *d, report_data *s);
 /* A baseline file (`pgscope baseline save`, baseline.c) as report data: the findings' keys,
  * the statements per test, the shapes' calls, latency and histograms. False with the reason
  * printed. */

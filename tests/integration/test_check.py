@@ -278,8 +278,9 @@ def test_check_against_a_baseline_names_both_tests_then_passes_when_fixed():
     assert "disappeared; calls 20 -> 0 (-100.0%)" in diff, diff
 
 
-def sleep_run(db, seconds, calls=200):
-    """One run of `calls` pg_sleep(seconds) statements into db (None: a new file)."""
+def sleep_run(db, seconds, calls=200, loop=False):
+    """One run of `calls` pg_sleep(seconds) statements into db (None: a new file), then with
+    loop an N+1 over 20 orders."""
     pg = h.Pgscope(shop())
     if db:
         pg.db = db
@@ -290,6 +291,11 @@ def sleep_run(db, seconds, calls=200):
     for _ in range(calls):
         cur.execute("SELECT pg_sleep(%s)", (seconds,))
         cur.fetchall()
+    if loop:
+        cur.execute("SELECT id, customer_id FROM orders ORDER BY id LIMIT 20")
+        for _, customer in cur.fetchall():
+            cur.execute("SELECT id, name FROM customers WHERE id = %s", (customer,))
+            cur.fetchall()
     conn.close()
     assert pg.stop() == 0, pg.log_text()
     return pg.db
@@ -326,3 +332,44 @@ def test_timing_rule_fails_a_real_slowdown_and_passes_noise():
         passed += res.rc == 0
     assert passed == 20, "%d of 20 noise-only runs passed" % passed
     h.note("30%% slower: p = %.2g; noise: %d/20 passed" % (p, passed))
+
+
+def test_shards_merge_exactly():
+    """Two files (two CI shards) given to --db merge into one report whose counts are the sums
+    and whose percentiles are those of one file holding both runs; check reads them the same."""
+    import shutil
+    import sqlite3
+
+    both = sleep_run(None, 0.001, calls=120)
+    sleep_run(both, 0.003, calls=80, loop=True)  # a finding in the second shard only
+    shards = []
+    for keep in (1, 2):
+        path = os.path.join(h.make_temp_dir("shard-"), "pgscope.db")
+        shutil.copy(both, path)
+        con = sqlite3.connect(path)
+        con.execute("PRAGMA foreign_keys = ON")
+        con.execute("DELETE FROM runs WHERE id != ?", (keep,))
+        con.commit()
+        con.close()
+        shards.append(path)
+    merged = json.loads(h.run([h.PGSCOPE_BIN, "report", "--db", shards[0], "--db", shards[1],
+                               "--format", "json", "--limit", "0"]).stdout)
+    whole = json.loads(h.run([h.PGSCOPE_BIN, "report", "--db", both, "--all", "--format",
+                              "json", "--limit", "0"]).stdout)
+
+    def sleeps(rep):
+        return [s for s in rep["statements"] if "pg_sleep" in (s["query"] or "")][0]
+
+    m, w = sleeps(merged), sleeps(whole)
+    assert m["calls"] == w["calls"] == 200, (m, w)
+    for key in ("total_ms", "min_ms", "max_ms", "p50_ms", "p95_ms", "p99_ms"):
+        assert abs(m[key] - w[key]) < 1e-6, (key, m, w)
+    assert abs(m["mean_ms"] - w["mean_ms"]) < 1e-6 and abs(m["stddev_ms"] - w["stddev_ms"]) < 1e-3
+    # findings unite: the pg_sleep duplicate of both shards adds up, the N+1 of one is there
+    kinds = sorted((f["kind"], f["total_n"]) for f in merged["n_plus_one"])
+    assert kinds == sorted((f["kind"], f["total_n"]) for f in whole["n_plus_one"]), kinds
+    assert kinds == [("duplicate", 200), ("n_plus_one", 20)], kinds
+    assert len(merged["runs"]) == 2, merged["runs"]
+    res = check(shards[0], "--db", shards[1])
+    assert res.rc == 1 and "N+1 loop" in res.stdout, res
+    assert check(shards[0], "--duplicate-min", "0").rc == 0
