@@ -82,7 +82,7 @@ static json_t *hist_json(const stats_hist *h)
 static json_t *baseline_json(const report_data *d)
 {
     json_t *root = json_object(), *tests = json_object(), *stmts = json_array();
-    json_t *finds = json_array();
+    json_t *finds = json_array(), *plans = json_array();
 
     for (size_t i = 0; i < d->n_tests; i++)
         json_object_set_new(tests, d->tests[i].name,
@@ -106,6 +106,13 @@ static json_t *baseline_json(const report_data *d)
                                                "child_fingerprints",
                                                f->child_fingerprints ? f->child_fingerprints : ""));
     }
+    for (size_t i = 0; i < d->n_plan_findings; i++) {
+        const report_plan_finding *f = &d->plan_findings[i];
+        json_array_append_new(plans,
+                              json_pack("{s:s, s:s, s:s}", "fingerprint", f->fingerprint, "kind",
+                                        f->kind, "relation", f->relation ? f->relation : ""));
+    }
+    json_object_set_new(root, "plan_findings", plans);
     json_object_set_new(root, "pgscope_baseline", json_integer(BASELINE_FORMAT));
     json_object_set_new(root, "run", json_integer(d->n_runs ? d->runs[0].id : 0));
     json_object_set_new(root, "tests", tests);
@@ -225,6 +232,27 @@ static bool read_findings(json_t *arr, report_data *d)
     return true;
 }
 
+static bool read_plan_findings(json_t *arr, report_data *d)
+{
+    size_t i;
+    json_t *f;
+
+    d->plan_findings = calloc(json_array_size(arr) + 1, sizeof(*d->plan_findings));
+    if (!d->plan_findings)
+        return false;
+    json_array_foreach(arr, i, f)
+    {
+        report_plan_finding *r = &d->plan_findings[d->n_plan_findings++];
+        const char *fp = json_string_value(json_object_get(f, "fingerprint"));
+        const char *kind = json_string_value(json_object_get(f, "kind"));
+        snprintf(r->fingerprint, sizeof(r->fingerprint), "%s", fp ? fp : "");
+        snprintf(r->kind, sizeof(r->kind), "%s", kind ? kind : "");
+        if (!(r->relation = dup_str(f, "relation")))
+            return false;
+    }
+    return true;
+}
+
 static bool read_tests(json_t *obj, report_data *d)
 {
     const char *name;
@@ -257,7 +285,8 @@ bool report_load_baseline(const char *path, report_data *d)
                 BASELINE_FORMAT);
     else if (!(ok = read_statements(json_object_get(root, "statements"), d) &&
                     read_findings(json_object_get(root, "findings"), d) &&
-                    read_tests(json_object_get(root, "tests"), d)))
+                    read_tests(json_object_get(root, "tests"), d) &&
+                    read_plan_findings(json_object_get(root, "plan_findings"), d)))
         fprintf(stderr, "pgscope check: %s: malformed or out of memory\n", path);
     json_decref(root);
     return ok;

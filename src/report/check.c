@@ -41,13 +41,8 @@ typedef struct {
     int extra;                 /* --max-extra-statements: a test may issue this many more */
     int latency_rise;          /* --latency-rise: percent the mean or p95 may rise; 0 no rule */
     int latency_min_calls;     /* --latency-min-calls: calls a shape needs in both runs */
+    const char *plan_kinds;    /* --fail-on-plan: plan finding kinds that fail when new */
 } check_options;
-
-/* A shape slower than in the baseline, beyond the rise allowed and beyond chance. */
-typedef struct {
-    const report_statement *s, *base;
-    double p; /* one-sided Mann-Whitney U test on the two latency histograms */
-} check_slow;
 
 /* A finding and the rule it fails, NULL when it passes. */
 typedef struct {
@@ -55,23 +50,35 @@ typedef struct {
     const char *rule;
 } check_item;
 
-/* A test that issued more statements than in the baseline. */
+/* A failure that is no finding: a test over its statements, a slower shape, a new plan finding. */
 typedef struct {
-    const report_test *t;
-    int64_t before;
-} check_test;
+    const char *rule; /* "statements", "latency", "plan" */
+    const char *what; /* "more statements", "slower statement", "new plan finding" */
+    const char *who;  /* the test, or the statement's text */
+    const char *cls;  /* its JUnit class: the test, or "pgscope.<rule>" */
+    char detail[400];
+} check_other;
 
-/* What the rules made of a run: every finding with the rule it fails (if any), and the tests
- * over their baseline. */
+/* What the rules made of a run: every finding with the rule it fails (if any), and the other
+ * failures. */
 typedef struct {
     const report_data *d;
     check_item *items; /* one per finding */
-    size_t n, failed;  /* failed: findings and tests that fail */
-    check_test *tests;
-    size_t n_tests;
-    check_slow *slow;
-    size_t n_slow;
+    size_t n, failed;  /* failed: findings and others that fail */
+    check_other *other;
+    size_t n_other, cap_other;
 } check_result;
+
+/* A new other failure, or NULL when the list is full. */
+static check_other *other_add(check_result *r, const char *rule, const char *what, const char *who,
+                              const char *cls)
+{
+    if (r->n_other >= r->cap_other)
+        return NULL;
+    check_other *x = &r->other[r->n_other++];
+    *x = (check_other){.rule = rule, .what = what, .who = who ? who : "", .cls = cls};
+    return x;
+}
 
 static void usage(FILE *out)
 {
@@ -110,6 +117,9 @@ static void usage(FILE *out)
             "                           (default 10; 0: no timing rule)\n"
             "  --latency-min-calls N    calls a shape needs in both runs for the timing rule\n"
             "                           (default 100)\n"
+            "  --fail-on-plan KINDS     plan findings of these kinds (comma-separated, e.g.\n"
+            "                           seq_scan_filter,sort_spill) fail, with a baseline\n"
+            "                           only those it did not have\n"
             "  --help                   this text\n\n"
             "Exit status: 0 every rule passed, 1 a rule failed, 2 bad usage, 3 the report\n"
             "database could not be read or the output not written.\n",
@@ -173,6 +183,8 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
         return count_option("--duplicate-min", v, &o->duplicate_min);
     } else if ((v = report_option_value(argc, argv, i, "--insert-loop-min", &missing))) {
         return count_option("--insert-loop-min", v, &o->insert_min);
+    } else if ((v = report_option_value(argc, argv, i, "--fail-on-plan", &missing))) {
+        o->plan_kinds = v;
     } else if ((v = report_option_value(argc, argv, i, "--latency-rise", &missing))) {
         return count_option("--latency-rise", v, &o->latency_rise);
     } else if ((v = report_option_value(argc, argv, i, "--latency-min-calls", &missing))) {
@@ -223,27 +235,25 @@ static const char *first_child(const report_nplusone *f)
     return f->n_child_queries > 0 && f->child_queries[0] ? f->child_queries[0] : "";
 }
 
-/* Tests that issued more statements than in the baseline, into out (n_tests of them at most). */
-static size_t test_failures(const report_data *d, const report_data *base, const check_options *o,
-                            check_test *out)
+/* Tests that issued more statements than in the baseline. */
+static void test_failures(const report_data *base, const check_options *o, check_result *r)
 {
-    size_t n = 0;
+    const report_data *d = r->d;
 
     for (size_t i = 0; base && i < d->n_tests; i++)
-        for (size_t j = 0; j < base->n_tests; j++)
-            if (strcmp(d->tests[i].name, base->tests[j].name) == 0 &&
-                d->tests[i].statements > base->tests[j].statements + o->extra)
-                out[n++] = (check_test){&d->tests[i], base->tests[j].statements};
-    return n;
-}
-
-static void test_failure_text(const check_test *t, char *out, size_t cap)
-{
-    snprintf(out, cap, "%lld statements, %lld in the baseline (+%lld, %+.1f%%)",
-             (long long)t->t->statements, (long long)t->before,
-             (long long)(t->t->statements - t->before),
-             t->before > 0 ? 100.0 * (double)(t->t->statements - t->before) / (double)t->before
-                           : 100.0);
+        for (size_t j = 0; j < base->n_tests; j++) {
+            const report_test *t = &d->tests[i];
+            int64_t before = base->tests[j].statements;
+            check_other *x;
+            if (strcmp(t->name, base->tests[j].name) != 0 || t->statements <= before + o->extra ||
+                !(x = other_add(r, "statements", "more statements", t->name, t->name)))
+                continue;
+            snprintf(
+                x->detail, sizeof(x->detail),
+                "%lld statements, %lld in the baseline (+%lld, %+.1f%%)", (long long)t->statements,
+                (long long)before, (long long)(t->statements - before),
+                before > 0 ? 100.0 * (double)(t->statements - before) / (double)before : 100.0);
+        }
 }
 
 /* The one-sided p-value that latencies in b are not larger than in a: the Mann-Whitney U test
@@ -285,10 +295,9 @@ static double rise(double before, double after)
 
 /* Shapes whose mean or p95, and median, rose beyond the allowance, with enough calls in both
  * runs and a difference no chance would give (p < LATENCY_ALPHA). */
-static size_t slow_shapes(const report_data *d, const report_data *base, const check_options *o,
-                          check_slow *out)
+static void slow_shapes(const report_data *base, const check_options *o, check_result *r)
 {
-    size_t n = 0;
+    const report_data *d = r->d;
     double allowed = o->latency_rise / 100.0;
 
     for (size_t i = 0; base && o->latency_rise > 0 && i < d->n_stmts; i++) {
@@ -304,25 +313,59 @@ static size_t slow_shapes(const report_data *d, const report_data *base, const c
             if (rise(b->p50_ms, s->p50_ms) > allowed &&
                 (rise(b->mean_ms, s->mean_ms) > allowed || rise(b->p95_ms, s->p95_ms) > allowed)) {
                 double p = mann_whitney_p(b->hist, s->hist);
-                if (p < LATENCY_ALPHA)
-                    out[n++] = (check_slow){s, b, p};
+                check_other *x = p < LATENCY_ALPHA ? other_add(r, "latency", "slower statement",
+                                                               s->query, "pgscope.latency")
+                                                   : NULL;
+                if (x)
+                    snprintf(x->detail, sizeof(x->detail),
+                             "median %.3f -> %.3f ms (%+.1f%%), mean %.3f -> %.3f ms (%+.1f%%), "
+                             "p95 %.3f -> %.3f ms (%+.1f%%), %lld -> %lld calls; one-sided "
+                             "Mann-Whitney U test on the latency histograms: p = %.2g",
+                             b->p50_ms, s->p50_ms, 100 * rise(b->p50_ms, s->p50_ms), b->mean_ms,
+                             s->mean_ms, 100 * rise(b->mean_ms, s->mean_ms), b->p95_ms, s->p95_ms,
+                             100 * rise(b->p95_ms, s->p95_ms), (long long)b->calls,
+                             (long long)s->calls, p);
             }
             break;
         }
     }
-    return n;
 }
 
-static void slow_text(const check_slow *w, char *out, size_t cap)
+/* Whether kinds, a comma-separated list, names kind. */
+static bool listed(const char *kinds, const char *kind)
 {
-    snprintf(out, cap,
-             "median %.3f -> %.3f ms (%+.1f%%), mean %.3f -> %.3f ms (%+.1f%%), p95 %.3f -> "
-             "%.3f ms (%+.1f%%), %lld -> %lld calls; "
-             "one-sided Mann-Whitney U test on the latency histograms: p = %.2g",
-             w->base->p50_ms, w->s->p50_ms, 100 * rise(w->base->p50_ms, w->s->p50_ms),
-             w->base->mean_ms, w->s->mean_ms, 100 * rise(w->base->mean_ms, w->s->mean_ms),
-             w->base->p95_ms, w->s->p95_ms, 100 * rise(w->base->p95_ms, w->s->p95_ms),
-             (long long)w->base->calls, (long long)w->s->calls, w->p);
+    size_t n = strlen(kind);
+
+    for (const char *k = kinds; k && *k;) {
+        size_t len = strcspn(k, ",");
+        if (len == n && strncmp(k, kind, n) == 0)
+            return true;
+        k += len + (k[len] == ',');
+    }
+    return false;
+}
+
+/* Plan findings of the kinds asked for (--fail-on-plan) that the baseline did not have. */
+static void plan_failures(const report_data *base, const check_options *o, check_result *r)
+{
+    const report_data *d = r->d;
+
+    for (size_t i = 0; o->plan_kinds && i < d->n_plan_findings; i++) {
+        const report_plan_finding *f = &d->plan_findings[i];
+        bool known = false;
+        for (size_t j = 0; base && j < base->n_plan_findings && !known; j++) {
+            const report_plan_finding *b = &base->plan_findings[j];
+            known = strcmp(b->fingerprint, f->fingerprint) == 0 && strcmp(b->kind, f->kind) == 0 &&
+                    strcmp(b->relation ? b->relation : "", f->relation ? f->relation : "") == 0;
+        }
+        check_other *x = !known && listed(o->plan_kinds, f->kind)
+                             ? other_add(r, "plan", "new plan finding", f->query, "pgscope.plan")
+                             : NULL;
+        if (x)
+            snprintf(x->detail, sizeof(x->detail), "%s on %s: %s (plan %lld)", f->kind,
+                     f->relation && f->relation[0] ? f->relation : "-", f->detail ? f->detail : "",
+                     (long long)f->plan_id);
+    }
 }
 
 /* ---- text ---- */
@@ -353,16 +396,13 @@ static void render_text(FILE *out, const check_result *res, const check_options 
     if (failed == 0 && o->duplicate_min > 0)
         fprintf(out, ", no duplicate repeated %d times or more", o->duplicate_min);
     fprintf(out, "\n");
-    for (size_t i = 0; i < res->n_tests; i++) {
-        char what[160];
-        test_failure_text(&res->tests[i], what, sizeof(what));
-        fprintf(out, "\n%zu. test %s (rule statements): %s\n", ++k, res->tests[i].t->name, what);
-    }
-    for (size_t i = 0; i < res->n_slow; i++) {
-        char what[320];
-        slow_text(&res->slow[i], what, sizeof(what));
-        fprintf(out, "\n%zu. slower statement (rule latency): %s\n   %s\n", ++k,
-                res->slow[i].s->query ? res->slow[i].s->query : res->slow[i].s->fingerprint, what);
+    for (size_t i = 0; i < res->n_other; i++) {
+        const check_other *x = &res->other[i];
+        if (strcmp(x->rule, "statements") == 0)
+            fprintf(out, "\n%zu. test %s (rule statements): %s\n", ++k, x->who, x->detail);
+        else
+            fprintf(out, "\n%zu. %s (rule %s): %s\n   %s\n", ++k, x->what, x->rule, x->who,
+                    x->detail);
     }
     for (size_t i = 0; i < n; i++) {
         const report_nplusone *f = items[i].f;
@@ -433,19 +473,11 @@ static void render_markdown(FILE *out, const check_result *res)
             failed == 1 ? "" : "s", run);
     fprintf(out, "| # | rule | test | query | N max | occurrences | saving (ms) |\n");
     fprintf(out, "|---|---|---|---|---:|---:|---:|\n");
-    for (size_t i = 0; i < res->n_tests; i++) {
-        char what[160];
-        test_failure_text(&res->tests[i], what, sizeof(what));
-        fprintf(out, "| %zu | more statements | ", ++k);
-        md_code(out, res->tests[i].t->name, 80);
-        fprintf(out, " | %s | | | |\n", what);
-    }
-    for (size_t i = 0; i < res->n_slow; i++) {
-        char what[320];
-        slow_text(&res->slow[i], what, sizeof(what));
-        fprintf(out, "| %zu | slower statement | | ", ++k);
-        md_code(out, res->slow[i].s->query ? res->slow[i].s->query : "", 120);
-        fprintf(out, " %s | | | |\n", what);
+    for (size_t i = 0; i < res->n_other; i++) {
+        const check_other *x = &res->other[i];
+        fprintf(out, "| %zu | %s | ", ++k, x->what);
+        md_code(out, x->who, 100);
+        fprintf(out, " | %s | | | |\n", x->detail);
     }
     for (size_t i = 0; i < n; i++) {
         const report_nplusone *f = items[i].f;
@@ -459,7 +491,7 @@ static void render_markdown(FILE *out, const check_result *res)
         fprintf(out, " | %lld | %lld | %.3f |\n", (long long)f->max_n, (long long)f->occurrences,
                 f->saving_ms);
     }
-    k = res->n_tests + res->n_slow;
+    k = res->n_other;
     for (size_t i = 0; i < n; i++) {
         const report_nplusone *f = items[i].f;
         char title[160];
@@ -509,7 +541,7 @@ static void render_junit(FILE *out, const check_result *res)
 {
     const check_item *items = res->items;
     size_t n = res->n, failed = res->failed;
-    size_t more = res->n_tests + res->n_slow;
+    size_t more = res->n_other;
     size_t tests = n + more > 0 ? n + more : 1;
 
     fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -519,30 +551,22 @@ static void render_junit(FILE *out, const check_result *res)
             "  <testsuite name=\"pgscope\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" "
             "skipped=\"0\">\n",
             tests, failed);
-    for (size_t i = 0; i < res->n_slow; i++) {
-        char what[320], name[200];
-        slow_text(&res->slow[i], what, sizeof(what));
-        report_one_line(res->slow[i].s->query, name, sizeof(name));
-        fprintf(out, "    <testcase classname=\"pgscope.latency\" name=\"");
+    for (size_t i = 0; i < res->n_other; i++) {
+        const check_other *x = &res->other[i];
+        char name[200];
+        report_one_line(x->who, name, sizeof(name));
+        fprintf(out, "    <testcase classname=\"");
+        xml_text(out, x->cls);
+        fprintf(out, "\" name=\"%s: ", x->what);
         xml_text(out, name);
-        fprintf(out, "\">\n      <failure type=\"latency\" message=\"");
-        xml_text(out, what);
+        fprintf(out, "\">\n      <failure type=\"%s\" message=\"", x->rule);
+        xml_text(out, x->detail);
         fprintf(out, "\">");
-        xml_text(out, res->slow[i].s->query);
+        xml_text(out, x->who);
         fprintf(out, "</failure>\n    </testcase>\n");
     }
     if (n + more == 0)
         fprintf(out, "    <testcase classname=\"pgscope\" name=\"no N+1 or duplicate query\"/>\n");
-    for (size_t i = 0; i < res->n_tests; i++) {
-        char what[160];
-        test_failure_text(&res->tests[i], what, sizeof(what));
-        fprintf(out, "    <testcase classname=\"");
-        xml_text(out, res->tests[i].t->name);
-        fprintf(out, "\" name=\"statements\">\n      <failure type=\"statements\" message=\"%s\">",
-                what);
-        fprintf(out, "The test issued more statements than in the baseline run.</failure>\n"
-                     "    </testcase>\n");
-    }
     for (size_t i = 0; i < n; i++) {
         const report_nplusone *f = items[i].f;
         char name[200];
@@ -604,22 +628,14 @@ static void annotate(FILE *out, const check_result *res)
 {
     const check_item *items = res->items;
 
-    for (size_t i = 0; i < res->n_tests; i++) {
-        char what[160];
-        test_failure_text(&res->tests[i], what, sizeof(what));
-        fputs("::error title=pgscope%3A more statements::test ", out);
-        gh_escape(out, res->tests[i].t->name, false);
-        fputs(": ", out);
-        gh_escape(out, what, false);
-        fputs("\n", out);
-    }
-    for (size_t i = 0; i < res->n_slow; i++) {
-        char what[320];
-        slow_text(&res->slow[i], what, sizeof(what));
-        fputs("::error title=pgscope%3A slower statement::", out);
-        gh_escape(out, res->slow[i].s->query, false);
+    for (size_t i = 0; i < res->n_other; i++) {
+        const check_other *x = &res->other[i];
+        fputs("::error title=pgscope%3A ", out);
+        gh_escape(out, x->what, true);
+        fputs("::", out);
+        gh_escape(out, x->who, false);
         gh_escape(out, "\n", false);
-        gh_escape(out, what, false);
+        gh_escape(out, x->detail, false);
         fputs("\n", out);
     }
     for (size_t i = 0; i < res->n; i++) {
@@ -646,13 +662,12 @@ static int run_check(const report_data *d, const report_data *base, const check_
     check_result res = {.d = d, .n = d->n_findings};
 
     res.items = calloc(d->n_findings ? d->n_findings : 1, sizeof(*res.items));
-    res.tests = calloc(d->n_tests ? d->n_tests : 1, sizeof(*res.tests));
-    res.slow = calloc(d->n_stmts ? d->n_stmts : 1, sizeof(*res.slow));
-    if (!res.items || !res.tests || !res.slow) {
+    res.cap_other = d->n_tests + d->n_stmts + d->n_plan_findings;
+    res.other = calloc(res.cap_other ? res.cap_other : 1, sizeof(*res.other));
+    if (!res.items || !res.other) {
         fprintf(stderr, "pgscope check: out of memory\n");
         free(res.items);
-        free(res.tests);
-        free(res.slow);
+        free(res.other);
         return 3;
     }
     for (size_t i = 0; i < d->n_findings; i++) {
@@ -660,9 +675,10 @@ static int run_check(const report_data *d, const report_data *base, const check_
         res.items[i].rule = rule_of(&d->findings[i], base, o);
         res.failed += res.items[i].rule != NULL;
     }
-    res.n_tests = test_failures(d, base, o, res.tests);
-    res.n_slow = slow_shapes(d, base, o, res.slow);
-    res.failed += res.n_tests + res.n_slow;
+    test_failures(base, o, &res);
+    slow_shapes(base, o, &res);
+    plan_failures(base, o, &res);
+    res.failed += res.n_other;
     FILE *out = o->output ? fopen(o->output, "w") : stdout;
     bool written = out != NULL;
     if (out) {
@@ -679,8 +695,7 @@ static int run_check(const report_data *d, const report_data *base, const check_
             written &= fclose(out) == 0;
     }
     free(res.items);
-    free(res.tests);
-    free(res.slow);
+    free(res.other);
     if (!written) {
         fprintf(stderr, "pgscope check: %s: %s\n", o->output ? o->output : "output",
                 strerror(errno));

@@ -373,3 +373,23 @@ def test_shards_merge_exactly():
     res = check(shards[0], "--db", shards[1])
     assert res.rc == 1 and "N+1 loop" in res.stdout, res
     assert check(shards[0], "--duplicate-min", "0").rc == 0
+
+
+def test_plan_rule_fails_new_plan_findings_of_the_kinds_asked():
+    """--fail-on-plan seq_scan_filter: the sampled plan of a slow statement that filters a
+    million rows fails; against a baseline (run or file) that already had it, it does not."""
+    from test_binary_params import BY_ASSIGNEE, cluster
+
+    pg = h.Pgscope(cluster(), args=["--explain-min-duration", "5", "--explain-budget", "100"])
+    pg.start()
+    res = h.psql(pg.host, pg.port, BY_ASSIGNEE.format(101, 0), dbname="binparams")
+    assert res.rc == 0, res
+    assert pg.stop() == 0, pg.log_text()
+    res = check(pg.db, "--fail-on-plan", "seq_scan_filter")
+    assert res.rc == 1 and "new plan finding (rule plan)" in res.stdout, res
+    assert "seq_scan_filter on" in res.stdout and "tasks" in res.stdout, res.stdout
+    assert check(pg.db, "--fail-on-plan", "sort_spill").rc == 0
+    assert check(pg.db, "--fail-on-plan", "seq_scan_filter", "--baseline-run", "1").rc == 0
+    saved = os.path.join(h.make_temp_dir("baseline-"), "b.json")
+    assert h.run([h.PGSCOPE_BIN, "baseline", "save", "--db", pg.db, "--output", saved]).rc == 0
+    assert check(pg.db, "--fail-on-plan", "seq_scan_filter", "--baseline", saved).rc == 0
