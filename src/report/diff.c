@@ -231,6 +231,41 @@ static void put_shape_row(FILE *out, const diff_shape *d, bool md)
             a ? a->p95_ms : 0.0, pp, total_of(b), total_of(a), pt);
 }
 
+/* The test of the same name in d, or NULL. */
+static const report_test *test_in(const report_data *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_tests; i++)
+        if (strcmp(d->tests[i].name, name) == 0)
+            return &d->tests[i];
+    return NULL;
+}
+
+/* Statements per test, before and after (tests of either run). */
+static void put_tests(FILE *out, const report_data *b, const report_data *a, bool md)
+{
+    if (a->n_tests + b->n_tests == 0)
+        return;
+    fprintf(out, md ? "\n| test | statements | time ms |\n|---|---|---|\n" : "\nTests:\n");
+    for (int pass = 0; pass < 2; pass++) {
+        const report_data *from = pass ? b : a, *other = pass ? a : b;
+        for (size_t i = 0; i < from->n_tests; i++) {
+            const report_test *t = &from->tests[i];
+            if (pass && test_in(other, t->name))
+                continue; /* listed with the after run's */
+            const report_test *tb = pass ? t : test_in(b, t->name), *ta = pass ? NULL : t;
+            char pc[16], pt[16];
+            pct(pc, sizeof(pc), tb ? (double)tb->statements : 0, ta ? (double)ta->statements : 0);
+            pct(pt, sizeof(pt), tb ? tb->total_ms : 0, ta ? ta->total_ms : 0);
+            fprintf(out,
+                    md ? "| `%s` | %lld → %lld (%s) | %.3f → %.3f (%s) |\n"
+                       : "  %s: statements %lld -> %lld (%s), time %.3f -> %.3f ms (%s)\n",
+                    t->name, tb ? (long long)tb->statements : 0LL,
+                    ta ? (long long)ta->statements : 0LL, pc, tb ? tb->total_ms : 0.0,
+                    ta ? ta->total_ms : 0.0, pt);
+        }
+    }
+}
+
 static void count_findings(const diff_finding *f, size_t n, size_t c[3])
 {
     c[0] = c[1] = c[2] = 0;
@@ -269,6 +304,7 @@ static void render_text(FILE *out, const report_data *b, const report_data *a, c
                 report_kind_name(any), status_of(&f[i]), f[i].b ? (long long)f[i].b->max_n : 0LL,
                 f[i].a ? (long long)f[i].a->max_n : 0LL, q);
     }
+    put_tests(out, b, a, md);
     size_t shown = o->limit > 0 && (size_t)o->limit < ns ? (size_t)o->limit : ns;
     if (md)
         fprintf(out, "\n| statement | | calls | mean ms | p95 ms | total ms |\n"
@@ -337,6 +373,22 @@ static bool render_json(FILE *out, const report_data *b, const report_data *a, c
     json_object_set_new(root, "after_run", json_integer(a->runs[0].id));
     json_object_set_new(root, "findings", finds);
     json_object_set_new(root, "statements", shapes);
+    json_t *tests = json_array();
+    for (int pass = 0; pass < 2; pass++) {
+        const report_data *from = pass ? b : a, *other = pass ? a : b;
+        for (size_t i = 0; i < from->n_tests; i++) {
+            const report_test *t = &from->tests[i];
+            if (pass && test_in(other, t->name))
+                continue;
+            const report_test *tb = pass ? t : test_in(b, t->name), *ta = pass ? NULL : t;
+            json_array_append_new(tests,
+                                  json_pack("{s:s, s:o, s:o}", "test", t->name, "statements_before",
+                                            tb ? json_integer(tb->statements) : json_null(),
+                                            "statements_after",
+                                            ta ? json_integer(ta->statements) : json_null()));
+        }
+    }
+    json_object_set_new(root, "tests", tests);
     bool ok = json_dumpf(root, out, JSON_INDENT(2)) == 0 && fputc('\n', out) != EOF;
     json_decref(root);
     return ok;

@@ -276,6 +276,13 @@ def test_check_against_a_baseline_names_both_tests_then_passes_when_fixed():
     assert diff.startswith("pgscope diff: run 2 -> run 3: 1 finding fixed, 0 new, 0 still "
                            "present; statements "), diff
     assert "disappeared; calls 20 -> 0 (-100.0%)" in diff, diff
+    # per test: test_a's 20 lookups gone, the others as they were (the extra query of test_b)
+    data = json.loads(h.run([h.PGSCOPE_BIN, "diff", "--db", db, "--format", "json"]).stdout)
+    per_test = {t["test"]: (t["statements_before"], t["statements_after"]) for t in data["tests"]}
+    assert per_test["t/test_a"][0] - per_test["t/test_a"][1] == 20, per_test
+    assert per_test["t/test_b"][0] - per_test["t/test_b"][1] == 1, per_test
+    assert per_test["t/test_c"][0] == per_test["t/test_c"][1], per_test
+    assert "  t/test_a: statements " in diff, diff
 
 
 def sleep_run(db, seconds, calls=200, loop=False):
