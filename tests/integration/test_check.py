@@ -12,33 +12,49 @@ from test_nplusone import DB, shop
 XSD = os.path.join(h.HERE, "junit.xsd")
 
 
-def run_with(loop, duplicates=0, db=None, test=None):
-    """A pgscope run over the shop: 50 orders then their customers one by one (loop), or the
-    join; then the same customer lookup `duplicates` times. The report file's path (db: a file
-    to add the run to)."""
+def shop_session(db=None):
+    """pgscope in front of the shop (into a new file, or db to add a run to) and a cursor
+    through it."""
     pg = h.Pgscope(shop())
     if db:
         pg.db = db
     pg.start()
     conn = h.connect(pg.host, pg.port, dbname=DB)
     conn.autocommit = True
-    cur = conn.cursor()
+    return pg, conn, conn.cursor()
+
+
+def end_session(pg, conn):
+    """The run ended: the report file's path."""
+    conn.close()
+    assert pg.stop() == 0, pg.log_text()
+    return pg.db
+
+
+def orders_loop(cur, n):
+    """The N+1: n orders, then each one's customer."""
+    cur.execute("SELECT id, customer_id FROM orders ORDER BY id LIMIT %s", (n,))
+    for _, customer in cur.fetchall():
+        cur.execute("SELECT id, name FROM customers WHERE id = %s", (customer,))
+        cur.fetchall()
+
+
+def run_with(loop, duplicates=0, db=None, test=None):
+    """A pgscope run over the shop: 50 orders then their customers one by one (loop), or the
+    join; then the same customer lookup `duplicates` times. The report file's path (db: a file
+    to add the run to)."""
+    pg, conn, cur = shop_session(db)
     if test:  # what a test runner's hook does at the start of each test
         cur.execute("SET application_name = %s", (test,))
     if loop:
-        cur.execute("SELECT id, customer_id FROM orders ORDER BY id LIMIT 50")
-        for _, customer in cur.fetchall():
-            cur.execute("SELECT id, name FROM customers WHERE id = %s", (customer,))
-            cur.fetchall()
+        orders_loop(cur, 50)
     else:
         cur.execute("SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id")
         cur.fetchall()
     for _ in range(duplicates):
         cur.execute("SELECT name FROM customers WHERE id = %s", (7,))
         cur.fetchall()
-    conn.close()
-    assert pg.stop() == 0, pg.log_text()
-    return pg.db
+    return end_session(pg, conn)
 
 
 def check(db, *args):
@@ -199,20 +215,11 @@ def suite_run(db, tests):
     """One pgscope run into db (None: a new file) of a small suite: per test (its name set in
     application_name, as a test runner's hook does), the orders with their customers by a join
     or by a loop, and extra statements. The file's path."""
-    pg = h.Pgscope(shop())
-    if db:
-        pg.db = db
-    pg.start()
-    conn = h.connect(pg.host, pg.port, dbname=DB)
-    conn.autocommit = True
-    cur = conn.cursor()
+    pg, conn, cur = shop_session(db)
     for name, loop, extra in tests:
         cur.execute("SET application_name = %s", (name,))
         if loop:
-            cur.execute("SELECT id, customer_id FROM orders ORDER BY id LIMIT 20")
-            for _, customer in cur.fetchall():
-                cur.execute("SELECT id, name FROM customers WHERE id = %s", (customer,))
-                cur.fetchall()
+            orders_loop(cur, 20)
         else:
             cur.execute("SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = "
                         "o.customer_id LIMIT 20")
@@ -221,9 +228,7 @@ def suite_run(db, tests):
             cur.execute("SELECT count(*) FROM orders")
             cur.fetchall()
         cur.execute("RESET application_name")
-    conn.close()
-    assert pg.stop() == 0, pg.log_text()
-    return pg.db
+    return end_session(pg, conn)
 
 
 def test_check_against_a_baseline_names_both_tests_then_passes_when_fixed():
@@ -288,24 +293,13 @@ def test_check_against_a_baseline_names_both_tests_then_passes_when_fixed():
 def sleep_run(db, seconds, calls=200, loop=False):
     """One run of `calls` pg_sleep(seconds) statements into db (None: a new file), then with
     loop an N+1 over 20 orders."""
-    pg = h.Pgscope(shop())
-    if db:
-        pg.db = db
-    pg.start()
-    conn = h.connect(pg.host, pg.port, dbname=DB)
-    conn.autocommit = True
-    cur = conn.cursor()
+    pg, conn, cur = shop_session(db)
     for _ in range(calls):
         cur.execute("SELECT pg_sleep(%s)", (seconds,))
         cur.fetchall()
     if loop:
-        cur.execute("SELECT id, customer_id FROM orders ORDER BY id LIMIT 20")
-        for _, customer in cur.fetchall():
-            cur.execute("SELECT id, name FROM customers WHERE id = %s", (customer,))
-            cur.fetchall()
-    conn.close()
-    assert pg.stop() == 0, pg.log_text()
-    return pg.db
+        orders_loop(cur, 20)
+    return end_session(pg, conn)
 
 
 def test_timing_rule_fails_a_real_slowdown_and_passes_noise():
