@@ -5,6 +5,9 @@ its test, a change adding an N+1 to one test and a query to another makes `pgsco
 
 import json
 import os
+import xml.etree.ElementTree as ET
+
+import markdown
 
 import harness as h
 from test_orm import library
@@ -66,6 +69,15 @@ def test_minitest_suite_names_its_tests_and_gates_on_the_baseline():
     assert "test:   LibraryTest#test_a" in check.stdout, check.stdout
     assert "test LibraryTest#test_b (rule statements)" in check.stdout, check.stdout
     assert "test_c" not in check.stdout, check.stdout
+    md = h.run([h.PGSCOPE_BIN, "check", "--db", dbfile, "--baseline-run", "1", "--format",
+                "markdown"]).stdout
+    html = markdown.markdown(md, extensions=["tables", "fenced_code"])
+    assert "<code>LibraryTest#test_a</code>" in html and "<code>LibraryTest#test_b</code>" in html
+    junit = h.run([h.PGSCOPE_BIN, "check", "--db", dbfile, "--baseline-run", "1", "--format",
+                   "junit"]).stdout
+    failed = {c.get("classname") for c in ET.fromstring(junit).iter("testcase")
+              if c.find("failure") is not None}
+    assert failed == {"LibraryTest#test_a", "LibraryTest#test_b"}, failed
     found = json.loads(h.run([h.PGSCOPE_BIN, "report", "--db", dbfile, "--format",
                               "json"]).stdout)["n_plus_one"]
     assert [f["test"] for f in found] == ["LibraryTest#test_a"], found

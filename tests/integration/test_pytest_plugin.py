@@ -4,8 +4,12 @@ names the test that holds the N+1; a change that adds an N+1 to one test and a q
 makes `pgscope check --baseline-run` fail naming both; fixing both passes."""
 
 import os
+import xml.etree.ElementTree as ET
+
+import markdown
 
 import harness as h
+from test_check import XSD
 from test_orm import library
 
 PLUGIN_DIR = os.path.join(h.REPO, "contrib", "pytest")
@@ -98,18 +102,33 @@ def test_pytest_suite_names_its_tests_and_gates_on_the_baseline():
     cluster, db = library("django")
     root = project()
     dbfile = suite(root, cluster, db, "before", None)
+    saved = os.path.join(root, "pgscope-baseline.json")  # committed next to the tests
+    assert h.run([h.PGSCOPE_BIN, "baseline", "save", "--db", dbfile, "--output", saved]).rc == 0
     suite(root, cluster, db, "after", dbfile)
-    check = h.run([h.PGSCOPE_BIN, "check", "--db", dbfile, "--baseline-run", "1"])
+    check = h.run([h.PGSCOPE_BIN, "check", "--db", dbfile, "--baseline", saved])
     assert check.rc == 1, check
     assert "test:   tests/test_library.py::test_a" in check.stdout, check.stdout
     assert "test tests/test_library.py::test_b (rule statements)" in check.stdout, check.stdout
     assert "test_c" not in check.stdout, check.stdout
+    md = h.run([h.PGSCOPE_BIN, "check", "--db", dbfile, "--baseline", saved, "--format",
+                "markdown"])
+    html = markdown.markdown(md.stdout, extensions=["tables", "fenced_code"])
+    assert md.rc == 1 and "<code>tests/test_library.py::test_a</code>" in html, html
+    assert "<code>tests/test_library.py::test_b</code>" in html, html
+    junit = os.path.join(root, "junit.xml")
+    res = h.run([h.PGSCOPE_BIN, "check", "--db", dbfile, "--baseline", saved, "--format",
+                 "junit", "--output", junit])
+    assert res.rc == 1, res
+    assert h.run(["xmllint", "--noout", "--schema", XSD, junit]).rc == 0
+    failed = {c.get("classname") for c in ET.parse(junit).getroot().iter("testcase")
+              if c.find("failure") is not None}
+    assert failed == {"tests/test_library.py::test_a", "tests/test_library.py::test_b"}, failed
     report = h.run([h.PGSCOPE_BIN, "report", "--db", dbfile, "--format", "json"]).stdout
     import json
     found = json.loads(report)["n_plus_one"]
     assert [f["test"] for f in found] == ["tests/test_library.py::test_a"], found
     suite(root, cluster, db, "fixed", dbfile)
-    check = h.run([h.PGSCOPE_BIN, "check", "--db", dbfile, "--baseline-run", "1"])
+    check = h.run([h.PGSCOPE_BIN, "check", "--db", dbfile, "--baseline", saved])
     assert check.rc == 0, check
     diff = h.run([h.PGSCOPE_BIN, "diff", "--db", dbfile]).stdout
     assert "1 finding fixed" in diff, diff
