@@ -87,8 +87,8 @@ typedef struct np1_finding {
     char *suggestion; /* the fix, written out: batched query and JOIN */
     int64_t first_us, last_us;
     char *database, *user; /* of its first occurrence's connection (NULL if not known) */
-    char *test; /* the test of its first occurrence: tag test, else application_name; or "" */
-    int fix_check;         /* the caller's: 0 until it has the fix checked (np1_fix_sql) */
+    char *test;    /* the test of its first occurrence: tag test, else application_name; or "" */
+    int fix_check; /* the caller's: 0 until it has the fix checked (np1_fix_sql) */
     bool dirty;
 } np1_finding;
 

@@ -228,8 +228,7 @@ static void count_key(tag_map *m, uint64_t fp, const char *key, double us)
  * Session settings (SET, RESET, SHOW) are not: the SET application_name that names a test runs
  * under the name before it, and an ORM sets up and asks about its session in whichever test
  * comes first, another one each run when tests run in random order. */
-static void count_test(analyzer *a, const track_event *ev, uint64_t fp, const char *tags,
-                       double us)
+static void count_test(analyzer *a, const track_event *ev, uint64_t fp, const char *tags, double us)
 {
     if (strcmp(ev->command, "SET") == 0 || strcmp(ev->command, "RESET") == 0 ||
         strcmp(ev->command, "SHOW") == 0)
