@@ -112,9 +112,8 @@ void np1_take_dirty(np1_detector *d, bool all, void (*fn)(np1_finding *f, void *
 bool np1_is_catalog(const char *query);
 
 /* The test statements belong to: the sqlcommenter tag test of their canonical tags, else their
- * application_name (a test runner sets one per test), else "". Malloc'd; NULL if memory ran
- * out. */
-char *np1_test_of(const char *app, const char *tags);
+ * application_name (a test runner sets one per test), else "". Into out (cap bytes, cut). */
+void np1_test_of(const char *app, const char *tags, char *out, size_t cap);
 
 /* Calls fn for every finding (dirty or not; the flags are left as they are). */
 void np1_each(np1_detector *d, void (*fn)(np1_finding *f, void *arg), void *arg);

@@ -73,6 +73,16 @@ typedef struct fix_check {
     char why[FIX_SQL][200];
 } fix_check;
 
+/* What a shape's text tells, the same for every statement of the shape: found once per
+ * fingerprint. */
+typedef struct shape_info {
+    uint64_t fp;
+    char table[64]; /* the one table it reads, or "" */
+    bool literals;  /* constants are written in it (else an extended-protocol statement's values
+                     * are its parameters alone, and its text need not be read for literals) */
+    bool catalog;   /* it reads the system catalogs */
+} shape_info;
+
 struct analyzer {
     pthread_t thread;
     queue *q;
@@ -85,14 +95,7 @@ struct analyzer {
     fix_check checks[FIX_CHECKS];
     uint32_t check_serial;
     int64_t last_tick_us;
-    /* The one table a shape reads, and whether its text holds constants: found once per
-     * fingerprint (properties of the shape). */
-    struct {
-        uint64_t fp;
-        char table[64];
-        bool literals;
-        bool catalog; /* reads the system catalogs */
-    } tables[TABLE_SLOTS];
+    shape_info shapes[TABLE_SLOTS]; /* by fingerprint, see shape_facts */
     conn_rec *conns[MAP_BUCKETS];
     tag_map tags;  /* per shape and sqlcommenter tag set */
     tag_map tests; /* per shape and test */
@@ -233,11 +236,11 @@ static void count_test(analyzer *a, const track_event *ev, uint64_t fp, const ch
     if (strcmp(ev->command, "SET") == 0 || strcmp(ev->command, "RESET") == 0 ||
         strcmp(ev->command, "SHOW") == 0)
         return;
-    char *test = np1_test_of(ev->application_name, tags);
+    char test[256];
 
-    if (test && test[0])
+    np1_test_of(ev->application_name, tags, test, sizeof(test));
+    if (test[0])
         count_key(&a->tests, fp, test, us);
-    free(test);
 }
 
 static void free_keys(tag_map *m)
@@ -459,26 +462,20 @@ static void count_literal(const char *value, size_t len, void *arg)
     (*(int *)arg)++;
 }
 
-/* What a shape's text tells, the same for every statement of the shape: the one table it reads
- * (into out), whether it reads the catalogs (*catalog), and whether constants are written in it
- * (else an extended-protocol statement's values are its parameters alone, and its text need not
- * be read for literals). */
-static bool shape_facts(analyzer *a, const fp_result *fp, const char *text, size_t len, char *out,
-                        size_t cap, bool *catalog)
+/* The facts of fp's shape, from the cache or read from this statement's text. */
+static const shape_info *shape_facts(analyzer *a, const fp_result *fp, const char *text, size_t len)
 {
-    size_t slot = hash_mix64(fp->id) % TABLE_SLOTS;
+    shape_info *s = &a->shapes[hash_mix64(fp->id) % TABLE_SLOTS];
 
-    if (a->tables[slot].fp != fp->id || fp->id == 0) {
+    if (s->fp != fp->id || fp->id == 0) {
         int literals = 0;
-        a->tables[slot].fp = fp->id;
-        fp_single_table(text, len, a->tables[slot].table, sizeof(a->tables[slot].table));
+        s->fp = fp->id;
+        fp_single_table(text, len, s->table, sizeof(s->table));
         fp_literals(text, len, count_literal, &literals);
-        a->tables[slot].literals = literals > 0;
-        a->tables[slot].catalog = np1_is_catalog(fp->normalized);
+        s->literals = literals > 0;
+        s->catalog = np1_is_catalog(fp->normalized);
     }
-    snprintf(out, cap, "%s", a->tables[slot].table);
-    *catalog = a->tables[slot].catalog;
-    return a->tables[slot].literals;
+    return s;
 }
 
 static void detect(analyzer *a, const track_event *ev, const char *text, size_t len,
@@ -708,14 +705,13 @@ static void on_statement(analyzer *a, const track_event *ev)
         keep_example(e, ev, text, len);
     if (fp_tags(text, len, tags, sizeof(tags)) > 0)
         count_key(&a->tags, fp.id, tags, us);
-    char table[128];
-    bool catalog;
-    bool literals = shape_facts(a, &fp, text, len, table, sizeof(table), &catalog);
-    if (!catalog)
+    const shape_info *shape = shape_facts(a, &fp, text, len);
+    if (!shape->catalog)
         count_test(a, ev, fp.id, tags, us);
     if (a->ex)
-        sample(a, ev, text, len, &fp, e, c, us, table);
-    detect(a, ev, text, len, &fp, tags, table, literals); /* fp.normalized: until the next call */
+        sample(a, ev, text, len, &fp, e, c, us, shape->table);
+    /* fp.normalized holds until the next call on the cache */
+    detect(a, ev, text, len, &fp, tags, shape->table, shape->literals);
     follow_search_path(c, ev, text, len);
     follow_temps(c, ev, text, len);
 }

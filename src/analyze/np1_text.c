@@ -236,15 +236,29 @@ bool np1_first_word_is(const char *query, const char *words)
     return false;
 }
 
-char *np1_test_of(const char *app, const char *tags)
+/* src (n bytes) into out, cut to cap - 1 bytes at a UTF-8 character boundary. */
+static void copy_cut(char *out, size_t cap, const char *src, size_t n)
+{
+    if (n > cap - 1) {
+        n = cap - 1;
+        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(out, src, n);
+    out[n] = '\0';
+}
+
+void np1_test_of(const char *app, const char *tags, char *out, size_t cap)
 {
     /* canonical tags: "key=value,key2=value2", keys sorted */
     for (const char *t = tags; t != NULL && *t != '\0';) {
         const char *end = strchr(t, ',');
         size_t len = end ? (size_t)(end - t) : strlen(t);
-        if (len > 5 && strncmp(t, "test=", 5) == 0)
-            return np1_copy_text(t + 5, len - 5 < 255 ? len - 5 : 255);
+        if (len > 5 && strncmp(t, "test=", 5) == 0) {
+            copy_cut(out, cap, t + 5, len - 5);
+            return;
+        }
         t += len + (end != NULL);
     }
-    return np1_copy_text(app != NULL ? app : "", 255);
+    copy_cut(out, cap, app != NULL ? app : "", app != NULL ? strlen(app) : 0);
 }

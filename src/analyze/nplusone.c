@@ -1233,8 +1233,11 @@ static void record(np1_detector *d, const pattern *pt, const occurrence *o)
         p->database = np1_copy_text(o->c->database, SIZE_MAX);
         p->user = np1_copy_text(o->c->user, SIZE_MAX);
     }
-    if (p->test == NULL)
-        p->test = np1_test_of(o->app, o->tags);
+    if (p->test == NULL) {
+        char test[256];
+        np1_test_of(o->app, o->tags, test, sizeof(test));
+        p->test = np1_copy_text(test, SIZE_MAX);
+    }
     fill_text(&p->parent_query, pt->parent);
     for (int i = 0; i < pt->n_children; i++)
         fill_text(&p->child_query[i], pt->child[i]);

@@ -281,13 +281,6 @@ static double mann_whitney_p(const stats_hist *a, const stats_hist *b)
     return 0.5 * erfc(z / sqrt(2.0));
 }
 
-static bool same_shape(const report_statement *x, const report_statement *y)
-{
-    return strcmp(x->fingerprint, y->fingerprint) == 0 &&
-           strcmp(x->database ? x->database : "", y->database ? y->database : "") == 0 &&
-           strcmp(x->user ? x->user : "", y->user ? y->user : "") == 0;
-}
-
 static double rise(double before, double after)
 {
     return before > 0 && isfinite(before) && isfinite(after) ? after / before - 1.0 : 0.0;
@@ -306,7 +299,7 @@ static void slow_shapes(const report_data *base, const check_options *o, check_r
             continue;
         for (size_t j = 0; j < base->n_stmts; j++) {
             const report_statement *b = &base->stmts[j];
-            if (!same_shape(s, b) || !b->hist || b->calls < o->latency_min_calls)
+            if (!report_same_statement(s, b) || !b->hist || b->calls < o->latency_min_calls)
                 continue;
             /* the median too: a few stalls of a loaded CI machine move the mean and the p95 of
              * a fast statement, not its median */

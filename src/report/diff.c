@@ -124,12 +124,6 @@ static bool last_two_runs(sqlite3 *db, int64_t *before, int64_t *after)
 
 /* ---- pairing ---- */
 
-static bool same_shape(const report_statement *x, const report_statement *y)
-{
-    return strcmp(x->fingerprint, y->fingerprint) == 0 && strcmp(x->database, y->database) == 0 &&
-           strcmp(x->user, y->user) == 0;
-}
-
 static double total_of(const report_statement *s)
 {
     return s ? s->total_ms : 0;
@@ -155,12 +149,12 @@ static diff_shape *pair_shapes(const report_data *b, const report_data *a, size_
         diff_shape *d = &out[(*n)++];
         d->a = &a->stmts[i];
         for (size_t j = 0; j < b->n_stmts && !d->b; j++)
-            d->b = same_shape(&b->stmts[j], d->a) ? &b->stmts[j] : NULL;
+            d->b = report_same_statement(&b->stmts[j], d->a) ? &b->stmts[j] : NULL;
     }
     for (size_t j = 0; j < b->n_stmts; j++) {
         bool seen = false;
         for (size_t i = 0; i < a->n_stmts && !seen; i++)
-            seen = same_shape(&b->stmts[j], &a->stmts[i]);
+            seen = report_same_statement(&b->stmts[j], &a->stmts[i]);
         if (!seen)
             out[(*n)++].b = &b->stmts[j];
     }
@@ -240,30 +234,48 @@ static const report_test *test_in(const report_data *d, const char *name)
     return NULL;
 }
 
+/* Calls fn for each test of either run: those of the after run (with the before run's of the
+ * same name, or NULL), then those only the before run had (after NULL). */
+static void each_test(const report_data *b, const report_data *a,
+                      void (*fn)(const report_test *before, const report_test *after, void *arg),
+                      void *arg)
+{
+    for (size_t i = 0; i < a->n_tests; i++)
+        fn(test_in(b, a->tests[i].name), &a->tests[i], arg);
+    for (size_t i = 0; i < b->n_tests; i++)
+        if (!test_in(a, b->tests[i].name))
+            fn(&b->tests[i], NULL, arg);
+}
+
+typedef struct {
+    FILE *out;
+    bool md;
+} test_rows;
+
+static void put_test(const report_test *tb, const report_test *ta, void *arg)
+{
+    const test_rows *r = arg;
+    char pc[16], pt[16];
+
+    pct(pc, sizeof(pc), tb ? (double)tb->statements : 0, ta ? (double)ta->statements : 0);
+    pct(pt, sizeof(pt), tb ? tb->total_ms : 0, ta ? ta->total_ms : 0);
+    fprintf(r->out,
+            r->md ? "| `%s` | %lld → %lld (%s) | %.3f → %.3f (%s) |\n"
+                  : "  %s: statements %lld -> %lld (%s), time %.3f -> %.3f ms (%s)\n",
+            (ta ? ta : tb)->name, tb ? (long long)tb->statements : 0LL,
+            ta ? (long long)ta->statements : 0LL, pc, tb ? tb->total_ms : 0.0,
+            ta ? ta->total_ms : 0.0, pt);
+}
+
 /* Statements per test, before and after (tests of either run). */
 static void put_tests(FILE *out, const report_data *b, const report_data *a, bool md)
 {
+    test_rows r = {out, md};
+
     if (a->n_tests + b->n_tests == 0)
         return;
     fprintf(out, md ? "\n| test | statements | time ms |\n|---|---|---|\n" : "\nTests:\n");
-    for (int pass = 0; pass < 2; pass++) {
-        const report_data *from = pass ? b : a, *other = pass ? a : b;
-        for (size_t i = 0; i < from->n_tests; i++) {
-            const report_test *t = &from->tests[i];
-            if (pass && test_in(other, t->name))
-                continue; /* listed with the after run's */
-            const report_test *tb = pass ? t : test_in(b, t->name), *ta = pass ? NULL : t;
-            char pc[16], pt[16];
-            pct(pc, sizeof(pc), tb ? (double)tb->statements : 0, ta ? (double)ta->statements : 0);
-            pct(pt, sizeof(pt), tb ? tb->total_ms : 0, ta ? ta->total_ms : 0);
-            fprintf(out,
-                    md ? "| `%s` | %lld → %lld (%s) | %.3f → %.3f (%s) |\n"
-                       : "  %s: statements %lld -> %lld (%s), time %.3f -> %.3f ms (%s)\n",
-                    t->name, tb ? (long long)tb->statements : 0LL,
-                    ta ? (long long)ta->statements : 0LL, pc, tb ? tb->total_ms : 0.0,
-                    ta ? ta->total_ms : 0.0, pt);
-        }
-    }
+    each_test(b, a, put_test, &r);
 }
 
 static void count_findings(const diff_finding *f, size_t n, size_t c[3])
@@ -345,6 +357,14 @@ static json_t *shape_json(const diff_shape *d)
     return o;
 }
 
+static void test_json(const report_test *tb, const report_test *ta, void *arg)
+{
+    json_array_append_new(
+        arg, json_pack("{s:s, s:o, s:o}", "test", (ta ? ta : tb)->name, "statements_before",
+                       tb ? json_integer(tb->statements) : json_null(), "statements_after",
+                       ta ? json_integer(ta->statements) : json_null()));
+}
+
 static bool render_json(FILE *out, const report_data *b, const report_data *a, const diff_shape *s,
                         size_t ns, const diff_finding *f, size_t nf)
 {
@@ -374,20 +394,7 @@ static bool render_json(FILE *out, const report_data *b, const report_data *a, c
     json_object_set_new(root, "findings", finds);
     json_object_set_new(root, "statements", shapes);
     json_t *tests = json_array();
-    for (int pass = 0; pass < 2; pass++) {
-        const report_data *from = pass ? b : a, *other = pass ? a : b;
-        for (size_t i = 0; i < from->n_tests; i++) {
-            const report_test *t = &from->tests[i];
-            if (pass && test_in(other, t->name))
-                continue;
-            const report_test *tb = pass ? t : test_in(b, t->name), *ta = pass ? NULL : t;
-            json_array_append_new(tests,
-                                  json_pack("{s:s, s:o, s:o}", "test", t->name, "statements_before",
-                                            tb ? json_integer(tb->statements) : json_null(),
-                                            "statements_after",
-                                            ta ? json_integer(ta->statements) : json_null()));
-        }
-    }
+    each_test(b, a, test_json, tests);
     json_object_set_new(root, "tests", tests);
     bool ok = json_dumpf(root, out, JSON_INDENT(2)) == 0 && fputc('\n', out) != EOF;
     json_decref(root);

@@ -1458,7 +1458,7 @@ static void merge_statement(report_statement *t, report_statement *s)
     }
 }
 
-static bool same_statement(const report_statement *x, const report_statement *y)
+bool report_same_statement(const report_statement *x, const report_statement *y)
 {
     return strcmp(x->fingerprint, y->fingerprint) == 0 &&
            strcmp(x->database ? x->database : "", y->database ? y->database : "") == 0 &&
@@ -1482,7 +1482,7 @@ static bool merge_statements(report_data *d, report_data *s)
     for (size_t i = 0; i < s->n_stmts; i++) {
         report_statement *t = NULL;
         for (size_t j = 0; j < d->n_stmts && !t; j++)
-            t = same_statement(&d->stmts[j], &s->stmts[i]) ? &d->stmts[j] : NULL;
+            t = report_same_statement(&d->stmts[j], &s->stmts[i]) ? &d->stmts[j] : NULL;
         if (t) {
             merge_statement(t, &s->stmts[i]);
             free_statement(&s->stmts[i]);

@@ -244,6 +244,8 @@ bool report_merge(report_data *d, report_data *s);
  * the statements per test, the shapes' calls, latency and histograms. False with the reason
  * printed. */
 bool report_load_baseline(const char *path, report_data *d);
+/* Whether two statement rows are one shape: fingerprint, database and user (load.c). */
+bool report_same_statement(const report_statement *x, const report_statement *y);
 /* Whether two findings are one pattern (kind, parent, children), in two runs or files. */
 bool report_same_finding(const report_nplusone *x, const report_nplusone *y);
 /* "N+1 loop", "duplicate query" or "insert loop". */
