@@ -641,6 +641,23 @@ static bool keeps_value(digest *d, const token *t)
     return false;
 }
 
+/* Where a float precision's value is left out of the pre-digest (a column definition), whether
+ * it is valid still goes in: float(0), float(54) and float(1.5) are syntax errors, float(1) to
+ * float(53) are not. 0 for any other literal or a valid precision, else a class code. */
+static int float_precision_class(const digest *d, const token *t)
+{
+    const lexer *lx = d->lx;
+
+    if (!is_punct(lx, &d->prev1, '(') || !is_word(lx, &d->prev2, "float"))
+        return 0;
+    if (t->kind != TK_INT)
+        return 'n';
+    long v = 0;
+    for (size_t i = t->start; i < t->end && v <= 1000; i++)
+        v = v * 10 + (lx->s[i] - '0');
+    return v < 1 ? '<' : v > 53 ? '>' : 0;
+}
+
 /* Follows parentheses, and the extent of a SELECT inside a statement that keeps values. */
 static void track_nesting(digest *d, const token *t)
 {
@@ -801,9 +818,11 @@ static void digest_token(digest *d, const token *t)
         hash_code(d, '?'); /* its normalized text is cut there: keep it apart from others */
     if (t->bad)
         hash_code(d, (unsigned char)(kind_code(t->kind, true) | 0x80));
-    else if (literal && !keep)
+    else if (literal && !keep) {
         hash_code(d, kind_code(t->kind, true));
-    else if (param)
+        if (float_precision_class(d, t))
+            hash_code(d, (unsigned char)float_precision_class(d, t));
+    } else if (param)
         hash_code(d, 'P');
     else if (is_ignored_name(d, t))
         hash_code(d, 'N');

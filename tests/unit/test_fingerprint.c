@@ -402,6 +402,10 @@ static void test_predigest_keeps_validity(void **state)
         {"SELECT U&'d!0061t' UESCAPE '!'", "SELECT U&'d!0061t' UESCAPE '+'"},
         {"SELECT x::varchar(10)", "SELECT x::varchar(99999999999)"},
         {"SELECT x::float(1)", "SELECT x::float(0)"},
+        /* in a column definition the precision's value is left out, its validity is not */
+        {"CREATE TABLE t (a float(1))", "CREATE TABLE t (a float(0))"},
+        {"CREATE TABLE t (a float(53))", "CREATE TABLE t (a float(54))"},
+        {"CREATE TABLE t (a float(00))", "CREATE TABLE t (a float(10))"},
         {"SELECT 1 e", "SELECT 1e"},
         {"SELECT 'a'\n'b'", "SELECT 'a' 'b'"},
         {"SAVEPOINT s1", "SAVEPOINT select"},
