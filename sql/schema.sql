@@ -17,7 +17,7 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '9');
+INSERT INTO meta (key, value) VALUES ('application', 'pgscope'), ('schema_version', '10');
 
 -- One row per `pgscope proxy` lifetime. The counters are rewritten with every batch, so they
 -- are current while pgscope runs; ended_at stays NULL until a clean stop.
@@ -167,8 +167,9 @@ CREATE TABLE n_plus_one (
 
 -- EXPLAIN plans of sampled slow statements, replayed on pgscope's side connection. A plan is
 -- written once and never changed. Literal values in the plan's expressions and the replayed
--- parameters are kept only with store_params; otherwise constants read '?'.
--- pgscope report --plan ID prints one as a tree.
+-- parameters are kept only with store_params; otherwise constants read '?'. Since version 10
+-- test is the test the sampled execution ran in (as in test_statements; '' when none), which its
+-- plan_findings belong to too. pgscope report --plan ID prints one as a tree.
 CREATE TABLE plans (
     id           INTEGER PRIMARY KEY,
     run_id       INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
@@ -184,7 +185,7 @@ CREATE TABLE plans (
     execution_ms REAL,                    -- from the plan; NULL without ANALYZE
     side_ms      REAL NOT NULL,           -- time the side connection spent on it
     plan         TEXT NOT NULL,           -- EXPLAIN (FORMAT JSON) output
-    taken_at     TEXT NOT NULL,
+    taken_at     TEXT NOT NULL, test TEXT NOT NULL DEFAULT '',
     UNIQUE (run_id, seq)
 );
 CREATE INDEX plans_by_shape ON plans (run_id, fingerprint);

@@ -166,6 +166,9 @@ typedef struct explain_plan_times {
  * row estimates off by 10x or more (reported as 10x, 100x, 1000x); a sort on disk; a hash with
  * more than one batch; a nested loop running an inner scan without an index at least 100
  * times; lossy bitmap heap blocks; heap fetches on an index-only scan; temp blocks written. */
+/* The kinds explain_plan_findings reports, NULL-terminated. */
+extern const char *const explain_finding_kinds[];
+
 bool explain_plan_findings(const char *json, void (*fn)(const explain_finding *f, void *arg),
                            void *arg, explain_plan_times *times);
 
@@ -387,6 +390,7 @@ typedef struct explain_statement {
     uint64_t calls;           /* of its shape so far */
     double shape_total_ms;    /* of its shape (this database and user) so far */
     const char *table;        /* the one table it reads or writes; "" if not one */
+    const char *test;         /* the test it ran in (np1_test_of); "" for none */
     bool fallback;            /* its fingerprint is the pre-digest's: libpg_query cannot parse it */
     bool path_unknown;        /* its connection's search_path was changed in a way not followed */
     const char *const *temps; /* the temporary relations its connection created (names) */

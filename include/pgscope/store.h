@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 9
+#define STORE_SCHEMA_VERSION 10
 
 /* The fingerprint of the reserved statements row that holds, with database and user '', the
  * statement shapes folded by max_shapes (see doc/report-schema.md). */
@@ -91,6 +91,7 @@ typedef struct store_plan_row {
     char *database, *user, *query;
     char *params; /* JSON array, or NULL when parameters are not kept */
     char *plan;   /* EXPLAIN (FORMAT JSON) output */
+    char *test;   /* the test its execution ran in, or NULL/"" */
     bool analyzed;
     double trigger_ms, planning_ms, execution_ms, side_ms; /* planning/execution < 0: none */
     int64_t taken_us;

@@ -231,14 +231,11 @@ static void count_key(tag_map *m, uint64_t fp, const char *key, double us)
  * Session settings (SET, RESET, SHOW) are not: the SET application_name that names a test runs
  * under the name before it, and an ORM sets up and asks about its session in whichever test
  * comes first, another one each run when tests run in random order. */
-static void count_test(analyzer *a, const track_event *ev, uint64_t fp, const char *tags, double us)
+static void count_test(analyzer *a, const track_event *ev, uint64_t fp, const char *test, double us)
 {
     if (strcmp(ev->command, "SET") == 0 || strcmp(ev->command, "RESET") == 0 ||
         strcmp(ev->command, "SHOW") == 0)
         return;
-    char test[256];
-
-    np1_test_of(ev->application_name, tags, test, sizeof(test));
     if (test[0])
         count_key(&a->tests, fp, test, us);
 }
@@ -659,7 +656,7 @@ static void follow_temps(conn_rec *c, const track_event *ev, const char *text, s
 /* The p95 is worth its bucket walk only for statements slow enough for the p95 rule. */
 static void sample(analyzer *a, const track_event *ev, const char *text, size_t len,
                    const fp_result *fp, const stats_entry *e, const conn_rec *c, double us,
-                   const char *table)
+                   const char *table, const char *test)
 {
     explain_statement st = {
         .ev = ev,
@@ -672,6 +669,7 @@ static void sample(analyzer *a, const track_event *ev, const char *text, size_t 
         .calls = e->calls,
         .shape_total_ms = e->total_us / 1000.0,
         .table = table,
+        .test = test,
         .fallback = fp->fallback,
         .path_unknown = !c || c->path_unknown, /* no connect event: its startup path unknown */
         .temps = c ? (const char *const *)c->temps : NULL,
@@ -685,7 +683,7 @@ static void on_statement(analyzer *a, const track_event *ev)
     const char *text;
     size_t len;
     fp_result fp;
-    char tags[512];
+    char tags[512], test[256];
     double us = (double)(ev->end_us - ev->start_us);
     conn_rec *c = *conn_slot(a, ev->conn_id);
 
@@ -706,10 +704,11 @@ static void on_statement(analyzer *a, const track_event *ev)
     if (fp_tags(text, len, tags, sizeof(tags)) > 0)
         count_key(&a->tags, fp.id, tags, us);
     const shape_info *shape = shape_facts(a, &fp, text, len);
+    np1_test_of(ev->application_name, tags, test, sizeof(test));
     if (!shape->catalog)
-        count_test(a, ev, fp.id, tags, us);
+        count_test(a, ev, fp.id, test, us);
     if (a->ex)
-        sample(a, ev, text, len, &fp, e, c, us, shape->table);
+        sample(a, ev, text, len, &fp, e, c, us, shape->table, test);
     /* fp.normalized holds until the next call on the cache */
     detect(a, ev, text, len, &fp, tags, shape->table, shape->literals);
     follow_search_path(c, ev, text, len);

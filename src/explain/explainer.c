@@ -27,7 +27,7 @@
 /* What a sample in flight will need when its plan comes back. */
 typedef struct flight {
     uint64_t id, fingerprint;
-    char *database, *user, *query, *params;
+    char *database, *user, *query, *params, *test;
     bool analyzed;
     double trigger_ms;
     /* For index advice: the statement as replayed (in memory only, never stored). */
@@ -261,6 +261,7 @@ static flight *flight_new(const explain_statement *st, const explain_job *job, c
     f->fingerprint = st->fingerprint;
     f->database = strdup(st->ev->database);
     f->user = strdup(st->ev->user);
+    f->test = strdup(st->test ? st->test : "");
     /* With values kept, the text as replayed (literals and all); else its normalized form. */
     f->query = keep_values ? strndup(st->text, st->text_len)
                            : strdup(st->normalized ? st->normalized : "");
@@ -304,6 +305,7 @@ static void flight_free(flight *f)
     free(f->user);
     free(f->query);
     free(f->params);
+    free(f->test);
     free(f);
 }
 
@@ -420,7 +422,8 @@ static held_plan *plan_of(explainer *x, flight *f, explain_result *r, int64_t no
     row->user = f->user;
     row->query = f->query;
     row->params = f->params;
-    f->database = f->user = f->query = f->params = NULL;
+    row->test = f->test;
+    f->database = f->user = f->query = f->params = f->test = NULL;
     row->plan = x->set.store_params ? r->plan_json : explain_plan_redact(r->plan_json);
     if (x->set.store_params)
         r->plan_json = NULL;
@@ -657,6 +660,7 @@ static bool copy_plan(const store_plan_row *src, store_plan_row *dst)
     dst->user = strdup(src->user);
     dst->query = strdup(src->query);
     dst->params = dup_or_null(src->params);
+    dst->test = dup_or_null(src->test);
     dst->plan = strdup(src->plan);
     dst->findings = calloc(src->n_findings ? src->n_findings : 1, sizeof(*dst->findings));
     dst->n_findings = 0;

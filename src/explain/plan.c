@@ -380,6 +380,16 @@ static void fit_path(char *out, size_t sz, const char *path)
     field_printf(out, sz, "%.*s%s%s", (int)root_len, path, ellipsis, tail);
 }
 
+const char *const explain_finding_kinds[] = {"seq_scan_filter",
+                                             "misestimate",
+                                             "sort_spill",
+                                             "hash_batches",
+                                             "nested_loop_inner_scan",
+                                             "lossy_bitmap",
+                                             "heap_fetches",
+                                             "temp_written",
+                                             NULL};
+
 static void emit(walker *w, const char *kind, const char *relation, double magnitude,
                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 

@@ -9,6 +9,7 @@
 
 #include "report_int.h"
 
+#include "pgscope/explain.h"
 #include "pgscope/stats.h"
 
 #include <errno.h>
@@ -24,6 +25,14 @@
 #define LATENCY_ALPHA 0.01            /* the largest p-value that counts as a real slowdown */
 
 typedef enum { OUT_TEXT, OUT_MARKDOWN, OUT_JUNIT } check_format;
+
+#define PLAN_RULES 16
+
+/* A plan finding kind that fails, from its size on (KIND:MIN; 0 without). */
+typedef struct {
+    char kind[32];
+    double min;
+} check_plan_rule;
 
 typedef struct {
     const char *db;
@@ -41,7 +50,8 @@ typedef struct {
     int extra;                 /* --max-extra-statements: a test may issue this many more */
     int latency_rise;          /* --latency-rise: percent the mean or p95 may rise; 0 no rule */
     int latency_min_calls;     /* --latency-min-calls: calls a shape needs in both runs */
-    const char *plan_kinds;    /* --fail-on-plan: plan finding kinds that fail when new */
+    check_plan_rule plan[PLAN_RULES]; /* --fail-on-plan: kinds that fail when new */
+    int n_plan;
 } check_options;
 
 /* A finding and the rule it fails, NULL when it passes. */
@@ -55,7 +65,7 @@ typedef struct {
     const char *rule; /* "statements", "latency", "plan" */
     const char *what; /* "more statements", "slower statement", "new plan finding" */
     const char *who;  /* the test, or the statement's text */
-    const char *cls;  /* its JUnit class: the test, or "pgscope.<rule>" */
+    const char *test; /* the test it belongs to, or NULL */
     char detail[400];
 } check_other;
 
@@ -71,12 +81,12 @@ typedef struct {
 
 /* A new other failure, or NULL when the list is full. */
 static check_other *other_add(check_result *r, const char *rule, const char *what, const char *who,
-                              const char *cls)
+                              const char *test)
 {
     if (r->n_other >= r->cap_other)
         return NULL;
     check_other *x = &r->other[r->n_other++];
-    *x = (check_other){.rule = rule, .what = what, .who = who ? who : "", .cls = cls};
+    *x = (check_other){.rule = rule, .what = what, .who = who ? who : "", .test = test};
     return x;
 }
 
@@ -119,7 +129,10 @@ static void usage(FILE *out)
             "                           (default 100)\n"
             "  --fail-on-plan KINDS     plan findings of these kinds (comma-separated, e.g.\n"
             "                           seq_scan_filter,sort_spill) fail, with a baseline\n"
-            "                           only those it did not have\n"
+            "                           only those it did not have; KIND:MIN only from that\n"
+            "                           size on, in the kind's unit (seq_scan_filter:100000:\n"
+            "                           scans that removed 100,000 rows or more, so only\n"
+            "                           tables at least that large)\n"
             "  --help                   this text\n\n"
             "Exit status: 0 every rule passed, 1 a rule failed, 2 bad usage, 3 the report\n"
             "database could not be read or the output not written.\n",
@@ -155,6 +168,45 @@ static int format_option(const char *v, check_options *o)
     return 0;
 }
 
+static bool known_kind(const char *kind)
+{
+    for (const char *const *k = explain_finding_kinds; *k; k++)
+        if (strcmp(*k, kind) == 0)
+            return true;
+    return false;
+}
+
+/* --fail-on-plan KIND[:MIN],...: each kind one the plan analysis reports, MIN a size in the
+ * kind's unit (magnitude). */
+static int plan_option(const char *v, check_options *o)
+{
+    for (const char *k = v; *k;) {
+        size_t len = strcspn(k, ","), name = strcspn(k, ":,");
+        char min[32] = "";
+        check_plan_rule *r = o->n_plan < PLAN_RULES ? &o->plan[o->n_plan++] : NULL;
+        if (!r || name >= sizeof(r->kind) || (len > name && len - name - 1 >= sizeof(min))) {
+            fprintf(stderr, "pgscope check: --fail-on-plan: \"%s\": too many or too long\n", v);
+            return 2;
+        }
+        snprintf(r->kind, sizeof(r->kind), "%.*s", (int)name, k);
+        if (len > name)
+            snprintf(min, sizeof(min), "%.*s", (int)(len - name - 1), k + name + 1);
+        char *end = min;
+        r->min = len > name ? strtod(min, &end) : 0;
+        if (!known_kind(r->kind) || *end != '\0' || (len > name && end == min) || !(r->min >= 0)) {
+            fprintf(stderr,
+                    "pgscope check: --fail-on-plan: \"%.*s\" is not KIND or KIND:MIN (kinds:",
+                    (int)len, k);
+            for (const char *const *kind = explain_finding_kinds; *kind; kind++)
+                fprintf(stderr, " %s", *kind);
+            fprintf(stderr, ")\n");
+            return 2;
+        }
+        k += len + (k[len] == ',');
+    }
+    return 0;
+}
+
 /* One option at argv[*i]: 0 taken, 2 bad usage (reason printed), -1 not an option of check. */
 static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *ctx)
 {
@@ -184,7 +236,7 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
     } else if ((v = report_option_value(argc, argv, i, "--insert-loop-min", &missing))) {
         return count_option("--insert-loop-min", v, &o->insert_min);
     } else if ((v = report_option_value(argc, argv, i, "--fail-on-plan", &missing))) {
-        o->plan_kinds = v;
+        return plan_option(v, o);
     } else if ((v = report_option_value(argc, argv, i, "--latency-rise", &missing))) {
         return count_option("--latency-rise", v, &o->latency_rise);
     } else if ((v = report_option_value(argc, argv, i, "--latency-min-calls", &missing))) {
@@ -306,9 +358,9 @@ static void slow_shapes(const report_data *base, const check_options *o, check_r
             if (rise(b->p50_ms, s->p50_ms) > allowed &&
                 (rise(b->mean_ms, s->mean_ms) > allowed || rise(b->p95_ms, s->p95_ms) > allowed)) {
                 double p = mann_whitney_p(b->hist, s->hist);
-                check_other *x = p < LATENCY_ALPHA ? other_add(r, "latency", "slower statement",
-                                                               s->query, "pgscope.latency")
-                                                   : NULL;
+                check_other *x = p < LATENCY_ALPHA
+                                     ? other_add(r, "latency", "slower statement", s->query, NULL)
+                                     : NULL;
                 if (x)
                     snprintf(x->detail, sizeof(x->detail),
                              "median %.3f -> %.3f ms (%+.1f%%), mean %.3f -> %.3f ms (%+.1f%%), "
@@ -324,17 +376,12 @@ static void slow_shapes(const report_data *base, const check_options *o, check_r
     }
 }
 
-/* Whether kinds, a comma-separated list, names kind. */
-static bool listed(const char *kinds, const char *kind)
+/* Whether a rule of --fail-on-plan takes f: its kind, at least its size. */
+static bool plan_rule_takes(const check_options *o, const report_plan_finding *f)
 {
-    size_t n = strlen(kind);
-
-    for (const char *k = kinds; k && *k;) {
-        size_t len = strcspn(k, ",");
-        if (len == n && strncmp(k, kind, n) == 0)
+    for (int i = 0; i < o->n_plan; i++)
+        if (strcmp(o->plan[i].kind, f->kind) == 0 && f->magnitude >= o->plan[i].min)
             return true;
-        k += len + (k[len] == ',');
-    }
     return false;
 }
 
@@ -343,7 +390,7 @@ static void plan_failures(const report_data *base, const check_options *o, check
 {
     const report_data *d = r->d;
 
-    for (size_t i = 0; o->plan_kinds && i < d->n_plan_findings; i++) {
+    for (size_t i = 0; o->n_plan > 0 && i < d->n_plan_findings; i++) {
         const report_plan_finding *f = &d->plan_findings[i];
         bool known = false;
         for (size_t j = 0; base && j < base->n_plan_findings && !known; j++) {
@@ -351,8 +398,8 @@ static void plan_failures(const report_data *base, const check_options *o, check
             known = strcmp(b->fingerprint, f->fingerprint) == 0 && strcmp(b->kind, f->kind) == 0 &&
                     strcmp(b->relation ? b->relation : "", f->relation ? f->relation : "") == 0;
         }
-        check_other *x = !known && listed(o->plan_kinds, f->kind)
-                             ? other_add(r, "plan", "new plan finding", f->query, "pgscope.plan")
+        check_other *x = !known && plan_rule_takes(o, f)
+                             ? other_add(r, "plan", "new plan finding", f->query, f->test)
                              : NULL;
         if (x)
             snprintf(x->detail, sizeof(x->detail), "%s on %s: %s (plan %lld)", f->kind,
@@ -413,238 +460,55 @@ static void render_text(FILE *out, const check_result *res, const check_options 
     }
 }
 
-/* ---- markdown ---- */
+/* ---- markdown, junit, annotations ---- */
 
-/* Text inside a table cell's code span: no backticks, pipes escaped, one line. */
-static void md_code(FILE *out, const char *s, size_t max)
-{
-    char line[512];
-
-    report_one_line(s, line, max < sizeof(line) ? max : sizeof(line));
-    fputc('`', out);
-    for (const char *c = line; *c; c++) {
-        if (*c == '`')
-            fputc('\'', out);
-        else if (*c == '|')
-            fputs("\\|", out);
-        else
-            fputc(*c, out);
-    }
-    fputc('`', out);
-}
-
-/* A fenced block that no line of text can close: a fence longer than any run of backticks. */
-static void md_block(FILE *out, const char *text)
-{
-    int run = 0, longest = 0;
-
-    for (const char *c = text; c && *c; c++) {
-        run = *c == '`' ? run + 1 : 0;
-        longest = run > longest ? run : longest;
-    }
-    int fence = longest >= 3 ? longest + 1 : 3;
-    fprintf(out, "%.*s\n", fence, "``````````````````````````````");
-    fprintf(out, "%s%s", text ? text : "",
-            text && text[0] && text[strlen(text) - 1] != '\n' ? "\n" : "");
-    fprintf(out, "%.*s\n", fence, "``````````````````````````````");
-}
-
-static void render_markdown(FILE *out, const check_result *res)
+static void render_markdown(FILE *out, const check_result *res, const report_problem *p)
 {
     const report_data *d = res->d;
-    const check_item *items = res->items;
-    size_t n = res->n, failed = res->failed, k = 0;
     const report_run *r = d->n_runs > 0 ? &d->runs[d->n_runs - 1] : NULL;
     long long run = r ? (long long)r->id : 0LL;
 
-    if (failed == 0) {
+    if (res->failed == 0) {
         fprintf(out, "### :white_check_mark: pgscope check passed (run %lld)\n\n", run);
         fprintf(out, "No proven N+1 loop and no duplicate query over the limit.\n");
         return;
     }
-    fprintf(out, "### :x: pgscope check failed: %zu problem%s (run %lld)\n\n", failed,
-            failed == 1 ? "" : "s", run);
-    fprintf(out, "| # | rule | test | query | N max | occurrences | saving (ms) |\n");
-    fprintf(out, "|---|---|---|---|---:|---:|---:|\n");
-    for (size_t i = 0; i < res->n_other; i++) {
-        const check_other *x = &res->other[i];
-        fprintf(out, "| %zu | %s | ", ++k, x->what);
-        md_code(out, x->who, 100);
-        fprintf(out, " | %s | | | |\n", x->detail);
-    }
-    for (size_t i = 0; i < n; i++) {
-        const report_nplusone *f = items[i].f;
-        if (!items[i].rule)
-            continue;
-        fprintf(out, "| %zu | %s | ", ++k, report_kind_name(f));
-        if (f->test)
-            md_code(out, f->test, 80);
-        fprintf(out, " | ");
-        md_code(out, first_child(f), 120);
-        fprintf(out, " | %lld | %lld | %.3f |\n", (long long)f->max_n, (long long)f->occurrences,
-                f->saving_ms);
-    }
-    k = res->n_other;
-    for (size_t i = 0; i < n; i++) {
-        const report_nplusone *f = items[i].f;
-        char title[160];
-        if (!items[i].rule)
-            continue;
-        report_one_line(first_child(f), title, sizeof(title));
-        for (char *c = title; *c; c++)
-            *c = *c == '<' || *c == '>' ? ' ' : *c; /* inside <summary>: no tags */
-        fprintf(out, "\n<details><summary>%zu. %s: %s</summary>\n\n", ++k, report_kind_name(f),
-                title);
-        md_block(out, f->suggestion);
-        fprintf(out, "\n</details>\n");
-    }
+    fprintf(out, "### :x: pgscope check failed: %zu problem%s (run %lld)\n\n", res->failed,
+            res->failed == 1 ? "" : "s", run);
+    report_ci_markdown(out, p, res->n_other + res->n);
 }
 
-/* ---- junit ---- */
-
-static void xml_text(FILE *out, const char *s)
+/* Every failed rule, then every finding (passing ones too, for JUnit), as CI problems. */
+static void problems_of(const check_result *res, report_problem *p)
 {
-    for (const unsigned char *c = (const unsigned char *)s; c && *c; c++) {
-        switch (*c) {
-        case '&':
-            fputs("&amp;", out);
-            break;
-        case '<':
-            fputs("&lt;", out);
-            break;
-        case '>':
-            fputs("&gt;", out);
-            break;
-        case '"':
-            fputs("&quot;", out);
-            break;
-        case '\'':
-            fputs("&apos;", out);
-            break;
-        default:
-            if (*c < 0x20 && *c != '\n' && *c != '\t' && *c != '\r')
-                fputc('?', out); /* not allowed in XML 1.0 */
-            else
-                fputc(*c, out);
-        }
-    }
-}
-
-static void render_junit(FILE *out, const check_result *res)
-{
-    const check_item *items = res->items;
-    size_t n = res->n, failed = res->failed;
-    size_t more = res->n_other;
-    size_t tests = n + more > 0 ? n + more : 1;
-
-    fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(out, "<testsuites name=\"pgscope check\" tests=\"%zu\" failures=\"%zu\">\n", tests,
-            failed);
-    fprintf(out,
-            "  <testsuite name=\"pgscope\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" "
-            "skipped=\"0\">\n",
-            tests, failed);
-    for (size_t i = 0; i < res->n_other; i++) {
-        const check_other *x = &res->other[i];
-        char name[200];
-        report_one_line(x->who, name, sizeof(name));
-        fprintf(out, "    <testcase classname=\"");
-        xml_text(out, x->cls);
-        fprintf(out, "\" name=\"%s: ", x->what);
-        xml_text(out, name);
-        fprintf(out, "\">\n      <failure type=\"%s\" message=\"", x->rule);
-        xml_text(out, x->detail);
-        fprintf(out, "\">");
-        xml_text(out, x->who);
-        fprintf(out, "</failure>\n    </testcase>\n");
-    }
-    if (n + more == 0)
-        fprintf(out, "    <testcase classname=\"pgscope\" name=\"no N+1 or duplicate query\"/>\n");
-    for (size_t i = 0; i < n; i++) {
-        const report_nplusone *f = items[i].f;
-        char name[200];
-        report_one_line(first_child(f), name, sizeof(name));
-        /* the test the finding was seen in names the class, so reporters list it there */
-        fprintf(out, "    <testcase classname=\"");
-        if (f->test)
-            xml_text(out, f->test);
-        else
-            fprintf(out, "pgscope.%s",
-                    f->duplicate     ? "duplicate"
-                    : f->insert_loop ? "batch_insert"
-                                     : "n_plus_one");
-        fprintf(out, "\" name=\"%s: ", report_kind_name(f));
-        xml_text(out, name);
-        fprintf(out, " (%s)\"", f->child_fingerprints ? f->child_fingerprints : "");
-        if (!items[i].rule) {
-            fprintf(out, "/>\n");
-            continue;
-        }
-        fprintf(out, ">\n      <failure type=\"%s\" message=\"%s: N max %lld, %lld occurrences\">",
-                items[i].rule, report_kind_name(f), (long long)f->max_n, (long long)f->occurrences);
-        if (f->parent_query) {
-            fputs("parent: ", out);
-            xml_text(out, f->parent_query);
-            fputs("\n", out);
-        }
-        fputs(f->parent_query ? "child: " : "query: ", out);
-        xml_text(out, first_child(f));
-        fputs("\n\n", out);
-        xml_text(out, f->suggestion);
-        fprintf(out, "</failure>\n    </testcase>\n");
-    }
-    fprintf(out, "  </testsuite>\n</testsuites>\n");
-}
-
-/* ---- GitHub annotations ---- */
-
-/* A workflow command's data: %, CR and LF escaped (and , : in a property). */
-static void gh_escape(FILE *out, const char *s, bool property)
-{
-    for (const char *c = s; c && *c; c++) {
-        if (*c == '%')
-            fputs("%25", out);
-        else if (*c == '\r')
-            fputs("%0D", out);
-        else if (*c == '\n')
-            fputs("%0A", out);
-        else if (property && *c == ':')
-            fputs("%3A", out);
-        else if (property && *c == ',')
-            fputs("%2C", out);
-        else
-            fputc(*c, out);
-    }
-}
-
-static void annotate(FILE *out, const check_result *res)
-{
-    const check_item *items = res->items;
+    size_t k = 0;
 
     for (size_t i = 0; i < res->n_other; i++) {
         const check_other *x = &res->other[i];
-        fputs("::error title=pgscope%3A ", out);
-        gh_escape(out, x->what, true);
-        fputs("::", out);
-        gh_escape(out, x->who, false);
-        gh_escape(out, "\n", false);
-        gh_escape(out, x->detail, false);
-        fputs("\n", out);
+        bool by_test = strcmp(x->rule, "statements") == 0;
+        p[k] = (report_problem){.type = x->rule,
+                                .title = x->what,
+                                .test = x->test,
+                                .query = by_test ? NULL : x->who,
+                                .failed = true};
+        snprintf(p[k++].detail, sizeof(p[0].detail), "%s", x->detail);
     }
     for (size_t i = 0; i < res->n; i++) {
-        const report_nplusone *f = items[i].f;
-        char title[120];
-        if (!items[i].rule)
-            continue;
-        snprintf(title, sizeof(title), "pgscope: %s, N max %lld", report_kind_name(f),
-                 (long long)f->max_n);
-        fputs("::error title=", out);
-        gh_escape(out, title, true);
-        fputs("::", out);
-        gh_escape(out, first_child(f), false);
-        gh_escape(out, "\n\n", false);
-        gh_escape(out, f->suggestion, false);
-        fputs("\n", out);
+        const report_nplusone *f = res->items[i].f;
+        p[k] = (report_problem){.type = f->duplicate     ? "duplicate"
+                                        : f->insert_loop ? "batch_insert"
+                                                         : "n_plus_one",
+                                .title = report_kind_name(f),
+                                .test = f->test,
+                                .parent = f->parent_query,
+                                .query = first_child(f),
+                                .key = f->child_fingerprints,
+                                .fix = f->suggestion,
+                                .failed = res->items[i].rule != NULL};
+        snprintf(p[k++].detail, sizeof(p[0].detail),
+                 "rule %s: N max %lld, %lld occurrence%s, saving %.3f ms",
+                 res->items[i].rule ? res->items[i].rule : "none", (long long)f->max_n,
+                 (long long)f->occurrences, f->occurrences == 1 ? "" : "s", f->saving_ms);
     }
 }
 
@@ -672,21 +536,24 @@ static int run_check(const report_data *d, const report_data *base, const check_
     slow_shapes(base, o, &res);
     plan_failures(base, o, &res);
     res.failed += res.n_other;
-    FILE *out = o->output ? fopen(o->output, "w") : stdout;
-    bool written = out != NULL;
-    if (out) {
+    report_problem *p = calloc(res.n_other + res.n + 1, sizeof(*p));
+    FILE *out = p && o->output ? fopen(o->output, "w") : stdout;
+    bool written = p && out != NULL;
+    if (written) {
+        problems_of(&res, p);
         if (o->github)
-            annotate(stdout, &res);
+            report_ci_annotations(stdout, "error", p, res.n_other + res.n);
         if (o->format == OUT_MARKDOWN)
-            render_markdown(out, &res);
+            render_markdown(out, &res, p);
         else if (o->format == OUT_JUNIT)
-            render_junit(out, &res);
+            written = report_ci_junit(out, "pgscope check", d, p, res.n_other + res.n);
         else
             render_text(out, &res, o);
-        written = fflush(out) == 0 && !ferror(out);
+        written = written && fflush(out) == 0 && !ferror(out);
         if (out != stdout)
             written &= fclose(out) == 0;
     }
+    free(p);
     free(res.items);
     free(res.other);
     if (!written) {

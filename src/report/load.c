@@ -172,30 +172,37 @@ static const char sql_plan[] = "SELECT " PLAN_COLUMNS ", plan, "
  * shows the same problem in each plan, and people need it once, from the plan where it was
  * largest. The weight is plan_findings_ranked's (the shape's total_ms, all databases and users)
  * over the runs in scope, so that with --all the shape's time in every run counts. Few rows:
- * plans are bounded per shape, and only the shapes with findings are weighed. */
-static const char sql_plan_findings[] =
-    "WITH f AS (SELECT plan_id, fingerprint, kind, relation, node_path, detail, magnitude "
-    "  FROM plan_findings WHERE ?1 IS NULL OR run_id = ?1), "
-    "best AS (SELECT *, row_number() OVER (PARTITION BY fingerprint, kind, relation, node_path "
-    "  ORDER BY magnitude DESC, plan_id DESC) AS r FROM f), "
-    "seen AS (SELECT fingerprint, kind, relation, node_path, count(DISTINCT plan_id) AS plans "
-    "  FROM f GROUP BY fingerprint, kind, relation, node_path), "
-    "w AS (SELECT fingerprint, total(total_ms) AS weight, sum(calls) AS calls FROM statements "
-    "  WHERE (?1 IS NULL OR run_id = ?1) AND fingerprint IN (SELECT fingerprint FROM f) "
-    "  GROUP BY fingerprint) "
-    "SELECT b.plan_id, b.fingerprint, p.query, b.kind, b.relation, b.node_path, b.detail, "
-    "  b.magnitude, coalesce(w.weight, 0) AS weight, w.calls, s.plans "
-    "FROM best b JOIN seen s ON s.fingerprint = b.fingerprint AND s.kind = b.kind "
-    "  AND s.relation = b.relation AND s.node_path = b.node_path "
-    "JOIN plans p ON p.id = b.plan_id LEFT JOIN w ON w.fingerprint = b.fingerprint "
-    "WHERE b.r = 1 "
-    "ORDER BY weight DESC, b.fingerprint, b.magnitude DESC, b.kind, b.relation, b.node_path";
+ * plans are bounded per shape, and only the shapes with findings are weighed. The test is the
+ * one that plan's execution ran in (schema 10; '' before). */
+#define SQL_PLAN_FINDINGS(TEST)                                                                    \
+    "WITH f AS (SELECT plan_id, fingerprint, kind, relation, node_path, detail, magnitude "        \
+    "  FROM plan_findings WHERE ?1 IS NULL OR run_id = ?1), "                                      \
+    "best AS (SELECT *, row_number() OVER (PARTITION BY fingerprint, kind, relation, node_path "   \
+    "  ORDER BY magnitude DESC, plan_id DESC) AS r FROM f), "                                      \
+    "seen AS (SELECT fingerprint, kind, relation, node_path, count(DISTINCT plan_id) AS plans "    \
+    "  FROM f GROUP BY fingerprint, kind, relation, node_path), "                                  \
+    "w AS (SELECT fingerprint, total(total_ms) AS weight, sum(calls) AS calls FROM statements "    \
+    "  WHERE (?1 IS NULL OR run_id = ?1) AND fingerprint IN (SELECT fingerprint FROM f) "          \
+    "  GROUP BY fingerprint) "                                                                     \
+    "SELECT b.plan_id, b.fingerprint, p.query, b.kind, b.relation, b.node_path, b.detail, "        \
+    "  b.magnitude, coalesce(w.weight, 0) AS weight, w.calls, s.plans, " TEST " "                  \
+    "FROM best b JOIN seen s ON s.fingerprint = b.fingerprint AND s.kind = b.kind "                \
+    "  AND s.relation = b.relation AND s.node_path = b.node_path "                                 \
+    "JOIN plans p ON p.id = b.plan_id LEFT JOIN w ON w.fingerprint = b.fingerprint "               \
+    "WHERE b.r = 1 "                                                                               \
+    "ORDER BY weight DESC, b.fingerprint, b.magnitude DESC, b.kind, b.relation, b.node_path"
+
+static const char sql_plan_findings[] = SQL_PLAN_FINDINGS("p.test");
+static const char sql_plan_findings_v3[] = SQL_PLAN_FINDINGS("''");
 
 /* The findings of one plan, in plan order, in the columns of sql_plan_findings. */
-static const char sql_findings_of_plan[] =
-    "SELECT f.plan_id, f.fingerprint, p.query, f.kind, f.relation, f.node_path, f.detail, "
-    "f.magnitude, 0, NULL, 1 FROM plan_findings f JOIN plans p ON p.id = f.plan_id "
-    "WHERE f.plan_id = ?1 ORDER BY f.n";
+#define SQL_FINDINGS_OF_PLAN(TEST)                                                                 \
+    "SELECT f.plan_id, f.fingerprint, p.query, f.kind, f.relation, f.node_path, f.detail, "        \
+    "f.magnitude, 0, NULL, 1, " TEST " FROM plan_findings f JOIN plans p ON p.id = f.plan_id "     \
+    "WHERE f.plan_id = ?1 ORDER BY f.n"
+
+static const char sql_findings_of_plan[] = SQL_FINDINGS_OF_PLAN("p.test");
+static const char sql_findings_of_plan_v3[] = SQL_FINDINGS_OF_PLAN("''");
 
 enum {
     PF_PLAN,
@@ -208,7 +215,8 @@ enum {
     PF_MAGNITUDE,
     PF_WEIGHT,
     PF_CALLS,
-    PF_PLANS
+    PF_PLANS,
+    PF_TEST
 };
 
 static const char sql_explain[] =
@@ -252,6 +260,12 @@ static const char sql_index_statement[] =
     "SELECT max(total_ms), query, sum(calls), total(total_ms) FROM statements "
     "WHERE run_id = ?1 AND fingerprint = ?2 AND (database = ?3 OR NOT EXISTS "
     "(SELECT 1 FROM statements WHERE run_id = ?1 AND fingerprint = ?2 AND database = ?3))";
+
+/* The tests whose statements an index suggestion helps (schema 9), the most time first. */
+static const char sql_index_tests[] =
+    "SELECT test, sum(calls), total(total_ms) FROM test_statements WHERE run_id = ?1 "
+    "AND fingerprint IN (SELECT value FROM json_each((SELECT statements FROM index_suggestions "
+    "WHERE run_id = ?1 AND rank = ?2))) GROUP BY test ORDER BY 3 DESC, 1";
 
 /* ---------------------------------------------------------------- column helpers */
 
@@ -1103,6 +1117,11 @@ static void read_plan_finding(sqlite3_stmt *st, report_plan_finding *f)
     f->calls = counted ? sqlite3_column_int64(st, PF_CALLS) : -1;
     f->mean_ms = f->calls > 0 ? f->weight_ms / (double)f->calls : NAN;
     f->plans = sqlite3_column_int64(st, PF_PLANS);
+    f->test = col_text(st, PF_TEST);
+    if (f->test && !f->test[0]) {
+        free(f->test);
+        f->test = NULL;
+    }
 }
 
 static void free_plan_finding(report_plan_finding *f)
@@ -1111,6 +1130,7 @@ static void free_plan_finding(report_plan_finding *f)
     free(f->relation);
     free(f->node_path);
     free(f->detail);
+    free(f->test);
 }
 
 /* Where add_plan_finding appends: report_data's list or a plan's. */
@@ -1166,6 +1186,8 @@ static bool add_test(sqlite3_stmt *st, void *arg, size_t *cap)
     v->total_ms = sqlite3_column_double(st, 3);
     for (size_t i = 0; i < d->n_findings; i++)
         v->findings += d->findings[i].test && strcmp(d->findings[i].test, v->name) == 0;
+    for (size_t i = 0; i < d->n_plan_findings; i++)
+        v->findings += d->plan_findings[i].test && strcmp(d->plan_findings[i].test, v->name) == 0;
     d->n_tests++;
     return true;
 }
@@ -1186,7 +1208,8 @@ static bool load_plans(sqlite3 *db, int64_t run_id, report_data *d, char *err, s
     if (d->schema_version < 3)
         return true;
     return each_row(db, sql_plans, run_id, add_plan, d, err, errlen) &&
-           each_row(db, sql_plan_findings, run_id, add_plan_finding, &findings, err, errlen) &&
+           each_row(db, d->schema_version >= 10 ? sql_plan_findings : sql_plan_findings_v3, run_id,
+                    add_plan_finding, &findings, err, errlen) &&
            each_row(db, sql_explain, run_id, add_explain_count, d, err, errlen);
 }
 
@@ -1229,6 +1252,9 @@ static void free_index(report_index *x)
     for (size_t i = 0; i < x->n_statements; i++)
         free(x->statements[i].query);
     free(x->statements);
+    for (size_t i = 0; i < x->n_tests; i++)
+        free(x->tests[i].name);
+    free(x->tests);
 }
 
 static bool add_index(sqlite3_stmt *st, void *arg, size_t *cap)
@@ -1304,6 +1330,45 @@ static bool lookup_index_statements(sqlite3 *db, report_data *d, char *err, size
     return ok;
 }
 
+static bool add_index_test(sqlite3_stmt *st, report_index *x, size_t *cap)
+{
+    report_index_test *v = grow_array(x->tests, x->n_tests, cap, sizeof(*v));
+
+    if (!v)
+        return false;
+    x->tests = v;
+    v += x->n_tests;
+    if (!(v->name = col_text(st, 0)))
+        return false;
+    v->calls = sqlite3_column_int64(st, 1);
+    v->total_ms = sqlite3_column_double(st, 2);
+    x->n_tests++;
+    return true;
+}
+
+/* Each suggestion's tests: those that ran the statements it helps. */
+static bool lookup_index_tests(sqlite3 *db, report_data *d, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    bool ok = d->n_indexes == 0 || prepare(db, sql_index_tests, &st, err, errlen);
+    int rc = SQLITE_DONE;
+
+    for (size_t i = 0; ok && i < d->n_indexes; i++) {
+        report_index *x = &d->indexes[i];
+        size_t cap = 0;
+        sqlite3_bind_int64(st, 1, x->run_id);
+        sqlite3_bind_int64(st, 2, x->rank);
+        while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW)
+            ok = add_index_test(st, x, &cap);
+        ok = ok && rc == SQLITE_DONE;
+        if (!ok)
+            snprintf(err, errlen, "%s", rc == SQLITE_ROW ? "out of memory" : sqlite3_errmsg(db));
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return ok;
+}
+
 /* The run whose suggestions are shown: the run itself, or with --all (run_id 0) the latest run
  * that has any; 0 when there is none. */
 static int64_t index_run(sqlite3 *db, int64_t run_id)
@@ -1331,7 +1396,8 @@ static bool load_indexes(sqlite3 *db, int64_t run_id, report_data *d, char *err,
     if (!each_row(db, sql_indexes, from, add_index, d, err, errlen))
         return false;
     d->indexes_run = d->n_indexes > 0 ? from : 0;
-    return lookup_index_statements(db, d, err, errlen);
+    return lookup_index_statements(db, d, err, errlen) &&
+           (d->schema_version < 9 || lookup_index_tests(db, d, err, errlen));
 }
 
 bool report_load_plan(sqlite3 *db, int schema_version, int64_t id, report_plan_detail *out,
@@ -1363,7 +1429,8 @@ bool report_load_plan(sqlite3 *db, int schema_version, int64_t id, report_plan_d
     }
     sqlite3_finalize(st);
     return rc == SQLITE_ROW &&
-           each_row(db, sql_findings_of_plan, id, add_plan_finding, &findings, err, errlen);
+           each_row(db, schema_version >= 10 ? sql_findings_of_plan : sql_findings_of_plan_v3, id,
+                    add_plan_finding, &findings, err, errlen);
 }
 
 void report_plan_detail_free(report_plan_detail *p)
@@ -1545,6 +1612,147 @@ static bool merge_tests(report_data *d, report_data *s)
     return true;
 }
 
+/* Appends s's n items of size bytes to d's (*n_d of them); s gives them up. */
+static bool append_items(void **d, size_t *n_d, void **s, size_t *n_s, size_t size)
+{
+    if (*n_s == 0)
+        return true;
+    char *grown = realloc(*d, (*n_d + *n_s) * size);
+    if (!grown)
+        return false;
+    memcpy(grown + *n_d * size, *s, *n_s * size);
+    *d = grown;
+    *n_d += *n_s;
+    *n_s = 0;
+    return true;
+}
+
+static bool same_plan_finding(const report_plan_finding *x, const report_plan_finding *y)
+{
+    return strcmp(x->fingerprint, y->fingerprint) == 0 && strcmp(x->kind, y->kind) == 0 &&
+           strcmp(x->relation ? x->relation : "", y->relation ? y->relation : "") == 0 &&
+           strcmp(x->node_path ? x->node_path : "", y->node_path ? y->node_path : "") == 0;
+}
+
+/* One finding of a shape in two shards: the larger one stands, times and plans add up. */
+static void merge_plan_finding(report_plan_finding *t, report_plan_finding *f)
+{
+    t->weight_ms += f->weight_ms;
+    t->calls = t->calls < 0 ? f->calls : f->calls < 0 ? t->calls : t->calls + f->calls;
+    t->mean_ms = t->calls > 0 ? t->weight_ms / (double)t->calls : NAN;
+    t->plans += f->plans;
+    if (f->magnitude > t->magnitude) {
+        report_plan_finding keep = *t;
+        *t = *f;
+        *f = keep; /* the smaller one is freed */
+        t->weight_ms = keep.weight_ms, t->calls = keep.calls, t->mean_ms = keep.mean_ms;
+        t->plans = keep.plans;
+    }
+    free_plan_finding(f);
+}
+
+static int plan_finding_order(const void *pa, const void *pb)
+{
+    const report_plan_finding *a = pa, *b = pb;
+
+    if (a->weight_ms != b->weight_ms)
+        return a->weight_ms > b->weight_ms ? -1 : 1;
+    return a->magnitude > b->magnitude ? -1 : a->magnitude < b->magnitude;
+}
+
+/* A suggestion of the same index in another shard: its tests join t's (calls and time of a
+ * test in both add up); t's figures stand, the shard's advice being about the same statements. */
+static bool merge_index(report_index *t, report_index *x)
+{
+    report_index_test *grown = realloc(t->tests, (t->n_tests + x->n_tests + 1) * sizeof(*grown));
+
+    if (!grown)
+        return false;
+    t->tests = grown;
+    for (size_t i = 0; i < x->n_tests; i++) {
+        report_index_test *same = NULL;
+        for (size_t j = 0; j < t->n_tests && !same; j++)
+            same = strcmp(t->tests[j].name, x->tests[i].name) == 0 ? &t->tests[j] : NULL;
+        if (same) {
+            same->calls += x->tests[i].calls;
+            same->total_ms += x->tests[i].total_ms;
+            free(x->tests[i].name);
+        } else {
+            t->tests[t->n_tests++] = x->tests[i];
+        }
+    }
+    x->n_tests = 0;
+    free_index(x);
+    return true;
+}
+
+static bool merge_indexes(report_data *d, report_data *s)
+{
+    report_index *grown = realloc(d->indexes, (d->n_indexes + s->n_indexes + 1) * sizeof(*grown));
+    bool ok = grown != NULL;
+
+    if (!ok)
+        return false;
+    d->indexes = grown;
+    for (size_t i = 0; i < s->n_indexes; i++) {
+        report_index *t = NULL, *x = &s->indexes[i];
+        for (size_t j = 0; j < d->n_indexes && !t; j++)
+            t = strcmp(d->indexes[j].ddl ? d->indexes[j].ddl : "", x->ddl ? x->ddl : "") == 0 &&
+                        strcmp(d->indexes[j].database ? d->indexes[j].database : "",
+                               x->database ? x->database : "") == 0
+                    ? &d->indexes[j]
+                    : NULL;
+        if (t)
+            ok &= merge_index(t, x);
+        else
+            d->indexes[d->n_indexes++] = *x;
+    }
+    s->n_indexes = 0;
+    return ok;
+}
+
+/* Plans listed, plan findings united, index suggestions united by their DDL: each shard's
+ * advice is about its own statements (a plan number points into its own file). */
+static bool merge_plans(report_data *d, report_data *s)
+{
+    report_plan_finding *grown =
+        realloc(d->plan_findings, (d->n_plan_findings + s->n_plan_findings + 1) * sizeof(*grown));
+
+    if (!grown)
+        return false;
+    d->plan_findings = grown;
+    for (size_t i = 0; i < s->n_plan_findings; i++) {
+        report_plan_finding *t = NULL;
+        for (size_t j = 0; j < d->n_plan_findings && !t; j++)
+            t = same_plan_finding(&d->plan_findings[j], &s->plan_findings[i]) ? &d->plan_findings[j]
+                                                                              : NULL;
+        if (t)
+            merge_plan_finding(t, &s->plan_findings[i]);
+        else
+            d->plan_findings[d->n_plan_findings++] = s->plan_findings[i];
+    }
+    s->n_plan_findings = 0;
+    qsort(d->plan_findings, d->n_plan_findings, sizeof(*d->plan_findings), plan_finding_order);
+    for (size_t i = 0; i < s->n_explain; i++) { /* EXPLAIN outcomes: counts of the same reason */
+        for (size_t j = 0; j < d->n_explain; j++) {
+            if (strcmp(d->explain[j].reason, s->explain[i].reason) == 0) {
+                d->explain[j].count += s->explain[i].count;
+                s->explain[i].count = -1;
+            }
+        }
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < s->n_explain; i++)
+        if (s->explain[i].count >= 0)
+            s->explain[kept++] = s->explain[i];
+    s->n_explain = kept;
+    return append_items((void **)&d->explain, &d->n_explain, (void **)&s->explain, &s->n_explain,
+                        sizeof(*d->explain)) &&
+           append_items((void **)&d->plans, &d->n_plans, (void **)&s->plans, &s->n_plans,
+                        sizeof(*d->plans)) &&
+           merge_indexes(d, s);
+}
+
 bool report_merge(report_data *d, report_data *s)
 {
     report_run *runs = realloc(d->runs, (d->n_runs + s->n_runs + 1) * sizeof(*runs));
@@ -1556,7 +1764,7 @@ bool report_merge(report_data *d, report_data *s)
     d->n_runs += s->n_runs;
     s->n_runs = 0;
     d->all = true;
-    return merge_statements(d, s) && merge_findings(d, s) && merge_tests(d, s);
+    return merge_statements(d, s) && merge_findings(d, s) && merge_plans(d, s) && merge_tests(d, s);
 }
 
 void report_data_free(report_data *d)

@@ -370,6 +370,31 @@ static json_t *plan_finding_json(const report_plan_finding *f)
     obj_put(&b, "calls", f->calls >= 0 ? jint(f->calls) : json_null());
     obj_put(&b, "mean_ms", jnum(f->mean_ms));
     obj_put(&b, "seen_in_plans", jint(f->plans));
+    obj_put(&b, "test", jstr(f->test));
+    return obj_end(&b);
+}
+
+static json_t *list_json(const void *items, size_t n, size_t size, json_t *(*one)(const void *))
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a && i < n; i++) {
+        if (json_array_append_new(a, one((const char *)items + i * size)) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+static json_t *any_index_test(const void *p)
+{
+    const report_index_test *t = p;
+    builder b = obj_begin();
+
+    obj_put(&b, "test", jstr(t->name));
+    obj_put(&b, "calls", jint(t->calls));
+    obj_put(&b, "total_ms", jnum(t->total_ms));
     return obj_end(&b);
 }
 
@@ -395,6 +420,7 @@ static json_t *index_json(const report_index *x)
     obj_put(&b, "write_statements", jint(x->write_statements));
     obj_put(&b, "breaks_hot", json_boolean(x->breaks_hot));
     obj_put(&b, "misestimate", json_boolean(x->misestimate));
+    obj_put(&b, "tests", list_json(x->tests, x->n_tests, sizeof(x->tests[0]), any_index_test));
     return obj_end(&b);
 }
 
@@ -420,19 +446,6 @@ static json_t *login_error_json(const report_data *d)
         if (d->runs[i].explain_login_error)
             why = d->runs[i].explain_login_error;
     return jstr(why);
-}
-
-static json_t *list_json(const void *items, size_t n, size_t size, json_t *(*one)(const void *))
-{
-    json_t *a = json_array();
-
-    for (size_t i = 0; a && i < n; i++) {
-        if (json_array_append_new(a, one((const char *)items + i * size)) != 0) {
-            json_decref(a);
-            return NULL;
-        }
-    }
-    return a;
 }
 
 static json_t *any_run(const void *r)

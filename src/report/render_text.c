@@ -823,6 +823,23 @@ static void index_table(char *buf, size_t cap, const report_index *x)
     }
 }
 
+/* The tests that ran the statements a suggestion helps, the most time first. */
+static void put_index_tests(FILE *out, const report_index *x)
+{
+    char text[512] = "";
+    size_t listed = x->n_tests < HELPED_LISTED ? x->n_tests : HELPED_LISTED;
+
+    if (x->n_tests == 0)
+        return;
+    for (size_t i = 0; i < listed; i++)
+        append(text, sizeof(text), "%s%s (%lld calls)", i ? ", " : "", x->tests[i].name,
+               (long long)x->tests[i].calls);
+    if (x->n_tests > listed)
+        append(text, sizeof(text), " and %zu more", x->n_tests - listed);
+    fprintf(out, "%*s%-*s", FINDING_INDENT, "", FINDING_LABEL, "tests");
+    put_wrapped(out, text, FINDING_INDENT + FINDING_LABEL, FINDING_INDENT + FINDING_LABEL);
+}
+
 static void put_index(FILE *out, const report_index *x)
 {
     char text[512], table[340];
@@ -840,6 +857,7 @@ static void put_index(FILE *out, const report_index *x)
     } else if (x->n_statements == 0) {
         put_labeled(out, "helps", "(no statements recorded)");
     }
+    put_index_tests(out, x);
     if (x->write_statements > 0)
         snprintf(text, sizeof(text), "%lld write%s to the table during the run",
                  (long long)x->write_statements, x->write_statements == 1 ? "" : "s");
@@ -976,6 +994,8 @@ static void put_plan_finding(FILE *out, size_t rank, const report_plan_finding *
     if (f->plans > 1)
         append(where, sizeof(where), ", seen in %lld plans", (long long)f->plans);
     put_labeled(out, "plan", where);
+    if (f->test)
+        put_labeled(out, "test", f->test);
 }
 
 /* Plan findings, the statement that took the most time first: a finding in a statement that

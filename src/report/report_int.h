@@ -107,6 +107,7 @@ typedef struct report_plan_finding {
     int64_t calls;    /* -1 without a statement row */
     double mean_ms;   /* NAN without calls */
     int64_t plans;    /* plans of the shape that show it */
+    char *test;       /* the test that plan's execution ran in; NULL for none */
 } report_plan_finding;
 
 /* What became of slow statements (EXPLAIN candidates): "sample" or a reason not to. */
@@ -125,6 +126,13 @@ typedef struct report_index_statement {
     size_t order;            /* its place in the stored list */
 } report_index_statement;
 
+/* A test that ran statements an index suggestion helps (schema 9). */
+typedef struct report_index_test {
+    char *name;
+    int64_t calls;   /* of those statements, in the test */
+    double total_ms; /* their time in the test */
+} report_index_test;
+
 /* An index suggestion (schema 4): one row of the run's latest consolidation. */
 typedef struct report_index {
     int64_t run_id, rank;
@@ -137,6 +145,8 @@ typedef struct report_index {
     size_t n_fingerprints;
     report_index_statement *statements; /* the same, most time first, for people */
     size_t n_statements;
+    report_index_test *tests; /* the tests that ran them, most time first */
+    size_t n_tests;
     int64_t write_statements;
     bool breaks_hot, misestimate;
 } report_index;
@@ -237,8 +247,9 @@ bool report_load_shards(const char *cmd, const report_shards *s, int64_t run_id,
 bool report_load_file(const char *cmd, const char *path, int64_t run_id, report_data *d);
 /* Adds s, the run of another file (a CI shard), to d, exactly: runs listed, statement counts
  * added, histograms merged (the percentiles are those of one file holding both), findings and
- * tests united. Plans, plan findings and index suggestions stay d's. s keeps only what it still
- * owns, for report_data_free. False if memory ran out. */
+ * tests, plan findings united (the largest of one shape's finding stands); plans and index
+ * suggestions listed. s keeps only what it still owns, for report_data_free. False if memory
+ * ran out. */
 bool report_merge(report_data *d, report_data *s);
 /* A baseline file (`pgscope baseline save`, baseline.c) as report data: the findings' keys,
  * the statements per test, the shapes' calls, latency and histograms. False with the reason
@@ -254,6 +265,33 @@ const char *report_kind_name(const report_nplusone *f);
  * space (and '|', which breaks a Markdown table), cut with "..." when longer. */
 void report_one_line(const char *s, char *out, size_t cap);
 bool report_render_json(FILE *out, const report_data *d);
+
+/* ---- outputs for CI (ci.c) ---- */
+
+/* Something CI shows: a finding of the report, a failed rule of check. Strings are borrowed. */
+typedef struct report_problem {
+    const char *type;   /* JUnit failure type: "n_plus_one", "duplicate", "batch_insert",
+                         * "statements", "latency", "plan" */
+    const char *title;  /* "N+1 loop", "more statements", "seq_scan_filter on orders"... */
+    const char *test;   /* the test it belongs to; NULL for none */
+    const char *parent; /* an N+1 loop's parent query, or NULL */
+    const char *query;  /* the SQL it is about, or NULL */
+    const char *key;    /* what tells two problems of no test apart (fingerprints), or NULL */
+    const char *fix;    /* the fix, written out, or NULL */
+    char detail[400];   /* the numbers, one line */
+    bool failed;        /* false: listed as passing where a format lists passes (JUnit) */
+} report_problem;
+
+/* A Markdown table of the failed problems, then each fix in a <details> block. */
+void report_ci_markdown(FILE *out, const report_problem *p, size_t n);
+/* s as a code span in a table cell: one line of at most max bytes, no backticks, | escaped. */
+void report_md_code(FILE *out, const char *s, size_t max);
+/* JUnit XML: one testcase per test of d and per test a problem names (its failed problems as
+ * one failure), then one per problem of no test. False if memory ran out. */
+bool report_ci_junit(FILE *out, const char *suite, const report_data *d, const report_problem *p,
+                     size_t n);
+/* One GitHub workflow command per failed problem: level is "error", "warning" or "notice". */
+void report_ci_annotations(FILE *out, const char *level, const report_problem *p, size_t n);
 bool report_render_plan_text(FILE *out, const report_plan_detail *p);
 bool report_render_plan_json(FILE *out, const report_plan_detail *p);
 

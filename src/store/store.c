@@ -210,6 +210,9 @@ static const char migrate_v9[] =
 static const char migrate_v8[] =
     "ALTER TABLE n_plus_one ADD COLUMN test TEXT NOT NULL DEFAULT '';\n";
 
+/* Version 10: the test a sampled plan's execution ran in. */
+static const char migrate_v10[] = "ALTER TABLE plans ADD COLUMN test TEXT NOT NULL DEFAULT '';\n";
+
 /* Step i takes a file from version migrations[i].version - 1 to migrations[i].version. Version 1
  * is the base, created from sql/schema.sql. To change the schema: edit sql/schema.sql (which
  * always describes the newest version), add a step here and bump STORE_SCHEMA_VERSION. */
@@ -219,6 +222,7 @@ static const struct migration {
 } migrations[] = {
     {1, NULL},       {2, migrate_v2}, {3, migrate_v3}, {4, migrate_v4}, {5, migrate_v5},
     {6, migrate_v6}, {7, migrate_v7}, {8, migrate_v8}, {9, migrate_v9},
+    {10, migrate_v10},
 };
 
 enum {
@@ -303,8 +307,8 @@ static const char *const queries[Q_COUNT] = {
         "test = excluded.test",
     /* A plan is written once; DO NOTHING leaves changes() at 0 for one already there. */
     [Q_PLAN] = "INSERT INTO plans (run_id, seq, fingerprint, database, user_name, query, params, "
-               "analyzed, trigger_ms, planning_ms, execution_ms, side_ms, plan, taken_at) "
-               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+               "analyzed, trigger_ms, planning_ms, execution_ms, side_ms, plan, taken_at, test) "
+               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
                "ON CONFLICT (run_id, seq) DO NOTHING",
     [Q_PLAN_FINDING] = "INSERT INTO plan_findings (plan_id, n, run_id, fingerprint, kind, "
                        "node_path, relation, detail, magnitude) "
@@ -403,6 +407,7 @@ void store_plan_row_free(store_plan_row *r)
     free(r->query);
     free(r->params);
     free(r->plan);
+    free(r->test);
     for (size_t i = 0; i < r->n_findings; i++) {
         free(r->findings[i].node_path);
         free(r->findings[i].relation);
@@ -687,6 +692,7 @@ static int write_plan(store *s, const store_plan_row *r)
     bad |= sqlite3_bind_double(st, 12, isfinite(r->side_ms) ? r->side_ms : 0) != SQLITE_OK;
     bad |= bind_key(st, 13, r->plan) != SQLITE_OK;
     bad |= bind_time(st, 14, r->taken_us) != SQLITE_OK;
+    bad |= bind_key(st, 15, r->test) != SQLITE_OK;
     int rc = bad ? SQLITE_NOMEM : step_done(st);
     if (rc != SQLITE_OK || sqlite3_changes(s->db) == 0)
         return rc; /* failed, or written by an earlier batch with its findings */

@@ -75,7 +75,7 @@ def test_minitest_suite_names_its_tests_and_gates_on_the_baseline():
     assert "<code>LibraryTest#test_a</code>" in html and "<code>LibraryTest#test_b</code>" in html
     junit = h.run([h.PGSCOPE_BIN, "check", "--db", dbfile, "--baseline-run", "1", "--format",
                    "junit"]).stdout
-    failed = {c.get("classname") for c in ET.fromstring(junit).iter("testcase")
+    failed = {c.get("name") for c in ET.fromstring(junit).iter("testcase")
               if c.find("failure") is not None}
     assert failed == {"LibraryTest#test_a", "LibraryTest#test_b"}, failed
     found = json.loads(h.run([h.PGSCOPE_BIN, "report", "--db", dbfile, "--format",

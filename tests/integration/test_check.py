@@ -90,8 +90,8 @@ def test_check_fails_on_an_n_plus_one_in_every_format():
     assert "FROM customers WHERE id = ANY($1)" in failures[0].text, failures[0].text
     lines = res.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith(
-        "::error title=pgscope%3A N+1 loop%2C N max 50::SELECT id, name FROM customers"), lines
-    assert "%0A" in lines[0], lines
+        "::error title=pgscope%3A N+1 loop::rule n_plus_one: N max 50, 1 occurrence"), lines
+    assert "%0ASELECT id, name FROM customers WHERE id = $1%0A%0A" in lines[0], lines
 
 
 def test_check_passes_a_clean_run_and_counts_duplicates():
@@ -200,15 +200,18 @@ def test_gate_script_runs_a_suite_and_gates_on_it():
 
 def test_check_names_the_test_of_each_finding():
     """A test runner that names each test in application_name: the finding carries the test,
-    and check names it in text, Markdown and JUnit (the testcase's class)."""
+    and check names it in text, Markdown and JUnit (the test's testcase holds the failure)."""
     db = run_with(loop=True, test="tests/test_orders.py::test_orders_page")
     res = check(db)
     assert res.rc == 1 and "test:   tests/test_orders.py::test_orders_page" in res.stdout, res
     md = check(db, "--format", "markdown").stdout
     assert "| `tests/test_orders.py::test_orders_page` |" in md, md
-    case = ET.fromstring(check(db, "--format", "junit").stdout).find("testsuite/testcase")
-    assert case.get("classname") == "tests/test_orders.py::test_orders_page", case.attrib
-    assert case.get("name").startswith("N+1 loop: SELECT id, name FROM customers"), case.attrib
+    cases = ET.fromstring(check(db, "--format", "junit").stdout).findall("testsuite/testcase")
+    case = [c for c in cases if c.get("name") == "tests/test_orders.py::test_orders_page"]
+    assert len(case) == 1 and case[0].get("classname") == "pgscope.tests", cases
+    failure = case[0].find("failure")
+    assert failure.get("type") == "n_plus_one", failure.attrib
+    assert "child: SELECT id, name FROM customers WHERE id = $1" in failure.text, failure.text
 
 
 def suite_run(db, tests):
@@ -268,8 +271,12 @@ def test_check_against_a_baseline_names_both_tests_then_passes_when_fixed():
     from_file = check(db, "--baseline", saved)
     assert from_file.rc == 1 and from_file.stdout == res.stdout, (from_file, res)
     suite = ET.fromstring(check(db, "--baseline-run", "1", "--format", "junit").stdout)
-    failed = {c.get("classname") for c in suite.iter("testcase") if c.find("failure") is not None}
-    assert failed == {"t/test_a", "t/test_b"}, ET.tostring(suite)
+    failed = {c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None}
+    passed = {c.get("name") for c in suite.iter("testcase") if c.find("failure") is None}
+    assert failed == {"t/test_a", "t/test_b"} and passed == {"t/test_c"}, ET.tostring(suite)
+    both = [c.find("failure") for c in suite.iter("testcase") if c.get("name") == "t/test_a"][0]
+    assert both.get("message") == "2 problems" and "more statements" in both.text and \
+        "N+1 loop" in both.text and "= ANY($1)" in both.text, both.text
 
     text = h.run([h.PGSCOPE_BIN, "report", "--db", db]).stdout
     assert "Tests (3 of 3; most time first)" in text, text
@@ -378,17 +385,54 @@ def test_shards_merge_exactly():
 
 def test_plan_rule_fails_new_plan_findings_of_the_kinds_asked():
     """--fail-on-plan seq_scan_filter: the sampled plan of a slow statement that filters a
-    million rows fails; against a baseline (run or file) that already had it, it does not."""
+    million rows fails, in the test it ran in; KIND:MIN only from that size on (the table's
+    size, for a scan); against a baseline (run or file) that already had it, it does not."""
     from test_binary_params import BY_ASSIGNEE, cluster
 
     pg = h.Pgscope(cluster(), args=["--explain-min-duration", "5", "--explain-budget", "100"])
     pg.start()
-    res = h.psql(pg.host, pg.port, BY_ASSIGNEE.format(101, 0), dbname="binparams")
+    res = h.psql(pg.host, pg.port, BY_ASSIGNEE.format(101, 0), dbname="binparams",
+                 pgappname="t/test_tasks")
     assert res.rc == 0, res
     assert pg.stop() == 0, pg.log_text()
+    rep = json.loads(h.run([h.PGSCOPE_BIN, "report", "--db", pg.db, "--format", "json"]).stdout)
+    found = [f for f in rep["findings"] if f["kind"] == "seq_scan_filter"]
+    assert len(found) == 1 and found[0]["test"] == "t/test_tasks", rep["findings"]
+    assert 999000 <= found[0]["magnitude"] < 1000000, found  # rows removed of a million
+    helps = [s["tests"] for s in rep["index_suggestions"] if s["columns"][0] == "assignee"]
+    assert helps and helps[0][0]["test"] == "t/test_tasks" and helps[0][0]["calls"] == 1, \
+        rep["index_suggestions"]
+    text = h.run([h.PGSCOPE_BIN, "report", "--db", pg.db]).stdout
+    assert "test      t/test_tasks" in text and "tests     t/test_tasks (1 calls)" in text, text
     res = check(pg.db, "--fail-on-plan", "seq_scan_filter")
     assert res.rc == 1 and "new plan finding (rule plan)" in res.stdout, res
     assert "seq_scan_filter on" in res.stdout and "tasks" in res.stdout, res.stdout
+    junit = ET.fromstring(check(pg.db, "--fail-on-plan", "seq_scan_filter", "--format",
+                                "junit").stdout)
+    failed = [c for c in junit.iter("testcase") if c.find("failure") is not None]
+    assert [(c.get("name"), c.find("failure").get("type")) for c in failed] == \
+        [("t/test_tasks", "plan")], ET.tostring(junit)
+    assert check(pg.db, "--fail-on-plan", "seq_scan_filter:500000").rc == 1
+    assert check(pg.db, "--fail-on-plan", "seq_scan_filter:2000000").rc == 0  # a larger table
+    assert check(pg.db, "--fail-on-plan", "seq_scan:1").rc == 2  # no such kind: a typo
+    # CI shards: the finding of the second file counts as much as the first's
+    import shutil
+    import sqlite3
+    first = os.path.join(h.make_temp_dir("shard-"), "pgscope.db")
+    shutil.copy(pg.db, first)
+    con = sqlite3.connect(first)
+    con.execute("PRAGMA foreign_keys = ON")
+    con.execute("DELETE FROM plans")
+    con.commit()
+    con.close()
+    assert check(first, "--fail-on-plan", "seq_scan_filter").rc == 0
+    assert check(first, "--db", pg.db, "--fail-on-plan", "seq_scan_filter").rc == 1
+    merged = json.loads(h.run([h.PGSCOPE_BIN, "report", "--db", first, "--db", pg.db,
+                               "--format", "json"]).stdout)
+    assert [(f["kind"], f["test"]) for f in merged["findings"]] == \
+        [("seq_scan_filter", "t/test_tasks")], merged["findings"]
+    assert len(merged["plans"]) == 1 and len(merged["index_suggestions"]) == 1, merged
+    assert merged["index_suggestions"][0]["tests"][0]["calls"] == 2, merged  # one call a file
     assert check(pg.db, "--fail-on-plan", "sort_spill").rc == 0
     assert check(pg.db, "--fail-on-plan", "seq_scan_filter", "--baseline-run", "1").rc == 0
     saved = os.path.join(h.make_temp_dir("baseline-"), "b.json")

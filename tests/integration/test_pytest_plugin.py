@@ -120,7 +120,7 @@ def test_pytest_suite_names_its_tests_and_gates_on_the_baseline():
                  "junit", "--output", junit])
     assert res.rc == 1, res
     assert h.run(["xmllint", "--noout", "--schema", XSD, junit]).rc == 0
-    failed = {c.get("classname") for c in ET.parse(junit).getroot().iter("testcase")
+    failed = {c.get("name") for c in ET.parse(junit).getroot().iter("testcase")
               if c.find("failure") is not None}
     assert failed == {"tests/test_library.py::test_a", "tests/test_library.py::test_b"}, failed
     report = h.run([h.PGSCOPE_BIN, "report", "--db", dbfile, "--format", "json"]).stdout

@@ -1456,7 +1456,7 @@ static void test_migration_from_version_1(void **state)
     assert_string_equal(migrated, fresh);
     assert_non_null(strstr(fresh, "table n_plus_one 17 last_seen"));
     assert_non_null(strstr(fresh, "table runs 14 unused_ignores TEXT 0 - 0"));
-    assert_non_null(strstr(fresh, "meta schema_version 9"));
+    assert_non_null(strstr(fresh, "meta schema_version 10"));
     assert_non_null(strstr(fresh, "table runs 15 max_shapes INTEGER 0 - 0"));
     assert_non_null(strstr(fresh, "table runs 17 folded_calls INTEGER 1 0 0"));
     assert_non_null(strstr(fresh, "table runs 18 explain_login_error TEXT 0 - 0"));

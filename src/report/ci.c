@@ -1,0 +1,319 @@
+/* ci.c — what CI systems read, for report, check and diff alike: a list of problems (findings,
+ * failed rules) rendered as Markdown (a GitHub step summary or pull-request comment), JUnit XML
+ * (one testcase per test, its problems as one failure; a problem of no test is a testcase of
+ * its own) and GitHub workflow annotations. */
+#include "config.h"
+
+#include "report_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- markdown ---- */
+
+void report_md_code(FILE *out, const char *s, size_t max)
+{
+    char line[512];
+
+    report_one_line(s, line, max < sizeof(line) ? max : sizeof(line));
+    fputc('`', out);
+    for (const char *c = line; *c; c++) {
+        if (*c == '`')
+            fputc('\'', out);
+        else if (*c == '|')
+            fputs("\\|", out);
+        else
+            fputc(*c, out);
+    }
+    fputc('`', out);
+}
+
+/* A fenced block that no line of text can close: a fence longer than any run of backticks. */
+static void md_block(FILE *out, const char *text)
+{
+    int run = 0, longest = 0;
+
+    for (const char *c = text; c && *c; c++) {
+        run = *c == '`' ? run + 1 : 0;
+        longest = run > longest ? run : longest;
+    }
+    int fence = longest >= 3 ? longest + 1 : 3;
+    fprintf(out, "%.*s\n", fence, "``````````````````````````````");
+    fprintf(out, "%s%s", text ? text : "",
+            text && text[0] && text[strlen(text) - 1] != '\n' ? "\n" : "");
+    fprintf(out, "%.*s\n", fence, "``````````````````````````````");
+}
+
+/* Text for a cell or a <summary>: one line, no tags, pipes escaped by report_one_line. */
+static void md_plain(FILE *out, const char *s, size_t max)
+{
+    char line[512];
+
+    report_one_line(s, line, max < sizeof(line) ? max : sizeof(line));
+    for (char *c = line; *c; c++)
+        fputc(*c == '<' || *c == '>' ? ' ' : *c, out);
+}
+
+void report_ci_markdown(FILE *out, const report_problem *p, size_t n)
+{
+    size_t k = 0;
+
+    fprintf(out, "| # | problem | test | query | detail |\n|---|---|---|---|---|\n");
+    for (size_t i = 0; i < n; i++) {
+        if (!p[i].failed)
+            continue;
+        fprintf(out, "| %zu | %s | ", ++k, p[i].title);
+        if (p[i].test)
+            report_md_code(out, p[i].test, 80);
+        fprintf(out, " | ");
+        if (p[i].query)
+            report_md_code(out, p[i].query, 120);
+        fprintf(out, " | ");
+        md_plain(out, p[i].detail, 300);
+        fprintf(out, " |\n");
+    }
+    k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!p[i].failed)
+            continue;
+        k++;
+        if (!p[i].fix)
+            continue;
+        fprintf(out, "\n<details><summary>%zu. %s: ", k, p[i].title);
+        md_plain(out, p[i].query, 160);
+        fprintf(out, "</summary>\n\n");
+        md_block(out, p[i].fix);
+        fprintf(out, "\n</details>\n");
+    }
+}
+
+/* ---- junit ---- */
+
+static void xml_text(FILE *out, const char *s)
+{
+    for (const unsigned char *c = (const unsigned char *)s; c && *c; c++) {
+        switch (*c) {
+        case '&':
+            fputs("&amp;", out);
+            break;
+        case '<':
+            fputs("&lt;", out);
+            break;
+        case '>':
+            fputs("&gt;", out);
+            break;
+        case '"':
+            fputs("&quot;", out);
+            break;
+        case '\'':
+            fputs("&apos;", out);
+            break;
+        default:
+            if (*c < 0x20 && *c != '\n' && *c != '\t' && *c != '\r')
+                fputc('?', out); /* not allowed in XML 1.0 */
+            else
+                fputc(*c, out);
+        }
+    }
+}
+
+/* One problem in a failure's body: what, the numbers, the SQL, the fix. */
+static void junit_body(FILE *out, const report_problem *p)
+{
+    xml_text(out, p->title);
+    fputs(": ", out);
+    xml_text(out, p->detail);
+    fputs("\n", out);
+    if (p->parent) {
+        fputs("parent: ", out);
+        xml_text(out, p->parent);
+        fputs("\n", out);
+    }
+    if (p->query) {
+        fputs(p->parent ? "child: " : "query: ", out);
+        xml_text(out, p->query);
+        fputs("\n", out);
+    }
+    if (p->fix) {
+        fputs("\n", out);
+        xml_text(out, p->fix);
+        fputs("\n", out);
+    }
+}
+
+static bool same_test(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+/* Whether test t already had its testcase: it is named by an earlier entry of the list. */
+static bool named_before(const char *const *tests, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (same_test(tests[j], tests[i]))
+            return true;
+    return false;
+}
+
+/* A test's testcase: passing, or one failure holding every problem of the test. */
+static void junit_test(FILE *out, const char *test, const report_problem *p, size_t n)
+{
+    size_t failed = 0;
+    const report_problem *first = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        if (p[i].failed && same_test(p[i].test, test)) {
+            failed++;
+            first = first ? first : &p[i];
+        }
+    }
+    fprintf(out, "    <testcase classname=\"pgscope.tests\" name=\"");
+    xml_text(out, test);
+    if (!first) {
+        fprintf(out, "\"/>\n");
+        return;
+    }
+    fprintf(out, "\">\n      <failure type=\"%s\" message=\"",
+            failed == 1 ? first->type : "several");
+    if (failed == 1) {
+        xml_text(out, first->title);
+        fputs(": ", out);
+        xml_text(out, first->detail);
+    } else {
+        fprintf(out, "%zu problems", failed);
+    }
+    fprintf(out, "\">");
+    for (size_t i = 0, k = 0; i < n; i++) {
+        if (!p[i].failed || !same_test(p[i].test, test))
+            continue;
+        if (failed > 1)
+            fprintf(out, "%s%zu. ", k ? "\n" : "", k + 1);
+        k++;
+        junit_body(out, &p[i]);
+    }
+    fprintf(out, "</failure>\n    </testcase>\n");
+}
+
+/* A problem of no test: its own testcase, named by its kind and SQL. */
+static void junit_alone(FILE *out, const report_problem *p)
+{
+    char name[200];
+
+    report_one_line(p->query ? p->query : p->detail, name, sizeof(name));
+    fprintf(out, "    <testcase classname=\"pgscope.%s\" name=\"", p->type);
+    xml_text(out, p->title);
+    fputs(": ", out);
+    xml_text(out, name);
+    if (p->key) {
+        fputs(" (", out);
+        xml_text(out, p->key);
+        fputs(")", out);
+    }
+    if (!p->failed) {
+        fprintf(out, "\"/>\n");
+        return;
+    }
+    fprintf(out, "\">\n      <failure type=\"%s\" message=\"", p->type);
+    xml_text(out, p->title);
+    fputs(": ", out);
+    xml_text(out, p->detail);
+    fprintf(out, "\">");
+    junit_body(out, p);
+    fprintf(out, "</failure>\n    </testcase>\n");
+}
+
+bool report_ci_junit(FILE *out, const char *suite, const report_data *d, const report_problem *p,
+                     size_t n)
+{
+    size_t n_names = d->n_tests + n, cases = 0, failed = 0;
+    const char **names = calloc(n_names ? n_names : 1, sizeof(*names));
+
+    if (!names)
+        return false;
+    /* The run's tests, then tests only a problem names (a baseline's test with no statement). */
+    n_names = 0;
+    for (size_t i = 0; i < d->n_tests; i++)
+        names[n_names++] = d->tests[i].name;
+    for (size_t i = 0; i < n; i++)
+        if (p[i].test)
+            names[n_names++] = p[i].test;
+    for (size_t i = 0; i < n_names; i++) {
+        if (named_before(names, i))
+            continue;
+        cases++;
+        for (size_t j = 0; j < n; j++) {
+            if (p[j].failed && same_test(p[j].test, names[i])) {
+                failed++;
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        cases += !p[i].test;
+        failed += !p[i].test && p[i].failed;
+    }
+    fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(out, "<testsuites name=\"%s\" tests=\"%zu\" failures=\"%zu\">\n", suite,
+            cases ? cases : 1, failed);
+    fprintf(out,
+            "  <testsuite name=\"pgscope\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" "
+            "skipped=\"0\">\n",
+            cases ? cases : 1, failed);
+    for (size_t i = 0; i < n_names; i++)
+        if (!named_before(names, i))
+            junit_test(out, names[i], p, n);
+    for (size_t i = 0; i < n; i++)
+        if (!p[i].test)
+            junit_alone(out, &p[i]);
+    if (cases == 0)
+        fprintf(out, "    <testcase classname=\"pgscope\" name=\"no problem found\"/>\n");
+    fprintf(out, "  </testsuite>\n</testsuites>\n");
+    free(names);
+    return true;
+}
+
+/* ---- GitHub annotations ---- */
+
+/* A workflow command's data: %, CR and LF escaped (and , : in a property). */
+static void gh_escape(FILE *out, const char *s, bool property)
+{
+    for (const char *c = s; c && *c; c++) {
+        if (*c == '%')
+            fputs("%25", out);
+        else if (*c == '\r')
+            fputs("%0D", out);
+        else if (*c == '\n')
+            fputs("%0A", out);
+        else if (property && *c == ':')
+            fputs("%3A", out);
+        else if (property && *c == ',')
+            fputs("%2C", out);
+        else
+            fputc(*c, out);
+    }
+}
+
+void report_ci_annotations(FILE *out, const char *level, const report_problem *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!p[i].failed)
+            continue;
+        fprintf(out, "::%s title=pgscope%%3A ", level);
+        gh_escape(out, p[i].title, true);
+        if (p[i].test) {
+            gh_escape(out, " in ", true);
+            gh_escape(out, p[i].test, true);
+        }
+        fputs("::", out);
+        gh_escape(out, p[i].detail, false);
+        if (p[i].query) {
+            gh_escape(out, "\n", false);
+            gh_escape(out, p[i].query, false);
+        }
+        if (p[i].fix) {
+            gh_escape(out, "\n\n", false);
+            gh_escape(out, p[i].fix, false);
+        }
+        fputs("\n", out);
+    }
+}
