@@ -22,9 +22,11 @@ typedef struct {
     report_shards shards; /* --db given more than once: every file, merged */
     int64_t run_id;       /* 0: the latest run */
     bool all;
-    bool json;
-    int limit;       /* 0: every statement */
-    int64_t plan_id; /* --plan: print this plan instead of a report; 0 when not given */
+    enum { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT_JUNIT } format;
+    const char *output; /* --output FILE; NULL: standard output */
+    bool github;        /* --annotations github: a warning per finding on standard output */
+    int limit;          /* 0: every statement */
+    int64_t plan_id;    /* --plan: print this plan instead of a report; 0 when not given */
 } report_options;
 
 static void usage(FILE *out)
@@ -41,7 +43,13 @@ static void usage(FILE *out)
             "                         once (CI shards), the latest run of each file merged\n"
             "  --run ID               report on run ID (default: the latest run)\n"
             "  --all                  merge every run of the file\n"
-            "  --format text|json     text for people (default), json for programs\n"
+            "  --format FORMAT        text for people (default), json for programs,\n"
+            "                         markdown for a CI step summary or a pull-request\n"
+            "                         comment, junit for test reporters (one testcase per\n"
+            "                         test, its findings as a failure)\n"
+            "  --output FILE          write the report there instead of standard output\n"
+            "  --annotations github   a GitHub workflow warning per finding, on standard\n"
+            "                         output\n"
             "  --limit N              statements, plan findings and index suggestions to\n"
             "                         show (default %d; 0 shows all)\n"
             "  --plan ID              print EXPLAIN plan ID (see the plan numbers in the\n"
@@ -209,11 +217,25 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
     } else if ((v = report_option_value(argc, argv, i, "--plan", &missing))) {
         return report_id_option("report", "--plan", v, &o->plan_id);
     } else if ((v = report_option_value(argc, argv, i, "--format", &missing))) {
-        if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0) {
-            fprintf(stderr, "pgscope report: --format: \"%s\" is not one of text, json\n", v);
+        static const char *const names[] = {"text", "json", "markdown", "junit"};
+        size_t k = 0;
+        while (k < 4 && strcmp(v, names[k]) != 0)
+            k++;
+        if (k == 4) {
+            fprintf(stderr,
+                    "pgscope report: --format: \"%s\" is not one of text, json, markdown, junit\n",
+                    v);
             return 2;
         }
-        o->json = strcmp(v, "json") == 0;
+        o->format = (int)k;
+    } else if ((v = report_option_value(argc, argv, i, "--output", &missing))) {
+        o->output = v;
+    } else if ((v = report_option_value(argc, argv, i, "--annotations", &missing))) {
+        if (strcmp(v, "github") != 0) {
+            fprintf(stderr, "pgscope report: --annotations: \"%s\" is not github\n", v);
+            return 2;
+        }
+        o->github = true;
     } else if ((v = report_option_value(argc, argv, i, "--limit", &missing))) {
         if (!report_parse_int(v, 0, INT_MAX, &n)) {
             fprintf(stderr, "pgscope report: --limit: \"%s\" is not a count\n", v);
@@ -241,6 +263,10 @@ static int parse_options(int argc, char **argv, report_options *o)
     }
     if (o->all && o->run_id > 0) {
         fprintf(stderr, "pgscope report: --run and --all cannot go together\n");
+        return 2;
+    }
+    if (o->plan_id > 0 && o->format != FMT_TEXT && o->format != FMT_JSON) {
+        fprintf(stderr, "pgscope report: --plan prints text or json\n");
         return 2;
     }
     /* A plan id names one plan of the whole file: a run to look in could only contradict it. */
@@ -310,6 +336,49 @@ static int finish_output(bool rendered)
     return 0;
 }
 
+/* The report in the format asked for, into --output or standard output; the annotations on
+ * standard output. 0, or 1 with the reason. */
+static int render(const report_options *o, const report_data *d)
+{
+    FILE *out = o->output ? fopen(o->output, "w") : stdout;
+    report_problem *p = NULL;
+    size_t n = 0;
+    bool ok = out != NULL;
+
+    if (ok && (o->github || o->format == FMT_JUNIT)) {
+        n = report_problems(d, &p);
+        ok = p != NULL;
+    }
+    if (ok && o->github)
+        report_ci_annotations(stdout, "warning", p, n);
+    if (ok) {
+        switch (o->format) {
+        case FMT_JSON:
+            ok = report_render_json(out, d);
+            break;
+        case FMT_MARKDOWN:
+            ok = report_render_markdown(out, d);
+            break;
+        case FMT_JUNIT:
+            ok = report_ci_junit(out, "pgscope report", d, p, n);
+            break;
+        default:
+            ok = report_render_text(out, d, o->db);
+        }
+    }
+    free(p);
+    bool written = out && fflush(out) == 0 && !ferror(out);
+    if (out && out != stdout)
+        written &= fclose(out) == 0;
+    if (!out || !written || !ok) {
+        fprintf(stderr, "pgscope report: cannot write the report%s%s: %s\n",
+                o->output ? " to " : "", o->output ? o->output : "",
+                !ok && out ? "out of memory" : strerror(errno));
+        return 1;
+    }
+    return finish_output(true);
+}
+
 /* `pgscope report --plan ID`: one plan, its tree and its findings. */
 static int report_show_plan(sqlite3 *db, int version, const report_options *o)
 {
@@ -324,7 +393,8 @@ static int report_show_plan(sqlite3 *db, int version, const report_options *o)
         report_plan_detail_free(&p);
         return 1;
     }
-    ok = o->json ? report_render_plan_json(stdout, &p) : report_render_plan_text(stdout, &p);
+    ok = o->format == FMT_JSON ? report_render_plan_json(stdout, &p)
+                               : report_render_plan_text(stdout, &p);
     report_plan_detail_free(&p);
     return finish_output(ok);
 }
@@ -340,9 +410,9 @@ static int report_show_shards(const report_options *o)
         return 1;
     }
     d.limit = o->limit;
-    bool ok = o->json ? report_render_json(stdout, &d) : report_render_text(stdout, &d, o->db);
+    int rc = render(o, &d);
     report_data_free(&d);
-    return finish_output(ok);
+    return rc;
 }
 
 static int report_show_runs(sqlite3 *db, int version, const report_options *o)
@@ -360,9 +430,9 @@ static int report_show_runs(sqlite3 *db, int version, const report_options *o)
         report_data_free(&d);
         return 1;
     }
-    ok = o->json ? report_render_json(stdout, &d) : report_render_text(stdout, &d, o->db);
+    int rc = render(o, &d);
     report_data_free(&d);
-    return finish_output(ok);
+    return rc;
 }
 
 int report_main(int argc, char **argv)

@@ -282,6 +282,12 @@ typedef struct report_problem {
     bool failed;        /* false: listed as passing where a format lists passes (JUnit) */
 } report_problem;
 
+/* Every finding of d as a problem (N+1 loops, duplicates, insert loops, plan findings) into a
+ * malloc'd *out; returns how many (*out NULL when memory ran out). render_md.c */
+size_t report_problems(const report_data *d, report_problem **out);
+/* The report in Markdown: a verdict line, then the findings, index suggestions, tests and top
+ * statements as tables (--limit rows each, 20 with 0). */
+bool report_render_markdown(FILE *out, const report_data *d);
 /* A Markdown table of the failed problems, then each fix in a <details> block. */
 void report_ci_markdown(FILE *out, const report_problem *p, size_t n);
 /* s as a code span in a table cell: one line of at most max bytes, no backticks, | escaped. */

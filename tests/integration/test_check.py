@@ -403,6 +403,9 @@ def test_plan_rule_fails_new_plan_findings_of_the_kinds_asked():
     assert helps and helps[0][0]["test"] == "t/test_tasks" and helps[0][0]["calls"] == 1, \
         rep["index_suggestions"]
     text = h.run([h.PGSCOPE_BIN, "report", "--db", pg.db]).stdout
+    md = h.run([h.PGSCOPE_BIN, "report", "--db", pg.db, "--format", "markdown"]).stdout
+    assert "| 1 | seq_scan_filter | `t/test_tasks` | `SELECT id, title FROM tasks" in md, md
+    assert "| 1 | `CREATE INDEX CONCURRENTLY ON \"tasks\" (\"assignee\"" in md, md
     assert "test      t/test_tasks" in text and "tests     t/test_tasks (1 calls)" in text, text
     res = check(pg.db, "--fail-on-plan", "seq_scan_filter")
     assert res.rc == 1 and "new plan finding (rule plan)" in res.stdout, res
@@ -438,3 +441,36 @@ def test_plan_rule_fails_new_plan_findings_of_the_kinds_asked():
     saved = os.path.join(h.make_temp_dir("baseline-"), "b.json")
     assert h.run([h.PGSCOPE_BIN, "baseline", "save", "--db", pg.db, "--output", saved]).rc == 0
     assert check(pg.db, "--fail-on-plan", "seq_scan_filter", "--baseline", saved).rc == 0
+
+
+def test_report_for_ci_in_markdown_junit_and_annotations():
+    """report --format markdown renders (a verdict, then tables: the findings with the fix,
+    the tests); --format junit validates, one testcase per test, the N+1's test failing; the
+    annotations are warnings, one per finding; --output writes the file."""
+    import markdown
+
+    db = suite_run(None, [("t/test_a", True, 0), ("t/test_b", False, 1)])
+    md = h.run([h.PGSCOPE_BIN, "report", "--db", db, "--format", "markdown"])
+    assert md.rc == 0, md
+    assert md.stdout.startswith("### pgscope report, run 1: :warning: 1 finding\n"), md.stdout
+    html = markdown.markdown(md.stdout, extensions=["tables", "fenced_code"])
+    assert "<td>N+1 loop</td>" in html and "<code>t/test_a</code>" in html, html
+    assert "<h4>Tests, most time first</h4>" in html and "<td><code>t/test_b</code></td>" in html
+    assert "= ANY($1)" in html and "<details>" in html, html
+    out = os.path.join(h.make_temp_dir("report-"), "junit.xml")
+    res = h.run([h.PGSCOPE_BIN, "report", "--db", db, "--format", "junit", "--output", out,
+                 "--annotations", "github"])
+    assert res.rc == 0, res
+    assert h.run(["xmllint", "--noout", "--schema", XSD, out]).rc == 0
+    cases = {c.get("name"): c.find("failure") for c in ET.parse(out).getroot().iter("testcase")}
+    assert set(cases) == {"t/test_a", "t/test_b"} and cases["t/test_b"] is None, cases
+    assert cases["t/test_a"].get("type") == "n_plus_one", cases["t/test_a"].attrib
+    lines = res.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "::warning title=pgscope%3A N+1 loop in t/test_a::proven, N max 20"), lines
+    bad = h.run([h.PGSCOPE_BIN, "report", "--db", db, "--format", "xml"])
+    assert bad.rc == 2 and "not one of text, json, markdown, junit" in bad.stderr, bad
+    bad = h.run([h.PGSCOPE_BIN, "report", "--db", db, "--plan", "1", "--format", "junit"])
+    assert bad.rc == 2 and "--plan prints text or json" in bad.stderr, bad
+    bad = h.run([h.PGSCOPE_BIN, "report", "--db", db, "--output", "/nonexistent/r.md"])
+    assert bad.rc == 1 and "/nonexistent/r.md" in bad.stderr, bad
