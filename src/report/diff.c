@@ -1,7 +1,9 @@
-/* diff.c — `pgscope diff`: two runs side by side, before and after a change. Per statement shape
- * (fingerprint, database, user): calls, rows, mean, p95 and total time with their absolute and
- * percent change, the shapes that appeared and disappeared; N+1, duplicate and insert-loop
- * findings fixed, new and still present. Text, Markdown or JSON. */
+/* diff.c — `pgscope diff`: two runs side by side, before and after a change, from one file or two
+ * (each side may be several CI shards, merged). Per statement shape (fingerprint, database, user):
+ * calls, rows, mean, p95 and total time with their absolute and percent change, the shapes that
+ * appeared and disappeared; per test its statements and time; N+1, duplicate, insert-loop and
+ * plan findings fixed, new and still present; index suggestions new and gone. Text, Markdown,
+ * JSON, JUnit (the new findings fail their test) and GitHub annotations. */
 #include "config.h"
 
 #include "pgscope/report.h"
@@ -16,13 +18,17 @@
 
 #define DEFAULT_DB "./pgscope.db"
 
-typedef enum { OUT_TEXT, OUT_MARKDOWN, OUT_JSON } diff_format;
+typedef enum { OUT_TEXT, OUT_MARKDOWN, OUT_JSON, OUT_JUNIT } diff_format;
 
 typedef struct {
     const char *db;
-    int64_t before, after; /* 0: the last two runs of the file */
+    report_shards after_db;  /* --db: the after run's file(s); shards merged */
+    report_shards before_db; /* --before-db: the before run's file(s); none: --db's */
+    int64_t before, after;   /* 0: the last two runs of the file, or each file's latest */
     diff_format format;
-    int limit; /* shapes listed (0: all) */
+    const char *output; /* --output FILE; NULL: standard output */
+    bool github;        /* --annotations github */
+    int limit;          /* shapes listed (0: all) */
 } diff_options;
 
 /* A shape in either run: before or after may be NULL (appeared, disappeared). */
@@ -31,10 +37,20 @@ typedef struct {
     double delta_ms; /* total time after - before */
 } diff_shape;
 
-/* A finding in either run. */
+/* An item (finding, plan finding, index suggestion) of either run: b or a NULL when the other
+ * run alone has it. */
 typedef struct {
-    const report_nplusone *b, *a;
-} diff_finding;
+    const void *b, *a;
+} diff_pair;
+
+/* Everything the renderers show. */
+typedef struct {
+    const report_data *b, *a;
+    diff_shape *shapes;
+    size_t n_shapes;
+    diff_pair *findings, *plans, *indexes; /* report_nplusone, report_plan_finding, report_index */
+    size_t n_findings, n_plans, n_indexes;
+} diff_result;
 
 static void usage(FILE *out)
 {
@@ -42,18 +58,44 @@ static void usage(FILE *out)
             "Usage: pgscope diff [OPTIONS]\n\n"
             "Two runs side by side, before and after a change: per statement shape its calls,\n"
             "rows, mean, p95 and total time with the change in percent, the shapes that\n"
-            "appeared and disappeared, and the N+1, duplicate and insert-loop findings fixed,\n"
-            "new and still present.\n\n"
+            "appeared and disappeared, the statements and time of each test, the N+1,\n"
+            "duplicate, insert-loop and plan findings fixed, new and still present, and the\n"
+            "index suggestions new and gone.\n\n"
             "Options:\n"
-            "  --db FILE                the report database (default %s)\n"
-            "  --before ID, --after ID  the runs to compare (default: the file's last two)\n"
-            "  --format text|markdown|json\n"
+            "  --db FILE                the report database (default %s); given more\n"
+            "                           than once (CI shards), the latest run of each file\n"
+            "                           merged is the after run (needs --before-db)\n"
+            "  --before-db FILE         the before run's file (its latest run, or --before);\n"
+            "                           more than once: shards, merged. Without it both runs\n"
+            "                           come from --db\n"
+            "  --before ID, --after ID  the runs to compare (default: the file's last two;\n"
+            "                           with --before-db, each file's latest)\n"
+            "  --format FORMAT          text (default), markdown, json, or junit (one\n"
+            "                           testcase per test: its new findings fail it)\n"
+            "  --output FILE            write there instead of standard output\n"
+            "  --annotations github     a GitHub workflow warning per new finding, on\n"
+            "                           standard output\n"
             "  --limit N                shapes listed, most changed time first (default 20;\n"
             "                           0 lists all)\n"
             "  --help                   this text\n\n"
-            "Exit status: 0 printed, 2 bad usage, 3 the database could not be read (or has\n"
-            "fewer than two runs).\n",
+            "Exit status: 0 printed, 2 bad usage, 3 a database could not be read (or has\n"
+            "fewer than two runs), or the output not written.\n",
             DEFAULT_DB);
+}
+
+static int format_option(const char *v, diff_options *o)
+{
+    static const char *const names[] = {"text", "markdown", "json", "junit"};
+
+    for (int k = 0; k < 4; k++) {
+        if (strcmp(v, names[k]) == 0) {
+            o->format = (diff_format)k;
+            return 0;
+        }
+    }
+    fprintf(stderr, "pgscope diff: --format: \"%s\" is not one of text, markdown, json, junit\n",
+            v);
+    return 2;
 }
 
 /* One option at argv[*i]: 0 taken, 2 bad usage (reason printed), -1 not an option of diff. */
@@ -65,18 +107,24 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
     long long n;
 
     if ((v = report_option_value(argc, argv, i, "--db", &missing))) {
-        o->db = v;
+        o->db = o->after_db.n == 0 ? v : o->db;
+        return report_add_shard("diff", &o->after_db, v);
+    } else if ((v = report_option_value(argc, argv, i, "--before-db", &missing))) {
+        return report_add_shard("diff", &o->before_db, v);
     } else if ((v = report_option_value(argc, argv, i, "--before", &missing))) {
         return report_id_option("diff", "--before", v, &o->before);
     } else if ((v = report_option_value(argc, argv, i, "--after", &missing))) {
         return report_id_option("diff", "--after", v, &o->after);
     } else if ((v = report_option_value(argc, argv, i, "--format", &missing))) {
-        if (strcmp(v, "text") != 0 && strcmp(v, "markdown") != 0 && strcmp(v, "json") != 0) {
-            fprintf(stderr, "pgscope diff: --format: \"%s\" is not one of text, markdown, json\n",
-                    v);
+        return format_option(v, o);
+    } else if ((v = report_option_value(argc, argv, i, "--output", &missing))) {
+        o->output = v;
+    } else if ((v = report_option_value(argc, argv, i, "--annotations", &missing))) {
+        if (strcmp(v, "github") != 0) {
+            fprintf(stderr, "pgscope diff: --annotations: \"%s\" is not github\n", v);
             return 2;
         }
-        o->format = v[0] == 't' ? OUT_TEXT : v[0] == 'm' ? OUT_MARKDOWN : OUT_JSON;
+        o->github = true;
     } else if ((v = report_option_value(argc, argv, i, "--limit", &missing))) {
         if (!report_parse_int(v, 0, 1000000, &n)) {
             fprintf(stderr, "pgscope diff: --limit: \"%s\" is not a count\n", v);
@@ -97,7 +145,14 @@ static int parse_options(int argc, char **argv, diff_options *o)
     int rc = report_parse_args("diff", argc, argv, usage, parse_option, o);
     if (rc != 0)
         return rc;
-    if ((o->before > 0) != (o->after > 0)) {
+    if (o->after_db.n == 0)
+        report_add_shard("diff", &o->after_db, o->db);
+    if (o->before_db.n == 0 && o->after_db.n > 1) {
+        fprintf(stderr, "pgscope diff: --db more than once (CI shards) needs --before-db: the "
+                        "runs before the change\n");
+        return 2;
+    }
+    if (o->before_db.n == 0 && (o->before > 0) != (o->after > 0)) {
         fprintf(stderr, "pgscope diff: --before and --after go together\n");
         return 2;
     }
@@ -164,34 +219,84 @@ static diff_shape *pair_shapes(const report_data *b, const report_data *a, size_
     return out;
 }
 
-static diff_finding *pair_findings(const report_data *b, const report_data *a, size_t *n)
+/* Every item of either run: those of the before run (with the after run's same one, or NULL),
+ * then those only the after run has. */
+static diff_pair *pair_items(const void *bv, size_t nb, const void *av, size_t na, size_t size,
+                             bool (*same)(const void *x, const void *y), size_t *n)
 {
-    diff_finding *out = calloc(b->n_findings + a->n_findings + 1, sizeof(*out));
+    const char *bi = bv, *ai = av;
+    diff_pair *out = calloc(nb + na + 1, sizeof(*out));
 
     *n = 0;
     if (!out)
         return NULL;
-    for (size_t j = 0; j < b->n_findings; j++) {
-        diff_finding *d = &out[(*n)++];
-        d->b = &b->findings[j];
-        for (size_t i = 0; i < a->n_findings && !d->a; i++)
-            d->a = report_same_finding(d->b, &a->findings[i]) ? &a->findings[i] : NULL;
+    for (size_t j = 0; j < nb; j++) {
+        diff_pair *d = &out[(*n)++];
+        d->b = bi + j * size;
+        for (size_t i = 0; i < na && !d->a; i++)
+            d->a = same(d->b, ai + i * size) ? ai + i * size : NULL;
     }
-    for (size_t i = 0; i < a->n_findings; i++) {
+    for (size_t i = 0; i < na; i++) {
         bool seen = false;
-        for (size_t j = 0; j < b->n_findings && !seen; j++)
-            seen = report_same_finding(&b->findings[j], &a->findings[i]);
+        for (size_t j = 0; j < nb && !seen; j++)
+            seen = same(bi + j * size, ai + i * size);
         if (!seen)
-            out[(*n)++].a = &a->findings[i];
+            out[(*n)++].a = ai + i * size;
     }
     return out;
 }
 
+static bool same_finding(const void *x, const void *y)
+{
+    return report_same_finding(x, y);
+}
+
+static bool same_plan_finding(const void *x, const void *y)
+{
+    return report_same_plan_finding(x, y);
+}
+
+/* One index: the same DDL in the same database. */
+static bool same_index(const void *x, const void *y)
+{
+    const report_index *p = x, *q = y;
+
+    return strcmp(p->ddl ? p->ddl : "", q->ddl ? q->ddl : "") == 0 &&
+           strcmp(p->database ? p->database : "", q->database ? q->database : "") == 0;
+}
+
+static bool pair_all(const report_data *b, const report_data *a, diff_result *r)
+{
+    *r = (diff_result){.b = b, .a = a};
+    r->shapes = pair_shapes(b, a, &r->n_shapes);
+    r->findings = pair_items(b->findings, b->n_findings, a->findings, a->n_findings,
+                             sizeof(*a->findings), same_finding, &r->n_findings);
+    r->plans =
+        pair_items(b->plan_findings, b->n_plan_findings, a->plan_findings, a->n_plan_findings,
+                   sizeof(*a->plan_findings), same_plan_finding, &r->n_plans);
+    r->indexes = pair_items(b->indexes, b->n_indexes, a->indexes, a->n_indexes, sizeof(*a->indexes),
+                            same_index, &r->n_indexes);
+    return r->shapes && r->findings && r->plans && r->indexes;
+}
+
+static void free_result(diff_result *r)
+{
+    free(r->shapes);
+    free(r->findings);
+    free(r->plans);
+    free(r->indexes);
+}
+
 /* ---- text and markdown ---- */
 
-static const char *status_of(const diff_finding *d)
+static const char *status_of(const diff_pair *d)
 {
     return !d->a ? "fixed" : !d->b ? "new" : "still present";
+}
+
+static const char *index_status(const diff_pair *d)
+{
+    return !d->a ? "gone" : !d->b ? "new" : "still suggested";
 }
 
 /* "+12.5%", "-3.0%", "new" (from nothing), "" (both nothing). */
@@ -209,18 +314,25 @@ static void put_shape_row(FILE *out, const diff_shape *d, bool md)
 {
     const report_statement *b = d->b, *a = d->a, *any = a ? a : b;
     char q[100], pc[16], pm[16], pp[16], pt[16];
+    const char *query = any->query ? any->query : any->fingerprint;
 
-    report_one_line(any->query ? any->query : any->fingerprint, q, sizeof(q));
+    report_one_line(query, q, sizeof(q));
     pct(pc, sizeof(pc), b ? (double)b->calls : 0, a ? (double)a->calls : 0);
     pct(pm, sizeof(pm), b ? b->mean_ms : 0, a ? a->mean_ms : 0);
     pct(pp, sizeof(pp), b ? b->p95_ms : 0, a ? a->p95_ms : 0);
     pct(pt, sizeof(pt), total_of(b), total_of(a));
-    const char *fmt = md ? "| `%s` | %s | %lld → %lld (%s) | %.3f → %.3f (%s) | %.3f → %.3f (%s) "
+    if (md) {
+        fputs("| ", out);
+        report_md_code(out, query, 100);
+    } else {
+        fprintf(out, "  %s\n", q);
+    }
+    const char *fmt = md ? " | %s | %lld → %lld (%s) | %.3f → %.3f (%s) | %.3f → %.3f (%s) "
                            "| %.3f → %.3f (%s) |\n"
-                         : "  %s\n    %s; calls %lld -> %lld (%s), mean %.3f -> %.3f ms (%s), "
+                         : "    %s; calls %lld -> %lld (%s), mean %.3f -> %.3f ms (%s), "
                            "p95 %.3f -> %.3f ms (%s), total %.3f -> %.3f ms (%s)\n";
     const char *what = !b ? "appeared" : !a ? "disappeared" : "changed";
-    fprintf(out, fmt, q, what, b ? (long long)b->calls : 0LL, a ? (long long)a->calls : 0LL, pc,
+    fprintf(out, fmt, what, b ? (long long)b->calls : 0LL, a ? (long long)a->calls : 0LL, pc,
             b ? b->mean_ms : 0.0, a ? a->mean_ms : 0.0, pm, b ? b->p95_ms : 0.0,
             a ? a->p95_ms : 0.0, pp, total_of(b), total_of(a), pt);
 }
@@ -256,15 +368,21 @@ static void put_test(const report_test *tb, const report_test *ta, void *arg)
 {
     const test_rows *r = arg;
     char pc[16], pt[16];
+    const char *name = (ta ? ta : tb)->name;
 
     pct(pc, sizeof(pc), tb ? (double)tb->statements : 0, ta ? (double)ta->statements : 0);
     pct(pt, sizeof(pt), tb ? tb->total_ms : 0, ta ? ta->total_ms : 0);
+    if (r->md) {
+        fputs("| ", r->out);
+        report_md_code(r->out, name, 100);
+    } else {
+        fprintf(r->out, "  %s:", name);
+    }
     fprintf(r->out,
-            r->md ? "| `%s` | %lld → %lld (%s) | %.3f → %.3f (%s) |\n"
-                  : "  %s: statements %lld -> %lld (%s), time %.3f -> %.3f ms (%s)\n",
-            (ta ? ta : tb)->name, tb ? (long long)tb->statements : 0LL,
-            ta ? (long long)ta->statements : 0LL, pc, tb ? tb->total_ms : 0.0,
-            ta ? ta->total_ms : 0.0, pt);
+            r->md ? " | %lld → %lld (%s) | %.3f → %.3f (%s) |\n"
+                  : " statements %lld -> %lld (%s), time %.3f -> %.3f ms (%s)\n",
+            tb ? (long long)tb->statements : 0LL, ta ? (long long)ta->statements : 0LL, pc,
+            tb ? tb->total_ms : 0.0, ta ? ta->total_ms : 0.0, pt);
 }
 
 /* Statements per test, before and after (tests of either run). */
@@ -278,16 +396,83 @@ static void put_tests(FILE *out, const report_data *b, const report_data *a, boo
     each_test(b, a, put_test, &r);
 }
 
-static void count_findings(const diff_finding *f, size_t n, size_t c[3])
+/* Fixed, new and still present: N+1 and plan findings together. */
+static void count_findings(const diff_result *r, size_t c[3])
 {
     c[0] = c[1] = c[2] = 0;
-    for (size_t i = 0; i < n; i++)
-        c[!f[i].a ? 0 : !f[i].b ? 1 : 2]++;
+    for (size_t i = 0; i < r->n_findings; i++)
+        c[!r->findings[i].a ? 0 : !r->findings[i].b ? 1 : 2]++;
+    for (size_t i = 0; i < r->n_plans; i++)
+        c[!r->plans[i].a ? 0 : !r->plans[i].b ? 1 : 2]++;
 }
 
-static void render_text(FILE *out, const report_data *b, const report_data *a, const diff_shape *s,
-                        size_t ns, const diff_finding *f, size_t nf, const diff_options *o, bool md)
+static void put_findings(FILE *out, const diff_result *r, bool md)
 {
+    if (r->n_findings > 0)
+        fprintf(out, md ? "\n| finding | status | N max before | N max after | query |\n"
+                          "|---|---|---:|---:|---|\n"
+                        : "\nFindings:\n");
+    for (size_t i = 0; i < r->n_findings; i++) {
+        const report_nplusone *b = r->findings[i].b, *a = r->findings[i].a, *any = a ? a : b;
+        const char *query = any->n_child_queries ? any->child_queries[0] : "";
+        char q[120];
+        fprintf(out, md ? "| %s | %s | %lld | %lld | " : "  %s, %s: N max %lld -> %lld: ",
+                report_kind_name(any), status_of(&r->findings[i]), b ? (long long)b->max_n : 0LL,
+                a ? (long long)a->max_n : 0LL);
+        if (md) {
+            report_md_code(out, query, 120);
+            fputs(" |\n", out);
+        } else {
+            report_one_line(query, q, sizeof(q));
+            fprintf(out, "%s\n", q);
+        }
+    }
+}
+
+static void put_plan_findings(FILE *out, const diff_result *r, bool md)
+{
+    if (r->n_plans > 0)
+        fprintf(out, md ? "\n| plan finding | status | table | size before | size after | query |\n"
+                          "|---|---|---|---:|---:|---|\n"
+                        : "\nPlan findings:\n");
+    for (size_t i = 0; i < r->n_plans; i++) {
+        const report_plan_finding *b = r->plans[i].b, *a = r->plans[i].a, *any = a ? a : b;
+        char q[120];
+        fprintf(out,
+                md ? "| %s | %s | %s | %.0f | %.0f | " : "  %s, %s, on %s: size %.0f -> %.0f: ",
+                any->kind, status_of(&r->plans[i]),
+                any->relation && any->relation[0] ? any->relation : "-", b ? b->magnitude : 0.0,
+                a ? a->magnitude : 0.0);
+        if (md) {
+            report_md_code(out, any->query ? any->query : "", 120);
+            fputs(" |\n", out);
+        } else {
+            report_one_line(any->query, q, sizeof(q));
+            fprintf(out, "%s\n", q);
+        }
+    }
+}
+
+static void put_indexes(FILE *out, const diff_result *r, bool md)
+{
+    if (r->n_indexes > 0)
+        fprintf(out,
+                md ? "\n| index suggestion | status |\n|---|---|\n" : "\nIndex suggestions:\n");
+    for (size_t i = 0; i < r->n_indexes; i++) {
+        const report_index *x = r->indexes[i].a ? r->indexes[i].a : r->indexes[i].b;
+        if (md) {
+            fputs("| ", out);
+            report_md_code(out, x->ddl ? x->ddl : "", 200);
+            fprintf(out, " | %s |\n", index_status(&r->indexes[i]));
+        } else {
+            fprintf(out, "  %s: %s\n", index_status(&r->indexes[i]), x->ddl ? x->ddl : "");
+        }
+    }
+}
+
+static void render_text(FILE *out, const diff_result *r, const diff_options *o, bool md)
+{
+    const report_data *b = r->b, *a = r->a;
     size_t c[3];
     int64_t calls_b = 0, calls_a = 0;
     char pc[16];
@@ -297,26 +482,17 @@ static void render_text(FILE *out, const report_data *b, const report_data *a, c
     for (size_t i = 0; i < a->n_stmts; i++)
         calls_a += a->stmts[i].calls;
     pct(pc, sizeof(pc), (double)calls_b, (double)calls_a);
-    count_findings(f, nf, c);
+    count_findings(r, c);
     fprintf(out,
             "%spgscope diff: run %lld -> run %lld: %zu finding%s fixed, %zu new, %zu still "
             "present; statements %lld -> %lld (%s)\n",
             md ? "### " : "", (long long)b->runs[0].id, (long long)a->runs[0].id, c[0],
             c[0] == 1 ? "" : "s", c[1], c[2], (long long)calls_b, (long long)calls_a, pc);
-    if (nf > 0)
-        fprintf(out, md ? "\n| finding | status | N max before | N max after | query |\n"
-                          "|---|---|---:|---:|---|\n"
-                        : "\nFindings:\n");
-    for (size_t i = 0; i < nf; i++) {
-        const report_nplusone *any = f[i].a ? f[i].a : f[i].b;
-        char q[120];
-        report_one_line(any->n_child_queries ? any->child_queries[0] : "", q, sizeof(q));
-        fprintf(out,
-                md ? "| %s | %s | %lld | %lld | `%s` |\n" : "  %s, %s: N max %lld -> %lld: %s\n",
-                report_kind_name(any), status_of(&f[i]), f[i].b ? (long long)f[i].b->max_n : 0LL,
-                f[i].a ? (long long)f[i].a->max_n : 0LL, q);
-    }
+    put_findings(out, r, md);
+    put_plan_findings(out, r, md);
+    put_indexes(out, r, md);
     put_tests(out, b, a, md);
+    size_t ns = r->n_shapes;
     size_t shown = o->limit > 0 && (size_t)o->limit < ns ? (size_t)o->limit : ns;
     if (md)
         fprintf(out, "\n| statement | | calls | mean ms | p95 ms | total ms |\n"
@@ -324,7 +500,47 @@ static void render_text(FILE *out, const report_data *b, const report_data *a, c
     else
         fprintf(out, "\nStatements, most changed total time first (%zu of %zu):\n", shown, ns);
     for (size_t i = 0; i < shown; i++)
-        put_shape_row(out, &s[i], md);
+        put_shape_row(out, &r->shapes[i], md);
+}
+
+/* ---- junit and annotations: the new findings ---- */
+
+static size_t new_problems(const diff_result *r, report_problem **out)
+{
+    report_problem *p = calloc(r->n_findings + r->n_plans + 1, sizeof(*p));
+    size_t k = 0;
+
+    *out = p;
+    for (size_t i = 0; p && i < r->n_findings; i++) {
+        const report_nplusone *f = r->findings[i].a;
+        if (!f || r->findings[i].b)
+            continue;
+        p[k] = (report_problem){.type = f->duplicate     ? "duplicate"
+                                        : f->insert_loop ? "batch_insert"
+                                                         : "n_plus_one",
+                                .title = report_kind_name(f),
+                                .test = f->test,
+                                .parent = f->parent_query,
+                                .query = f->n_child_queries ? f->child_queries[0] : NULL,
+                                .key = f->child_fingerprints,
+                                .fix = f->suggestion,
+                                .failed = true};
+        snprintf(p[k++].detail, sizeof(p[0].detail), "new: N max %lld, %lld occurrence%s",
+                 (long long)f->max_n, (long long)f->occurrences, f->occurrences == 1 ? "" : "s");
+    }
+    for (size_t i = 0; p && i < r->n_plans; i++) {
+        const report_plan_finding *f = r->plans[i].a;
+        if (!f || r->plans[i].b)
+            continue;
+        p[k] = (report_problem){.type = "plan",
+                                .title = f->kind,
+                                .test = f->test,
+                                .query = f->query,
+                                .key = f->fingerprint,
+                                .failed = true};
+        snprintf(p[k++].detail, sizeof(p[0].detail), "new: %s", f->detail ? f->detail : "");
+    }
+    return k;
 }
 
 /* ---- json ---- */
@@ -365,94 +581,162 @@ static void test_json(const report_test *tb, const report_test *ta, void *arg)
                        ta ? json_integer(ta->statements) : json_null()));
 }
 
-static bool render_json(FILE *out, const report_data *b, const report_data *a, const diff_shape *s,
-                        size_t ns, const diff_finding *f, size_t nf)
+static json_t *finding_json(const diff_pair *d)
 {
-    json_t *root = json_object(), *shapes = json_array(), *finds = json_array();
+    const report_nplusone *b = d->b, *a = d->a, *any = a ? a : b;
 
-    for (size_t i = 0; i < ns; i++)
-        json_array_append_new(shapes, shape_json(&s[i]));
-    for (size_t i = 0; i < nf; i++) {
-        const report_nplusone *any = f[i].a ? f[i].a : f[i].b;
-        json_t *o = json_object();
-        json_object_set_new(o, "kind",
-                            json_string(any->duplicate     ? "duplicate"
-                                        : any->insert_loop ? "batch_insert"
-                                                           : "n_plus_one"));
-        json_object_set_new(o, "status", json_string(status_of(&f[i])));
-        json_object_set_new(o, "child_fingerprints",
-                            json_string(any->child_fingerprints ? any->child_fingerprints : ""));
-        json_object_set_new(o, "child_query",
-                            any->n_child_queries ? json_string(any->child_queries[0])
-                                                 : json_null());
-        json_object_set_new(o, "max_n_before", f[i].b ? json_integer(f[i].b->max_n) : json_null());
-        json_object_set_new(o, "max_n_after", f[i].a ? json_integer(f[i].a->max_n) : json_null());
-        json_array_append_new(finds, o);
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "kind",
+                     any->duplicate     ? "duplicate"
+                     : any->insert_loop ? "batch_insert"
+                                        : "n_plus_one",
+                     "status", status_of(d), "child_fingerprints",
+                     any->child_fingerprints ? any->child_fingerprints : "", "child_query",
+                     any->n_child_queries ? json_string(any->child_queries[0]) : json_null(),
+                     "max_n_before", b ? json_integer(b->max_n) : json_null(), "max_n_after",
+                     a ? json_integer(a->max_n) : json_null(), "test",
+                     any->test ? json_string(any->test) : json_null());
+}
+
+static json_t *plan_finding_json(const diff_pair *d)
+{
+    const report_plan_finding *b = d->b, *a = d->a, *any = a ? a : b;
+
+    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "kind", any->kind, "status",
+                     status_of(d), "fingerprint", any->fingerprint, "relation",
+                     any->relation ? any->relation : "", "query",
+                     any->query ? json_string(any->query) : json_null(), "magnitude_before",
+                     b ? json_real(b->magnitude) : json_null(), "magnitude_after",
+                     a ? json_real(a->magnitude) : json_null(), "test",
+                     any->test ? json_string(any->test) : json_null());
+}
+
+static json_t *index_json(const diff_pair *d)
+{
+    const report_index *any = d->a ? d->a : d->b;
+
+    return json_pack("{s:s, s:s, s:s}", "ddl", any->ddl ? any->ddl : "", "database",
+                     any->database ? any->database : "", "status", index_status(d));
+}
+
+/* A JSON array of one(item) for each of n pairs; NULL entries (no memory) make it fail. */
+static json_t *pairs_json(const diff_pair *v, size_t n, json_t *(*one)(const diff_pair *d))
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; arr && i < n; i++) {
+        if (json_array_append_new(arr, one(&v[i])) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
     }
-    json_object_set_new(root, "before_run", json_integer(b->runs[0].id));
-    json_object_set_new(root, "after_run", json_integer(a->runs[0].id));
-    json_object_set_new(root, "findings", finds);
-    json_object_set_new(root, "statements", shapes);
-    json_t *tests = json_array();
-    each_test(b, a, test_json, tests);
-    json_object_set_new(root, "tests", tests);
-    bool ok = json_dumpf(root, out, JSON_INDENT(2)) == 0 && fputc('\n', out) != EOF;
+    return arr;
+}
+
+static bool render_json(FILE *out, const diff_result *r)
+{
+    json_t *root = json_object(), *shapes = json_array(), *tests = json_array();
+
+    for (size_t i = 0; shapes && i < r->n_shapes; i++)
+        json_array_append_new(shapes, shape_json(&r->shapes[i]));
+    if (tests)
+        each_test(r->b, r->a, test_json, tests);
+    bool ok = root && shapes && tests &&
+              json_object_set_new(root, "before_run", json_integer(r->b->runs[0].id)) == 0 &&
+              json_object_set_new(root, "after_run", json_integer(r->a->runs[0].id)) == 0 &&
+              json_object_set_new(root, "findings",
+                                  pairs_json(r->findings, r->n_findings, finding_json)) == 0 &&
+              json_object_set_new(root, "plan_findings",
+                                  pairs_json(r->plans, r->n_plans, plan_finding_json)) == 0 &&
+              json_object_set_new(root, "index_suggestions",
+                                  pairs_json(r->indexes, r->n_indexes, index_json)) == 0;
+    if (ok) {
+        ok = json_object_set(root, "statements", shapes) == 0 &&
+             json_object_set(root, "tests", tests) == 0;
+        ok = ok && json_dumpf(root, out, JSON_INDENT(2)) == 0 && fputc('\n', out) != EOF;
+    }
+    json_decref(shapes);
+    json_decref(tests);
     json_decref(root);
     return ok;
 }
 
 /* ---- the command ---- */
 
-static bool load_run(sqlite3 *db, int version, int64_t id, report_data *d, const char *path)
+/* One file's two runs: --before and --after, or its last two. */
+static bool load_one_file(const diff_options *o, report_data *b, report_data *a)
 {
     char err[512] = "";
+    int version = 0;
+    int64_t before = o->before, after = o->after;
 
-    if (report_load(db, version, id, false, 0, d, err, sizeof(err)) && d->n_runs == 1)
-        return true;
-    fprintf(stderr, "pgscope diff: %s: %s\n", path, err[0] ? err : "no such run");
-    return false;
+    if (before == 0) {
+        sqlite3 *db = report_open_db(o->db, &version, err, sizeof(err));
+        if (!db) {
+            fprintf(stderr, "pgscope diff: %s\n", err);
+            return false;
+        }
+        bool two = last_two_runs(db, &before, &after);
+        sqlite3_close(db);
+        if (!two) {
+            fprintf(stderr, "pgscope diff: %s holds fewer than two runs\n", o->db);
+            return false;
+        }
+    }
+    return report_load_file("diff", o->db, before, b) && report_load_file("diff", o->db, after, a);
+}
+
+/* Writes the diff in the format asked for; the annotations on standard output. */
+static bool render(const diff_options *o, const diff_result *r)
+{
+    FILE *out = o->output ? fopen(o->output, "w") : stdout;
+    report_problem *p = NULL;
+    size_t n = 0;
+    bool ok = out != NULL;
+
+    if (ok && (o->github || o->format == OUT_JUNIT)) {
+        n = new_problems(r, &p);
+        ok = p != NULL;
+    }
+    if (ok && o->github)
+        report_ci_annotations(stdout, "warning", p, n);
+    if (ok && o->format == OUT_JSON)
+        ok = render_json(out, r);
+    else if (ok && o->format == OUT_JUNIT)
+        ok = report_ci_junit(out, "pgscope diff", r->a, p, n);
+    else if (ok)
+        render_text(out, r, o, o->format == OUT_MARKDOWN);
+    free(p);
+    bool written = out && fflush(out) == 0 && !ferror(out);
+    if (out && out != stdout)
+        written &= fclose(out) == 0;
+    if (!ok || !written)
+        fprintf(stderr, "pgscope diff: cannot write the diff%s%s: %s\n", o->output ? " to " : "",
+                o->output ? o->output : "", out && !ok ? "out of memory" : strerror(errno));
+    return ok && written;
 }
 
 int diff_main(int argc, char **argv)
 {
     diff_options o;
     report_data b, a;
-    char err[512] = "";
-    int version = 0, rc = parse_options(argc, argv, &o);
+    diff_result r;
+    int rc = parse_options(argc, argv, &o);
 
     if (rc != 0)
         return rc == 1 ? 0 : rc;
-    sqlite3 *db = report_open_db(o.db, &version, err, sizeof(err));
-    if (!db) {
-        fprintf(stderr, "pgscope diff: %s\n", err);
-        return 3;
-    }
     memset(&b, 0, sizeof(b));
     memset(&a, 0, sizeof(a));
-    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-    bool ok = o.before > 0 || last_two_runs(db, &o.before, &o.after);
-    if (!ok)
-        fprintf(stderr, "pgscope diff: %s holds fewer than two runs\n", o.db);
-    ok =
-        ok && load_run(db, version, o.before, &b, o.db) && load_run(db, version, o.after, &a, o.db);
-    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-    sqlite3_close(db);
-    size_t ns = 0, nf = 0;
-    diff_shape *s = ok ? pair_shapes(&b, &a, &ns) : NULL;
-    diff_finding *f = ok ? pair_findings(&b, &a, &nf) : NULL;
-    if (ok && s && f) {
-        if (o.format == OUT_JSON)
-            ok = render_json(stdout, &b, &a, s, ns, f, nf);
-        else
-            render_text(stdout, &b, &a, s, ns, f, nf, &o, o.format == OUT_MARKDOWN);
-        ok = ok && fflush(stdout) == 0 && !ferror(stdout);
-        rc = ok ? 0 : 3;
-    } else {
-        rc = 3;
+    memset(&r, 0, sizeof(r));
+    bool ok = o.before_db.n > 0 ? report_load_shards("diff", &o.before_db, o.before, &b) &&
+                                      report_load_shards("diff", &o.after_db, o.after, &a)
+                                : load_one_file(&o, &b, &a);
+    if (ok && !pair_all(&b, &a, &r)) {
+        fprintf(stderr, "pgscope diff: out of memory\n");
+        ok = false;
     }
-    free(s);
-    free(f);
+    ok = ok && render(&o, &r);
+    free_result(&r);
     report_data_free(&b);
     report_data_free(&a);
-    return rc;
+    return ok ? 0 : 3;
 }

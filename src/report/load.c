@@ -1627,7 +1627,7 @@ static bool append_items(void **d, size_t *n_d, void **s, size_t *n_s, size_t si
     return true;
 }
 
-static bool same_plan_finding(const report_plan_finding *x, const report_plan_finding *y)
+bool report_same_plan_finding(const report_plan_finding *x, const report_plan_finding *y)
 {
     return strcmp(x->fingerprint, y->fingerprint) == 0 && strcmp(x->kind, y->kind) == 0 &&
            strcmp(x->relation ? x->relation : "", y->relation ? y->relation : "") == 0 &&
@@ -1724,8 +1724,9 @@ static bool merge_plans(report_data *d, report_data *s)
     for (size_t i = 0; i < s->n_plan_findings; i++) {
         report_plan_finding *t = NULL;
         for (size_t j = 0; j < d->n_plan_findings && !t; j++)
-            t = same_plan_finding(&d->plan_findings[j], &s->plan_findings[i]) ? &d->plan_findings[j]
-                                                                              : NULL;
+            t = report_same_plan_finding(&d->plan_findings[j], &s->plan_findings[i])
+                    ? &d->plan_findings[j]
+                    : NULL;
         if (t)
             merge_plan_finding(t, &s->plan_findings[i]);
         else

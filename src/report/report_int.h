@@ -257,6 +257,8 @@ bool report_merge(report_data *d, report_data *s);
 bool report_load_baseline(const char *path, report_data *d);
 /* Whether two statement rows are one shape: fingerprint, database and user (load.c). */
 bool report_same_statement(const report_statement *x, const report_statement *y);
+/* Whether two plan findings are one: shape, kind, relation and node path (load.c). */
+bool report_same_plan_finding(const report_plan_finding *x, const report_plan_finding *y);
 /* Whether two findings are one pattern (kind, parent, children), in two runs or files. */
 bool report_same_finding(const report_nplusone *x, const report_nplusone *y);
 /* "N+1 loop", "duplicate query" or "insert loop". */

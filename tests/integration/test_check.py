@@ -383,10 +383,9 @@ def test_shards_merge_exactly():
     assert check(shards[0], "--duplicate-min", "0").rc == 0
 
 
-def test_plan_rule_fails_new_plan_findings_of_the_kinds_asked():
-    """--fail-on-plan seq_scan_filter: the sampled plan of a slow statement that filters a
-    million rows fails, in the test it ran in; KIND:MIN only from that size on (the table's
-    size, for a scan); against a baseline (run or file) that already had it, it does not."""
+def plan_run():
+    """A run of test t/test_tasks: one slow statement filtering a million rows, sampled (a
+    seq_scan_filter plan finding) and given an index suggestion. Its Pgscope, stopped."""
     from test_binary_params import BY_ASSIGNEE, cluster
 
     pg = h.Pgscope(cluster(), args=["--explain-min-duration", "5", "--explain-budget", "100"])
@@ -395,6 +394,65 @@ def test_plan_rule_fails_new_plan_findings_of_the_kinds_asked():
                  pgappname="t/test_tasks")
     assert res.rc == 0, res
     assert pg.stop() == 0, pg.log_text()
+    return pg
+
+
+def without_plans(db):
+    """A copy of the file db without plans, plan findings and index suggestions: the run
+    before the slow statement."""
+    import shutil
+    import sqlite3
+    path = os.path.join(h.make_temp_dir("shard-"), "pgscope.db")
+    shutil.copy(db, path)
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA foreign_keys = ON")
+    con.execute("DELETE FROM plans")
+    con.execute("DELETE FROM index_suggestions")
+    con.commit()
+    con.close()
+    return path
+
+
+def test_diff_of_two_files_shows_plan_findings_and_indexes():
+    """diff --before-db A --db B: the plan finding and the index suggestion B has and A has
+    not are new (the other way round: fixed and gone), in text, Markdown and JSON; JUnit and
+    the annotations fail the test the new finding ran in."""
+    import markdown
+
+    after = plan_run().db
+    before = without_plans(after)
+    res = h.run([h.PGSCOPE_BIN, "diff", "--before-db", before, "--db", after])
+    assert res.rc == 0, res
+    assert "0 findings fixed, 1 new, 0 still present" in res.stdout, res.stdout
+    assert "  seq_scan_filter, new, on tasks: size 0 -> 9999" in res.stdout, res.stdout
+    assert '  new: CREATE INDEX CONCURRENTLY ON "tasks" ("assignee"' in res.stdout, res.stdout
+    back = json.loads(h.run([h.PGSCOPE_BIN, "diff", "--before-db", after, "--db", before,
+                             "--format", "json"]).stdout)
+    assert [(f["kind"], f["status"], f["test"]) for f in back["plan_findings"]] == \
+        [("seq_scan_filter", "fixed", "t/test_tasks")], back
+    assert [i["status"] for i in back["index_suggestions"]] == ["gone"], back
+    md = h.run([h.PGSCOPE_BIN, "diff", "--before-db", before, "--db", after, "--format",
+                "markdown"]).stdout
+    html = markdown.markdown(md, extensions=["tables"])
+    assert "<td>seq_scan_filter</td>\n<td>new</td>\n<td>tasks</td>" in html, html
+    out = os.path.join(h.make_temp_dir("diff-"), "junit.xml")
+    res = h.run([h.PGSCOPE_BIN, "diff", "--before-db", before, "--db", after, "--format",
+                 "junit", "--output", out, "--annotations", "github"])
+    assert res.rc == 0 and h.run(["xmllint", "--noout", "--schema", XSD, out]).rc == 0, res
+    failed = [(c.get("name"), c.find("failure").get("type"))
+              for c in ET.parse(out).getroot().iter("testcase") if c.find("failure") is not None]
+    assert failed == [("t/test_tasks", "plan")], failed
+    assert res.stdout.startswith("::warning title=pgscope%3A seq_scan_filter in t/test_tasks::"
+                                 "new: removed 9999"), res.stdout
+    shards = h.run([h.PGSCOPE_BIN, "diff", "--db", before, "--db", after])
+    assert shards.rc == 2 and "needs --before-db" in shards.stderr, shards
+
+
+def test_plan_rule_fails_new_plan_findings_of_the_kinds_asked():
+    """--fail-on-plan seq_scan_filter: the sampled plan of a slow statement that filters a
+    million rows fails, in the test it ran in; KIND:MIN only from that size on (the table's
+    size, for a scan); against a baseline (run or file) that already had it, it does not."""
+    pg = plan_run()
     rep = json.loads(h.run([h.PGSCOPE_BIN, "report", "--db", pg.db, "--format", "json"]).stdout)
     found = [f for f in rep["findings"] if f["kind"] == "seq_scan_filter"]
     assert len(found) == 1 and found[0]["test"] == "t/test_tasks", rep["findings"]
@@ -419,15 +477,7 @@ def test_plan_rule_fails_new_plan_findings_of_the_kinds_asked():
     assert check(pg.db, "--fail-on-plan", "seq_scan_filter:2000000").rc == 0  # a larger table
     assert check(pg.db, "--fail-on-plan", "seq_scan:1").rc == 2  # no such kind: a typo
     # CI shards: the finding of the second file counts as much as the first's
-    import shutil
-    import sqlite3
-    first = os.path.join(h.make_temp_dir("shard-"), "pgscope.db")
-    shutil.copy(pg.db, first)
-    con = sqlite3.connect(first)
-    con.execute("PRAGMA foreign_keys = ON")
-    con.execute("DELETE FROM plans")
-    con.commit()
-    con.close()
+    first = without_plans(pg.db)
     assert check(first, "--fail-on-plan", "seq_scan_filter").rc == 0
     assert check(first, "--db", pg.db, "--fail-on-plan", "seq_scan_filter").rc == 1
     merged = json.loads(h.run([h.PGSCOPE_BIN, "report", "--db", first, "--db", pg.db,
@@ -435,7 +485,12 @@ def test_plan_rule_fails_new_plan_findings_of_the_kinds_asked():
     assert [(f["kind"], f["test"]) for f in merged["findings"]] == \
         [("seq_scan_filter", "t/test_tasks")], merged["findings"]
     assert len(merged["plans"]) == 1 and len(merged["index_suggestions"]) == 1, merged
-    assert merged["index_suggestions"][0]["tests"][0]["calls"] == 2, merged  # one call a file
+    # the same suggestion and plan finding in two shards: one each, the calls of both
+    twice = json.loads(h.run([h.PGSCOPE_BIN, "report", "--db", pg.db, "--db", pg.db,
+                              "--format", "json"]).stdout)
+    assert len(twice["index_suggestions"]) == 1 and len(twice["findings"]) == 1, twice
+    assert twice["index_suggestions"][0]["tests"][0]["calls"] == 2, twice
+    assert twice["findings"][0]["calls"] == 2 and twice["findings"][0]["seen_in_plans"] == 2
     assert check(pg.db, "--fail-on-plan", "sort_spill").rc == 0
     assert check(pg.db, "--fail-on-plan", "seq_scan_filter", "--baseline-run", "1").rc == 0
     saved = os.path.join(h.make_temp_dir("baseline-"), "b.json")
