@@ -11,7 +11,7 @@ apt-get install -y -qq --no-install-recommends \
     postgresql-15 postgresql-15-hypopg postgresql-client-15 pgbouncer \
     postgresql-server-dev-15 dpkg-dev \
     python3 python3-psycopg2 python3-psycopg python3-asyncpg sqlite3 openssl procps iproute2 ca-certificates git \
-    python3-django python3-sqlalchemy ruby-activerecord ruby-pg python3-markdown libxml2-utils python3-pytest \
+    python3-django python3-sqlalchemy ruby-activerecord ruby-pg python3-markdown cmark-gfm libxml2-utils python3-pytest \
     >/dev/null
 # The Debian postgresql package starts a default cluster; pgscope's scripts use
 # their own scratch clusters and never touch it.

@@ -6,26 +6,37 @@
 
 #include "report_int.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 /* ---- markdown ---- */
 
 void report_md_code(FILE *out, const char *s, size_t max)
 {
-    char line[512];
+    size_t n = 0;
+    bool space = false;
 
-    report_one_line(s, line, max < sizeof(line) ? max : sizeof(line));
     fputc('`', out);
-    for (const char *c = line; *c; c++) {
-        if (*c == '`')
-            fputc('\'', out);
-        else if (*c == '|')
-            fputs("\\|", out);
+    for (; s && *s && n + 4 < max; s++) {
+        unsigned char c = (unsigned char)*s; /* white space and controls: one space */
+        bool ws = c <= ' ' || c == 0x7f;
+        if (ws && (space || n == 0))
+            continue;
+        space = ws;
+        n++;
+        if (ws)
+            fputc(' ', out);
+        else if (c == '`')
+            fputc('\'', out); /* a backtick would end the span */
+        else if (c == '|')
+            fputs("\\|", out); /* a pipe would end the cell */
         else
-            fputc(*c, out);
+            fputc(c, out);
     }
-    fputc('`', out);
+    fputs(s && *s ? "...`" : "`", out);
 }
 
 /* A fenced block that no line of text can close: a fence longer than any run of backticks. */
@@ -155,8 +166,18 @@ static bool named_before(const char *const *tests, size_t i)
     return false;
 }
 
+/* The statement time of a test in d, in seconds: its testcase's time. */
+static double test_seconds(const report_data *d, const char *test)
+{
+    for (size_t i = 0; i < d->n_tests; i++)
+        if (same_test(d->tests[i].name, test))
+            return d->tests[i].total_ms / 1000.0;
+    return 0;
+}
+
 /* A test's testcase: passing, or one failure holding every problem of the test. */
-static void junit_test(FILE *out, const char *test, const report_problem *p, size_t n)
+static void junit_test(FILE *out, const report_data *d, const char *test, const report_problem *p,
+                       size_t n)
 {
     size_t failed = 0;
     const report_problem *first = NULL;
@@ -167,7 +188,8 @@ static void junit_test(FILE *out, const char *test, const report_problem *p, siz
             first = first ? first : &p[i];
         }
     }
-    fprintf(out, "    <testcase classname=\"pgscope.tests\" name=\"");
+    fprintf(out, "    <testcase classname=\"pgscope.tests\" time=\"%.6f\" name=\"",
+            test_seconds(d, test));
     xml_text(out, test);
     if (!first) {
         fprintf(out, "\"/>\n");
@@ -200,7 +222,7 @@ static void junit_alone(FILE *out, const report_problem *p)
     char name[200];
 
     report_one_line(p->query ? p->query : p->detail, name, sizeof(name));
-    fprintf(out, "    <testcase classname=\"pgscope.%s\" name=\"", p->type);
+    fprintf(out, "    <testcase classname=\"pgscope.%s\" time=\"0\" name=\"", p->type);
     xml_text(out, p->title);
     fputs(": ", out);
     xml_text(out, name);
@@ -222,24 +244,69 @@ static void junit_alone(FILE *out, const report_problem *p)
     fprintf(out, "</failure>\n    </testcase>\n");
 }
 
+/* When the run began, as the format wants it: "2026-12-07T16:47:03", no time zone (UTC). */
+static void junit_timestamp(const report_data *d, char *out, size_t cap)
+{
+    const char *s = d->n_runs > 0 ? d->runs[0].started_at : NULL;
+
+    if (s && strlen(s) >= 19 && s[10] == ' ') {
+        snprintf(out, cap, "%.10sT%.8s", s, s + 11);
+        return;
+    }
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%S", gmtime_r(&now, &tm));
+}
+
+/* The suite's properties: the runs it reads and the pgscope that wrote them. */
+static void junit_properties(FILE *out, const report_data *d)
+{
+    fprintf(out, "    <properties>\n");
+    for (size_t i = 0; i < d->n_runs; i++) {
+        const report_run *r = &d->runs[i];
+        fprintf(out, "      <property name=\"run\" value=\"%lld\"/>\n", (long long)r->id);
+        if (r->label) {
+            fprintf(out, "      <property name=\"run_label\" value=\"");
+            xml_text(out, r->label);
+            fprintf(out, "\"/>\n");
+        }
+    }
+    if (d->n_runs > 0 && d->runs[0].pgscope_version) {
+        fprintf(out, "      <property name=\"pgscope_version\" value=\"");
+        xml_text(out, d->runs[0].pgscope_version);
+        fprintf(out, "\"/>\n");
+    }
+    fprintf(out, "    </properties>\n");
+}
+
+/* The testcases' names: the run's tests, then tests only a problem names (a baseline's test
+ * with no statement now), each once. NULL if memory ran out. */
+static const char **junit_tests(const report_data *d, const report_problem *p, size_t n,
+                                size_t *count)
+{
+    const char **names = calloc(d->n_tests + n + 1, sizeof(*names));
+    size_t k = 0;
+
+    for (size_t i = 0; names && i < d->n_tests + n; i++) {
+        const char *t = i < d->n_tests ? d->tests[i].name : p[i - d->n_tests].test;
+        names[k] = t;
+        k += t && !named_before(names, k);
+    }
+    *count = k;
+    return names;
+}
+
 bool report_ci_junit(FILE *out, const char *suite, const report_data *d, const report_problem *p,
                      size_t n)
 {
-    size_t n_names = d->n_tests + n, cases = 0, failed = 0;
-    const char **names = calloc(n_names ? n_names : 1, sizeof(*names));
+    size_t n_names = 0, cases = 0, failed = 0;
+    const char **names = junit_tests(d, p, n, &n_names);
+    char stamp[32], host[256] = "localhost";
+    double seconds = 0;
 
     if (!names)
         return false;
-    /* The run's tests, then tests only a problem names (a baseline's test with no statement). */
-    n_names = 0;
-    for (size_t i = 0; i < d->n_tests; i++)
-        names[n_names++] = d->tests[i].name;
-    for (size_t i = 0; i < n; i++)
-        if (p[i].test)
-            names[n_names++] = p[i].test;
     for (size_t i = 0; i < n_names; i++) {
-        if (named_before(names, i))
-            continue;
         cases++;
         for (size_t j = 0; j < n; j++) {
             if (p[j].failed && same_test(p[j].test, names[i])) {
@@ -252,22 +319,31 @@ bool report_ci_junit(FILE *out, const char *suite, const report_data *d, const r
         cases += !p[i].test;
         failed += !p[i].test && p[i].failed;
     }
-    fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(out, "<testsuites name=\"%s\" tests=\"%zu\" failures=\"%zu\">\n", suite,
-            cases ? cases : 1, failed);
+    for (size_t i = 0; i < d->n_runs; i++)
+        seconds += isfinite(d->runs[i].duration_s) ? d->runs[i].duration_s : 0;
+    junit_timestamp(d, stamp, sizeof(stamp));
+    if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
+        snprintf(host, sizeof(host), "localhost");
+    fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
     fprintf(out,
-            "  <testsuite name=\"pgscope\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" "
-            "skipped=\"0\">\n",
-            cases ? cases : 1, failed);
+            "  <testsuite package=\"pgscope\" id=\"0\" name=\"%s\" timestamp=\"%s\" "
+            "hostname=\"",
+            suite, stamp);
+    xml_text(out, host);
+    fprintf(out, "\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" skipped=\"0\" time=\"%.3f\">\n",
+            cases ? cases : 1, failed, seconds);
+    junit_properties(out, d);
     for (size_t i = 0; i < n_names; i++)
-        if (!named_before(names, i))
-            junit_test(out, names[i], p, n);
+        junit_test(out, d, names[i], p, n);
     for (size_t i = 0; i < n; i++)
         if (!p[i].test)
             junit_alone(out, &p[i]);
     if (cases == 0)
-        fprintf(out, "    <testcase classname=\"pgscope\" name=\"no problem found\"/>\n");
-    fprintf(out, "  </testsuite>\n</testsuites>\n");
+        fprintf(out,
+                "    <testcase classname=\"pgscope\" name=\"no problem found\" time=\"0\"/>\n");
+    fprintf(out, "    <system-out>%s: %zu testcase%s, %zu failed</system-out>\n", suite,
+            cases ? cases : 1, cases == 1 ? "" : "s", failed);
+    fprintf(out, "    <system-err></system-err>\n  </testsuite>\n</testsuites>\n");
     free(names);
     return true;
 }

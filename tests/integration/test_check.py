@@ -501,16 +501,22 @@ def test_plan_rule_fails_new_plan_findings_of_the_kinds_asked():
 def test_report_for_ci_in_markdown_junit_and_annotations():
     """report --format markdown renders (a verdict, then tables: the findings with the fix,
     the tests); --format junit validates, one testcase per test, the N+1's test failing; the
-    annotations are warnings, one per finding; --output writes the file."""
+    annotations are warnings, one per finding; --output writes the file. A test name with
+    markup in it stays text in every format."""
     import markdown
 
-    db = suite_run(None, [("t/test_a", True, 0), ("t/test_b", False, 1)])
+    hostile = "t/test_b[<b>&amp;\"'|`x`]"
+    db = suite_run(None, [("t/test_a", True, 0), (hostile, False, 1)])
     md = h.run([h.PGSCOPE_BIN, "report", "--db", db, "--format", "markdown"])
     assert md.rc == 0, md
     assert md.stdout.startswith("### pgscope report, run 1: :warning: 1 finding\n"), md.stdout
     html = markdown.markdown(md.stdout, extensions=["tables", "fenced_code"])
     assert "<td>N+1 loop</td>" in html and "<code>t/test_a</code>" in html, html
-    assert "<h4>Tests, most time first</h4>" in html and "<td><code>t/test_b</code></td>" in html
+    assert "<h4>Tests, most time first</h4>" in html, html
+    # GitHub's own renderer: the pipe in the code span stays in its cell (a backtick cannot)
+    gfm = h.run(["cmark-gfm", "-e", "table"], input=md.stdout)
+    assert gfm.rc == 0, gfm
+    assert "<td><code>t/test_b[&lt;b&gt;&amp;amp;&quot;'|'x']</code></td>" in gfm.stdout, gfm
     assert "= ANY($1)" in html and "<details>" in html, html
     out = os.path.join(h.make_temp_dir("report-"), "junit.xml")
     res = h.run([h.PGSCOPE_BIN, "report", "--db", db, "--format", "junit", "--output", out,
@@ -518,7 +524,7 @@ def test_report_for_ci_in_markdown_junit_and_annotations():
     assert res.rc == 0, res
     assert h.run(["xmllint", "--noout", "--schema", XSD, out]).rc == 0
     cases = {c.get("name"): c.find("failure") for c in ET.parse(out).getroot().iter("testcase")}
-    assert set(cases) == {"t/test_a", "t/test_b"} and cases["t/test_b"] is None, cases
+    assert set(cases) == {"t/test_a", hostile} and cases[hostile] is None, cases
     assert cases["t/test_a"].get("type") == "n_plus_one", cases["t/test_a"].attrib
     lines = res.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith(
