@@ -226,11 +226,7 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
     } else if ((v = report_option_value(argc, argv, i, "--output", &missing))) {
         o->output = v;
     } else if ((v = report_option_value(argc, argv, i, "--annotations", &missing))) {
-        if (strcmp(v, "github") != 0) {
-            fprintf(stderr, "pgscope check: --annotations: \"%s\" is not github\n", v);
-            return 2;
-        }
-        o->github = true;
+        return report_annotations_option("check", v, &o->github);
     } else if ((v = report_option_value(argc, argv, i, "--duplicate-min", &missing))) {
         return count_option("--duplicate-min", v, &o->duplicate_min);
     } else if ((v = report_option_value(argc, argv, i, "--insert-loop-min", &missing))) {
@@ -280,11 +276,6 @@ static const char *rule_of(const report_nplusone *f, const report_data *base,
     if (f->insert_loop)
         return o->insert_min > 0 && f->max_n >= o->insert_min ? "batch_insert" : NULL;
     return f->confirmed || o->suspected ? "n_plus_one" : NULL;
-}
-
-static const char *first_child(const report_nplusone *f)
-{
-    return f->n_child_queries > 0 && f->child_queries[0] ? f->child_queries[0] : "";
 }
 
 /* Tests that issued more statements than in the baseline. */
@@ -455,7 +446,7 @@ static void render_text(FILE *out, const check_result *res, const check_options 
             fprintf(out, "   test:   %s\n", f->test);
         if (f->parent_query)
             fprintf(out, "   parent: %s\n", f->parent_query);
-        fprintf(out, "   %s  %s\n", f->parent_query ? "child: " : "query:", first_child(f));
+        fprintf(out, "   %s  %s\n", f->parent_query ? "child: " : "query:", report_first_child(f));
         put_indented(out, f->suggestion, "   | ");
     }
 }
@@ -495,16 +486,8 @@ static void problems_of(const check_result *res, report_problem *p)
     }
     for (size_t i = 0; i < res->n; i++) {
         const report_nplusone *f = res->items[i].f;
-        p[k] = (report_problem){.type = f->duplicate     ? "duplicate"
-                                        : f->insert_loop ? "batch_insert"
-                                                         : "n_plus_one",
-                                .title = report_kind_name(f),
-                                .test = f->test,
-                                .parent = f->parent_query,
-                                .query = first_child(f),
-                                .key = f->child_fingerprints,
-                                .fix = f->suggestion,
-                                .failed = res->items[i].rule != NULL};
+        report_problem_of(&p[k], f);
+        p[k].failed = res->items[i].rule != NULL;
         snprintf(p[k++].detail, sizeof(p[0].detail),
                  "rule %s: N max %lld, %lld occurrence%s, saving %.3f ms",
                  res->items[i].rule ? res->items[i].rule : "none", (long long)f->max_n,
@@ -537,9 +520,9 @@ static int run_check(const report_data *d, const report_data *base, const check_
     plan_failures(base, o, &res);
     res.failed += res.n_other;
     report_problem *p = calloc(res.n_other + res.n + 1, sizeof(*p));
-    FILE *out = p && o->output ? fopen(o->output, "w") : stdout;
-    bool written = p && out != NULL;
-    if (written) {
+    FILE *out = p ? report_output_open("check", o->output) : NULL;
+    bool written = out != NULL;
+    if (out) {
         problems_of(&res, p);
         if (o->github)
             report_ci_annotations(stdout, "error", p, res.n_other + res.n);
@@ -549,19 +532,14 @@ static int run_check(const report_data *d, const report_data *base, const check_
             written = report_ci_junit(out, "pgscope check", d, p, res.n_other + res.n);
         else
             render_text(out, &res, o);
-        written = written && fflush(out) == 0 && !ferror(out);
-        if (out != stdout)
-            written &= fclose(out) == 0;
+        written = report_output_close("check", o->output, out, written);
+    } else if (!p) {
+        fprintf(stderr, "pgscope check: out of memory\n");
     }
     free(p);
     free(res.items);
     free(res.other);
-    if (!written) {
-        fprintf(stderr, "pgscope check: %s: %s\n", o->output ? o->output : "output",
-                strerror(errno));
-        return 3;
-    }
-    return res.failed > 0 ? 1 : 0;
+    return !written ? 3 : res.failed > 0 ? 1 : 0;
 }
 
 int check_main(int argc, char **argv)

@@ -6,11 +6,68 @@
 
 #include "report_int.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+/* ---- problems ---- */
+
+const char *report_first_child(const report_nplusone *f)
+{
+    return f->n_child_queries > 0 && f->child_queries[0] ? f->child_queries[0] : "";
+}
+
+void report_problem_of(report_problem *p, const report_nplusone *f)
+{
+    *p = (report_problem){.type = f->duplicate     ? "duplicate"
+                                  : f->insert_loop ? "batch_insert"
+                                                   : "n_plus_one",
+                          .title = report_kind_name(f),
+                          .test = f->test,
+                          .parent = f->parent_query,
+                          .query = report_first_child(f),
+                          .key = f->child_fingerprints,
+                          .fix = f->suggestion};
+}
+
+void report_problem_of_plan(report_problem *p, const report_plan_finding *f, const char *lead)
+{
+    bool on = f->relation && f->relation[0]; /* "on tasks: removed ..." */
+
+    *p = (report_problem){.type = "plan",
+                          .title = f->kind,
+                          .test = f->test,
+                          .query = f->query,
+                          .key = f->fingerprint};
+    snprintf(p->detail, sizeof(p->detail), "%s%s%s%s%s (plan %lld)", lead, on ? "on " : "",
+             on ? f->relation : "", on ? ": " : "", f->detail ? f->detail : "",
+             (long long)f->plan_id);
+}
+
+FILE *report_output_open(const char *cmd, const char *path)
+{
+    FILE *out = path ? fopen(path, "w") : stdout;
+
+    if (!out)
+        fprintf(stderr, "pgscope %s: %s: %s\n", cmd, path, strerror(errno));
+    return out;
+}
+
+bool report_output_close(const char *cmd, const char *path, FILE *out, bool rendered)
+{
+    bool written = fflush(out) == 0 && !ferror(out);
+    int err = errno;
+
+    if (out != stdout)
+        written &= fclose(out) == 0;
+    if (!written || !rendered)
+        fprintf(stderr, "pgscope %s: %s: %s\n", cmd, path ? path : "standard output",
+                written ? "out of memory" : strerror(err ? err : errno));
+    return written && rendered;
+}
 
 /* ---- markdown ---- */
 

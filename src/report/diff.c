@@ -120,11 +120,7 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
     } else if ((v = report_option_value(argc, argv, i, "--output", &missing))) {
         o->output = v;
     } else if ((v = report_option_value(argc, argv, i, "--annotations", &missing))) {
-        if (strcmp(v, "github") != 0) {
-            fprintf(stderr, "pgscope diff: --annotations: \"%s\" is not github\n", v);
-            return 2;
-        }
-        o->github = true;
+        return report_annotations_option("diff", v, &o->github);
     } else if ((v = report_option_value(argc, argv, i, "--limit", &missing))) {
         if (!report_parse_int(v, 0, 1000000, &n)) {
             fprintf(stderr, "pgscope diff: --limit: \"%s\" is not a count\n", v);
@@ -406,6 +402,20 @@ static void count_findings(const diff_result *r, size_t c[3])
         c[!r->plans[i].a ? 0 : !r->plans[i].b ? 1 : 2]++;
 }
 
+/* The last column of a finding's line: its query, a code span or one line of text. */
+static void put_query_end(FILE *out, const char *query, bool md)
+{
+    char q[120];
+
+    if (md) {
+        report_md_code(out, query ? query : "", sizeof(q));
+        fputs(" |\n", out);
+    } else {
+        report_one_line(query, q, sizeof(q));
+        fprintf(out, "%s\n", q);
+    }
+}
+
 static void put_findings(FILE *out, const diff_result *r, bool md)
 {
     if (r->n_findings > 0)
@@ -415,17 +425,10 @@ static void put_findings(FILE *out, const diff_result *r, bool md)
     for (size_t i = 0; i < r->n_findings; i++) {
         const report_nplusone *b = r->findings[i].b, *a = r->findings[i].a, *any = a ? a : b;
         const char *query = any->n_child_queries ? any->child_queries[0] : "";
-        char q[120];
         fprintf(out, md ? "| %s | %s | %lld | %lld | " : "  %s, %s: N max %lld -> %lld: ",
                 report_kind_name(any), status_of(&r->findings[i]), b ? (long long)b->max_n : 0LL,
                 a ? (long long)a->max_n : 0LL);
-        if (md) {
-            report_md_code(out, query, 120);
-            fputs(" |\n", out);
-        } else {
-            report_one_line(query, q, sizeof(q));
-            fprintf(out, "%s\n", q);
-        }
+        put_query_end(out, query, md);
     }
 }
 
@@ -437,19 +440,12 @@ static void put_plan_findings(FILE *out, const diff_result *r, bool md)
                         : "\nPlan findings:\n");
     for (size_t i = 0; i < r->n_plans; i++) {
         const report_plan_finding *b = r->plans[i].b, *a = r->plans[i].a, *any = a ? a : b;
-        char q[120];
         fprintf(out,
                 md ? "| %s | %s | %s | %.0f | %.0f | " : "  %s, %s, on %s: size %.0f -> %.0f: ",
                 any->kind, status_of(&r->plans[i]),
                 any->relation && any->relation[0] ? any->relation : "-", b ? b->magnitude : 0.0,
                 a ? a->magnitude : 0.0);
-        if (md) {
-            report_md_code(out, any->query ? any->query : "", 120);
-            fputs(" |\n", out);
-        } else {
-            report_one_line(any->query, q, sizeof(q));
-            fprintf(out, "%s\n", q);
-        }
+        put_query_end(out, any->query, md);
     }
 }
 
@@ -515,16 +511,8 @@ static size_t new_problems(const diff_result *r, report_problem **out)
         const report_nplusone *f = r->findings[i].a;
         if (!f || r->findings[i].b)
             continue;
-        p[k] = (report_problem){.type = f->duplicate     ? "duplicate"
-                                        : f->insert_loop ? "batch_insert"
-                                                         : "n_plus_one",
-                                .title = report_kind_name(f),
-                                .test = f->test,
-                                .parent = f->parent_query,
-                                .query = f->n_child_queries ? f->child_queries[0] : NULL,
-                                .key = f->child_fingerprints,
-                                .fix = f->suggestion,
-                                .failed = true};
+        report_problem_of(&p[k], f);
+        p[k].failed = true;
         snprintf(p[k++].detail, sizeof(p[0].detail), "new: N max %lld, %lld occurrence%s",
                  (long long)f->max_n, (long long)f->occurrences, f->occurrences == 1 ? "" : "s");
     }
@@ -532,13 +520,8 @@ static size_t new_problems(const diff_result *r, report_problem **out)
         const report_plan_finding *f = r->plans[i].a;
         if (!f || r->plans[i].b)
             continue;
-        p[k] = (report_problem){.type = "plan",
-                                .title = f->kind,
-                                .test = f->test,
-                                .query = f->query,
-                                .key = f->fingerprint,
-                                .failed = true};
-        snprintf(p[k++].detail, sizeof(p[0].detail), "new: %s", f->detail ? f->detail : "");
+        report_problem_of_plan(&p[k], f, "new: ");
+        p[k++].failed = true;
     }
     return k;
 }
@@ -688,12 +671,14 @@ static bool load_one_file(const diff_options *o, report_data *b, report_data *a)
 /* Writes the diff in the format asked for; the annotations on standard output. */
 static bool render(const diff_options *o, const diff_result *r)
 {
-    FILE *out = o->output ? fopen(o->output, "w") : stdout;
+    FILE *out = report_output_open("diff", o->output);
     report_problem *p = NULL;
     size_t n = 0;
     bool ok = out != NULL;
 
-    if (ok && (o->github || o->format == OUT_JUNIT)) {
+    if (!out)
+        return false;
+    if (o->github || o->format == OUT_JUNIT) {
         n = new_problems(r, &p);
         ok = p != NULL;
     }
@@ -706,13 +691,7 @@ static bool render(const diff_options *o, const diff_result *r)
     else if (ok)
         render_text(out, r, o, o->format == OUT_MARKDOWN);
     free(p);
-    bool written = out && fflush(out) == 0 && !ferror(out);
-    if (out && out != stdout)
-        written &= fclose(out) == 0;
-    if (!ok || !written)
-        fprintf(stderr, "pgscope diff: cannot write the diff%s%s: %s\n", o->output ? " to " : "",
-                o->output ? o->output : "", out && !ok ? "out of memory" : strerror(errno));
-    return ok && written;
+    return report_output_close("diff", o->output, out, ok);
 }
 
 int diff_main(int argc, char **argv)

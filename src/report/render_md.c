@@ -11,11 +11,6 @@
 
 #define MD_ROWS 20 /* rows of each table when --limit is 0 */
 
-static const char *first_child(const report_nplusone *f)
-{
-    return f->n_child_queries > 0 && f->child_queries[0] ? f->child_queries[0] : "";
-}
-
 size_t report_problems(const report_data *d, report_problem **out)
 {
     size_t n = d->n_findings + d->n_plan_findings, k = 0;
@@ -26,16 +21,8 @@ size_t report_problems(const report_data *d, report_problem **out)
         return 0;
     for (size_t i = 0; i < d->n_findings; i++) {
         const report_nplusone *f = &d->findings[i];
-        p[k] = (report_problem){.type = f->duplicate     ? "duplicate"
-                                        : f->insert_loop ? "batch_insert"
-                                                         : "n_plus_one",
-                                .title = report_kind_name(f),
-                                .test = f->test,
-                                .parent = f->parent_query,
-                                .query = first_child(f),
-                                .key = f->child_fingerprints,
-                                .fix = f->suggestion,
-                                .failed = true};
+        report_problem_of(&p[k], f);
+        p[k].failed = true;
         snprintf(p[k++].detail, sizeof(p[0].detail),
                  "%s, N max %lld, %lld occurrence%s, saving %.3f ms",
                  f->duplicate || f->insert_loop ? "repeated"
@@ -45,17 +32,8 @@ size_t report_problems(const report_data *d, report_problem **out)
                  f->saving_ms);
     }
     for (size_t i = 0; i < d->n_plan_findings; i++) {
-        const report_plan_finding *f = &d->plan_findings[i];
-        p[k] = (report_problem){.type = "plan",
-                                .title = f->kind,
-                                .test = f->test,
-                                .query = f->query,
-                                .key = f->fingerprint,
-                                .failed = true};
-        bool on = f->relation && f->relation[0]; /* "on tasks: removed ..." */
-        snprintf(p[k++].detail, sizeof(p[0].detail), "%s%s%s%s (plan %lld)", on ? "on " : "",
-                 on ? f->relation : "", on ? ": " : "", f->detail ? f->detail : "",
-                 (long long)f->plan_id);
+        report_problem_of_plan(&p[k], &d->plan_findings[i], "");
+        p[k++].failed = true;
     }
     return k;
 }

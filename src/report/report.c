@@ -110,6 +110,16 @@ int report_parse_args(const char *cmd, int argc, char **argv, void (*print_usage
     return 0;
 }
 
+int report_annotations_option(const char *cmd, const char *v, bool *github)
+{
+    if (strcmp(v, "github") != 0) {
+        fprintf(stderr, "pgscope %s: --annotations: \"%s\" is not github\n", cmd, v);
+        return 2;
+    }
+    *github = true;
+    return 0;
+}
+
 int report_id_option(const char *cmd, const char *name, const char *v, int64_t *out)
 {
     long long n;
@@ -231,11 +241,7 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
     } else if ((v = report_option_value(argc, argv, i, "--output", &missing))) {
         o->output = v;
     } else if ((v = report_option_value(argc, argv, i, "--annotations", &missing))) {
-        if (strcmp(v, "github") != 0) {
-            fprintf(stderr, "pgscope report: --annotations: \"%s\" is not github\n", v);
-            return 2;
-        }
-        o->github = true;
+        return report_annotations_option("report", v, &o->github);
     } else if ((v = report_option_value(argc, argv, i, "--limit", &missing))) {
         if (!report_parse_int(v, 0, INT_MAX, &n)) {
             fprintf(stderr, "pgscope report: --limit: \"%s\" is not a count\n", v);
@@ -340,43 +346,29 @@ static int finish_output(bool rendered)
  * standard output. 0, or 1 with the reason. */
 static int render(const report_options *o, const report_data *d)
 {
-    FILE *out = o->output ? fopen(o->output, "w") : stdout;
+    FILE *out = report_output_open("report", o->output);
     report_problem *p = NULL;
     size_t n = 0;
     bool ok = out != NULL;
 
-    if (ok && (o->github || o->format == FMT_JUNIT)) {
+    if (!out)
+        return 1;
+    if (o->github || o->format == FMT_JUNIT) {
         n = report_problems(d, &p);
         ok = p != NULL;
     }
     if (ok && o->github)
         report_ci_annotations(stdout, "warning", p, n);
-    if (ok) {
-        switch (o->format) {
-        case FMT_JSON:
-            ok = report_render_json(out, d);
-            break;
-        case FMT_MARKDOWN:
-            ok = report_render_markdown(out, d);
-            break;
-        case FMT_JUNIT:
-            ok = report_ci_junit(out, "pgscope report", d, p, n);
-            break;
-        default:
-            ok = report_render_text(out, d, o->db);
-        }
-    }
+    if (ok && o->format == FMT_JSON)
+        ok = report_render_json(out, d);
+    else if (ok && o->format == FMT_MARKDOWN)
+        ok = report_render_markdown(out, d);
+    else if (ok && o->format == FMT_JUNIT)
+        ok = report_ci_junit(out, "pgscope report", d, p, n);
+    else if (ok)
+        ok = report_render_text(out, d, o->db);
     free(p);
-    bool written = out && fflush(out) == 0 && !ferror(out);
-    if (out && out != stdout)
-        written &= fclose(out) == 0;
-    if (!out || !written || !ok) {
-        fprintf(stderr, "pgscope report: cannot write the report%s%s: %s\n",
-                o->output ? " to " : "", o->output ? o->output : "",
-                !ok && out ? "out of memory" : strerror(errno));
-        return 1;
-    }
-    return finish_output(true);
+    return report_output_close("report", o->output, out, ok) ? 0 : 1;
 }
 
 /* `pgscope report --plan ID`: one plan, its tree and its findings. */

@@ -227,6 +227,8 @@ bool report_parse_int(const char *s, long long min, long long max, long long *ou
 int report_parse_args(const char *cmd, int argc, char **argv, void (*print_usage)(FILE *out),
                       int (*option)(int argc, char **argv, int *i, bool *missing, void *ctx),
                       void *ctx);
+/* --annotations VALUE: github is the one kind; 0, or 2 with the reason printed. */
+int report_annotations_option(const char *cmd, const char *v, bool *github);
 /* An id option's value (a run, a plan) into *out: 0, or 2 with the reason printed. */
 int report_id_option(const char *cmd, const char *name, const char *v, int64_t *out);
 /* The files of --db given more than once (CI shards): the first is the main one. */
@@ -290,6 +292,19 @@ size_t report_problems(const report_data *d, report_problem **out);
 /* The report in Markdown: a verdict line, then the findings, index suggestions, tests and top
  * statements as tables (--limit rows each, 20 with 0). */
 bool report_render_markdown(FILE *out, const report_data *d);
+/* p as finding f (its type, title, test, parent, child, fingerprints and fix); the caller
+ * writes detail and failed. */
+void report_problem_of(report_problem *p, const report_nplusone *f);
+/* p as plan finding f, its detail "LEAD on TABLE: DETAIL (plan N)"; the caller writes failed. */
+void report_problem_of_plan(report_problem *p, const report_plan_finding *f, const char *lead);
+/* The first statement of a finding's loop body ("" when none). */
+const char *report_first_child(const report_nplusone *f);
+/* Where a subcommand writes: --output FILE (path), or standard output when path is NULL. NULL
+ * with the reason printed. */
+FILE *report_output_open(const char *cmd, const char *path);
+/* Flushes out and closes it (unless standard output): true when everything was written and
+ * rendered; else false with the reason printed ("out of memory" when only rendered failed). */
+bool report_output_close(const char *cmd, const char *path, FILE *out, bool rendered);
 /* A Markdown table of the failed problems, then each fix in a <details> block. */
 void report_ci_markdown(FILE *out, const report_problem *p, size_t n);
 /* s as a code span in a table cell: one line of at most max bytes, no backticks, | escaped. */

@@ -221,8 +221,7 @@ static const struct migration {
     const char *sql;
 } migrations[] = {
     {1, NULL},       {2, migrate_v2}, {3, migrate_v3}, {4, migrate_v4}, {5, migrate_v5},
-    {6, migrate_v6}, {7, migrate_v7}, {8, migrate_v8}, {9, migrate_v9},
-    {10, migrate_v10},
+    {6, migrate_v6}, {7, migrate_v7}, {8, migrate_v8}, {9, migrate_v9}, {10, migrate_v10},
 };
 
 enum {

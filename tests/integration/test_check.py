@@ -443,7 +443,7 @@ def test_diff_of_two_files_shows_plan_findings_and_indexes():
               for c in ET.parse(out).getroot().iter("testcase") if c.find("failure") is not None]
     assert failed == [("t/test_tasks", "plan")], failed
     assert res.stdout.startswith("::warning title=pgscope%3A seq_scan_filter in t/test_tasks::"
-                                 "new: removed 9999"), res.stdout
+                                 "new: on tasks: removed 9999"), res.stdout
     shards = h.run([h.PGSCOPE_BIN, "diff", "--db", before, "--db", after])
     assert shards.rc == 2 and "needs --before-db" in shards.stderr, shards
 
