@@ -90,11 +90,11 @@ static json_t *baseline_json(const report_data *d)
     for (size_t i = 0; i < d->n_stmts; i++) {
         const report_statement *s = &d->stmts[i];
         json_array_append_new(
-            stmts,
-            json_pack("{s:s, s:s, s:s, s:I, s:f, s:f, s:f, s:o}", "fingerprint", s->fingerprint,
-                      "database", s->database ? s->database : "", "user", s->user ? s->user : "",
-                      "calls", (json_int_t)s->calls, "mean_ms", s->mean_ms, "p50_ms", s->p50_ms,
-                      "p95_ms", s->p95_ms, "histogram", hist_json(s->hist)));
+            stmts, json_pack("{s:s, s:s, s:s, s:I, s:I, s:f, s:f, s:f, s:o}", "fingerprint",
+                             s->fingerprint, "database", s->database ? s->database : "", "user",
+                             s->user ? s->user : "", "calls", (json_int_t)s->calls, "rows",
+                             (json_int_t)s->rows, "mean_ms", s->mean_ms, "p50_ms", s->p50_ms,
+                             "p95_ms", s->p95_ms, "histogram", hist_json(s->hist)));
     }
     for (size_t i = 0; i < d->n_findings; i++) {
         const report_nplusone *f = &d->findings[i];
@@ -200,6 +200,7 @@ static bool read_statements(json_t *arr, report_data *d)
         r->database = dup_str(s, "database");
         r->user = dup_str(s, "user");
         r->calls = json_integer_value(json_object_get(s, "calls"));
+        r->rows = json_integer_value(json_object_get(s, "rows")); /* 0 when absent */
         r->mean_ms = json_number_value(json_object_get(s, "mean_ms"));
         r->p50_ms = json_number_value(json_object_get(s, "p50_ms"));
         r->p95_ms = json_number_value(json_object_get(s, "p95_ms"));

@@ -268,6 +268,8 @@ def test_check_against_a_baseline_names_both_tests_then_passes_when_fixed():
         data = json.load(f)
     assert data["pgscope_baseline"] == 1 and data["run"] == 1, data
     assert set(data["tests"]) == {"t/test_a", "t/test_b", "t/test_c"}, data["tests"]
+    # the join of the three tests of run 1, LIMIT 20 each
+    assert 60 in [s["rows"] for s in data["statements"] if s["calls"] == 3], data
     from_file = check(db, "--baseline", saved)
     assert from_file.rc == 1 and from_file.stdout == res.stdout, (from_file, res)
     suite = ET.fromstring(check(db, "--baseline-run", "1", "--format", "junit").stdout)
