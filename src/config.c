@@ -250,54 +250,76 @@ static char *trim(char *s)
     return s;
 }
 
-/* Reads an ini file: `key = value` lines, '#' or ';' comments, a [pgscope] section (keys
- * before any section count too; other sections are ignored). A list key may repeat. */
-static bool load_file(config *cfg, const char *path, char *err, size_t errlen)
+/* Whether line s, trimmed, opens [section] (any case; a comment may follow). */
+static bool opens_section(const char *s, const char *section)
+{
+    size_t n = strlen(section);
+
+    return s[0] == '[' && strncasecmp(s + 1, section, n) == 0 && s[n + 1] == ']' &&
+           (!s[n + 2] || isspace((unsigned char)s[n + 2]) || s[n + 2] == '#' || s[n + 2] == ';');
+}
+
+bool config_ini_read(const char *path, const char *section, config_ini_fn fn, void *ctx, char *err,
+                     size_t errlen)
 {
     FILE *f = fopen(path, "r");
-    char line[4096];
-    bool in_section = true, listen_from_file = false;
+    char line[4096], why[256];
+    bool in_section = strcmp(section, "pgscope") == 0, ok = true;
     int lineno = 0;
 
     if (!f)
         return fail(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
-    while (fgets(line, sizeof(line), f)) {
+    while (ok && fgets(line, sizeof(line), f)) {
         lineno++;
         char *s = trim(line);
         if (!*s || *s == '#' || *s == ';')
             continue;
         if (*s == '[') {
-            /* "[pgscope]", in any case, and maybe a comment after it */
-            in_section = strncasecmp(s, "[pgscope]", 9) == 0 &&
-                         (!s[9] || isspace((unsigned char)s[9]) || s[9] == '#' || s[9] == ';');
+            in_section = opens_section(s, section);
             continue;
         }
         char *eq = strchr(s, '=');
         if (!in_section)
             continue;
         if (!eq) {
-            fclose(f);
-            return fail(err, errlen, "%s:%d: expected key = value", path, lineno);
+            ok = fail(err, errlen, "%s:%d: expected key = value", path, lineno);
+            break;
         }
         *eq = '\0';
-        char *key = trim(s), *value = trim(eq + 1);
-        const opt *o = find_key(key);
-        if (!o || o->kind == OPT_FILE || o->kind == OPT_HELP || o->kind == OPT_VERSION) {
-            fclose(f);
-            return fail(err, errlen, "%s:%d: unknown setting \"%s\"", path, lineno, key);
-        }
-        if (o->kind == OPT_LIST && !listen_from_file) {
-            cfg->n_listen = 0; /* the file's list replaces the default */
-            listen_from_file = true;
-        }
-        char why[256];
-        if (!set_value(cfg, o, value, why, sizeof(why))) {
-            fclose(f);
-            return fail(err, errlen, "%s:%d: %s", path, lineno, why);
-        }
+        why[0] = '\0';
+        if (!fn(trim(s), trim(eq + 1), ctx, why, sizeof(why)))
+            ok = fail(err, errlen, "%s:%d: %s", path, lineno, why);
     }
     fclose(f);
-    return true;
+    return ok;
+}
+
+typedef struct {
+    config *cfg;
+    bool listen_from_file;
+} file_state;
+
+static bool file_key(const char *key, const char *value, void *ctx, char *why, size_t whylen)
+{
+    file_state *st = ctx;
+    const opt *o = find_key(key);
+
+    if (!o || o->kind == OPT_FILE || o->kind == OPT_HELP || o->kind == OPT_VERSION)
+        return fail(why, whylen, "unknown setting \"%s\"", key);
+    if (o->kind == OPT_LIST && !st->listen_from_file) {
+        st->cfg->n_listen = 0; /* the file's list replaces the default */
+        st->listen_from_file = true;
+    }
+    return set_value(st->cfg, o, value, why, whylen);
+}
+
+/* Reads the [pgscope] section of an ini file (keys before any section count too; other
+ * sections are ignored). A list key may repeat. */
+static bool load_file(config *cfg, const char *path, char *err, size_t errlen)
+{
+    file_state st = {cfg, false};
+
+    return config_ini_read(path, "pgscope", file_key, &st, err, errlen);
 }
 
 static void set_defaults(config *cfg)

@@ -57,6 +57,16 @@ typedef enum {
     CONFIG_ERROR,   /* err holds the reason */
 } config_result;
 
+/* One `key = value` of an ini file's section: true when taken, else false with why. */
+typedef bool (*config_ini_fn)(const char *key, const char *value, void *ctx, char *why,
+                              size_t whylen);
+/* Calls fn for each `key = value` line of [section] in the ini file at path ('#' and ';' start
+ * comments; for section "pgscope", lines before any section header count too). False with
+ * "path:line: why" in err when the file cannot be read, a line is not key = value, or fn
+ * refuses one. */
+bool config_ini_read(const char *path, const char *section, config_ini_fn fn, void *ctx, char *err,
+                     size_t errlen);
+
 /* Loads defaults, then the file named by --config (if any), then the flags in argv. */
 config_result config_load(config *cfg, int argc, char **argv, char *err, size_t errlen);
 

@@ -9,9 +9,11 @@
 
 #include "report_int.h"
 
+#include "pgscope/config.h"
 #include "pgscope/explain.h"
 #include "pgscope/stats.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <limits.h>
@@ -133,6 +135,9 @@ static void usage(FILE *out)
             "                           size on, in the kind's unit (seq_scan_filter:100000:\n"
             "                           scans that removed 100,000 rows or more, so only\n"
             "                           tables at least that large)\n"
+            "  --config FILE            the rules and baseline from the [check] section of\n"
+            "                           this ini file (keys as the options above, with _:\n"
+            "                           duplicate_min = 5); the options given win\n"
             "  --help                   this text\n\n"
             "Exit status: 0 every rule passed, 1 a rule failed, 2 bad usage, 3 the report\n"
             "database could not be read or the output not written.\n",
@@ -178,8 +183,16 @@ static bool known_kind(const char *kind)
 
 /* --fail-on-plan KIND[:MIN],...: each kind one the plan analysis reports, MIN a size in the
  * kind's unit (magnitude). */
-static int plan_option(const char *v, check_options *o)
+static int plan_option(const char *value, check_options *o)
 {
+    char v[512];
+    size_t n = 0;
+
+    for (const char *c = value; *c && n + 1 < sizeof(v); c++) /* "a:1, b" as "a:1,b" */
+        if (!isspace((unsigned char)*c))
+            v[n++] = *c;
+    v[n] = '\0';
+    o->n_plan = 0; /* the last list given wins: the flag over the file's */
     for (const char *k = v; *k;) {
         size_t len = strcspn(k, ","), name = strcspn(k, ":,");
         char min[32] = "";
@@ -216,6 +229,8 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
 
     if (strcmp(argv[*i], "--fail-on-suspected") == 0) {
         o->suspected = true;
+    } else if (report_option_value(argc, argv, i, "--config", &missing)) {
+        /* read before the flags (read_config) */
     } else if ((v = report_option_value(argc, argv, i, "--db", &missing))) {
         o->db = o->shards.n == 0 ? v : o->db;
         return report_add_shard("check", &o->shards, v);
@@ -253,13 +268,76 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
 }
 
 /* 0 go on, 1 help printed, 2 bad usage. */
+/* The keys of the ini file's [check] section: the rules and the baseline, named as their flags
+ * with '_' for '-'. */
+static const char *const FILE_KEYS[] = {"duplicate_min",
+                                        "insert_loop_min",
+                                        "fail_on_suspected",
+                                        "max_extra_statements",
+                                        "latency_rise",
+                                        "latency_min_calls",
+                                        "fail_on_plan",
+                                        "baseline",
+                                        "baseline_db",
+                                        "baseline_run",
+                                        NULL};
+
+/* One key of [check], taken as its flag would be. */
+static bool file_key(const char *key, const char *value, void *ctx, char *why, size_t whylen)
+{
+    char flag[64] = "--";
+    const char *const *k = FILE_KEYS;
+
+    while (*k && strcmp(*k, key) != 0)
+        k++;
+    if (!*k || strlen(key) + 3 > sizeof(flag)) {
+        snprintf(why, whylen, "unknown setting \"%s\" in [check]", key);
+        return false;
+    }
+    for (size_t i = 0; key[i]; i++)
+        flag[i + 2] = key[i] == '_' ? '-' : key[i];
+    if (strcmp(key, "fail_on_suspected") == 0) {
+        bool on = strcmp(value, "on") == 0 || strcmp(value, "true") == 0;
+        if (!on && strcmp(value, "off") != 0 && strcmp(value, "false") != 0) {
+            snprintf(why, whylen, "fail_on_suspected: \"%s\" is not on or off", value);
+            return false;
+        }
+        ((check_options *)ctx)->suspected = on;
+        return true;
+    }
+    char *args[2] = {flag, (char *)value};
+    int i = 0;
+    bool missing = false;
+    if (parse_option(2, args, &i, &missing, ctx) == 0)
+        return true;
+    snprintf(why, whylen, "%s: bad value \"%s\"", key, value);
+    return false;
+}
+
+/* The file of --config, if any: its [check] section before the flags, which win. */
+static int read_config(int argc, char **argv, check_options *o)
+{
+    char err[512];
+
+    for (int i = 0; i < argc; i++) {
+        bool missing = false;
+        const char *v = report_option_value(argc, argv, &i, "--config", &missing);
+        if (v && !config_ini_read(v, "check", file_key, o, err, sizeof(err))) {
+            fprintf(stderr, "pgscope check: %s\n", err);
+            return 2;
+        }
+    }
+    return 0;
+}
+
 static int parse_options(int argc, char **argv, check_options *o)
 {
     *o = (check_options){.db = DEFAULT_DB,
                          .duplicate_min = DEFAULT_DUPLICATE_MIN,
                          .latency_rise = DEFAULT_LATENCY_RISE,
                          .latency_min_calls = DEFAULT_LATENCY_MIN_CALLS};
-    return report_parse_args("check", argc, argv, usage, parse_option, o);
+    int rc = read_config(argc, argv, o);
+    return rc ? rc : report_parse_args("check", argc, argv, usage, parse_option, o);
 }
 
 /* ---- the rules ---- */

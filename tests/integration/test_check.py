@@ -105,6 +105,20 @@ def test_check_passes_a_clean_run_and_counts_duplicates():
     res = check(db, "--format", "junit")
     assert res.rc == 0, res
     ET.fromstring(res.stdout)
+    # the rules from the ini file's [check] section; the flags win over it
+    conf = os.path.join(h.make_temp_dir("check-conf-"), "pgscope.conf")
+    with open(conf, "w") as f:
+        f.write("[pgscope]\nlisten = 127.0.0.1:6432\n\n[check]  # the gate\n"
+                "duplicate_min = 5\nfail_on_suspected = on\n"
+                "fail_on_plan = seq_scan_filter:100000, sort_spill\n")
+    res = check(db, "--config", conf)
+    assert res.rc == 1 and "duplicate query (rule duplicate)" in res.stdout, res
+    assert check(db, "--config", conf, "--duplicate-min", "0").rc == 0
+    with open(conf, "a") as f:
+        f.write("duplicate_minimum = 3\n")
+    res = check(db, "--config", conf)
+    assert res.rc == 2 and "pgscope.conf:8: unknown setting \"duplicate_minimum\" in [check]" \
+        in res.stderr, res
 
 
 def test_check_usage_and_unreadable_files():
