@@ -50,6 +50,7 @@ typedef struct {
     const char *baseline_file; /* --baseline: a file pgscope baseline save wrote */
     int64_t baseline_run;      /* --baseline-run: 0 with --baseline-db: its latest run */
     int extra;                 /* --max-extra-statements: a test may issue this many more */
+    int extra_pct;             /* ... or this percent of its baseline more; -1: a count */
     int latency_rise;          /* --latency-rise: percent the mean or p95 may rise; 0 no rule */
     int latency_min_calls;     /* --latency-min-calls: calls a shape needs in both runs */
     check_plan_rule plan[PLAN_RULES]; /* --fail-on-plan: kinds that fail when new */
@@ -121,7 +122,8 @@ static void usage(FILE *out)
             "  --baseline-db FILE       the baseline's report database (default: --db; its\n"
             "                           latest run unless --baseline-run)\n"
             "  --baseline FILE          the baseline as `pgscope baseline save` wrote it\n"
-            "  --max-extra-statements N statements a test may add over its baseline (default 0)\n"
+            "  --max-extra-statements N statements a test may add over its baseline (default 0);\n"
+            "                           N%% a percent of its baseline's (rounded down)\n"
             "  --latency-rise PCT       with a baseline: a shape whose median, and mean or p95,\n"
             "                           rose more than PCT percent fails when a one-sided\n"
             "                           Mann-Whitney U test on the two latency histograms\n"
@@ -156,6 +158,20 @@ static int count_option(const char *name, const char *v, int *out)
     }
     *out = (int)n;
     return 0;
+}
+
+/* --max-extra-statements N or N%. */
+static int extra_option(const char *v, check_options *o)
+{
+    size_t n = strlen(v);
+    char count[32];
+
+    if (n == 0 || n >= sizeof(count) || v[n - 1] != '%') {
+        o->extra_pct = -1;
+        return count_option("--max-extra-statements", v, &o->extra);
+    }
+    snprintf(count, sizeof(count), "%.*s", (int)(n - 1), v);
+    return count_option("--max-extra-statements", count, &o->extra_pct);
 }
 
 static int format_option(const char *v, check_options *o)
@@ -253,7 +269,7 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
     } else if ((v = report_option_value(argc, argv, i, "--latency-min-calls", &missing))) {
         return count_option("--latency-min-calls", v, &o->latency_min_calls);
     } else if ((v = report_option_value(argc, argv, i, "--max-extra-statements", &missing))) {
-        return count_option("--max-extra-statements", v, &o->extra);
+        return extra_option(v, o);
     } else if ((v = report_option_value(argc, argv, i, "--baseline-run", &missing))) {
         return report_id_option("check", "--baseline-run", v, &o->baseline_run);
     } else if ((v = report_option_value(argc, argv, i, "--baseline", &missing))) {
@@ -335,7 +351,8 @@ static int parse_options(int argc, char **argv, check_options *o)
     *o = (check_options){.db = DEFAULT_DB,
                          .duplicate_min = DEFAULT_DUPLICATE_MIN,
                          .latency_rise = DEFAULT_LATENCY_RISE,
-                         .latency_min_calls = DEFAULT_LATENCY_MIN_CALLS};
+                         .latency_min_calls = DEFAULT_LATENCY_MIN_CALLS,
+                         .extra_pct = -1};
     int rc = read_config(argc, argv, o);
     return rc ? rc : report_parse_args("check", argc, argv, usage, parse_option, o);
 }
@@ -366,7 +383,8 @@ static void test_failures(const report_data *base, const check_options *o, check
             const report_test *t = &d->tests[i];
             int64_t before = base->tests[j].statements;
             check_other *x;
-            if (strcmp(t->name, base->tests[j].name) != 0 || t->statements <= before + o->extra ||
+            int64_t allowed = o->extra_pct >= 0 ? before * o->extra_pct / 100 : o->extra;
+            if (strcmp(t->name, base->tests[j].name) != 0 || t->statements <= before + allowed ||
                 !(x = other_add(r, "statements", "more statements", t->name, t->name)))
                 continue;
             snprintf(

@@ -271,6 +271,11 @@ def test_check_against_a_baseline_names_both_tests_then_passes_when_fixed():
         before["t/test_b"] + 1, before["t/test_b"]) in res.stdout, res.stdout
     assert "N+1 loop (rule n_plus_one)" in res.stdout and "test:   t/test_a" in res.stdout
     assert "t/test_c" not in res.stdout, res.stdout
+    # a percent of the baseline: test_b's one more passes at 100%, test_a's twenty do not
+    pct = check(db, "--baseline-run", "1", "--max-extra-statements", "100%").stdout
+    assert "test t/test_b (rule statements)" not in pct and \
+        "test t/test_a (rule statements)" in pct, pct
+    assert check(db, "--baseline-run", "1", "--max-extra-statements", "x%").rc == 2
     md = check(db, "--baseline-run", "1", "--format", "markdown").stdout
     assert "| more statements | `t/test_b` |" in md and "`t/test_a`" in md, md
     # the same baseline as a file to commit next to the tests: the same verdict
