@@ -3,7 +3,8 @@
 # application with an N+1 loop and a slow query; ends with pgscope report.
 #
 # Builds nothing: run it from a built tree (./src/pgscope) or set PGSCOPE_BIN.
-# Environment: PGSCOPE_BIN, DEMO_SECONDS (pgbench duration, default 5), PG_BINDIR, SCRATCH_KEEP.
+# Environment: PGSCOPE_BIN, DEMO_SECONDS (pgbench duration, default 5), DEMO_OUT (where the HTML
+# report and the report database are kept, default ./pgscope-demo), PG_BINDIR, SCRATCH_KEEP.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -11,6 +12,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/scratch.sh"
 
 SECONDS_PGBENCH=${DEMO_SECONDS:-5}
+DEMO_OUT=${DEMO_OUT:-./pgscope-demo}
 export PGCONNECT_TIMEOUT=10
 SUMMARY=()
 
@@ -127,6 +129,14 @@ show_report() {
         "SELECT ddl FROM index_suggestions WHERE verified = 1 AND table_name = 'orders' ORDER BY rank LIMIT 1")
     [ -n "$ddl" ] || scratch_die "no verified index suggestion for the slow query"
     note "report: index suggested and verified with hypopg: $ddl"
+    step "pgscope report --format html: the same report as one page to open in a browser"
+    mkdir -p "$DEMO_OUT"
+    cp "$SCRATCH_DIR/pgscope.db" "$DEMO_OUT/pgscope.db"
+    "$PGSCOPE" report --db "$DEMO_OUT/pgscope.db" --format html --output "$DEMO_OUT/report.html" \
+        </dev/null || scratch_die "pgscope report --format html failed"
+    grep -q 'id="findings"' "$DEMO_OUT/report.html" || scratch_die "report.html has no findings"
+    printf 'HTML report: %s\n' "$(cd "$DEMO_OUT" && pwd)/report.html"
+    note "report: $(cd "$DEMO_OUT" && pwd)/report.html ($(wc -c <"$DEMO_OUT/report.html") bytes)"
 }
 
 print_summary() {

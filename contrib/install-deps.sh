@@ -12,6 +12,7 @@ apt-get install -y -qq --no-install-recommends \
     postgresql-server-dev-15 dpkg-dev \
     python3 python3-psycopg2 python3-psycopg python3-asyncpg sqlite3 openssl procps iproute2 ca-certificates git \
     python3-django python3-sqlalchemy ruby-activerecord ruby-pg python3-markdown cmark-gfm libxml2-utils python3-pytest \
+    chromium python3-websocket \
     >/dev/null
 # The Debian postgresql package starts a default cluster; pgscope's scripts use
 # their own scratch clusters and never touch it.

@@ -187,6 +187,20 @@ char *explain_redact_text(const char *text);
  * malloc'd string, NULL for text that is not a plan. */
 char *explain_plan_tree(const char *json);
 
+/* One node of a plan, as explain_plan_nodes hands it over (strings valid during the call). */
+typedef struct explain_plan_node {
+    int depth;           /* 0 for the root */
+    const char *subplan; /* "SubPlan 1", "InitPlan 2 (returns $1)" over it, or NULL */
+    const char *line;    /* its line of explain_plan_tree, without indent: label, cost, actuals */
+    const char *props;   /* its conditions and counters, one per line ("" for none) */
+    const char *path;    /* from the root, as explain_finding.path names it */
+} explain_plan_node;
+
+/* Calls fn for each node of the plan, parents before children, in plan order. False for text
+ * that is not a plan (or out of memory). */
+bool explain_plan_nodes(const char *json, void (*fn)(const explain_plan_node *n, void *arg),
+                        void *arg);
+
 /* ---- the plan check: may a statement the guard allowed run under EXPLAIN ANALYZE? ----
  *
  * Before EXPLAIN ANALYZE, the side connection plans the statement with plain EXPLAIN (VERBOSE,

@@ -19,6 +19,8 @@ typedef struct stats_hist {
 } stats_hist;
 
 void stats_hist_add(stats_hist *h, double us);
+/* The bucket a value of us microseconds goes to. */
+int stats_hist_index(double us);
 /* The q-quantile (0..1) in microseconds; 0 when empty. */
 double stats_hist_quantile(const stats_hist *h, double q);
 /* The same, kept within the smallest and largest values observed: a bucket's middle may lie

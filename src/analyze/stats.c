@@ -12,7 +12,7 @@
 
 /* Bucket i >= 1 is [G^(i-1), G^i): i = floor(log_G(us)) + 1. A value that rounding puts one
  * bucket off sits at that bucket's edge, still within sqrt(G) - 1 < 1% of its middle. */
-static int hist_index(double us)
+int stats_hist_index(double us)
 {
     if (!(us >= 1.0)) /* below 1 us, negative or NaN */
         return 0;
@@ -31,7 +31,7 @@ static double hist_middle(int i)
  * the sum of the buckets. */
 void stats_hist_add(stats_hist *h, double us)
 {
-    int i = hist_index(us);
+    int i = stats_hist_index(us);
 
     if (h->buckets[i] == UINT32_MAX)
         return;

@@ -1053,6 +1053,79 @@ static void tree_footer(strbuf *b, const json_t *top)
         sb_printf(b, "Execution Time: %.3f ms\n", v);
 }
 
+/* ---- the tree, node by node (for renderers that draw it themselves) ---- */
+
+typedef struct {
+    void (*fn)(const explain_plan_node *n, void *arg);
+    void *arg;
+    strbuf path, line, props;
+    bool failed;
+} node_walk;
+
+static void sb_clear(strbuf *b)
+{
+    b->len = 0;
+    if (b->p)
+        b->p[0] = '\0';
+}
+
+static void each_node(node_walk *nw, const json_t *n, int depth)
+{
+    char label[LABEL_MAX], fitted[sizeof(((explain_finding *)0)->path)];
+    size_t mark = nw->path.len, count;
+    explain_plan_node node;
+
+    if (depth >= PLAN_MAX_DEPTH)
+        return;
+    node_label(n, label, sizeof label);
+    if (depth > 0)
+        sb_puts(&nw->path, " > ");
+    sb_puts(&nw->path, label);
+    sb_clear(&nw->line);
+    sb_clear(&nw->props);
+    tree_node_line(&nw->line, n, 0);
+    for (size_t i = 0; i < sizeof TREE_PROPS / sizeof TREE_PROPS[0]; i++)
+        tree_prop(&nw->props, n, TREE_PROPS[i], 0);
+    tree_memory(&nw->props, n, 0);
+    tree_buffers(&nw->props, n, 0);
+    nw->failed |= nw->path.failed || nw->line.failed || nw->props.failed;
+    fit_path(fitted, sizeof fitted, nw->path.p && !nw->path.failed ? nw->path.p : "?");
+    if (nw->line.len > 0 && nw->line.p[nw->line.len - 1] == '\n')
+        nw->line.p[--nw->line.len] = '\0';
+    node = (explain_plan_node){.depth = depth,
+                               .subplan = jstr(n, "Subplan Name"),
+                               .line = nw->line.p ? nw->line.p : "",
+                               .props = nw->props.p ? nw->props.p : "",
+                               .path = fitted};
+    nw->fn(&node, nw->arg);
+    count = n_children(n);
+    for (size_t i = 0; i < count; i++) {
+        const json_t *c = child(n, i);
+
+        if (c)
+            each_node(nw, c, depth + 1);
+    }
+    nw->path.len = mark;
+    if (nw->path.p)
+        nw->path.p[mark] = '\0';
+}
+
+bool explain_plan_nodes(const char *json, void (*fn)(const explain_plan_node *n, void *arg),
+                        void *arg)
+{
+    json_t *doc = json ? json_loads(json, 0, NULL) : NULL;
+    const json_t *top = plan_top(doc);
+    node_walk nw = {.fn = fn, .arg = arg};
+
+    if (top)
+        each_node(&nw, json_object_get(top, "Plan"), 0);
+    json_decref(doc);
+    free(nw.path.p);
+    free(nw.line.p);
+    free(nw.props.p);
+    return top && !nw.failed;
+}
+
 char *explain_plan_tree(const char *json)
 {
     json_t *doc;

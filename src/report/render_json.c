@@ -13,7 +13,7 @@
 
 /* Length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms, surrogates or values
  * above U+10FFFF), 0 if it is not one. */
-static size_t utf8_sequence(const unsigned char *p, size_t avail)
+size_t report_utf8_sequence(const unsigned char *p, size_t avail)
 {
     static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
     size_t k;
@@ -54,7 +54,7 @@ static char *utf8_clean(const char *s)
     if (!out)
         return NULL;
     for (size_t i = 0; i < len;) {
-        size_t k = utf8_sequence((const unsigned char *)s + i, len - i);
+        size_t k = report_utf8_sequence((const unsigned char *)s + i, len - i);
         if (k > 0) {
             memcpy(out + n, s + i, k);
             n += k;

@@ -22,11 +22,12 @@ typedef struct {
     report_shards shards; /* --db given more than once: every file, merged */
     int64_t run_id;       /* 0: the latest run */
     bool all;
-    enum { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT_JUNIT } format;
+    enum { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT_JUNIT, FMT_HTML } format;
     const char *output; /* --output FILE; NULL: standard output */
     bool github;        /* --annotations github: a warning per finding on standard output */
     int limit;          /* 0: every statement */
-    int64_t plan_id;    /* --plan: print this plan instead of a report; 0 when not given */
+    bool limit_given;
+    int64_t plan_id; /* --plan: print this plan instead of a report; 0 when not given */
 } report_options;
 
 static void usage(FILE *out)
@@ -47,6 +48,8 @@ static void usage(FILE *out)
             "                         markdown for a CI step summary or a pull-request\n"
             "                         comment, junit for test reporters (one testcase per\n"
             "                         test, its findings as a failure)\n"
+            "                         html one self-contained page (charts, plan trees,\n"
+            "                         sortable tables) to open in a browser\n"
             "  --output FILE          write the report there instead of standard output\n"
             "  --annotations github   a GitHub workflow warning per finding, on standard\n"
             "                         output\n"
@@ -227,13 +230,14 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
     } else if ((v = report_option_value(argc, argv, i, "--plan", &missing))) {
         return report_id_option("report", "--plan", v, &o->plan_id);
     } else if ((v = report_option_value(argc, argv, i, "--format", &missing))) {
-        static const char *const names[] = {"text", "json", "markdown", "junit"};
+        static const char *const names[] = {"text", "json", "markdown", "junit", "html"};
         size_t k = 0;
-        while (k < 4 && strcmp(v, names[k]) != 0)
+        while (k < 5 && strcmp(v, names[k]) != 0)
             k++;
-        if (k == 4) {
+        if (k == 5) {
             fprintf(stderr,
-                    "pgscope report: --format: \"%s\" is not one of text, json, markdown, junit\n",
+                    "pgscope report: --format: \"%s\" is not one of text, json, markdown, "
+                    "junit, html\n",
                     v);
             return 2;
         }
@@ -248,6 +252,7 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
             return 2;
         }
         o->limit = (int)n;
+        o->limit_given = true;
     } else {
         *missing_out = missing;
         return -1;
@@ -262,6 +267,10 @@ static int parse_options(int argc, char **argv, report_options *o)
     int rc = report_parse_args("report", argc, argv, usage, parse_option, o);
     if (rc != 0)
         return rc;
+    /* The page lists at most its cap, and by default as many: the whole table to sort. */
+    if (o->format == FMT_HTML &&
+        (!o->limit_given || o->limit == 0 || o->limit > REPORT_HTML_MAX_STATEMENTS))
+        o->limit = REPORT_HTML_MAX_STATEMENTS;
     if (o->shards.n > 1 && (o->all || o->run_id > 0 || o->plan_id > 0)) {
         fprintf(stderr, "pgscope report: --db more than once (the latest run of each file, "
                         "merged) cannot go with --run, --all or --plan\n");
@@ -344,7 +353,25 @@ static int finish_output(bool rendered)
 
 /* The report in the format asked for, into --output or standard output; the annotations on
  * standard output. 0, or 1 with the reason. */
-static int render(const report_options *o, const report_data *d)
+/* A plan's stored EXPLAIN JSON for the HTML report's trees. */
+typedef struct {
+    sqlite3 *db;
+    int version;
+} plan_source;
+
+static char *plan_json(int64_t id, void *ctx)
+{
+    const plan_source *src = ctx;
+    report_plan_detail p;
+    char err[256];
+
+    bool ok = report_load_plan(src->db, src->version, id, &p, err, sizeof(err));
+    char *json = ok && p.text ? strdup(p.text) : NULL;
+    report_plan_detail_free(&p);
+    return json;
+}
+
+static int render(const report_options *o, const report_data *d, const report_html_plans *plans)
 {
     FILE *out = report_output_open("report", o->output);
     report_problem *p = NULL;
@@ -365,6 +392,8 @@ static int render(const report_options *o, const report_data *d)
         ok = report_render_markdown(out, d);
     else if (ok && o->format == FMT_JUNIT)
         ok = report_ci_junit(out, "pgscope report", d, p, n);
+    else if (ok && o->format == FMT_HTML)
+        ok = report_render_html(out, d, plans);
     else if (ok)
         ok = report_render_text(out, d, o->db);
     free(p);
@@ -402,7 +431,7 @@ static int report_show_shards(const report_options *o)
         return 1;
     }
     d.limit = o->limit;
-    int rc = render(o, &d);
+    int rc = render(o, &d, NULL); /* plans are in their own files: no trees */
     report_data_free(&d);
     return rc;
 }
@@ -422,7 +451,9 @@ static int report_show_runs(sqlite3 *db, int version, const report_options *o)
         report_data_free(&d);
         return 1;
     }
-    int rc = render(o, &d);
+    plan_source src = {db, version};
+    report_html_plans plans = {plan_json, &src};
+    int rc = render(o, &d, &plans);
     report_data_free(&d);
     return rc;
 }

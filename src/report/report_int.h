@@ -269,6 +269,20 @@ const char *report_kind_name(const report_nplusone *f);
  * space (and '|', which breaks a Markdown table), cut with "..." when longer. */
 void report_one_line(const char *s, char *out, size_t cap);
 bool report_render_json(FILE *out, const report_data *d);
+/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms, surrogates or values
+ * above U+10FFFF), 0 if it is not one (render_json.c). */
+size_t report_utf8_sequence(const unsigned char *p, size_t avail);
+
+/* Where the HTML report gets a plan's EXPLAIN JSON: json(id, ctx) returns it malloc'd, or NULL
+ * when the plan is not at hand (a report of several files). */
+typedef struct report_html_plans {
+    char *(*json)(int64_t plan_id, void *ctx);
+    void *ctx;
+} report_html_plans;
+/* Statements the HTML page lists at most (its --limit without one, and its cap with one). */
+#define REPORT_HTML_MAX_STATEMENTS 500
+/* The report as one self-contained HTML page (render_html.c); plans may be NULL. */
+bool report_render_html(FILE *out, const report_data *d, const report_html_plans *plans);
 
 /* ---- outputs for CI (ci.c) ---- */
 
