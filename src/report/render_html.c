@@ -71,7 +71,7 @@ static const char STYLE[] =
     "code,pre{font:13px/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}"
     "pre{background:var(--soft);border:1px solid var(--line);border-radius:6px;padding:8px;"
     "overflow-x:auto;white-space:pre-wrap;word-break:break-word;margin:.3em 0}"
-    ".muted{color:var(--muted)}nav a{margin-right:1em}"
+    ".muted{color:var(--muted)}nav{display:flex;flex-wrap:wrap;gap:.2em 1em}"
     ".verdict{border:2px solid var(--line);border-radius:8px;padding:12px 16px;margin:12px 0}"
     ".verdict.bad{border-color:var(--bad)}.verdict.good{border-color:var(--good)}"
     ".verdict strong{font-size:1.15em}"
@@ -93,6 +93,7 @@ static const char STYLE[] =
     "font:12px/1.4 ui-monospace,Menlo,Consolas,monospace}"
     ".tree .hit>summary{background:var(--hit);outline:2px solid var(--warn);font-weight:bold}"
     "svg text{font:11px system-ui,sans-serif;fill:var(--fg)}svg .b{fill:var(--bar)}"
+    "svg.share{width:100%;max-width:640px;display:block}figure{margin:1em 0}"
     "svg .m{stroke:var(--bad);stroke-width:1.5}svg .m50{stroke:var(--fg)}"
     "@media (max-width:700px){body{padding:8px}.card dl{grid-template-columns:1fr}"
     "td.h,th.h{display:none}}"
@@ -416,27 +417,24 @@ typedef struct {
     double ms;
 } bar;
 
-/* A horizontal bar chart of shares of the total: label, bar, percent as text (no colour-only
- * signal). */
+/* A horizontal bar chart of shares of the total: per item its label, then its bar with the
+ * percent written beside it (no colour-only signal); narrow enough to read on a phone. */
 static void share_chart(FILE *out, const char *title, const bar *bars, size_t n, double total)
 {
-    int h = 22 * (int)n + 4;
-
     fprintf(out, "<figure><figcaption>%s</figcaption>", title);
-    fprintf(out,
-            "<svg class=\"share\" role=\"img\" viewBox=\"0 0 800 %d\" width=\"100%%\" "
-            "preserveAspectRatio=\"xMinYMin meet\"><title>%s</title>",
-            h, title);
+    fprintf(out, "<svg class=\"share\" role=\"img\" viewBox=\"0 0 400 %zu\"><title>%s</title>",
+            36 * n, title);
     for (size_t i = 0; i < n; i++) {
         double share = total > 0 ? bars[i].ms / total : 0;
-        char label[64];
+        char label[60];
         report_one_line(bars[i].label, label, sizeof(label));
-        fprintf(out, "<text x=\"0\" y=\"%zu\">", 22 * i + 15);
+        fprintf(out, "<text x=\"0\" y=\"%zu\">", 36 * i + 12);
         esc(out, label);
         fprintf(out,
-                "</text><rect class=\"b\" x=\"420\" y=\"%zu\" width=\"%.1f\" height=\"16\"/>"
-                "<text x=\"%.1f\" y=\"%zu\">%.1f%%</text>",
-                22 * i + 3, 320 * share, 424 + 320 * share, 22 * i + 15, 100 * share);
+                "</text><rect class=\"b\" x=\"0\" y=\"%zu\" width=\"%.1f\" height=\"12\"/>"
+                "<text x=\"%.1f\" y=\"%zu\">%.1f%% (%.1f ms)</text>",
+                36 * i + 17, 1 + 300 * share, 5 + 300 * share, 36 * i + 27, 100 * share,
+                bars[i].ms);
     }
     fputs("</svg></figure>", out);
 }
@@ -561,9 +559,9 @@ static void statements(FILE *out, const report_data *d)
             "</p><div class=\"scroll\"><table><thead><tr><th data-sort=\"n\" class=\"n\">#</th>"
             "<th data-sort=\"t\">query</th><th data-sort=\"n\" class=\"n\">calls</th>"
             "<th data-sort=\"n\" class=\"n\">total ms</th><th data-sort=\"n\" class=\"n\">mean</th>"
-            "<th data-sort=\"n\" class=\"n\">p95</th><th data-sort=\"n\" class=\"n\">p99</th>"
-            "<th data-sort=\"n\" class=\"n\">rows/call</th>"
-            "<th data-sort=\"n\" class=\"n\">errors</th><th class=\"h\">latency</th></tr></thead>"
+            "<th data-sort=\"n\" class=\"n\">p95</th><th data-sort=\"n\" class=\"n h\">p99</th>"
+            "<th data-sort=\"n\" class=\"n h\">rows/call</th>"
+            "<th data-sort=\"n\" class=\"n h\">errors</th><th class=\"h\">latency</th></tr></thead>"
             "<tbody>",
             shown, (long long)d->shapes);
     for (size_t i = 0; i < shown; i++) {
@@ -571,21 +569,24 @@ static void statements(FILE *out, const report_data *d)
         double rows = s->calls > 0 ? (double)s->rows / (double)s->calls : 0;
         fprintf(out, "<tr><td class=\"n\">%zu</td><td class=\"q\"><code>", i + 1);
         esc(out, s->query ? s->query : s->fingerprint);
-        fprintf(out,
-                "</code></td><td class=\"n\" data-v=\"%lld\">%lld</td>"
-                "<td class=\"n\" data-v=\"%.6f\">%.3f</td><td class=\"n\" data-v=\"%.6f\">%.3f</td>"
-                "<td class=\"n\" data-v=\"%.6f\">%.3f</td><td class=\"n\" data-v=\"%.6f\">%.3f</td>"
-                "<td class=\"n\">%.2f</td><td class=\"n\">%lld</td><td class=\"h\">",
-                (long long)s->calls, (long long)s->calls, s->total_ms, s->total_ms, s->mean_ms,
-                s->mean_ms, s->p95_ms, s->p95_ms, s->p99_ms, s->p99_ms, rows, (long long)s->errors);
+        fprintf(
+            out,
+            "</code></td><td class=\"n\" data-v=\"%lld\">%lld</td>"
+            "<td class=\"n\" data-v=\"%.6f\">%.3f</td><td class=\"n\" data-v=\"%.6f\">%.3f</td>"
+            "<td class=\"n\" data-v=\"%.6f\">%.3f</td><td class=\"n h\" data-v=\"%.6f\">%.3f</td>"
+            "<td class=\"n h\">%.2f</td><td class=\"n h\">%lld</td><td class=\"h\">",
+            (long long)s->calls, (long long)s->calls, s->total_ms, s->total_ms, s->mean_ms,
+            s->mean_ms, s->p95_ms, s->p95_ms, s->p99_ms, s->p99_ms, rows, (long long)s->errors);
         histogram(out, s);
         fputs("</td></tr>\n", out);
     }
     fputs("</tbody></table></div>", out);
     if ((int64_t)shown < d->shapes)
-        fprintf(out, "<p class=\"muted\">%s %zu shapes are listed (--limit, at most %d here).</p>",
-                shown < d->n_stmts ? "The page is capped:" : "Only", shown,
-                REPORT_HTML_MAX_STATEMENTS);
+        fprintf(out,
+                "<p class=\"muted\" id=\"capped\">The page lists the first %zu of %lld shapes "
+                "(%d at most; --limit lists fewer). The JSON report lists them all "
+                "(--format json --limit 0).</p>",
+                shown, (long long)d->shapes, REPORT_HTML_MAX_STATEMENTS);
     fputs("</section>\n", out);
 }
 
