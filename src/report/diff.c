@@ -18,7 +18,7 @@
 
 #define DEFAULT_DB "./pgscope.db"
 
-typedef enum { OUT_TEXT, OUT_MARKDOWN, OUT_JSON, OUT_JUNIT } diff_format;
+typedef enum { OUT_TEXT, OUT_MARKDOWN, OUT_JSON, OUT_JUNIT, OUT_HTML } diff_format;
 
 typedef struct {
     const char *db;
@@ -70,8 +70,10 @@ static void usage(FILE *out)
             "                           come from --db\n"
             "  --before ID, --after ID  the runs to compare (default: the file's last two;\n"
             "                           with --before-db, each file's latest)\n"
-            "  --format FORMAT          text (default), markdown, json, or junit (one\n"
-            "                           testcase per test: its new findings fail it)\n"
+            "  --format FORMAT          text (default), markdown, json, junit (one\n"
+            "                           testcase per test: its new findings fail it), or\n"
+            "                           html (one page: before and after bars, regressions\n"
+            "                           first)\n"
             "  --output FILE            write there instead of standard output\n"
             "  --annotations github     a GitHub workflow warning per new finding, on\n"
             "                           standard output\n"
@@ -85,16 +87,16 @@ static void usage(FILE *out)
 
 static int format_option(const char *v, diff_options *o)
 {
-    static const char *const names[] = {"text", "markdown", "json", "junit"};
+    static const char *const names[] = {"text", "markdown", "json", "junit", "html"};
 
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 5; k++) {
         if (strcmp(v, names[k]) == 0) {
             o->format = (diff_format)k;
             return 0;
         }
     }
-    fprintf(stderr, "pgscope diff: --format: \"%s\" is not one of text, markdown, json, junit\n",
-            v);
+    fprintf(stderr,
+            "pgscope diff: --format: \"%s\" is not one of text, markdown, json, junit, html\n", v);
     return 2;
 }
 
@@ -499,6 +501,193 @@ static void render_text(FILE *out, const diff_result *r, const diff_options *o, 
         put_shape_row(out, &r->shapes[i], md);
 }
 
+/* ---- html ---- */
+
+#define HTML_SHAPES 500 /* statement rows of the page */
+
+/* Before and after as two bars of one scale, the numbers in a <title> and beside them. */
+static void html_bars(FILE *out, double before, double after)
+{
+    double top = before > after ? before : after, wb = top > 0 ? 120 * before / top : 0,
+           wa = top > 0 ? 120 * after / top : 0;
+
+    fprintf(out,
+            "<svg class=\"pair\" role=\"img\" viewBox=\"0 0 124 26\" width=\"124\" height=\"26\">"
+            "<title>before %.3f, after %.3f</title>"
+            "<rect class=\"b0\" x=\"0\" y=\"1\" width=\"%.1f\" height=\"10\"/>"
+            "<rect class=\"b\" x=\"0\" y=\"14\" width=\"%.1f\" height=\"10\"/></svg>",
+            before, after, wb + 0.5, wa + 0.5);
+}
+
+/* "12 → 15 (+25.0%)" in a cell, the percent also in data-v for sorting. */
+static void html_change(FILE *out, double before, double after, const char *fmt)
+{
+    char pc[16], b[32], a[32];
+
+    pct(pc, sizeof(pc), before, after);
+    snprintf(b, sizeof(b), fmt, before);
+    snprintf(a, sizeof(a), fmt, after);
+    fprintf(out, "<td class=\"n\" data-v=\"%.6f\">%s &#8594; %s <strong>%s</strong></td>",
+            before > 0  ? (after - before) / before
+            : after > 0 ? 1e9
+                        : 0,
+            b, a, pc);
+}
+
+static void html_query(FILE *out, const char *query)
+{
+    fputs("<td class=\"q\"><code>", out);
+    report_html_text(out, query ? query : "");
+    fputs("</code></td>", out);
+}
+
+static void html_findings(FILE *out, const diff_result *r)
+{
+    fputs("<section id=\"findings\"><h2>N+1 loops, repeated queries and plan findings</h2>", out);
+    if (r->n_findings + r->n_plans == 0)
+        fputs("<p>None in either run.</p>", out);
+    else
+        fputs("<div class=\"scroll\"><table><thead><tr><th>finding</th><th>status</th>"
+              "<th>size before &#8594; after</th><th>test</th><th>query</th></tr></thead><tbody>",
+              out);
+    for (size_t i = 0; i < r->n_findings; i++) {
+        const report_nplusone *b = r->findings[i].b, *a = r->findings[i].a, *any = a ? a : b;
+        fprintf(out, "<tr><td>%s</td><td>%s</td><td class=\"n\">N max %lld &#8594; %lld</td><td>",
+                report_kind_name(any), status_of(&r->findings[i]), b ? (long long)b->max_n : 0LL,
+                a ? (long long)a->max_n : 0LL);
+        report_html_text(out, any->test);
+        fputs("</td>", out);
+        html_query(out, report_first_child(any));
+        fputs("</tr>\n", out);
+    }
+    for (size_t i = 0; i < r->n_plans; i++) {
+        const report_plan_finding *b = r->plans[i].b, *a = r->plans[i].a, *any = a ? a : b;
+        fputs("<tr><td>", out);
+        report_html_text(out, any->kind);
+        fputs(" on ", out);
+        report_html_text(out, any->relation && any->relation[0] ? any->relation : "-");
+        fprintf(out, "</td><td>%s</td><td class=\"n\">%.0f &#8594; %.0f</td><td>",
+                status_of(&r->plans[i]), b ? b->magnitude : 0.0, a ? a->magnitude : 0.0);
+        report_html_text(out, any->test);
+        fputs("</td>", out);
+        html_query(out, any->query);
+        fputs("</tr>\n", out);
+    }
+    if (r->n_findings + r->n_plans > 0)
+        fputs("</tbody></table></div>", out);
+    fputs("</section>\n", out);
+}
+
+static void html_indexes(FILE *out, const diff_result *r)
+{
+    fputs("<section id=\"indexes\"><h2>Index suggestions</h2>", out);
+    if (r->n_indexes == 0)
+        fputs("<p>None in either run.</p>", out);
+    for (size_t i = 0; i < r->n_indexes; i++) {
+        const report_index *x = r->indexes[i].a ? r->indexes[i].a : r->indexes[i].b;
+        fprintf(out, "<p><strong>%s</strong> <code>", index_status(&r->indexes[i]));
+        report_html_text(out, x->ddl);
+        fputs("</code></p>", out);
+    }
+    fputs("</section>\n", out);
+}
+
+static void html_test(const report_test *tb, const report_test *ta, void *arg)
+{
+    FILE *out = arg;
+
+    fputs("<tr><td><code>", out);
+    report_html_text(out, (ta ? ta : tb)->name);
+    fputs("</code></td>", out);
+    html_change(out, tb ? (double)tb->statements : 0, ta ? (double)ta->statements : 0, "%.0f");
+    html_change(out, tb ? tb->total_ms : 0, ta ? ta->total_ms : 0, "%.3f");
+    fputs("<td>", out);
+    html_bars(out, tb ? tb->total_ms : 0, ta ? ta->total_ms : 0);
+    fputs("</td></tr>\n", out);
+}
+
+/* Regressions first: the most time added first, then the most time saved last. */
+static int by_regression(const void *pa, const void *pb)
+{
+    double a = ((const diff_shape *)pa)->delta_ms, b = ((const diff_shape *)pb)->delta_ms;
+
+    return a < b ? 1 : a > b ? -1 : 0;
+}
+
+static void html_shapes(FILE *out, const diff_result *r)
+{
+    diff_shape *v = malloc((r->n_shapes + 1) * sizeof(*v));
+    size_t shown = r->n_shapes < HTML_SHAPES ? r->n_shapes : HTML_SHAPES;
+
+    if (!v)
+        return;
+    memcpy(v, r->shapes, r->n_shapes * sizeof(*v));
+    qsort(v, r->n_shapes, sizeof(*v), by_regression);
+    fprintf(out,
+            "<section id=\"statements\"><h2>Statements, regressions first</h2><p class=\"muted\">"
+            "%zu of %zu shapes; the bars are total time before (grey, top) and after (blue, "
+            "bottom); click a column to sort.</p><div class=\"scroll\"><table><thead><tr>"
+            "<th data-sort=\"t\">query</th><th data-sort=\"t\">status</th>"
+            "<th data-sort=\"n\" class=\"n\">calls</th><th data-sort=\"n\" class=\"n\">mean ms</th>"
+            "<th data-sort=\"n\" class=\"n h\">p95 ms</th>"
+            "<th data-sort=\"n\" class=\"n\">total ms</th><th class=\"h\">total</th></tr></thead>"
+            "<tbody>",
+            shown, r->n_shapes);
+    for (size_t i = 0; i < shown; i++) {
+        const report_statement *b = v[i].b, *a = v[i].a, *any = a ? a : b;
+        fputs("<tr>", out);
+        html_query(out, any->query ? any->query : any->fingerprint);
+        fprintf(out, "<td>%s</td>", !b ? "appeared" : !a ? "disappeared" : "changed");
+        html_change(out, b ? (double)b->calls : 0, a ? (double)a->calls : 0, "%.0f");
+        html_change(out, b ? b->mean_ms : 0, a ? a->mean_ms : 0, "%.3f");
+        fputs("<td class=\"n h\">", out);
+        fprintf(out, "%.3f &#8594; %.3f</td>", b ? b->p95_ms : 0.0, a ? a->p95_ms : 0.0);
+        html_change(out, total_of(b), total_of(a), "%.3f");
+        fputs("<td class=\"h\">", out);
+        html_bars(out, total_of(b), total_of(a));
+        fputs("</td></tr>\n", out);
+    }
+    fputs("</tbody></table></div></section>\n", out);
+    free(v);
+}
+
+static void render_html(FILE *out, const diff_result *r)
+{
+    char title[96], pc[16];
+    size_t c[3];
+    int64_t calls_b = 0, calls_a = 0;
+
+    for (size_t i = 0; i < r->b->n_stmts; i++)
+        calls_b += r->b->stmts[i].calls;
+    for (size_t i = 0; i < r->a->n_stmts; i++)
+        calls_a += r->a->stmts[i].calls;
+    pct(pc, sizeof(pc), (double)calls_b, (double)calls_a);
+    count_findings(r, c);
+    snprintf(title, sizeof(title), "pgscope diff, run %lld -> run %lld",
+             (long long)r->b->runs[0].id, (long long)r->a->runs[0].id);
+    report_html_begin(out, title);
+    fputs("<header><h1>", out);
+    report_html_text(out, title);
+    fprintf(out,
+            "</h1><div class=\"verdict %s\" id=\"verdict\"><strong>%s</strong><ul "
+            "class=\"figures\"><li>%zu finding%s fixed</li><li>%zu new</li><li>%zu still "
+            "present</li><li>statements %lld &#8594; %lld (%s)</li></ul></div></header><main>",
+            c[1] ? "bad" : "good", c[1] ? "&#10007; New findings" : "&#10003; No new finding", c[0],
+            c[0] == 1 ? "" : "s", c[1], c[2], (long long)calls_b, (long long)calls_a, pc);
+    html_findings(out, r);
+    html_indexes(out, r);
+    if (r->a->n_tests + r->b->n_tests > 0) {
+        fputs("<section id=\"tests\"><h2>Tests</h2><div class=\"scroll\"><table><thead><tr>"
+              "<th data-sort=\"t\">test</th><th data-sort=\"n\" class=\"n\">statements</th>"
+              "<th data-sort=\"n\" class=\"n\">time ms</th><th>time</th></tr></thead><tbody>",
+              out);
+        each_test(r->b, r->a, html_test, out);
+        fputs("</tbody></table></div></section>\n", out);
+    }
+    html_shapes(out, r);
+    report_html_end(out, r->a->n_runs > 0 ? r->a->runs[0].pgscope_version : NULL);
+}
+
 /* ---- junit and annotations: the new findings ---- */
 
 static size_t new_problems(const diff_result *r, report_problem **out)
@@ -688,6 +877,8 @@ static bool render(const diff_options *o, const diff_result *r)
         ok = render_json(out, r);
     else if (ok && o->format == OUT_JUNIT)
         ok = report_ci_junit(out, "pgscope diff", r->a, p, n);
+    else if (ok && o->format == OUT_HTML)
+        render_html(out, r);
     else if (ok)
         render_text(out, r, o, o->format == OUT_MARKDOWN);
     free(p);

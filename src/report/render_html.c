@@ -92,7 +92,8 @@ static const char STYLE[] =
     ".tree .props{margin:0 0 0 1.4em;white-space:pre-wrap;color:var(--muted);"
     "font:12px/1.4 ui-monospace,Menlo,Consolas,monospace}"
     ".tree .hit>summary{background:var(--hit);outline:2px solid var(--warn);font-weight:bold}"
-    "svg text{font:11px system-ui,sans-serif;fill:var(--fg)}svg .b{fill:var(--bar)}"
+    "svg text{font:11px system-ui,sans-serif;fill:var(--fg)}svg .b{fill:var(--bar)}svg "
+    ".b0{fill:#8c959f}"
     "svg.share{width:100%;max-width:640px;display:block}figure{margin:1em 0}"
     "svg .m{stroke:var(--bad);stroke-width:1.5}svg .m50{stroke:var(--fg)}"
     "@media (max-width:700px){body{padding:8px}.card dl{grid-template-columns:1fr}"
@@ -136,17 +137,41 @@ static double total_time(const report_data *d)
     return ms + (d->other ? d->other->total_ms : 0);
 }
 
-static void page_head(FILE *out, const report_data *d)
+void report_html_text(FILE *out, const char *s)
+{
+    esc(out, s);
+}
+
+void report_html_begin(FILE *out, const char *title)
 {
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
           "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-          "<meta name=\"color-scheme\" content=\"light\">",
+          "<meta name=\"color-scheme\" content=\"light\"><title>",
           out);
+    esc(out, title);
+    fprintf(out, "</title><style>%s</style></head><body>\n", STYLE);
+}
+
+void report_html_end(FILE *out, const char *version)
+{
+    fputs("</main><footer class=\"muted\"><p>Written by pgscope", out);
+    if (version) {
+        fputs(" ", out);
+        esc(out, version);
+    }
+    fputs(". Values the application sent appear only when store_params was on.</p></footer>", out);
+    fprintf(out, "<script>%s</script></body></html>\n", SCRIPT);
+}
+
+static void page_head(FILE *out, const report_data *d)
+{
+    char title[64];
+
     if (d->n_runs == 1)
-        fprintf(out, "<title>pgscope report, run %lld</title>", (long long)d->runs[0].id);
+        snprintf(title, sizeof(title), "pgscope report, run %lld", (long long)d->runs[0].id);
     else
-        fprintf(out, "<title>pgscope report, %zu runs</title>", d->n_runs);
-    fprintf(out, "<style>%s</style></head><body>\n", STYLE);
+        snprintf(title, sizeof(title), "pgscope report, %zu runs", d->n_runs);
+    report_html_begin(out, title);
 }
 
 static void verdict(FILE *out, const report_data *d)
@@ -635,12 +660,6 @@ bool report_render_html(FILE *out, const report_data *d, const report_html_plans
     time_charts(out, d);
     statements(out, d);
     tests(out, d);
-    fputs("</main><footer class=\"muted\"><p>Written by pgscope", out);
-    if (d->n_runs > 0 && d->runs[0].pgscope_version) {
-        fputs(" ", out);
-        esc(out, d->runs[0].pgscope_version);
-    }
-    fputs(". Values the application sent appear only when store_params was on.</p></footer>", out);
-    fprintf(out, "<script>%s</script></body></html>\n", SCRIPT);
+    report_html_end(out, d->n_runs > 0 ? d->runs[0].pgscope_version : NULL);
     return !ferror(out);
 }

@@ -284,6 +284,12 @@ typedef struct report_html_plans {
 /* The report as one self-contained HTML page (render_html.c); plans may be NULL. */
 bool report_render_html(FILE *out, const report_data *d, const report_html_plans *plans);
 
+/* The page's pieces, for other pages (diff): the head with the style, then <body>; </main>,
+ * the footer and the script (version: pgscope's, or NULL); text escaped for HTML. */
+void report_html_begin(FILE *out, const char *title);
+void report_html_end(FILE *out, const char *version);
+void report_html_text(FILE *out, const char *s);
+
 /* ---- outputs for CI (ci.c) ---- */
 
 /* Something CI shows: a finding of the report, a failed rule of check. Strings are borrowed. */

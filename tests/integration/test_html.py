@@ -140,3 +140,34 @@ def test_html_report_of_10000_shapes():
     finally:
         b.close()
     h.note("10,000 shapes: %d bytes, DOMContentLoaded at %.0f ms" % (size, ms))
+
+
+def test_html_diff_in_a_browser():
+    """diff --format html: the verdict names the new N+1, the statements come regressions first
+    with before and after bars, and the page opens without a console error."""
+    from test_check import suite_run
+
+    db = suite_run(None, [("t/test_a", False, 0), ("t/test_b", False, 3)])
+    suite_run(db, [("t/test_a", True, 0), ("t/test_b", False, 0)])
+    page = os.path.join(h.make_temp_dir("html-"), "diff.html")
+    res = h.run([h.PGSCOPE_BIN, "diff", "--db", db, "--format", "html", "--output", page])
+    assert res.rc == 0, res
+    b = Browser()
+    try:
+        b.open("file://" + page)
+        assert b.problems() == [], b.problems()
+        verdict = b.eval("document.getElementById('verdict').innerText")
+        assert "New findings" in verdict and "0 findings fixed" in verdict, verdict
+        finding = b.eval("document.querySelector('#findings tbody tr').innerText")
+        assert "N+1 loop" in finding and "new" in finding and "t/test_a" in finding, finding
+        rows = b.eval("Array.from(document.querySelectorAll('#statements tbody tr'))"
+                      ".map(r => [r.cells[0].innerText, r.cells[1].innerText])")
+        assert rows[0] == ["SELECT id, name FROM customers WHERE id = $1", "appeared"], rows
+        assert rows[-1][1] in ("disappeared", "changed"), rows
+        assert b.eval("document.querySelectorAll('#statements svg.pair rect.b0').length") == \
+            len(rows)
+        tests = b.eval("document.querySelector('#tests tbody').innerText")
+        assert "t/test_a" in tests and "+" in tests, tests
+        b.screenshot(os.path.join(shots_dir(), "diff-1280.png"))
+    finally:
+        b.close()
