@@ -26,7 +26,7 @@
 #define DEFAULT_LATENCY_MIN_CALLS 100 /* in each run */
 #define LATENCY_ALPHA 0.01            /* the largest p-value that counts as a real slowdown */
 
-typedef enum { OUT_TEXT, OUT_MARKDOWN, OUT_JUNIT } check_format;
+typedef enum { OUT_TEXT, OUT_MARKDOWN, OUT_JUNIT, OUT_HTML } check_format;
 
 #define PLAN_RULES 16
 
@@ -104,10 +104,11 @@ static void usage(FILE *out)
             "  --db FILE                the report database (default %s); more than once\n"
             "                           (CI shards): the latest run of each, merged\n"
             "  --run ID                 check run ID (default: the latest run)\n"
-            "  --format text|markdown|junit\n"
+            "  --format text|markdown|junit|html\n"
             "                           text for people (default), markdown for a CI step\n"
             "                           summary or a pull-request comment, junit (XML) for\n"
-            "                           test reporters: one testcase per finding\n"
+            "                           test reporters: one testcase per test, html: the\n"
+            "                           run's report page with the verdict at its top\n"
             "  --output FILE            write the output there instead of standard output\n"
             "  --annotations github     also print GitHub workflow annotations (::error)\n"
             "                           on standard output, one per failed rule\n"
@@ -182,8 +183,11 @@ static int format_option(const char *v, check_options *o)
         o->format = OUT_MARKDOWN;
     else if (strcmp(v, "junit") == 0)
         o->format = OUT_JUNIT;
+    else if (strcmp(v, "html") == 0)
+        o->format = OUT_HTML;
     else {
-        fprintf(stderr, "pgscope check: --format: \"%s\" is not one of text, markdown, junit\n", v);
+        fprintf(stderr,
+                "pgscope check: --format: \"%s\" is not one of text, markdown, junit, html\n", v);
         return 2;
     }
     return 0;
@@ -565,6 +569,28 @@ static void render_markdown(FILE *out, const check_result *res, const report_pro
     report_ci_markdown(out, p, res->n_other + res->n);
 }
 
+/* The rules in force, in words, for the HTML page's gate. */
+static void rules_text(const check_options *o, bool with_base, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "rules: no %sN+1 loop", o->suspected ? "" : "proven ");
+    size_t k = n > 0 && (size_t)n < cap ? (size_t)n : cap - 1;
+
+    if (o->duplicate_min > 0)
+        k += (size_t)snprintf(buf + k, cap - k, ", no duplicate repeated %d times or more",
+                              o->duplicate_min);
+    if (o->insert_min > 0 && k < cap)
+        k += (size_t)snprintf(buf + k, cap - k, ", no insert loop of %d or more", o->insert_min);
+    if (with_base && k < cap)
+        k += (size_t)snprintf(buf + k, cap - k,
+                              "; against the baseline: no new finding, at most %d%s more "
+                              "statements per test, no shape %d%% slower (p < 0.01)",
+                              o->extra_pct >= 0 ? o->extra_pct : o->extra,
+                              o->extra_pct >= 0 ? "%" : "", o->latency_rise);
+    for (int i = 0; i < o->n_plan && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%s",
+                              i ? "," : "; failing plan findings: ", o->plan[i].kind);
+}
+
 /* Every failed rule, then every finding (passing ones too, for JUnit), as CI problems. */
 static void problems_of(const check_result *res, report_problem *p)
 {
@@ -592,6 +618,18 @@ static void problems_of(const check_result *res, report_problem *p)
 }
 
 /* ---- the command ---- */
+
+/* The run's report page with the gate's verdict at its top (no plan trees: the runs may be
+ * several files; pgscope report --format html has them). */
+static bool check_html(FILE *out, const check_result *res, const report_problem *p,
+                       const check_options *o, bool with_base)
+{
+    char rules[512];
+
+    rules_text(o, with_base, rules, sizeof(rules));
+    report_gate gate = {p, res->n_other + res->n, rules};
+    return report_render_html(out, res->d, NULL, &gate);
+}
 
 static int run_check(const report_data *d, const report_data *base, const check_options *o)
 {
@@ -626,6 +664,8 @@ static int run_check(const report_data *d, const report_data *base, const check_
             render_markdown(out, &res, p);
         else if (o->format == OUT_JUNIT)
             written = report_ci_junit(out, "pgscope check", d, p, res.n_other + res.n);
+        else if (o->format == OUT_HTML)
+            written = check_html(out, &res, p, o, base != NULL);
         else
             render_text(out, &res, o);
         written = report_output_close("check", o->output, out, written);

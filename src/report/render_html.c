@@ -174,7 +174,44 @@ static void page_head(FILE *out, const report_data *d)
     report_html_begin(out, title);
 }
 
-static void verdict(FILE *out, const report_data *d)
+/* check's verdict: passed, or the rules that failed, each with its test, numbers and SQL. */
+static void gate_verdict(FILE *out, const report_gate *g)
+{
+    size_t failed = 0;
+
+    for (size_t i = 0; i < g->n; i++)
+        failed += g->problems[i].failed;
+    fprintf(out, "<div class=\"verdict %s\" id=\"gate\"><strong>", failed ? "bad" : "good");
+    if (failed)
+        fprintf(out, "&#10007; pgscope check failed: %zu problem%s", failed,
+                failed == 1 ? "" : "s");
+    else
+        fputs("&#10003; pgscope check passed", out);
+    fputs("</strong> <span class=\"muted\">", out);
+    esc(out, g->rules);
+    fputs("</span>", out);
+    if (failed)
+        fputs("<div class=\"scroll\"><table><thead><tr><th>rule</th><th>test</th><th>what</th>"
+              "<th>query</th></tr></thead><tbody>",
+              out);
+    for (size_t i = 0; i < g->n; i++) {
+        const report_problem *p = &g->problems[i];
+        if (!p->failed)
+            continue;
+        fputs("<tr><td>", out);
+        esc(out, p->title);
+        fputs("</td><td><code>", out);
+        esc(out, p->test ? p->test : "");
+        fputs("</code></td><td>", out);
+        esc(out, p->detail);
+        fputs("</td><td class=\"q\"><code>", out);
+        esc(out, p->query ? p->query : "");
+        fputs("</code></td></tr>", out);
+    }
+    fputs(failed ? "</tbody></table></div></div>" : "</div>", out);
+}
+
+static void verdict(FILE *out, const report_data *d, const report_gate *gate)
 {
     size_t problems = d->n_findings + d->n_plan_findings;
     double seconds = 0;
@@ -207,6 +244,8 @@ static void verdict(FILE *out, const report_data *d)
             "<li>%zu index suggestion%s</li></ul></div>",
             d->n_findings, d->n_findings == 1 ? "" : "s", d->n_plan_findings,
             d->n_plan_findings == 1 ? "" : "s", d->n_indexes, d->n_indexes == 1 ? "" : "s");
+    if (gate)
+        gate_verdict(out, gate);
     fputs("<nav><a href=\"#findings\">Findings</a><a href=\"#indexes\">Indexes</a>"
           "<a href=\"#plans\">Plans</a><a href=\"#time\">Time</a>"
           "<a href=\"#statements\">Statements</a><a href=\"#tests\">Tests</a></nav></header>\n",
@@ -649,10 +688,11 @@ static void tests(FILE *out, const report_data *d)
     fputs("</section>\n", out);
 }
 
-bool report_render_html(FILE *out, const report_data *d, const report_html_plans *plans)
+bool report_render_html(FILE *out, const report_data *d, const report_html_plans *plans,
+                        const report_gate *gate)
 {
     page_head(out, d);
-    verdict(out, d);
+    verdict(out, d, gate);
     fputs("<main>", out);
     findings(out, d);
     indexes(out, d);

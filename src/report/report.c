@@ -393,7 +393,7 @@ static int render(const report_options *o, const report_data *d, const report_ht
     else if (ok && o->format == FMT_JUNIT)
         ok = report_ci_junit(out, "pgscope report", d, p, n);
     else if (ok && o->format == FMT_HTML)
-        ok = report_render_html(out, d, plans);
+        ok = report_render_html(out, d, plans, NULL);
     else if (ok)
         ok = report_render_text(out, d, o->db);
     free(p);

@@ -281,8 +281,15 @@ typedef struct report_html_plans {
 } report_html_plans;
 /* Statements the HTML page lists at most (its --limit without one, and its cap with one). */
 #define REPORT_HTML_MAX_STATEMENTS 500
-/* The report as one self-contained HTML page (render_html.c); plans may be NULL. */
-bool report_render_html(FILE *out, const report_data *d, const report_html_plans *plans);
+/* check's verdict on the page: its problems (failed ones shown) and its rules, in words. */
+typedef struct report_gate {
+    const struct report_problem *problems;
+    size_t n;
+    const char *rules;
+} report_gate;
+/* The report as one self-contained HTML page (render_html.c); plans and gate may be NULL. */
+bool report_render_html(FILE *out, const report_data *d, const report_html_plans *plans,
+                        const report_gate *gate);
 
 /* The page's pieces, for other pages (diff): the head with the style, then <body>; </main>,
  * the footer and the script (version: pgscope's, or NULL); text escaped for HTML. */

@@ -171,3 +171,31 @@ def test_html_diff_in_a_browser():
         b.screenshot(os.path.join(shots_dir(), "diff-1280.png"))
     finally:
         b.close()
+
+
+def test_html_gate_of_check():
+    """check --format html: the run's page with the gate's verdict on top, naming the tests
+    that broke a rule; exit status as in every format."""
+    from test_check import suite_run
+
+    db = suite_run(None, [("t/test_a", False, 0), ("t/test_b", False, 0)])
+    suite_run(db, [("t/test_a", True, 0), ("t/test_b", False, 1)])
+    page = os.path.join(h.make_temp_dir("html-"), "check.html")
+    res = h.run([h.PGSCOPE_BIN, "check", "--db", db, "--baseline-run", "1", "--format", "html",
+                 "--output", page])
+    assert res.rc == 1, res
+    b = Browser()
+    try:
+        b.open("file://" + page)
+        assert b.problems() == [], b.problems()
+        gate = b.eval("document.getElementById('gate').innerText")
+        assert "pgscope check failed: 3 problems" in gate, gate
+        assert "t/test_a" in gate and "t/test_b" in gate and "against the baseline" in gate, gate
+        assert b.eval("!!document.getElementById('findings')")
+    finally:
+        b.close()
+    res = h.run([h.PGSCOPE_BIN, "check", "--db", db, "--format", "html", "--output", page,
+                 "--duplicate-min", "0", "--run", "1"])
+    assert res.rc == 0, res
+    with open(page, encoding="utf-8") as f:
+        assert "&#10003; pgscope check passed" in f.read()
