@@ -908,6 +908,63 @@ static void test_tree_shows_every_node(void **state)
     }
 }
 
+/* ---- the tree node by node (the HTML report draws it) ---- */
+
+typedef struct nodes_seen {
+    char paths[64][256];
+    char lines[64][512];
+    int depths[64];
+    int n;
+} nodes_seen;
+
+static void take_node(const explain_plan_node *node, void *arg)
+{
+    nodes_seen *s = arg;
+
+    if (s->n < 64) {
+        snprintf(s->paths[s->n], sizeof s->paths[0], "%s", node->path);
+        snprintf(s->lines[s->n], sizeof s->lines[0], "%s", node->line);
+        s->depths[s->n++] = node->depth;
+    }
+}
+
+/* Every finding of every captured plan names a node the walk hands over (same path), and each
+ * node's line is the tree's line for it, in the tree's order. */
+static void test_nodes_match_findings_and_tree(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < N_EXPECTED; i++) {
+        char *text = plan_text(EXPECTED[i].plan), *tree = explain_plan_tree(text);
+        nodes_seen *seen = calloc(1, sizeof *seen);
+        result r;
+        assert_non_null(seen);
+        analyze_text(text, &r);
+        assert_true(explain_plan_nodes(text, take_node, seen));
+        assert_true(seen->n > 0 && seen->depths[0] == 0);
+        for (int k = 0; k < r.n; k++) {
+            bool found = false;
+            for (int j = 0; j < seen->n && !found; j++)
+                found = strcmp(seen->paths[j], r.f[k].path) == 0;
+            if (!found)
+                fail_msg("%s: no node at %s", EXPECTED[i].plan, r.f[k].path);
+        }
+        const char *at = tree;
+        for (int j = 0; j < seen->n; j++) {
+            const char *line = strstr(at, seen->lines[j]);
+            if (!line)
+                fail_msg("%s: node line not in the tree in order: %s", EXPECTED[i].plan,
+                         seen->lines[j]);
+            at = line + strlen(seen->lines[j]);
+            assert_true(j == 0 || seen->depths[j] <= seen->depths[j - 1] + 1);
+        }
+        free(seen);
+        free(tree);
+        free(text);
+    }
+    assert_false(explain_plan_nodes("nonsense", take_node, NULL));
+    assert_false(explain_plan_nodes(NULL, take_node, NULL));
+}
+
 static void test_tree_layout(void **state)
 {
     char *text = plan_text("seq_scan_filter");
@@ -1277,6 +1334,7 @@ int main(void)
         cmocka_unit_test(test_truncated_plans),
         cmocka_unit_test(test_tree_shows_every_node),
         cmocka_unit_test(test_tree_layout),
+        cmocka_unit_test(test_nodes_match_findings_and_tree),
         cmocka_unit_test(test_random_mutations),
         cmocka_unit_test(test_random_byte_damage),
     };
