@@ -4,8 +4,16 @@
 # Environment: PGSCOPE_BIN (default ./src/pgscope), BENCH_SECONDS (10), BENCH_SCALE (10),
 # BENCH_OUT (/tmp/pgscope-bench.tsv), BENCH_MODES ("simple extended prepared"),
 # BENCH_CLIENTS ("1 8"), BENCH_ROUNDS (1; with more, each figure is the median of the rounds,
-# and the order of the three targets rotates from round to round), PGBOUNCER_BIN
-# (/usr/sbin/pgbouncer), PG_BINDIR (/usr/lib/postgresql/15/bin), SCRATCH_KEEP (keep temp dir).
+# and the order of the three targets rotates from round to round), BENCH_PROFILE (1: record
+# `perf record -e cpu-clock -g` of pgscope during its 8-client runs and print the top symbols),
+# PGBOUNCER_BIN (/usr/sbin/pgbouncer), PG_BINDIR (/usr/lib/postgresql/15/bin), SCRATCH_KEEP
+# (keep temp dir).
+#
+# Besides TPS and latency, for each proxy and run: its CPU time (utime + stime of all its
+# threads, /proc/PID/stat) and context switches (voluntary and involuntary, summed over
+# /proc/PID/task/*/status) per transaction. pgbench -S in the simple mode inlines a different
+# aid literal in every statement: the workload where each statement's text is new; pgscope's
+# dropped events are printed at the end.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,7 +29,8 @@ ROUNDS=${BENCH_ROUNDS:-1}
 TARGETS=(direct pgbouncer pgscope)
 PGBOUNCER=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 
-declare -A PORT TPS LAT RSS_SCOPE RSS_BOUNCER
+PROFILE=${BENCH_PROFILE:-0}
+declare -A PORT TPS LAT RSS_SCOPE RSS_BOUNCER CPU VCS NCS PID_OF
 FAILURES=0
 PGSCOPE_PID=
 PGBOUNCER_PID=
@@ -71,19 +80,55 @@ start_pgscope() {
         { tail -n 20 "$SCRATCH_DIR/pgscope.log" >&2; scratch_die "pgscope is not answering"; }
 }
 
-# Runs one pgbench and prints "TPS LATENCY_MS" (NA NA when the run failed).
+# "CPU_TICKS VOLUNTARY NONVOLUNTARY" of a process, all its threads; "NA NA NA" without one.
+proc_counters() { # pid
+    local pid=$1
+    if [ -z "$pid" ] || [ ! -r "/proc/$pid/stat" ]; then
+        echo "NA NA NA"
+        return
+    fi
+    # utime and stime (fields 14 and 15) of /proc/PID/stat count every thread of the process
+    awk '{ print $14 + $15 }' "/proc/$pid/stat" | tr '\n' ' '
+    cat "/proc/$pid"/task/*/status 2>/dev/null |
+        awk '/^voluntary_ctxt_switches/ { v += $2 } /^nonvoluntary_ctxt_switches/ { n += $2 }
+             END { print v + 0, n + 0 }'
+}
+
+# Per transaction: CPU microseconds, voluntary and involuntary context switches, from two
+# proc_counters readings and the transactions pgbench counted.
+per_transaction() { # "before" "after" transactions
+    awk -v b="$1" -v a="$2" -v t="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+        split(b, x, " "); split(a, y, " ")
+        if (x[1] == "NA" || t == "" || t == 0) { print "NA NA NA"; exit }
+        printf "%.2f %.3f %.3f\n", (y[1] - x[1]) * 1e6 / hz / t, (y[2] - x[2]) / t, (y[3] - x[3]) / t }'
+}
+
+# Runs one pgbench and prints "TPS LATENCY_MS CPU_US VCSW NVCSW" per transaction for the proxy
+# (NA where there is none, or the run failed).
 run_pgbench() { # target mode clients
-    local target=$1 mode=$2 clients=$3 jobs=1 log
+    local target=$1 mode=$2 clients=$3 jobs=1 log before after perf=
     [ "$clients" -ge 2 ] && jobs=2
     log=$SCRATCH_DIR/pgbench-$target-$mode-$clients.log
+    before=$(proc_counters "${PID_OF[$target]:-}")
+    if [ "$PROFILE" = 1 ] && [ "$target" = pgscope ] && [ "$clients" -ge 8 ]; then
+        perf record -q -e cpu-clock -g -p "$PGSCOPE_PID" -o "$SCRATCH_DIR/perf-$mode.data" \
+            -- sleep "$DURATION" >/dev/null 2>&1 &
+        perf=$!
+    fi
     if timeout $((DURATION + 60)) pgbench -S -n -T "$DURATION" -M "$mode" -c "$clients" -j "$jobs" \
         -h 127.0.0.1 -p "${PORT[$target]}" -U postgres postgres >"$log" 2>&1; then
-        awk '/^tps = .*without initial connection time/ { tps = $3 }
+        after=$(proc_counters "${PID_OF[$target]:-}")
+        [ -z "$perf" ] || wait "$perf" || true
+        local tps_lat txns
+        tps_lat=$(awk '/^tps = .*without initial connection time/ { tps = $3 }
              /^latency average = / { lat = $4 }
-             END { if (tps == "" || lat == "") print "NA NA"; else print tps, lat }' "$log"
+             END { if (tps == "" || lat == "") print "NA NA"; else print tps, lat }' "$log")
+        txns=$(awk '/^number of transactions actually processed:/ { print $NF }' "$log")
+        echo "$tps_lat $(per_transaction "$before" "$after" "$txns")"
     else
+        [ -z "$perf" ] || wait "$perf" || true
         { scratch_log "pgbench failed against $target ($mode, $clients clients):"; tail -n 5 "$log"; } >&2
-        echo "NA NA"
+        echo "NA NA NA NA NA"
     fi
 }
 
@@ -112,7 +157,9 @@ median() {
 
 run_matrix() {
     local round mode clients target key result n
-    declare -A tps_runs lat_runs
+    declare -A tps_runs lat_runs cpu_runs vcs_runs ncs_runs
+    PID_OF[pgscope]=$PGSCOPE_PID
+    PID_OF[pgbouncer]=$PGBOUNCER_PID
     for round in $(seq "$ROUNDS"); do
         n=$round
         for mode in $MODES; do
@@ -121,10 +168,13 @@ run_matrix() {
                 for target in $(targets_rotated "$n"); do
                     scratch_log "round $round/$ROUNDS, $target: -M $mode -c $clients -T $DURATION"
                     key=$mode,$clients,$target
-                    result=$(run_pgbench "$target" "$mode" "$clients")
-                    tps_runs[$key]+="${result% *} "
-                    lat_runs[$key]+="${result#* } "
-                    [ "${result% *}" != NA ] || FAILURES=$((FAILURES + 1))
+                    read -r -a result <<<"$(run_pgbench "$target" "$mode" "$clients")"
+                    tps_runs[$key]+="${result[0]} "
+                    lat_runs[$key]+="${result[1]} "
+                    cpu_runs[$key]+="${result[2]} "
+                    vcs_runs[$key]+="${result[3]} "
+                    ncs_runs[$key]+="${result[4]} "
+                    [ "${result[0]}" != NA ] || FAILURES=$((FAILURES + 1))
                 done
                 RSS_SCOPE[$mode,$clients]=$(scratch_peak_rss_kb "$PGSCOPE_PID")
                 RSS_BOUNCER[$mode,$clients]=$(scratch_peak_rss_kb "$PGBOUNCER_PID")
@@ -136,6 +186,12 @@ run_matrix() {
         TPS[$key]=$(median ${tps_runs[$key]})
         # shellcheck disable=SC2086
         LAT[$key]=$(median ${lat_runs[$key]})
+        # shellcheck disable=SC2086
+        CPU[$key]=$(median ${cpu_runs[$key]})
+        # shellcheck disable=SC2086
+        VCS[$key]=$(median ${vcs_runs[$key]})
+        # shellcheck disable=SC2086
+        NCS[$key]=$(median ${ncs_runs[$key]})
     done
 }
 
@@ -145,13 +201,16 @@ result_row() { # mode clients
     awk -v m="$m" -v c="$c" \
         -v td="${TPS[$m,$c,direct]}" -v tb="${TPS[$m,$c,pgbouncer]}" -v ts="${TPS[$m,$c,pgscope]}" \
         -v ld="${LAT[$m,$c,direct]}" -v lb="${LAT[$m,$c,pgbouncer]}" -v ls="${LAT[$m,$c,pgscope]}" \
-        -v rs="${RSS_SCOPE[$m,$c]}" -v rb="${RSS_BOUNCER[$m,$c]}" '
+        -v rs="${RSS_SCOPE[$m,$c]}" -v rb="${RSS_BOUNCER[$m,$c]}" \
+        -v cs="${CPU[$m,$c,pgscope]}" -v cb="${CPU[$m,$c,pgbouncer]}" \
+        -v vs="${VCS[$m,$c,pgscope]}" -v vb="${VCS[$m,$c,pgbouncer]}" \
+        -v ns="${NCS[$m,$c,pgscope]}" -v nb="${NCS[$m,$c,pgbouncer]}" '
         function ratio(a, b) { return (a == "NA" || b == "NA" || b == 0) ? "NA" : sprintf("%.3f", a / b) }
         function added(a, b) { return (a == "NA" || b == "NA") ? "NA" : sprintf("%.0f", (a - b) * 1000) }
         BEGIN {
             OFS = "\t"
             print m, c, td, tb, ts, ld, lb, ls, ratio(ts, td), ratio(ts, tb),
-                  added(ls, ld), added(lb, ld), rs, rb
+                  added(ls, ld), added(lb, ld), rs, rb, cs, cb, ratio(cs, cb), vs, vb, ns, nb
         }'
 }
 
@@ -161,7 +220,10 @@ write_tsv() {
         printf 'mode\tclients\tdirect_tps\tpgbouncer_tps\tpgscope_tps\tdirect_latency_ms'
         printf '\tpgbouncer_latency_ms\tpgscope_latency_ms\tpgscope_direct_tps_ratio'
         printf '\tpgscope_pgbouncer_tps_ratio\tpgscope_added_us\tpgbouncer_added_us'
-        printf '\tpgscope_peak_rss_kb\tpgbouncer_peak_rss_kb\n'
+        printf '\tpgscope_peak_rss_kb\tpgbouncer_peak_rss_kb\tpgscope_cpu_us_per_txn'
+        printf '\tpgbouncer_cpu_us_per_txn\tpgscope_pgbouncer_cpu_ratio'
+        printf '\tpgscope_voluntary_csw_per_txn\tpgbouncer_voluntary_csw_per_txn'
+        printf '\tpgscope_involuntary_csw_per_txn\tpgbouncer_involuntary_csw_per_txn\n'
         for mode in $MODES; do
             for clients in $CLIENTS; do
                 result_row "$mode" "$clients"
@@ -199,10 +261,31 @@ print_table() {
         function num(x, f) { return x == "NA" ? "NA" : sprintf(f, x) }
         NR > 1 { printf fmt, $1, $2, num($3, "%.1f"), num($4, "%.1f"), num($5, "%.1f"),
                  $6, $7, $8, $9, $10, $11, $12 }' "$OUT"
+    local fmt2='%-9s%7s  %9s %9s %7s  %9s %9s  %9s %9s\n'
+    printf '\n%16s  %s  %s  %s\n' "" "$(rule 'CPU us/transaction' 27)" \
+        "$(rule 'voluntary csw/txn' 19)" "$(rule 'involuntary csw/txn' 19)"
+    # shellcheck disable=SC2059
+    printf "$fmt2" mode clients pgscope pgbouncer ratio pgscope pgbouncer pgscope pgbouncer
+    awk -F '\t' -v fmt="$fmt2" 'NR > 1 { printf fmt, $1, $2, $15, $16, $17, $18, $19, $20, $21 }' \
+        "$OUT"
     printf '\npeak RSS: pgscope %s, pgbouncer %s\n' \
         "$(human_kb "$(scratch_peak_rss_kb "$PGSCOPE_PID")")" \
         "$(human_kb "$(scratch_peak_rss_kb "$PGBOUNCER_PID")")"
+    printf 'pgscope dropped events: %s (runs.events_dropped, as last written)\n' \
+        "$(sqlite3 "$SCRATCH_DIR/pgscope.db" 'SELECT sum(events_dropped) FROM runs' 2>/dev/null ||
+            echo NA)"
     printf 'results: %s\n' "$OUT"
+}
+
+# The top symbols of each recorded profile (BENCH_PROFILE=1).
+print_profiles() {
+    local data
+    for data in "$SCRATCH_DIR"/perf-*.data; do
+        [ -s "$data" ] || continue
+        printf '\nperf profile of pgscope, %s (cpu-clock, self time):\n' "$(basename "$data" .data)"
+        perf report -i "$data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 \
+            2>/dev/null | grep -E '^ +[0-9]' | head -n 30
+    done
 }
 
 human_kb() { # kB
@@ -221,6 +304,7 @@ main() {
     run_matrix
     write_tsv
     print_table
+    [ "$PROFILE" != 1 ] || print_profiles
     if [ "$FAILURES" -gt 0 ]; then
         scratch_log "$FAILURES pgbench run(s) failed"
         exit 1

@@ -17,6 +17,10 @@ from test_check import DB, orders_loop, shop
 HOSTILE = 'SELECT 1 AS "</script><script>window.pwned=1</script><b id=pwn>&amp;\'"'
 
 
+# A value the application sent, inlined in its text: never on the page (store_params is off).
+SECRET = "x-secret-7731"
+
+
 def shots_dir():
     path = os.environ.get("PGSCOPE_SHOTS") or h.make_temp_dir("html-shots-")
     os.makedirs(path, exist_ok=True)
@@ -36,6 +40,7 @@ def workload_run():
     cur.execute("SET application_name = 't/test_orders'")
     orders_loop(cur, 30)
     cur.execute(HOSTILE)
+    cur.execute("SELECT count(*) FROM customers WHERE name = '%s'" % SECRET)  # inlined
     conn.close()
     res = h.psql(pg.host, pg.port, BY_ASSIGNEE.format(101, 0), dbname="binparams",
                  pgappname="t/test_tasks")
@@ -59,6 +64,7 @@ def test_html_report_in_a_browser():
         text = f.read()
     assert "http://" not in text and "https://" not in text, "the page refers to the network"
     assert "<script>window.pwned" not in text and "<b id=pwn>" not in text, "unescaped markup"
+    assert SECRET not in text, "a value the application sent is on the page"
     shots = shots_dir()
     b = Browser()
     try:
@@ -199,3 +205,30 @@ def test_html_gate_of_check():
     assert res.rc == 0, res
     with open(page, encoding="utf-8") as f:
         assert "&#10003; pgscope check passed" in f.read()
+
+
+def test_demo_report_in_a_browser():
+    """The demo (contrib/demo.sh) as a new user runs it: it writes report.html and prints its
+    path; the page shows the demo app's N+1 with its fix, the slow query's plan tree opening on
+    its sequential scan, and a p95 marker on every histogram, with no console error."""
+    out = h.make_temp_dir("demo-")
+    res = h.run(["bash", os.path.join(h.REPO, "contrib", "demo.sh")],
+                env={"PGSCOPE_BIN": h.PGSCOPE_BIN, "DEMO_OUT": out, "DEMO_SECONDS": "1"},
+                timeout=600)
+    assert res.rc == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    page = os.path.join(out, "report.html")
+    assert "HTML report: %s" % page in res.stdout, res.stdout[-2000:]
+    b = Browser()
+    try:
+        b.open("file://" + page)
+        assert b.problems() == [], b.problems()
+        card = b.eval("document.querySelector('#findings article').innerText")
+        assert "N+1 loop" in card and "= ANY($1)" in card, card
+        b.eval("document.querySelector('details.plan > summary').click()")
+        hit = b.eval("document.querySelector('details.plan .hit > summary').innerText")
+        assert "Seq Scan on orders" in hit and "finding: seq_scan_filter" in hit, hit
+        assert b.eval("Array.from(document.querySelectorAll('svg.hist'))"
+                      ".every(s => s.querySelector('g.p95 line'))")
+        b.screenshot(os.path.join(shots_dir(), "demo-1280.png"))
+    finally:
+        b.close()
