@@ -8,7 +8,8 @@
 # 127.0.0.1:6432), runs TEST-COMMAND with PGHOST and PGPORT pointing at pgscope (point your
 # connection string at them too), stops pgscope, then runs `pgscope check` and writes to DIR
 # (default ./pgscope-out): check.md (Markdown, also appended to $GITHUB_STEP_SUMMARY when set),
-# junit.xml, and report.txt. With GITHUB_ACTIONS=true it prints GitHub annotations.
+# junit.xml, report.txt and report.html (the page to open from the artifact). With
+# GITHUB_ACTIONS=true it prints GitHub annotations.
 # Exit status: the test command's when it failed, else pgscope check's (0 passed, 1 a rule
 # failed, 2 or 3 pgscope could not check). PGSCOPE (default: pgscope on PATH) is the binary;
 # PGSCOPE_CHECK_ARGS adds options to pgscope check (e.g. "--duplicate-min 5").
@@ -51,6 +52,7 @@ trap - EXIT
 # shellcheck disable=SC2086 # PGSCOPE_CHECK_ARGS is a list of options
 set -- ${PGSCOPE_CHECK_ARGS:-}
 "$PGSCOPE" report --db "$DB" >"$OUT/report.txt" || true
+"$PGSCOPE" report --db "$DB" --format html --output "$OUT/report.html" || true
 "$PGSCOPE" check --db "$DB" --format junit --output "$OUT/junit.xml" "$@" || true
 ANNOTATE=()
 [ "${GITHUB_ACTIONS:-}" = true ] && ANNOTATE=(--annotations github)

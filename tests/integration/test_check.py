@@ -210,6 +210,8 @@ def test_gate_script_runs_a_suite_and_gates_on_it():
         lint = h.run(["xmllint", "--noout", "--schema", XSD, os.path.join(work, "out",
                                                                            "junit.xml")])
         assert lint.rc == 0, lint
+        with open(os.path.join(work, "out", "report.html"), encoding="utf-8") as f:
+            assert f.read().startswith("<!DOCTYPE html>")
 
 
 def test_check_names_the_test_of_each_finding():
