@@ -150,7 +150,7 @@ targets_rotated() { # n
 
 # Median of the numbers given (NA ignored; NA when none).
 median() {
-    printf '%s\n' "$@" | grep -v '^NA$' | sort -g |
+    printf '%s\n' "$@" | { grep -v '^NA$' || true; } | sort -g |
         awk '{ v[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) print v[(NR + 1) / 2];
               else printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }

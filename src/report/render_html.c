@@ -281,7 +281,11 @@ static void finding_card(FILE *out, size_t k, const report_nplusone *f)
             report_kind_name(f));
     if (proof[0])
         fprintf(out, "<span class=\"tag\">%s</span>", proof);
-    fprintf(out, "<span class=\"tag %s\">%s severity</span></h3><dl>", f->severity, f->severity);
+    fputs("<span class=\"tag ", out); /* the file's text, escaped even where it is a word */
+    esc(out, f->severity);
+    fputs("\">", out);
+    esc(out, f->severity);
+    fputs(" severity</span></h3><dl>", out);
     item(out, "parent", f->parent_query, true);
     for (size_t i = 0; i < f->n_child_queries; i++)
         item(out, f->parent_query ? "child" : "query", f->child_queries[i], true);
