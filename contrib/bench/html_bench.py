@@ -14,23 +14,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "integration"))
 
 import harness as h  # noqa: E402
 from browser import Browser  # noqa: E402
+from test_html import ten_thousand_shapes  # noqa: E402
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 ROWS = int(os.environ.get("STATEMENT_ROWS", "1000000"))
-
-
-def ten_thousand_shapes():
-    pg = h.Pgscope(h.shared_cluster(), args=["--explain", "off", "--max-shapes", "20000"])
-    pg.start()
-    conn = h.connect(pg.host, pg.port)
-    conn.autocommit = True
-    cur = conn.cursor()
-    for start in range(0, 10000, 200):
-        cur.execute(";".join("SELECT c%d FROM (SELECT 1 c%d) s" % (i, i)
-                             for i in range(start, start + 200)))
-    conn.close()
-    assert pg.stop() == 0, pg.log_text()
-    return pg.db
 
 
 def timed_report(db, out, fmt="html"):
