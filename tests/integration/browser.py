@@ -125,6 +125,14 @@ class Browser:
                 self.proc.wait()
 
 
+def screenshot_cli(url, path, width=1280, height=900):
+    """chromium --headless --screenshot: the page as a first visit shows it."""
+    res = h.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                 "--window-size=%d,%d" % (width, height), "--screenshot=" + path,
+                 "--user-data-dir=" + h.make_temp_dir("chromium-shot-"), url], timeout=120)
+    assert res.rc == 0 and os.path.getsize(path) > 1000, res
+
+
 def dump_dom(url):
     """chromium --headless --dump-dom: the DOM after the page's scripts ran."""
     res = h.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--dump-dom",

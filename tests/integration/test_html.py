@@ -8,7 +8,7 @@ import os
 import re
 
 import harness as h
-from browser import Browser, dump_dom
+from browser import Browser, dump_dom, screenshot_cli
 from test_binary_params import BY_ASSIGNEE, cluster
 from test_check import DB, orders_loop, shop
 
@@ -147,9 +147,9 @@ def test_html_report_of_10000_shapes():
         rows = b.eval("document.querySelectorAll('#statements tbody tr').length")
         assert rows == 500, rows
         ms = b.eval("performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd")
-        b.screenshot(os.path.join(shots_dir(), "report-10000-shapes.png"), full=False)
     finally:
         b.close()
+    screenshot_cli("file://" + page, os.path.join(shots_dir(), "report-10000-shapes.png"))
     h.note("10,000 shapes: %d bytes, DOMContentLoaded at %.0f ms" % (size, ms))
 
 
@@ -235,5 +235,32 @@ def test_demo_report_in_a_browser():
         assert b.eval("Array.from(document.querySelectorAll('svg.hist'))"
                       ".every(s => s.querySelector('g.p95 line'))")
         b.screenshot(os.path.join(shots_dir(), "demo-1280.png"))
+    finally:
+        b.close()
+
+
+def test_html_keeps_a_hostile_literal_as_text():
+    """With store_params on, a string literal is kept in the sampled plan: one holding
+    </script>, markup, & and quotes is shown in the plan tree as text, and runs nothing."""
+    cluster()
+    pg = h.Pgscope(h.shared_cluster(), args=["--explain-min-duration", "5", "--explain-budget",
+                                             "100", "--store-params", "on"]).start()
+    literal = "</script><script>window.pwned=2</script><b id=pwn2>&amp;\"''"
+    res = h.psql(pg.host, pg.port, "SELECT count(*) FROM tasks WHERE title = '%s' AND "
+                 "assignee >= 0" % literal, dbname="binparams")
+    assert res.rc == 0, res
+    assert pg.stop() == 0, pg.log_text()
+    page = html_of(pg.db)
+    with open(page, encoding="utf-8") as f:
+        text = f.read()
+    assert "<script>window.pwned=2" not in text and "&lt;/script&gt;&lt;script&gt;" in text
+    b = Browser()
+    try:
+        b.open("file://" + page)
+        assert b.problems() == [], b.problems()
+        b.eval("document.querySelector('details.plan > summary').click()")
+        tree = b.eval("document.querySelector('details.plan').innerText")
+        assert "</script><script>window.pwned=2</script><b id=pwn2>&amp;\"'" in tree, tree
+        assert b.eval("window.pwned === undefined && !document.getElementById('pwn2')")
     finally:
         b.close()
