@@ -334,7 +334,9 @@ def sleep_run(db, seconds, calls=200, loop=False):
 
 def test_timing_rule_fails_a_real_slowdown_and_passes_noise():
     """A shape made 30% slower over 200 calls fails, with the test and its p-value; the same
-    code run again (noise only) passes in 20 runs out of 20."""
+    code run twice (noise only) passes in 20 pairs out of 20. Each pair is two runs one after
+    the other: the machine's own drift over the test's minute (a loaded CI machine, a sanitized
+    build) is a real slowdown to any latency rule, and not what this measures."""
     db = sleep_run(None, 0.002)
     sleep_run(db, 0.0026)
     res = check(db, "--baseline-run", "1")
@@ -356,12 +358,15 @@ def test_timing_rule_fails_a_real_slowdown_and_passes_noise():
                   saved]).rc == 0
     from_file = check(db, "--baseline", saved)  # the histograms travel in the file
     assert from_file.rc == 1 and "rule latency" in from_file.stdout, from_file
-    passed = 0
-    for run in range(3, 23):
+    passed, failures = 0, []
+    for run in range(3, 43, 2):
         sleep_run(db, 0.002)
-        res = check(db, "--run", str(run), "--baseline-run", "1")
+        sleep_run(db, 0.002)
+        res = check(db, "--run", str(run + 1), "--baseline-run", str(run))
         passed += res.rc == 0
-    assert passed == 20, "%d of 20 noise-only runs passed" % passed
+        if res.rc != 0:
+            failures.append(res.stdout)
+    assert passed == 20, "%d of 20 noise-only pairs passed: %s" % (passed, failures[:2])
     h.note("30%% slower: p = %.2g; noise: %d/20 passed" % (p, passed))
 
 
