@@ -177,20 +177,12 @@ static int extra_option(const char *v, check_options *o)
 
 static int format_option(const char *v, check_options *o)
 {
-    if (strcmp(v, "text") == 0)
-        o->format = OUT_TEXT;
-    else if (strcmp(v, "markdown") == 0)
-        o->format = OUT_MARKDOWN;
-    else if (strcmp(v, "junit") == 0)
-        o->format = OUT_JUNIT;
-    else if (strcmp(v, "html") == 0)
-        o->format = OUT_HTML;
-    else {
-        fprintf(stderr,
-                "pgscope check: --format: \"%s\" is not one of text, markdown, junit, html\n", v);
-        return 2;
-    }
-    return 0;
+    static const char *const names[] = {"text", "markdown", "junit", "html"};
+    int k = 0;
+    int rc = report_format_option("check", v, names, 4, &k);
+
+    o->format = rc == 0 ? (check_format)k : o->format;
+    return rc;
 }
 
 static bool known_kind(const char *kind)

@@ -88,16 +88,11 @@ static void usage(FILE *out)
 static int format_option(const char *v, diff_options *o)
 {
     static const char *const names[] = {"text", "markdown", "json", "junit", "html"};
+    int k = 0;
+    int rc = report_format_option("diff", v, names, 5, &k);
 
-    for (int k = 0; k < 5; k++) {
-        if (strcmp(v, names[k]) == 0) {
-            o->format = (diff_format)k;
-            return 0;
-        }
-    }
-    fprintf(stderr,
-            "pgscope diff: --format: \"%s\" is not one of text, markdown, json, junit, html\n", v);
-    return 2;
+    o->format = rc == 0 ? (diff_format)k : o->format;
+    return rc;
 }
 
 /* One option at argv[*i]: 0 taken, 2 bad usage (reason printed), -1 not an option of diff. */

@@ -113,6 +113,21 @@ int report_parse_args(const char *cmd, int argc, char **argv, void (*print_usage
     return 0;
 }
 
+int report_format_option(const char *cmd, const char *v, const char *const *names, int n, int *out)
+{
+    for (int k = 0; k < n; k++) {
+        if (strcmp(v, names[k]) == 0) {
+            *out = k;
+            return 0;
+        }
+    }
+    fprintf(stderr, "pgscope %s: --format: \"%s\" is not one of", cmd, v);
+    for (int k = 0; k < n; k++)
+        fprintf(stderr, "%s %s", k ? "," : "", names[k]);
+    fprintf(stderr, "\n");
+    return 2;
+}
+
 int report_annotations_option(const char *cmd, const char *v, bool *github)
 {
     if (strcmp(v, "github") != 0) {
@@ -231,17 +246,11 @@ static int parse_option(int argc, char **argv, int *i, bool *missing_out, void *
         return report_id_option("report", "--plan", v, &o->plan_id);
     } else if ((v = report_option_value(argc, argv, i, "--format", &missing))) {
         static const char *const names[] = {"text", "json", "markdown", "junit", "html"};
-        size_t k = 0;
-        while (k < 5 && strcmp(v, names[k]) != 0)
-            k++;
-        if (k == 5) {
-            fprintf(stderr,
-                    "pgscope report: --format: \"%s\" is not one of text, json, markdown, "
-                    "junit, html\n",
-                    v);
-            return 2;
-        }
-        o->format = (int)k;
+        int k = 0;
+        int rc = report_format_option("report", v, names, 5, &k);
+        if (rc == 0)
+            o->format = k;
+        return rc;
     } else if ((v = report_option_value(argc, argv, i, "--output", &missing))) {
         o->output = v;
     } else if ((v = report_option_value(argc, argv, i, "--annotations", &missing))) {

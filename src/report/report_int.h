@@ -227,6 +227,9 @@ bool report_parse_int(const char *s, long long min, long long max, long long *ou
 int report_parse_args(const char *cmd, int argc, char **argv, void (*print_usage)(FILE *out),
                       int (*option)(int argc, char **argv, int *i, bool *missing, void *ctx),
                       void *ctx);
+/* --format VALUE: its index in names (n of them, in the order of the caller's enum) into *out;
+ * 0, or 2 with the reason printed ("is not one of text, json, ..."). */
+int report_format_option(const char *cmd, const char *v, const char *const *names, int n, int *out);
 /* --annotations VALUE: github is the one kind; 0, or 2 with the reason printed. */
 int report_annotations_option(const char *cmd, const char *v, bool *github);
 /* An id option's value (a run, a plan) into *out: 0, or 2 with the reason printed. */
