@@ -1072,7 +1072,7 @@ static uint32_t param_number(const lexer *lx, const token *t)
 }
 
 /* For $n marks: the first free parameter number, and how long the copy can grow (a mark is at
- * most 11 bytes where its token had at least 1). */
+ * most 11 bytes where its token had at least 1, and may get a space on each side). */
 static size_t tidy_bound(const lexer *text, uint32_t *next)
 {
     lexer lx = *text;
@@ -1086,7 +1086,7 @@ static size_t tidy_bound(const lexer *text, uint32_t *next)
         marks += is_literal(t.kind) || t.kind == TK_JUNK || is_setting_name(&t);
     }
     *next = top < UINT32_MAX ? top + 1 : top;
-    return lx.n + 10 * marks;
+    return lx.n + 12 * marks;
 }
 
 /* A copy of text without comments, each run of whitespace and comments as one space, and every
@@ -1099,7 +1099,7 @@ static char *tidy_text(const char *text, size_t len, enum mark_style style, size
     tidier td;
     token t;
     size_t last = 0;
-    bool space = false;
+    bool space = false, marked = false;
 
     memset(&td, 0, sizeof(td));
     lex_init(&td.lx, text, len);
@@ -1121,6 +1121,11 @@ static char *tidy_text(const char *text, size_t len, enum mark_style style, size
         bool mark = word || doubt || is_literal(t.kind) || t.kind == TK_JUNK;
         if (word && words != NULL)
             *words = true;
+        /* A mark never touches a word: TO'x' is TO $2, not the identifier to$2 (nor 'x'AS
+         * the junk $1AS), so that the text reads as the statement did, however it was spaced. */
+        if (mark ? td.used > 0 && is_ident_cont((unsigned char)td.out[td.used - 1])
+                 : marked && is_ident_cont((unsigned char)td.lx.s[t.start]))
+            space = true;
         if (space && !append_cut(td.out, &td.used, td.cap, " ", 1))
             break;
         if (mark ? !put_mark(&td)
@@ -1129,6 +1134,7 @@ static char *tidy_text(const char *text, size_t len, enum mark_style style, size
         if (doubt)
             break;
         space = false;
+        marked = mark;
         td.statement_start = is_punct(&td.lx, &t, ';');
     }
     td.out[td.used] = '\0';

@@ -418,6 +418,31 @@ static void test_predigest_keeps_validity(void **state)
         check_implication(pairs[i][0], pairs[i][1]);
 }
 
+/* A $n mark never touches a word before it, whatever the spacing: TO'x' must not read as the
+ * identifier to$2 (found by fuzz_fingerprint: equal pre-digests, different shapes). */
+static void test_marks_never_touch_words(void **state)
+{
+    static const char *const texts[][2] = {
+        {"COPY (SELECT 1) TO' /tmp/a'", "COPY (SELECT $1) TO $2"},
+        {"COPY (SELECT 1) TO '/tmp/b'", "COPY (SELECT $1) TO $2"},
+        {"SELECT x FROM t WHERE a=1", "SELECT x FROM t WHERE a=$1"},
+    };
+    uint64_t id = 0;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        fp_cache *c = fp_cache_new(16);
+        fp_result r;
+        fp_statement(c, texts[i][0], strlen(texts[i][0]), &r);
+        assert_string_equal(r.normalized, texts[i][1]);
+        if (i == 0)
+            id = r.id;
+        if (i == 1)
+            assert_true(r.id == id);
+        fp_cache_free(c);
+    }
+}
+
 /* ---- the property: same pre-digest, same libpg_query fingerprint ---- */
 
 /* Real-world statements; {x} is replaced by a random literal of one kind (see put_value). */
@@ -1676,6 +1701,7 @@ int main(void)
         cmocka_unit_test(test_predigest_counts_comments_where_libpg_query_looks_ahead),
         cmocka_unit_test(test_shapes_ignore_values_that_fingerprints_keep),
         cmocka_unit_test(test_shapes_still_tell_statements_apart),
+        cmocka_unit_test(test_marks_never_touch_words),
         cmocka_unit_test(test_predigest_keeps_validity),
         cmocka_unit_test(test_property_literal_variants),
         cmocka_unit_test(test_cache_one_parse_per_shape),
