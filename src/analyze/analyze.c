@@ -42,8 +42,8 @@ typedef struct conn_rec {
     /* The relations it created temporary, oldest first: statements on them are not replayed
      * (another session cannot see them). Past MAX_TEMPS the oldest are forgotten; a replay
      * that then misses one is counted as not_visible instead. */
-    char *temps[MAX_TEMPS];
-    size_t n_temps;
+    char **temps; /* allocated at the first: most connections never make one */
+    size_t n_temps, cap_temps;
     bool dirty;
     uint64_t closed_in; /* the batch that carried it after it closed; 0: none yet */
     struct conn_rec *next;
@@ -138,7 +138,9 @@ static void forget_temps(conn_rec *c)
 {
     for (size_t i = 0; i < c->n_temps; i++)
         free(c->temps[i]);
-    c->n_temps = 0;
+    free(c->temps);
+    c->temps = NULL;
+    c->n_temps = c->cap_temps = 0;
 }
 
 static void conn_free(conn_rec *c)
@@ -621,6 +623,14 @@ static void temp_changed(bool created, const char *name, void *arg)
         return;
     if (c->n_temps == MAX_TEMPS)
         forget_temp(c, 0);
+    if (c->n_temps == c->cap_temps) {
+        size_t cap = c->cap_temps ? 2 * c->cap_temps : 4;
+        char **grown = realloc(c->temps, cap * sizeof(*grown));
+        if (!grown)
+            return;
+        c->temps = grown;
+        c->cap_temps = cap;
+    }
     char *copy = strdup(name);
     if (copy)
         c->temps[c->n_temps++] = copy;

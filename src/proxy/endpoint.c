@@ -14,6 +14,9 @@
 #define READ_CHUNK 65536
 #define READ_FIRST 4096
 
+/* An endpoint's error when even its message could not be allocated. */
+static char no_memory[] = "out of memory";
+
 static void on_readable(evutil_socket_t fd, short what, void *arg);
 static void on_writable(evutil_socket_t fd, short what, void *arg);
 
@@ -55,14 +58,44 @@ void endpoint_free(endpoint *ep)
         evbuffer_free(ep->out);
     if (ep->fd >= 0)
         close(ep->fd);
+    if (ep->errmsg != no_memory)
+        free(ep->errmsg);
     memset(ep, 0, sizeof(*ep));
     ep->fd = -1;
 }
 
+/* The reason is kept on the heap: a buffer in every endpoint would cost each connection
+ * hundreds of bytes for a message few ever get. */
+static void set_error(endpoint *ep, const char *why)
+{
+    if (ep->errmsg != no_memory)
+        free(ep->errmsg);
+    ep->errmsg = strdup(why);
+    if (!ep->errmsg)
+        ep->errmsg = no_memory;
+}
+
 static void fail(endpoint *ep, const char *what, int err)
 {
+    char why[256];
+
     ep->failed = true;
-    snprintf(ep->errmsg, sizeof(ep->errmsg), "%s: %s", what, strerror(err));
+    snprintf(why, sizeof(why), "%s: %s", what, strerror(err));
+    set_error(ep, why);
+}
+
+static void fail_tls(endpoint *ep, int ret)
+{
+    char why[256];
+
+    ep->failed = true;
+    proxy_tls_error(ep->ssl, ret, why, sizeof(why));
+    set_error(ep, why);
+}
+
+const char *endpoint_error(const endpoint *ep)
+{
+    return ep->errmsg ? ep->errmsg : "";
 }
 
 /* Arms or disarms the events from the endpoint's state. */
@@ -129,8 +162,7 @@ static void drive_handshake(endpoint *ep)
         update_events(ep);
         return;
     }
-    ep->failed = true;
-    proxy_tls_error(ep->ssl, r, ep->errmsg, sizeof(ep->errmsg));
+    fail_tls(ep, r);
     ep->handshaking = false;
     update_events(ep);
     ep->on_ready(ep, ep->arg);
@@ -238,8 +270,7 @@ static void read_tls(endpoint *ep)
             ep->read_eof = true; /* close_notify, or a peer that just closed */
             return;
         }
-        ep->failed = true;
-        proxy_tls_error(ep->ssl, r, ep->errmsg, sizeof(ep->errmsg));
+        fail_tls(ep, r);
         return;
     }
     if (SSL_has_pending(ep->ssl))
@@ -322,8 +353,7 @@ static bool flush_tls(endpoint *ep)
             ep->tls_write_wants_read = true;
             return true;
         }
-        ep->failed = true;
-        proxy_tls_error(ep->ssl, r, ep->errmsg, sizeof(ep->errmsg));
+        fail_tls(ep, r);
         return false;
     }
     return true;

@@ -60,7 +60,7 @@ struct endpoint {
     bool failed;          /* a socket or TLS error; errmsg says which */
     bool tls_read_wants_write, tls_write_wants_read;
     int tls_retry_len; /* SSL_write must be retried with the same length */
-    char errmsg[256];
+    char *errmsg;      /* why it failed: set with `failed`, NULL before (see endpoint_error) */
     uint64_t bytes_in, bytes_out;
     endpoint_cb on_read;  /* bytes arrived, or EOF, or an error */
     endpoint_cb on_write; /* bytes of `out` were written */
@@ -70,6 +70,8 @@ struct endpoint {
 
 bool endpoint_init(endpoint *ep, struct event_base *base, int fd, void *arg);
 void endpoint_free(endpoint *ep);
+/* Why ep failed, "" when it did not. */
+const char *endpoint_error(const endpoint *ep);
 /* Starts a non-blocking connect; on_ready follows. */
 bool endpoint_connect(endpoint *ep, const proxy_addr *addr);
 /* Starts TLS on the socket (ssl is owned by ep from here on); on_ready follows. */

@@ -45,7 +45,7 @@ typedef struct capture {
 struct proxy_session {
     proxy *px;
     uint64_t id;
-    char tag[320]; /* log prefix: id, client address, user@database */
+    char *tag;     /* log prefix: id, client address, user@database (NULL: out of memory) */
     char addr[64]; /* client address for the report */
     endpoint client, server;
     session_state state;
@@ -63,8 +63,8 @@ struct proxy_session {
     bool active;            /* bytes passed since the last idle sweep */
     bool trimmed;           /* quiet since a sweep gave back its room */
     bool dead;
-    struct event *timer; /* connect and closing deadlines */
-    struct event *reap;  /* frees the session once the current callback is over */
+    struct event *timer; /* connect and closing deadlines; at the end, frees the session once
+                          * the current callback is over (session_close) */
     track_conn *track;   /* protocol state for statement events; NULL when not tracking */
     wire_sink client_sink, server_sink;
     capture client_capture, server_capture;
@@ -252,9 +252,8 @@ static void session_destroy(proxy_session *s)
     endpoint_free(&s->server); /* fd -1 and NULL members when never connected */
     if (s->timer)
         event_free(s->timer);
-    if (s->reap)
-        event_free(s->reap);
     free(s->first);
+    free(s->tag);
     free(s);
     proxy_session_ended(px);
 }
@@ -262,6 +261,19 @@ static void session_destroy(proxy_session *s)
 static void reap(evutil_socket_t fd, short what, void *arg)
 {
     session_destroy(arg);
+}
+
+/* Arms the session's one timer with cb after secs. Never once the session is dead: its timer
+ * is then the event that frees it. */
+static void arm_timer(proxy_session *s, event_callback_fn cb, int secs)
+{
+    struct timeval tv = {secs, 0};
+
+    if (s->dead)
+        return;
+    event_del(s->timer);
+    event_assign(s->timer, s->px->base, -1, 0, cb, s);
+    event_add(s->timer, &tv);
 }
 
 /* Marks the session dead: no callback of it runs again, and it is freed shortly. */
@@ -273,8 +285,11 @@ static void session_close(proxy_session *s)
     endpoint_silence(&s->client);
     if (s->server.ev_read)
         endpoint_silence(&s->server);
+    /* The deadline timer, of no more use, becomes the event that frees the session: one event
+     * fewer in every connection. */
     event_del(s->timer);
-    event_active(s->reap, EV_TIMEOUT, 1);
+    event_assign(s->timer, s->px->base, -1, 0, reap, s);
+    event_active(s->timer, EV_TIMEOUT, 1);
 }
 
 /* True when an ErrorResponse may be put in front of the client now without cutting a message. */
@@ -311,10 +326,7 @@ static void session_last_words(proxy_session *s, const uint8_t *msg, size_t n)
         session_close(s);
         return;
     }
-    event_del(s->timer);
-    event_assign(s->timer, s->px->base, -1, 0, closing_deadline, s);
-    struct timeval tv = {5, 0};
-    event_add(s->timer, &tv);
+    arm_timer(s, closing_deadline, 5);
 }
 
 /* Sends a FATAL ErrorResponse to the client if the protocol allows it here, then closes. */
@@ -473,7 +485,7 @@ static void server_gone(proxy_session *s)
 {
     if (!s->client_terminated)
         log_info(s->tag, "the server closed the connection%s%s", s->server.failed ? ": " : "",
-                 s->server.failed ? s->server.errmsg : "");
+                 endpoint_error(&s->server));
     if (s->state == ST_AUTH) /* a message the server did not finish is passed on as it is */
         evbuffer_remove_buffer(s->server.in, s->client.out, evbuffer_get_length(s->server.in));
     s->server.read_eof = true;
@@ -486,12 +498,7 @@ static void server_gone(proxy_session *s)
     }
     pass_on_eof(s, &s->server, &s->client);
     close_if_done(s);
-    if (!s->dead) {
-        event_del(s->timer);
-        event_assign(s->timer, s->px->base, -1, 0, closing_deadline, s);
-        struct timeval tv = {GONE_TIMEOUT, 0};
-        event_add(s->timer, &tv);
-    }
+    arm_timer(s, closing_deadline, GONE_TIMEOUT);
 }
 
 static void relay_from_server(proxy_session *s)
@@ -579,16 +586,14 @@ static void upstream_ready(proxy_session *s)
             s->first_len && wire_get_u32(s->first + 4) == WIRE_CODE_CANCEL ? ST_CANCEL : ST_AUTH;
     }
     if (!endpoint_flush(&s->server)) {
-        upstream_failed(s, s->server.errmsg);
+        upstream_failed(s, endpoint_error(&s->server));
         return;
     }
     endpoint_want_read(&s->server, true);
     if (s->state == ST_CANCEL) {
         /* The server closes the connection once it has read the request; do not wait on a
          * server that does not. */
-        event_assign(s->timer, s->px->base, -1, 0, closing_deadline, s);
-        struct timeval tv = {s->px->settings.connect_timeout, 0};
-        event_add(s->timer, &tv);
+        arm_timer(s, closing_deadline, s->px->settings.connect_timeout);
         return;
     }
     wire_framer_init(&s->from_client, WIRE_FROM_CLIENT);
@@ -683,7 +688,7 @@ static void server_ready(endpoint *ep, void *arg)
     if (s->dead)
         return;
     if (ep->failed) {
-        upstream_failed(s, ep->errmsg);
+        upstream_failed(s, endpoint_error(ep));
         return;
     }
     if (ep->ssl) { /* the TLS handshake is done */
@@ -731,12 +736,9 @@ static void connect_upstream(proxy_session *s)
     s->server.on_read = server_read;
     s->server.on_write = on_write;
     s->server.on_ready = server_ready;
-    event_del(s->timer); /* the startup deadline */
-    event_assign(s->timer, px->base, -1, 0, connect_deadline, s);
-    struct timeval tv = {px->settings.connect_timeout, 0};
-    event_add(s->timer, &tv);
+    arm_timer(s, connect_deadline, px->settings.connect_timeout); /* replaces the startup one */
     if (!endpoint_connect(&s->server, &px->upstream))
-        upstream_failed(s, s->server.errmsg);
+        upstream_failed(s, endpoint_error(&s->server));
 }
 
 /* ---- the client's first packets ---- */
@@ -810,7 +812,7 @@ static void client_ready(endpoint *ep, void *arg)
     if (s->dead)
         return;
     if (ep->failed) {
-        log_info(s->tag, "client TLS handshake failed: %s", ep->errmsg);
+        log_info(s->tag, "client TLS handshake failed: %s", endpoint_error(ep));
         session_close(s);
         return;
     }
@@ -822,14 +824,31 @@ static void client_ready(endpoint *ep, void *arg)
     event_active(ep->ev_read, EV_READ, 1); /* the startup packet may already be decrypted */
 }
 
+/* The log prefix, on the heap at its length: a buffer for the longest in every session would
+ * cost each idle connection hundreds of bytes. */
+static void set_tag(proxy_session *s, const char *user, const char *db)
+{
+    char tag[320];
+
+    snprintf(tag, sizeof(tag), "c%llu %s", (unsigned long long)s->id, s->addr);
+    if (user || db) {
+        size_t n = strlen(tag);
+        snprintf(tag + n, sizeof(tag) - n, " %.60s@%.60s%s", user ? user : "?",
+                 db ? db : (user ? user : "?"), s->client.ssl ? " tls" : "");
+    }
+    char *copy = strdup(tag);
+    if (copy || !s->tag) {
+        free(s->tag);
+        s->tag = copy;
+    }
+}
+
 static void name_session(proxy_session *s)
 {
     const char *user = wire_startup_param(s->first, s->first_len, "user");
     const char *db = wire_startup_param(s->first, s->first_len, "database");
-    size_t n = strlen(s->tag);
 
-    snprintf(s->tag + n, sizeof(s->tag) - n, " %.60s@%.60s%s", user ? user : "?",
-             db ? db : (user ? user : "?"), s->client.ssl ? " tls" : "");
+    set_tag(s, user ? user : "?", db);
 }
 
 /* Keeps the first packet to forward it verbatim once the server is connected. A StartupMessage
@@ -910,7 +929,7 @@ static void client_read(endpoint *ep, void *arg)
     if (s->dead)
         return;
     if (ep->failed) {
-        log_debug(s->tag, "client connection error: %s", ep->errmsg);
+        log_debug(s->tag, "client connection error: %s", endpoint_error(ep));
         session_close(s);
         return;
     }
@@ -988,15 +1007,14 @@ void session_start(proxy *px, int fd, const struct sockaddr *sa, int salen)
         port = ntohs(in6->sin6_port);
     }
     snprintf(s->addr, sizeof(s->addr), port ? "%s:%d" : "%s", host, port);
-    snprintf(s->tag, sizeof(s->tag), "c%llu %s", (unsigned long long)s->id, s->addr);
+    set_tag(s, NULL, NULL);
     s->client_is_unix = sa->sa_family == AF_UNIX;
     if (!s->client_is_unix)
         proxy_tune_socket(fd);
     s->timer = event_new(px->base, -1, 0, startup_deadline, s);
-    s->reap = event_new(px->base, -1, 0, reap, s);
     LIST_INSERT_HEAD(&px->sessions, s, link);
     px->n_sessions++;
-    if (!endpoint_init(&s->client, px->base, fd, s) || !s->timer || !s->reap) {
+    if (!endpoint_init(&s->client, px->base, fd, s) || !s->timer) {
         log_error(s->tag, "out of memory");
         session_destroy(s); /* no reap event to defer to */
         return;

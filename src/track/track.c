@@ -379,8 +379,10 @@ typedef struct {
 } event_ring;
 
 /* The result sample of the statement whose response is passing. The columns and the values
- * share one block, allocated when first needed and kept: TRACK_SAMPLE_COLS columns, then room
- * for `room` values (at most TRACK_SAMPLE_VALUES). */
+ * share one block, allocated when first needed and kept until the connection is idle: room for
+ * `cols_room` columns (as many as results had, at most TRACK_SAMPLE_COLS), then for `room`
+ * values (at most TRACK_SAMPLE_VALUES). Sized by need, not for the widest result: most results
+ * have a few columns, and a thousand connections each holding 32 would cost 2.5 MB. */
 typedef enum {
     SMP_UNDECIDED, /* the first DataRow will tell (from the Execute's portal) */
     SMP_ON,        /* DataRows are captured and hashed */
@@ -391,6 +393,7 @@ typedef struct {
     track_column *cols; /* the block; NULL until first needed */
     uint32_t *values;   /* rows x width hashes, row-major, inside the block */
     uint32_t room;
+    uint16_t cols_room;
     uint32_t used;      /* values filled */
     uint32_t rows;      /* rows sampled */
     uint16_t n_columns; /* as described */
@@ -899,25 +902,31 @@ uint32_t track_value_hash(const void *bytes, size_t len)
     return v ? v : 1; /* 0 stands for NULL */
 }
 
-/* Room for `need` values, allocating the block at the first call. False when memory ran out
- * (or more than the cap was asked for). */
-static bool sample_room(sample *s, uint32_t need)
+/* Room for `cols` columns and `need` values, allocating the block at the first call; values
+ * already sampled are kept. False when memory ran out (or more than the cap was asked for). */
+static bool sample_room(sample *s, uint16_t cols, uint32_t need)
 {
-    if (s->cols && need <= s->room)
+    if (s->cols && cols <= s->cols_room && need <= s->room)
         return true;
-    if (need > TRACK_SAMPLE_VALUES)
+    if (need > TRACK_SAMPLE_VALUES || cols > TRACK_SAMPLE_COLS)
         return false;
+    uint16_t old_cols = s->cols_room;
+    if (cols < old_cols)
+        cols = old_cols;
     uint32_t room = s->room ? s->room : SAMPLE_FIRST_VALUES;
     while (room < need)
         room *= 2;
     if (room > TRACK_SAMPLE_VALUES)
         room = TRACK_SAMPLE_VALUES;
-    track_column *block = realloc(s->cols, TRACK_SAMPLE_COLS * sizeof(track_column) +
-                                               (size_t)room * sizeof(uint32_t));
+    track_column *block =
+        realloc(s->cols, (size_t)cols * sizeof(track_column) + (size_t)room * sizeof(uint32_t));
     if (!block)
         return false;
+    if (cols != old_cols && s->used > 0) /* the values move up behind the new columns */
+        memmove(block + cols, block + old_cols, (size_t)s->used * sizeof(uint32_t));
     s->cols = block;
-    s->values = (uint32_t *)(void *)(block + TRACK_SAMPLE_COLS);
+    s->values = (uint32_t *)(void *)(block + cols);
+    s->cols_room = cols;
     s->room = room;
     return true;
 }
@@ -945,7 +954,7 @@ static void sample_described(sample *s, uint16_t n_columns)
 /* The statement's columns are those of a remembered description. */
 static void sample_use_desc(sample *s, const shared_desc *d)
 {
-    if (!sample_room(s, 0)) {
+    if (!sample_room(s, d->n_kept, 0)) {
         s->state = SMP_OFF;
         return;
     }
@@ -995,13 +1004,16 @@ static rd_status read_row_description(sample *s, reader *r)
     if (n > INT16_MAX)
         return RD_BAD; /* the count is an Int16: negative */
     uint16_t width = n < TRACK_SAMPLE_COLS ? n : TRACK_SAMPLE_COLS;
-    if (s->cols && width > 0)
+    bool room = sample_room(s, width, 0);
+    if (!room)
+        s->state = SMP_OFF; /* out of memory: the description is only checked */
+    else if (width > 0)
         memset(s->cols, 0, (size_t)width * sizeof(track_column));
     for (uint16_t i = 0; i < n && st == RD_OK; i++)
-        st = read_field(r, s->cols && i < width ? &s->cols[i] : NULL);
+        st = read_field(r, room && i < width ? &s->cols[i] : NULL);
     if (st == RD_OK)
         st = rd_end(r);
-    if (st != RD_BAD && s->cols)
+    if (st != RD_BAD && room)
         sample_described(s, n);
     return st;
 }
@@ -1060,7 +1072,7 @@ static bool sample_row(sample *s, reader *r)
         return true; /* nothing captured to go by */
     if (st == RD_BAD || n != s->n_columns)
         return false;
-    if (!sample_room(s, s->used + s->width)) {
+    if (!sample_room(s, 0, s->used + s->width)) {
         s->state = SMP_OFF;
         return true;
     }
@@ -1875,8 +1887,6 @@ static bool on_row_description(track_conn *c, req *head, reader *r)
     if (!running && head->kind != 'D')
         return false;
     sample_reset(&c->smp);
-    if (!sample_room(&c->smp, 0))
-        c->smp.state = SMP_OFF; /* out of memory: the description is only checked */
     if (read_row_description(&c->smp, r) == RD_BAD)
         return false;
     if (!running) {
