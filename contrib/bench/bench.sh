@@ -2,7 +2,7 @@
 # Benchmarks pgscope against direct PostgreSQL 15 and pgbouncer (session mode) with pgbench -S.
 #
 # Environment: PGSCOPE_BIN (default ./src/pgscope), BENCH_SECONDS (10), BENCH_SCALE (10),
-# BENCH_OUT (/tmp/pgscope-bench.tsv), BENCH_MODES ("simple extended prepared"),
+# BENCH_OUT (/tmp/pgscope-bench.tsv), BENCH_MODES ("simple extended prepared literals"),
 # BENCH_CLIENTS ("1 8"), BENCH_ROUNDS (1; with more, each figure is the median of the rounds,
 # and the order of the three targets rotates from round to round), BENCH_PROFILE (1: record
 # `perf record -e cpu-clock -g` of pgscope during its 8-client runs and print the top symbols),
@@ -13,7 +13,10 @@
 # threads, /proc/PID/stat) and context switches (voluntary and involuntary, summed over
 # /proc/PID/task/*/status) per transaction. pgbench -S in the simple mode inlines a different
 # aid literal in every statement: the workload where each statement's text is new; pgscope's
-# dropped events are printed at the end.
+# dropped events are printed at the end. The `literals` mode goes further: a custom script in the
+# simple protocol whose statement inlines three values of three kinds (an integer, a negative
+# number, a string), all different in every statement, so that nothing about its text repeats
+# but its shape.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,7 +26,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DURATION=${BENCH_SECONDS:-10}
 SCALE=${BENCH_SCALE:-10}
 OUT=${BENCH_OUT:-/tmp/pgscope-bench.tsv}
-MODES=${BENCH_MODES:-simple extended prepared}
+MODES=${BENCH_MODES:-simple extended prepared literals}
 CLIENTS=${BENCH_CLIENTS:-1 8}
 ROUNDS=${BENCH_ROUNDS:-1}
 TARGETS=(direct pgbouncer pgscope)
@@ -115,7 +118,9 @@ run_pgbench() { # target mode clients
             -- sleep "$DURATION" >/dev/null 2>&1 &
         perf=$!
     fi
-    if timeout $((DURATION + 60)) pgbench -S -n -T "$DURATION" -M "$mode" -c "$clients" -j "$jobs" \
+    local workload=(-S -M "$mode")
+    [ "$mode" != literals ] || workload=(-f "$SCRATCH_DIR/literals.sql" -M simple)
+    if timeout $((DURATION + 60)) pgbench "${workload[@]}" -n -T "$DURATION" -c "$clients" -j "$jobs" \
         -h 127.0.0.1 -p "${PORT[$target]}" -U postgres postgres >"$log" 2>&1; then
         after=$(proc_counters "${PID_OF[$target]:-}")
         [ -z "$perf" ] || wait "$perf" || true
@@ -130,6 +135,15 @@ run_pgbench() { # target mode clients
         { scratch_log "pgbench failed against $target ($mode, $clients clients):"; tail -n 5 "$log"; } >&2
         echo "NA NA NA NA NA"
     fi
+}
+
+# The literals workload: one indexed lookup, every value inlined and new in each statement.
+write_literals_script() {
+    cat >"$SCRATCH_DIR/literals.sql" <<'SQL'
+\set aid random(1, 100000 * :scale)
+\set n random(1, 1000000000)
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid AND abalance > -:n AND filler <> 'v:n';
+SQL
 }
 
 warm_up() {
@@ -299,6 +313,7 @@ main() {
     start_postgres
     start_pgbouncer
     start_pgscope
+    write_literals_script
     print_header
     warm_up
     run_matrix

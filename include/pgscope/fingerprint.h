@@ -48,6 +48,7 @@ void fp_statement(fp_cache *c, const char *text, size_t len, fp_result *out);
 
 typedef struct fp_counters {
     uint64_t lookups, hits, parses, fallbacks, evictions;
+    uint64_t exact_hits; /* lookups whose text was known byte for byte: not even lexed */
 } fp_counters;
 void fp_get_counters(const fp_cache *c, fp_counters *out);
 

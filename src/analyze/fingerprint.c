@@ -503,6 +503,7 @@ typedef struct digest {
     bool query;             /* inside a SELECT nested in a statement that keeps values */
     size_t query_depth;
     bool values_matter; /* a literal where libpg_query's fingerprint may keep its value */
+    bool literals;      /* a literal anywhere */
 } digest;
 
 /* The code hashed before a token: a lower-case letter, digit or sign for a token hashed with
@@ -808,6 +809,7 @@ static void digest_token(digest *d, const token *t)
 
     bool literal = is_literal(t->kind) && !t->bad;
     bool keep = literal && keeps_value(d, t);
+    d->literals = d->literals || literal;
     /* Ids from a normalized text (strip_all) ignore parameter numbers, as fingerprints do:
      * "IN ($2, $3)" then ends the same whatever the length of a list before it. */
     bool param = d->strip_all && t->kind == TK_PARAM && !t->bad;
@@ -845,8 +847,9 @@ static void digest_token(digest *d, const token *t)
 }
 
 /* The hash of text's token stream; *values_matter (may be NULL) tells whether a literal stood
- * where libpg_query's fingerprint keeps values. */
-static uint64_t digest_text(const char *text, size_t len, bool strip_all, bool *values_matter)
+ * where libpg_query's fingerprint keeps values, *literals (may be NULL) whether it had any. */
+static uint64_t digest_text(const char *text, size_t len, bool strip_all, bool *values_matter,
+                            bool *literals)
 {
     lexer lx;
     token t;
@@ -864,12 +867,14 @@ static uint64_t digest_text(const char *text, size_t len, bool strip_all, bool *
         list_collapse(&d, 'V');
     if (values_matter != NULL)
         *values_matter = d.values_matter;
+    if (literals != NULL)
+        *literals = d.literals;
     return hash_mix64(d.h);
 }
 
 uint64_t fp_predigest(const char *text, size_t len)
 {
-    return digest_text(text, len, false, NULL);
+    return digest_text(text, len, false, NULL, NULL);
 }
 
 /* Text libpg_query rejects: an id from the pre-digest with every literal stripped, so that all
@@ -877,7 +882,7 @@ uint64_t fp_predigest(const char *text, size_t len)
  * pre-digests used elsewhere. */
 static uint64_t fallback_id(const char *text, size_t len)
 {
-    return hash_mix64(digest_text(text, len, true, NULL) ^ 0x5bd1e9955bd1e995ULL);
+    return hash_mix64(digest_text(text, len, true, NULL, NULL) ^ 0x5bd1e9955bd1e995ULL);
 }
 
 /* The id of a statement whose libpg_query fingerprint would depend on its values: a hash of
@@ -887,7 +892,7 @@ static uint64_t fallback_id(const char *text, size_t len)
  * pre-digest share this id too; the constant keeps it apart from the other kinds of id. */
 static uint64_t cleaned_id(const char *normalized)
 {
-    return hash_mix64(digest_text(normalized, strlen(normalized), true, NULL) ^
+    return hash_mix64(digest_text(normalized, strlen(normalized), true, NULL, NULL) ^
                       0x8f14e45fceea167aULL);
 }
 
@@ -1409,6 +1414,8 @@ int fp_tags(const char *text, size_t len, char *out, size_t cap)
 
     if (cap > 0)
         out[0] = '\0';
+    if (memmem(text, len, "/*", 2) == NULL)
+        return 0; /* no comment, so no tags: most statements, spared the lexer's pass */
     lex_init(&lx, text, len);
     for (lex_next(&lx, &t); t.kind != TK_END; lex_next(&lx, &t)) {
         if (t.kind != TK_COMMENT || t.bad || lx.s[t.start] != '/')
@@ -1448,6 +1455,18 @@ typedef struct fp_entry {
     bool fallback;
 } fp_entry;
 
+/* A text seen before, byte for byte, with its pre-digest: a driver's bound statement comes back
+ * with the same text at every execution, and comparing bytes costs a fraction of lexing them. */
+#define FP_EXACT_SLOTS 64
+#define FP_EXACT_MAX 2048 /* longer texts are digested every time */
+
+typedef struct exact_text {
+    char *text; /* NULL: empty slot */
+    uint32_t len;
+    uint64_t hash, key;
+    bool values_matter;
+} exact_text;
+
 struct fp_cache {
     fp_entry *entries; /* n_entries used of cap_entries, grown up to max_entries */
     uint32_t n_entries, cap_entries, max_entries;
@@ -1459,6 +1478,7 @@ struct fp_cache {
     char *scratch; /* a NUL-terminated copy of the text for libpg_query */
     size_t scratch_cap;
     char *loose; /* the text of a result that could not be cached, freed on the next call */
+    exact_text exact[FP_EXACT_SLOTS];
     fp_counters counters;
 };
 
@@ -1497,6 +1517,8 @@ void fp_cache_free(fp_cache *c)
     free(c->slots);
     free(c->scratch);
     free(c->loose);
+    for (int i = 0; i < FP_EXACT_SLOTS; i++)
+        free(c->exact[i].text);
     free(c);
 }
 
@@ -1709,10 +1731,51 @@ static void result_from(const fp_entry *e, fp_result *out)
     out->fallback = e->fallback;
 }
 
+/* A hash of text's bytes, for the exact-text slots (a match is confirmed byte for byte). */
+static uint64_t bytes_hash(const char *s, size_t n)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ n, w;
+
+    for (; n >= 8; s += 8, n -= 8) {
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, s, n);
+    return hash_mix64(h ^ w);
+}
+
+/* The pre-digest of text: from its exact-text slot when the same bytes were digested before.
+ * A text with no literal takes the slot (it is a bound statement, back at every execution); one
+ * with literals only an empty slot (its next sighting may differ in every value). */
+static uint64_t text_key(fp_cache *c, const char *text, size_t len, bool *values_matter)
+{
+    if (len > FP_EXACT_MAX)
+        return digest_text(text, len, false, values_matter, NULL);
+    uint64_t h = bytes_hash(text, len);
+    exact_text *x = &c->exact[h % FP_EXACT_SLOTS];
+    if (x->text && x->hash == h && x->len == len && memcmp(x->text, text, len) == 0) {
+        c->counters.exact_hits++;
+        *values_matter = x->values_matter;
+        return x->key;
+    }
+    bool literals;
+    uint64_t key = digest_text(text, len, false, values_matter, &literals);
+    if (literals && x->text)
+        return key;
+    char *copy = realloc(x->text, len ? len : 1);
+    if (copy) {
+        memcpy(copy, text, len);
+        *x = (exact_text){copy, (uint32_t)len, h, key, *values_matter};
+    }
+    return key;
+}
+
 void fp_statement(fp_cache *c, const char *text, size_t len, fp_result *out)
 {
     bool values_matter;
-    uint64_t key = digest_text(text, len, false, &values_matter);
+    uint64_t key = text_key(c, text, len, &values_matter);
     uint32_t i = cache_find(c, key);
     fp_entry fresh;
 

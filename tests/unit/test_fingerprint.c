@@ -819,6 +819,41 @@ static void test_cache_one_parse_per_shape(void **state)
     fp_cache_free(c);
 }
 
+/* A bound statement's text, back byte for byte, is not lexed again; a text one byte apart is,
+ * and gets its own shape; texts with literals do not push a bound text out of its slot. */
+static void test_cache_exact_text(void **state)
+{
+    fp_cache *c = fp_cache_new(100);
+    fp_counters n;
+    fp_result r;
+    const char *bound = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
+    const char *other = "SELECT abalance FROM pgbench_accounts WHERE bid = $1";
+    char text[128];
+
+    (void)state;
+    fp_statement(c, bound, strlen(bound), &r);
+    uint64_t id = r.id;
+    for (int i = 0; i < 100; i++) {
+        fp_statement(c, bound, strlen(bound), &r);
+        assert_int_equal(r.id, id);
+        assert_string_equal(r.normalized, bound);
+        int len = snprintf(text, sizeof text,
+                           "SELECT abalance FROM pgbench_accounts WHERE aid = %d", i * 7919);
+        fp_statement(c, text, (size_t)len, &r);
+        assert_int_equal(r.id, id);
+    }
+    fp_statement(c, other, strlen(other), &r);
+    assert_int_not_equal(r.id, id);
+    assert_string_equal(r.normalized, other);
+    fp_statement(c, bound, 10, &r); /* a prefix of a known text is not that text */
+    assert_int_not_equal(r.id, id);
+    fp_get_counters(c, &n);
+    assert_int_equal(n.lookups, 203);
+    assert_int_equal(n.exact_hits, 100);
+    assert_int_equal(n.parses, 4); /* bound, inlined (its own pre-digest, same id), other, prefix */
+    fp_cache_free(c);
+}
+
 static void test_cache_normalized_text_is_the_first_seen(void **state)
 {
     fp_cache *c = fp_cache_new(10);
@@ -1702,6 +1737,7 @@ int main(void)
         cmocka_unit_test(test_shapes_ignore_values_that_fingerprints_keep),
         cmocka_unit_test(test_shapes_still_tell_statements_apart),
         cmocka_unit_test(test_marks_never_touch_words),
+        cmocka_unit_test(test_cache_exact_text),
         cmocka_unit_test(test_predigest_keeps_validity),
         cmocka_unit_test(test_property_literal_variants),
         cmocka_unit_test(test_cache_one_parse_per_shape),
