@@ -34,6 +34,7 @@ typedef struct fp_result {
     uint64_t id;
     const char *normalized; /* constants as $1, $2...; valid until the next call on the cache */
     bool fallback;          /* libpg_query could not parse the text (syntax, depth, cut text) */
+    bool values;            /* this text may hold values fp_literals finds (false: it has none) */
 } fp_result;
 
 typedef struct fp_cache fp_cache;

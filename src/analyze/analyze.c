@@ -78,8 +78,6 @@ typedef struct fix_check {
 typedef struct shape_info {
     uint64_t fp;
     char table[64]; /* the one table it reads, or "" */
-    bool literals;  /* constants are written in it (else an extended-protocol statement's values
-                     * are its parameters alone, and its text need not be read for literals) */
     bool catalog;   /* it reads the system catalogs */
 } shape_info;
 
@@ -450,15 +448,8 @@ static void collect_params(const track_event *ev, const char *text, size_t len, 
          i++)
         add_param(p, v, vlen, binary,
                   ev->param_types && i < ev->n_param_types ? ev->param_types[i] : 0);
-    if (literals || ev->via == TRACK_VIA_SIMPLE)
+    if (literals) /* else the values are its parameters alone: no need to read the text */
         fp_literals(text, len, add_literal, p);
-}
-
-static void count_literal(const char *value, size_t len, void *arg)
-{
-    (void)value;
-    (void)len;
-    (*(int *)arg)++;
 }
 
 /* The facts of fp's shape, from the cache or read from this statement's text. */
@@ -467,11 +458,8 @@ static const shape_info *shape_facts(analyzer *a, const fp_result *fp, const cha
     shape_info *s = &a->shapes[hash_mix64(fp->id) % TABLE_SLOTS];
 
     if (s->fp != fp->id || fp->id == 0) {
-        int literals = 0;
         s->fp = fp->id;
         fp_single_table(text, len, s->table, sizeof(s->table));
-        fp_literals(text, len, count_literal, &literals);
-        s->literals = literals > 0;
         s->catalog = np1_is_catalog(fp->normalized);
     }
     return s;
@@ -720,7 +708,7 @@ static void on_statement(analyzer *a, const track_event *ev)
     if (a->ex)
         sample(a, ev, text, len, &fp, e, c, us, shape->table, test);
     /* fp.normalized holds until the next call on the cache */
-    detect(a, ev, text, len, &fp, tags, shape->table, shape->literals);
+    detect(a, ev, text, len, &fp, tags, shape->table, fp.values);
     follow_search_path(c, ev, text, len);
     follow_temps(c, ev, text, len);
 }

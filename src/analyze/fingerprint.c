@@ -503,7 +503,7 @@ typedef struct digest {
     bool query;             /* inside a SELECT nested in a statement that keeps values */
     size_t query_depth;
     bool values_matter; /* a literal where libpg_query's fingerprint may keep its value */
-    bool literals;      /* a literal anywhere */
+    bool values;        /* a literal anywhere, or a word fp_literals may take for a value */
 } digest;
 
 /* The code hashed before a token: a lower-case letter, digit or sign for a token hashed with
@@ -717,6 +717,21 @@ static bool is_constant_word(const lexer *lx, const token *t)
            is_word(lx, t, "default");
 }
 
+/* The words fp_literals may take for values (see word_constant): true, false, null, LIMIT ALL,
+ * a normal form and EXTRACT's field (the words that name them, to be safe). */
+static bool may_be_value_word(const lexer *lx, const token *t)
+{
+    static const char *const words[] = {"true",    "false",     "null",       "all",
+                                        "extract", "normalize", "normalized", NULL};
+
+    if (t->kind != TK_IDENT)
+        return false;
+    for (int i = 0; words[i]; i++)
+        if (is_word(lx, t, words[i]))
+            return true;
+    return false;
+}
+
 static void list_collapse(digest *d, unsigned char code)
 {
     d->h = d->h_list;
@@ -809,7 +824,7 @@ static void digest_token(digest *d, const token *t)
 
     bool literal = is_literal(t->kind) && !t->bad;
     bool keep = literal && keeps_value(d, t);
-    d->literals = d->literals || literal;
+    d->values = d->values || is_literal(t->kind) || may_be_value_word(d->lx, t);
     /* Ids from a normalized text (strip_all) ignore parameter numbers, as fingerprints do:
      * "IN ($2, $3)" then ends the same whatever the length of a list before it. */
     bool param = d->strip_all && t->kind == TK_PARAM && !t->bad;
@@ -847,9 +862,10 @@ static void digest_token(digest *d, const token *t)
 }
 
 /* The hash of text's token stream; *values_matter (may be NULL) tells whether a literal stood
- * where libpg_query's fingerprint keeps values, *literals (may be NULL) whether it had any. */
+ * where libpg_query's fingerprint keeps values, *values (may be NULL) whether the text may hold
+ * any value fp_literals finds (false: it finds none). */
 static uint64_t digest_text(const char *text, size_t len, bool strip_all, bool *values_matter,
-                            bool *literals)
+                            bool *values)
 {
     lexer lx;
     token t;
@@ -867,8 +883,8 @@ static uint64_t digest_text(const char *text, size_t len, bool strip_all, bool *
         list_collapse(&d, 'V');
     if (values_matter != NULL)
         *values_matter = d.values_matter;
-    if (literals != NULL)
-        *literals = d.literals;
+    if (values != NULL)
+        *values = d.values;
     return hash_mix64(d.h);
 }
 
@@ -1464,7 +1480,7 @@ typedef struct exact_text {
     char *text; /* NULL: empty slot */
     uint32_t len;
     uint64_t hash, key;
-    bool values_matter;
+    bool values_matter, values;
 } exact_text;
 
 struct fp_cache {
@@ -1747,35 +1763,37 @@ static uint64_t bytes_hash(const char *s, size_t n)
 }
 
 /* The pre-digest of text: from its exact-text slot when the same bytes were digested before.
- * A text with no literal takes the slot (it is a bound statement, back at every execution); one
- * with literals only an empty slot (its next sighting may differ in every value). */
-static uint64_t text_key(fp_cache *c, const char *text, size_t len, bool *values_matter)
+ * A text with no values takes the slot (it is a bound statement, back at every execution); one
+ * with values only an empty slot (its next sighting may differ in every value). *values_matter
+ * and *values as digest_text sets them. */
+static uint64_t text_key(fp_cache *c, const char *text, size_t len, bool *values_matter,
+                         bool *values)
 {
     if (len > FP_EXACT_MAX)
-        return digest_text(text, len, false, values_matter, NULL);
+        return digest_text(text, len, false, values_matter, values);
     uint64_t h = bytes_hash(text, len);
     exact_text *x = &c->exact[h % FP_EXACT_SLOTS];
     if (x->text && x->hash == h && x->len == len && memcmp(x->text, text, len) == 0) {
         c->counters.exact_hits++;
         *values_matter = x->values_matter;
+        *values = x->values;
         return x->key;
     }
-    bool literals;
-    uint64_t key = digest_text(text, len, false, values_matter, &literals);
-    if (literals && x->text)
+    uint64_t key = digest_text(text, len, false, values_matter, values);
+    if (*values && x->text)
         return key;
     char *copy = realloc(x->text, len ? len : 1);
     if (copy) {
         memcpy(copy, text, len);
-        *x = (exact_text){copy, (uint32_t)len, h, key, *values_matter};
+        *x = (exact_text){copy, (uint32_t)len, h, key, *values_matter, *values};
     }
     return key;
 }
 
 void fp_statement(fp_cache *c, const char *text, size_t len, fp_result *out)
 {
-    bool values_matter;
-    uint64_t key = text_key(c, text, len, &values_matter);
+    bool values_matter, values;
+    uint64_t key = text_key(c, text, len, &values_matter, &values);
     uint32_t i = cache_find(c, key);
     fp_entry fresh;
 
@@ -1787,6 +1805,7 @@ void fp_statement(fp_cache *c, const char *text, size_t len, fp_result *out)
         lru_unlink(c, i);
         lru_push(c, i);
         result_from(&c->entries[i], out);
+        out->values = values;
         return;
     }
     shape_compute(c, text, len, values_matter, &fresh);
@@ -1795,6 +1814,7 @@ void fp_statement(fp_cache *c, const char *text, size_t len, fp_result *out)
     if (i == FP_NONE) { /* no memory for the cache: answer anyway */
         c->loose = fresh.normalized;
         result_from(&fresh, out);
+        out->values = values;
         return;
     }
     c->entries[i] = fresh;
@@ -1803,6 +1823,7 @@ void fp_statement(fp_cache *c, const char *text, size_t len, fp_result *out)
     c->text_bytes += text_size(&fresh);
     trim_texts(c, i);
     result_from(&c->entries[i], out);
+    out->values = values;
 }
 
 /* ---- literal values ----

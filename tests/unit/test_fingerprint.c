@@ -854,6 +854,49 @@ static void test_cache_exact_text(void **state)
     fp_cache_free(c);
 }
 
+static void ignore_value(const char *value, size_t len, void *arg)
+{
+    (void)value;
+    (void)len;
+    (void)arg;
+}
+
+/* fp_result.values is false only for texts fp_literals finds no value in: the analysis then
+ * skips reading the text for literals. */
+static void test_values_flag_never_hides_a_value(void **state)
+{
+    static const char *const with[] = {
+        "SELECT 1",
+        "SELECT * FROM t WHERE a = 'x'",
+        "SELECT true",
+        "SELECT null",
+        "SELECT * FROM t LIMIT ALL",
+        "SELECT EXTRACT(year FROM d) FROM t",
+        "SELECT x IS NFC NORMALIZED FROM t",
+        "SELECT normalize(x, nfkd) FROM t",
+        "SELECT $1, -2",
+    };
+    static const char *const without[] = {"BEGIN", "SELECT * FROM t WHERE id = $1", "COMMIT",
+                                          "select a, b from t order by a"};
+    fp_cache *c = fp_cache_new(16);
+    fp_result r;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(with) / sizeof(with[0]); i++) {
+        fp_statement(c, with[i], strlen(with[i]), &r);
+        assert_true(r.values);
+        assert_true(fp_literals(with[i], strlen(with[i]), ignore_value, NULL) > 0);
+    }
+    for (size_t i = 0; i < sizeof(without) / sizeof(without[0]); i++) {
+        for (int twice = 0; twice < 2; twice++) { /* digested, then from its exact-text slot */
+            fp_statement(c, without[i], strlen(without[i]), &r);
+            assert_false(r.values);
+        }
+        assert_int_equal(fp_literals(without[i], strlen(without[i]), ignore_value, NULL), 0);
+    }
+    fp_cache_free(c);
+}
+
 static void test_cache_normalized_text_is_the_first_seen(void **state)
 {
     fp_cache *c = fp_cache_new(10);
@@ -1738,6 +1781,7 @@ int main(void)
         cmocka_unit_test(test_shapes_still_tell_statements_apart),
         cmocka_unit_test(test_marks_never_touch_words),
         cmocka_unit_test(test_cache_exact_text),
+        cmocka_unit_test(test_values_flag_never_hides_a_value),
         cmocka_unit_test(test_predigest_keeps_validity),
         cmocka_unit_test(test_property_literal_variants),
         cmocka_unit_test(test_cache_one_parse_per_shape),
