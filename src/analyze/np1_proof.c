@@ -38,7 +38,7 @@ static sval *find_mut(const rslot *s, uint32_t hash, uint16_t col)
 /* Doubles the set (kept at most half full); false when it may not or cannot grow. */
 static bool slot_grow(rslot *s)
 {
-    uint32_t cap = s->set_cap ? s->set_cap * 2 : 64;
+    uint32_t cap = s->set_cap ? s->set_cap * 2 : 16; /* most results hold a few values */
     sval *set;
 
     if (cap > 2 * NP1_SLOT_VALUES || (set = calloc(cap, sizeof *set)) == NULL)
