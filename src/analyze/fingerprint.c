@@ -1740,11 +1740,12 @@ static void shape_compute(fp_cache *c, const char *text, size_t len, bool values
     c->counters.fallbacks++;
 }
 
-static void result_from(const fp_entry *e, fp_result *out)
+static void result_from(const fp_entry *e, bool values, fp_result *out)
 {
     out->id = e->id;
     out->normalized = e->normalized != NULL ? e->normalized : "";
     out->fallback = e->fallback;
+    out->values = values;
 }
 
 /* A hash of text's bytes, for the exact-text slots (a match is confirmed byte for byte). */
@@ -1804,8 +1805,7 @@ void fp_statement(fp_cache *c, const char *text, size_t len, fp_result *out)
         c->counters.hits++;
         lru_unlink(c, i);
         lru_push(c, i);
-        result_from(&c->entries[i], out);
-        out->values = values;
+        result_from(&c->entries[i], values, out);
         return;
     }
     shape_compute(c, text, len, values_matter, &fresh);
@@ -1813,8 +1813,7 @@ void fp_statement(fp_cache *c, const char *text, size_t len, fp_result *out)
     i = cache_slot(c);
     if (i == FP_NONE) { /* no memory for the cache: answer anyway */
         c->loose = fresh.normalized;
-        result_from(&fresh, out);
-        out->values = values;
+        result_from(&fresh, values, out);
         return;
     }
     c->entries[i] = fresh;
@@ -1822,8 +1821,7 @@ void fp_statement(fp_cache *c, const char *text, size_t len, fp_result *out)
     lru_push(c, i);
     c->text_bytes += text_size(&fresh);
     trim_texts(c, i);
-    result_from(&c->entries[i], out);
-    out->values = values;
+    result_from(&c->entries[i], values, out);
 }
 
 /* ---- literal values ----

@@ -64,10 +64,11 @@ void endpoint_free(endpoint *ep)
     ep->fd = -1;
 }
 
-/* The reason is kept on the heap: a buffer in every endpoint would cost each connection
- * hundreds of bytes for a message few ever get. */
+/* Marks ep failed for the reason given, kept on the heap: a buffer in every endpoint would cost
+ * each connection hundreds of bytes for a message few ever get. */
 static void set_error(endpoint *ep, const char *why)
 {
+    ep->failed = true;
     if (ep->errmsg != no_memory)
         free(ep->errmsg);
     ep->errmsg = strdup(why);
@@ -79,7 +80,6 @@ static void fail(endpoint *ep, const char *what, int err)
 {
     char why[256];
 
-    ep->failed = true;
     snprintf(why, sizeof(why), "%s: %s", what, strerror(err));
     set_error(ep, why);
 }
@@ -88,7 +88,6 @@ static void fail_tls(endpoint *ep, int ret)
 {
     char why[256];
 
-    ep->failed = true;
     proxy_tls_error(ep->ssl, ret, why, sizeof(why));
     set_error(ep, why);
 }

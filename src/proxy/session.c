@@ -824,18 +824,13 @@ static void client_ready(endpoint *ep, void *arg)
     event_active(ep->ev_read, EV_READ, 1); /* the startup packet may already be decrypted */
 }
 
-/* The log prefix, on the heap at its length: a buffer for the longest in every session would
- * cost each idle connection hundreds of bytes. */
-static void set_tag(proxy_session *s, const char *user, const char *db)
+/* The log prefix, "c<id> <address>" and then who, on the heap at its length: a buffer for the
+ * longest in every session would cost each idle connection hundreds of bytes. */
+static void set_tag(proxy_session *s, const char *who)
 {
     char tag[320];
 
-    snprintf(tag, sizeof(tag), "c%llu %s", (unsigned long long)s->id, s->addr);
-    if (user || db) {
-        size_t n = strlen(tag);
-        snprintf(tag + n, sizeof(tag) - n, " %.60s@%.60s%s", user ? user : "?",
-                 db ? db : (user ? user : "?"), s->client.ssl ? " tls" : "");
-    }
+    snprintf(tag, sizeof(tag), "c%llu %s%s", (unsigned long long)s->id, s->addr, who);
     char *copy = strdup(tag);
     if (copy || !s->tag) {
         free(s->tag);
@@ -847,8 +842,11 @@ static void name_session(proxy_session *s)
 {
     const char *user = wire_startup_param(s->first, s->first_len, "user");
     const char *db = wire_startup_param(s->first, s->first_len, "database");
+    char who[160];
 
-    set_tag(s, user ? user : "?", db);
+    snprintf(who, sizeof(who), " %.60s@%.60s%s", user ? user : "?", db ? db : (user ? user : "?"),
+             s->client.ssl ? " tls" : "");
+    set_tag(s, who);
 }
 
 /* Keeps the first packet to forward it verbatim once the server is connected. A StartupMessage
@@ -1007,7 +1005,7 @@ void session_start(proxy *px, int fd, const struct sockaddr *sa, int salen)
         port = ntohs(in6->sin6_port);
     }
     snprintf(s->addr, sizeof(s->addr), port ? "%s:%d" : "%s", host, port);
-    set_tag(s, NULL, NULL);
+    set_tag(s, "");
     s->client_is_unix = sa->sa_family == AF_UNIX;
     if (!s->client_is_unix)
         proxy_tune_socket(fd);
